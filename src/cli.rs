@@ -1,0 +1,341 @@
+//! Command-line definitions (clap derive) and their translation into [`spec::Overrides`].
+//! No behaviour lives here. The original's single-dash flags are rewritten by [`crate::legacy`]
+//! before clap sees them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pki::Group;
+use crate::spec::{self, ClusterNetMode, KeyAlgorithm, Overrides};
+
+const AFTER_HELP: &str = "\
+The original kubicluster's flags still work: -c NAME,CLUSTER_IP,HYPERVISOR_IP, -w …, -clb IP,
+-cl=NAME, -cidr=CIDR, -kv= -ev= -cdv= -runcv= -katav= -cnipv= -calicov=, -f, -d.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubicluster",
+    version,
+    about = "Build Kubernetes clusters the hard way on libvirt VMs",
+    long_about = "Build Kubernetes clusters the hard way on libvirt VMs: plain binaries and systemd \
+                  units, every certificate and unit visible and reproducible.\n\n\
+                  The cluster is described by one YAML file (kubicluster.yaml, see `kubicluster init`), \
+                  overridable by flags and KUBICLUSTER_* environment variables.",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log debug detail to stderr (the original's -d).
+    #[arg(long, short = 'd', global = true, env = "KUBICLUSTER_DEBUG")]
+    pub debug: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example cluster file.
+    Init(InitArgs),
+    /// Check the cluster spec and print it fully resolved (file + env + flags + defaults).
+    Validate(SpecOnly),
+    /// Certificates and configs: CAs, every certificate, kubeconfigs, encryption config.
+    #[command(after_help = CNC_AFTER_HELP)]
+    Cnc(CncArgs),
+    /// Print the admin kubeconfig (or write it to a file).
+    Kubeconfig(KubeconfigArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the version.
+    Version,
+}
+
+const CNC_AFTER_HELP: &str = "\
+Files go to <workDir>/<cluster>/certs_and_configs. Re-running changes nothing that is still right:
+a certificate is re-issued when it is missing, its SANs or subject changed, it expires within
+renewBeforeDays, or with --force. CAs and the encryption key are never replaced.
+
+Legacy: `kubicluster cnc -c NAME,CLUSTER_IP,HYPERVISOR_IP -w … [-clb IP] [-f]` works without a file,
+and `cnc for_worker_nodes -w NEW -c CTRL` adds a worker's files only.";
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Number of controllers in the example.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub controllers: u8,
+    /// Number of workers in the example.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub workers: u8,
+    /// Where to write the file.
+    #[arg(long, short = 'o', default_value = spec::DEFAULT_FILE)]
+    pub output: PathBuf,
+    /// Print to stdout instead of writing a file.
+    #[arg(long, conflicts_with = "output")]
+    pub stdout: bool,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecOnly {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CncArgs {
+    /// Limit the run to parts of the PKI (default: all). Accepts the original's sub-command names.
+    #[arg(value_enum)]
+    pub only: Vec<CncPart>,
+    /// Re-issue every selected certificate (never the CAs or the encryption key). Legacy: -f.
+    #[arg(long, alias = "force-update")]
+    pub force: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CncPart {
+    /// The three CAs (cluster, etcd, front-proxy).
+    #[value(alias = "generate_ca")]
+    Ca,
+    /// The secret encryption config.
+    #[value(alias = "generate_encryption_configs")]
+    Encryption,
+    /// kube-apiserver serving cert, service-account key, apiserver→kubelet client.
+    Apiserver,
+    /// etcd server/peer certs per controller and the apiserver→etcd client.
+    Etcd,
+    /// The aggregation-layer client cert.
+    FrontProxy,
+    /// controller-manager, scheduler, kube-proxy certs and kubeconfigs.
+    #[value(alias = "for_system_components")]
+    SystemComponents,
+    /// The admin cert and kubeconfig.
+    Admin,
+    /// One kubelet cert and kubeconfig per worker.
+    #[value(alias = "for_worker_nodes")]
+    Workers,
+    /// The calico-cni cert and kubeconfig.
+    Calico,
+}
+
+impl From<CncPart> for Group {
+    fn from(p: CncPart) -> Group {
+        match p {
+            CncPart::Ca => Group::Ca,
+            CncPart::Encryption => Group::Encryption,
+            CncPart::Apiserver => Group::ApiServer,
+            CncPart::Etcd => Group::Etcd,
+            CncPart::FrontProxy => Group::FrontProxy,
+            CncPart::SystemComponents => Group::SystemComponents,
+            CncPart::Admin => Group::Admin,
+            CncPart::Workers => Group::Workers,
+            CncPart::Calico => Group::Calico,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Write to this file (mode 0600) instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetMode {
+    Isolated,
+    Bridged,
+}
+
+/// Flags that override the cluster file. Each also reads `KUBICLUSTER_<NAME>`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Cluster spec (override the cluster file)")]
+pub struct SpecArgs {
+    /// Cluster file [default: ./kubicluster.yaml if present, else the embedded default]. Legacy: -f FILE.
+    #[arg(long, env = "KUBICLUSTER_FILE", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Cluster name. Legacy: -cl=NAME.
+    #[arg(long, alias = "cluster", env = "KUBICLUSTER_NAME")]
+    pub name: Option<String>,
+    /// Work directory for generated files.
+    #[arg(long, env = "KUBICLUSTER_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<String>,
+    /// Controller NAME,CLUSTER_IP,HYPERVISOR_IP (repeatable; replaces the file's nodes). Legacy: -c.
+    #[arg(
+        long,
+        alias = "controller-node",
+        env = "KUBICLUSTER_CONTROLLERS",
+        value_delimiter = ' ',
+        value_name = "SPEC"
+    )]
+    pub controller: Vec<String>,
+    /// Worker NAME,CLUSTER_IP,HYPERVISOR_IP (repeatable; replaces the file's nodes). Legacy: -w.
+    #[arg(
+        long,
+        alias = "worker-node",
+        env = "KUBICLUSTER_WORKERS",
+        value_delimiter = ' ',
+        value_name = "SPEC"
+    )]
+    pub worker: Vec<String>,
+    /// Address clients use to reach the API servers. Legacy: -clb.
+    #[arg(long, env = "KUBICLUSTER_CONTROLLER_LB_IP", value_name = "IP")]
+    pub controller_lb_ip: Option<String>,
+    /// Pod CIDR. Legacy: -cidr=.
+    #[arg(
+        long,
+        alias = "cluster-cidr",
+        env = "KUBICLUSTER_POD_CIDR",
+        value_name = "CIDR"
+    )]
+    pub pod_cidr: Option<String>,
+    /// Service CIDR.
+    #[arg(long, env = "KUBICLUSTER_SERVICE_CIDR", value_name = "CIDR")]
+    pub service_cidr: Option<String>,
+    /// Cluster DNS service address.
+    #[arg(long, env = "KUBICLUSTER_CLUSTER_DNS", value_name = "IP")]
+    pub cluster_dns: Option<String>,
+    /// Kubernetes version. Legacy: -kv=.
+    #[arg(long, env = "KUBICLUSTER_KUBERNETES_VERSION", value_name = "V")]
+    pub kubernetes_version: Option<String>,
+    /// etcd version. Legacy: -ev=.
+    #[arg(long, env = "KUBICLUSTER_ETCD_VERSION", value_name = "V")]
+    pub etcd_version: Option<String>,
+    /// containerd version. Legacy: -cdv=.
+    #[arg(long, env = "KUBICLUSTER_CONTAINERD_VERSION", value_name = "V")]
+    pub containerd_version: Option<String>,
+    /// runc version. Legacy: -runcv=.
+    #[arg(long, env = "KUBICLUSTER_RUNC_VERSION", value_name = "V")]
+    pub runc_version: Option<String>,
+    /// Kata Containers version. Legacy: -katav=.
+    #[arg(long, env = "KUBICLUSTER_KATA_VERSION", value_name = "V")]
+    pub kata_version: Option<String>,
+    /// CNI plugins version. Legacy: -cnipv=.
+    #[arg(long, env = "KUBICLUSTER_CNI_PLUGINS_VERSION", value_name = "V")]
+    pub cni_plugins_version: Option<String>,
+    /// Calico version. Legacy: -calicov=.
+    #[arg(long, env = "KUBICLUSTER_CALICO_VERSION", value_name = "V")]
+    pub calico_version: Option<String>,
+    /// Key algorithm for new keys.
+    #[arg(long, env = "KUBICLUSTER_KEY_ALGORITHM", value_name = "ALG",
+          value_parser = ["ecdsa-p256", "rsa-2048", "rsa-3072", "rsa-4096"])]
+    pub key_algorithm: Option<String>,
+    /// Default vCPUs per VM. Legacy: -c=N.
+    #[arg(long, env = "KUBICLUSTER_CPUS", value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Default memory per VM in MiB.
+    #[arg(
+        long,
+        env = "KUBICLUSTER_MEMORY_MIB",
+        value_name = "MIB",
+        conflicts_with = "mem"
+    )]
+    pub memory_mib: Option<u32>,
+    /// Default memory per VM in KiB (the original's -m=).
+    #[arg(long, hide = true, value_name = "KIB")]
+    pub mem: Option<u64>,
+    /// Cluster network mode.
+    #[arg(
+        long,
+        value_enum,
+        env = "KUBICLUSTER_CLUSTER_NET_MODE",
+        value_name = "MODE"
+    )]
+    pub cluster_net_mode: Option<NetMode>,
+    /// Isolated cluster network; appends "dev" to the bridge name (the original's -ndev).
+    #[arg(long, conflicts_with = "cluster_net_mode")]
+    pub cluster_net_dev: bool,
+    /// Cluster network bridge. Legacy: -bi=.
+    #[arg(long, env = "KUBICLUSTER_BRIDGE_INTERFACE", value_name = "BRIDGE")]
+    pub bridge_interface: Option<String>,
+    /// Physical port of the bridge (bridged mode). Legacy: -bp=.
+    #[arg(long, env = "KUBICLUSTER_BRIDGE_PORT", value_name = "IF")]
+    pub bridge_port: Option<String>,
+    /// etcd client port. Legacy: -cp=.
+    #[arg(
+        long,
+        alias = "client-port",
+        env = "KUBICLUSTER_ETCD_CLIENT_PORT",
+        value_name = "PORT"
+    )]
+    pub etcd_client_port: Option<u16>,
+    /// etcd peer port. Legacy: -pp=.
+    #[arg(
+        long,
+        alias = "peer-port",
+        env = "KUBICLUSTER_ETCD_PEER_PORT",
+        value_name = "PORT"
+    )]
+    pub etcd_peer_port: Option<u16>,
+    /// etcd initial cluster token. Legacy: -t=.
+    #[arg(
+        long,
+        alias = "cluster-token",
+        env = "KUBICLUSTER_ETCD_CLUSTER_TOKEN",
+        value_name = "TOKEN"
+    )]
+    pub etcd_cluster_token: Option<String>,
+}
+
+impl SpecArgs {
+    pub fn overrides(&self) -> Overrides {
+        let mut bridge = self.bridge_interface.clone();
+        let mut mode = self.cluster_net_mode.map(|m| match m {
+            NetMode::Isolated => ClusterNetMode::Isolated,
+            NetMode::Bridged => ClusterNetMode::Bridged,
+        });
+        if self.cluster_net_dev {
+            mode = Some(ClusterNetMode::Isolated);
+            // The original appended "dev" to the bridge name (whatever the flag order).
+            bridge = bridge.map(|b| {
+                if b.ends_with("dev") {
+                    b
+                } else {
+                    format!("{b}dev")
+                }
+            });
+        }
+        Overrides {
+            name: self.name.clone(),
+            work_dir: self.work_dir.clone(),
+            controllers: self.controller.clone(),
+            workers: self.worker.clone(),
+            api_server_lb_ip: self.controller_lb_ip.clone(),
+            pod_cidr: self.pod_cidr.clone(),
+            service_cidr: self.service_cidr.clone(),
+            cluster_dns: self.cluster_dns.clone(),
+            kubernetes_version: self.kubernetes_version.clone(),
+            etcd_version: self.etcd_version.clone(),
+            containerd_version: self.containerd_version.clone(),
+            runc_version: self.runc_version.clone(),
+            kata_version: self.kata_version.clone(),
+            cni_plugins_version: self.cni_plugins_version.clone(),
+            calico_version: self.calico_version.clone(),
+            key_algorithm: self
+                .key_algorithm
+                .as_deref()
+                .map(|a| a.parse::<KeyAlgorithm>().expect("clap checked the value")),
+            vcpus: self.cpus,
+            memory_mib: self.memory_mib.or(self
+                .mem
+                .map(|kib| u32::try_from(kib / 1024).unwrap_or(u32::MAX))),
+            cluster_net_mode: mode,
+            bridge,
+            bridge_port: self.bridge_port.clone(),
+            etcd_client_port: self.etcd_client_port,
+            etcd_peer_port: self.etcd_peer_port,
+            etcd_cluster_token: self.etcd_cluster_token.clone(),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `cnc`: the cluster's PKI, kubeconfigs and encryption config, generated in Rust.
+//!
+//! [`generate`] is idempotent. CAs are created once and never replaced (a missing half is an error,
+//! not a reason to start over); a leaf is (re-)issued only when [`inspect::leaf_drift`] finds a
+//! reason or `force` is set; kubeconfigs are rewritten only when their content would change; the
+//! encryption config is created once. Every file is written atomically with its final mode.
+
+pub mod catalog;
+pub mod encryption;
+pub mod inspect;
+pub mod issue;
+pub mod kubeconfig;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rcgen::KeyPair;
+
+use crate::error::Failure;
+use crate::fsutil::{self, PRIVATE_DIR, PUBLIC, SECRET};
+use crate::spec::Cluster;
+pub use catalog::{Authority, CertSpec, Group, KubeconfigSpec};
+
+/// Options for one `cnc` run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Re-issue every selected leaf (never a CA, never the encryption key).
+    pub force: bool,
+    /// Limit the run to these groups; empty = everything.
+    pub groups: BTreeSet<Group>,
+}
+
+impl Options {
+    fn wants(&self, g: Group) -> bool {
+        self.groups.is_empty() || self.groups.contains(&g)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Reissued(String),
+    Updated,
+    Kept,
+    Warning(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub file: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+impl Report {
+    fn push(&mut self, file: impl Into<String>, outcome: Outcome) {
+        self.entries.push(Entry {
+            file: file.into(),
+            outcome,
+        });
+    }
+
+    /// (created, re-issued or updated, kept)
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for e in &self.entries {
+            match e.outcome {
+                Outcome::Created => c.0 += 1,
+                Outcome::Reissued(_) | Outcome::Updated => c.1 += 1,
+                Outcome::Kept => c.2 += 1,
+                Outcome::Warning(_) => {}
+            }
+        }
+        c
+    }
+}
+
+pub fn cert_path(dir: &Path, base: &str) -> PathBuf {
+    dir.join(format!("{base}.pem"))
+}
+
+pub fn key_path(dir: &Path, base: &str) -> PathBuf {
+    dir.join(format!("{base}-key.pem"))
+}
+
+pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
+
+struct LoadedCa {
+    pem: Vec<u8>,
+    key: KeyPair,
+    /// Whole days the CA is still valid; leaves never outlive it.
+    days_left: u32,
+}
+
+/// Load the CA, or create it when neither half exists.
+fn ensure_ca(dir: &Path, a: Authority, cluster: &Cluster, report: &mut Report) -> Result<LoadedCa> {
+    let (cp, kp) = (cert_path(dir, a.file()), key_path(dir, a.file()));
+    let cert = fsutil::read_optional(&cp)?;
+    let key = fsutil::read_optional(&kp)?;
+    let file = format!("{}.pem", a.file());
+    match (cert, key) {
+        (Some(pem), Some(key_pem)) => {
+            let key = std::str::from_utf8(&key_pem)
+                .ok()
+                .and_then(|s| KeyPair::from_pem(s).ok())
+                .ok_or_else(|| {
+                    Failure::new(format!("{} is not a readable private key", kp.display()))
+                        .hint("restore it from your backup of the work dir; kubicluster never replaces a CA")
+                })?;
+            let parsed = inspect::ParsedPem::from_pem(&pem).with_context(|| cp.display().to_string())?;
+            let cert = parsed.cert().with_context(|| cp.display().to_string())?;
+            if !inspect::key_matches(&cert, &key) {
+                return Err(Failure::new(format!("{} does not belong to {}", kp.display(), cp.display()))
+                    .hint("restore the matching pair from your backup; kubicluster never replaces a CA")
+                    .into());
+            }
+            let left = cert.validity().not_after.timestamp() - time::OffsetDateTime::now_utc().unix_timestamp();
+            if left < i64::from(cluster.pki.cert_validity_days) * 86_400 {
+                report.push(
+                    &file,
+                    Outcome::Warning(format!(
+                        "CA expires on {}; leaves are cut to its lifetime. Rotate the CA by hand (kubicluster does not)",
+                        cert.validity().not_after.to_datetime().date()
+                    )),
+                );
+            }
+            report.push(&file, Outcome::Kept);
+            let days_left = u32::try_from(left.max(0) / 86_400).unwrap_or(u32::MAX);
+            Ok(LoadedCa { pem, key, days_left })
+        }
+        (None, None) => {
+            let key = issue::generate_key(cluster.pki.key_algorithm)?;
+            let pem = issue::self_signed_ca(a, &key, cluster.pki.ca_validity_days)?;
+            fsutil::write_atomic(&kp, key.serialize_pem().as_bytes(), SECRET)?;
+            fsutil::write_atomic(&cp, pem.as_bytes(), PUBLIC)?;
+            report.push(&file, Outcome::Created);
+            Ok(LoadedCa {
+                pem: pem.into_bytes(),
+                key,
+                days_left: cluster.pki.ca_validity_days,
+            })
+        }
+        (Some(_), None) => Err(Failure::new(format!("{} exists but its key {} is missing", cp.display(), kp.display()))
+            .hint("restore the key from your backup; to start a new PKI instead, move the whole certs_and_configs directory away")
+            .into()),
+        (None, Some(_)) => Err(Failure::new(format!("{} exists but its certificate {} is missing", kp.display(), cp.display()))
+            .hint("restore the certificate from your backup; to start a new PKI instead, move the whole certs_and_configs directory away")
+            .into()),
+    }
+}
+
+/// Generate (or bring up to date) the PKI of `cluster` under `cluster.certs_dir()`.
+pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
+    let dir = cluster.certs_dir();
+    fsutil::ensure_dir(&cluster.cluster_dir(), PRIVATE_DIR)?;
+    let _lock = fsutil::lock_dir(&cluster.cluster_dir())?;
+    fsutil::ensure_dir(&dir, PRIVATE_DIR)?;
+    let mut report = Report {
+        dir: dir.clone(),
+        entries: Vec::new(),
+    };
+
+    let leaves: Vec<CertSpec> = catalog::certificates(cluster)
+        .into_iter()
+        .filter(|c| opts.wants(c.group))
+        .collect();
+    let mut authorities: BTreeSet<Authority> = leaves.iter().map(|c| c.issuer).collect();
+    if opts.wants(Group::Ca) {
+        authorities.extend(Authority::ALL);
+    }
+    let mut cas = BTreeMap::new();
+    for a in authorities {
+        cas.insert(a, ensure_ca(&dir, a, cluster, &mut report)?);
+    }
+
+    // Decide, then issue what needs issuing in parallel (RSA key generation is slow).
+    let alg = cluster.pki.key_algorithm;
+    let mut todo = Vec::new();
+    for spec in &leaves {
+        let cert = fsutil::read_optional(&cert_path(&dir, &spec.file))?;
+        let key = fsutil::read_optional(&key_path(&dir, &spec.file))?;
+        let ca = &cas[&spec.issuer];
+        let decision = match cert {
+            None => Some(Outcome::Created),
+            Some(_) if opts.force => Some(Outcome::Reissued("forced (--force)".into())),
+            Some(pem) => inspect::leaf_drift(
+                spec,
+                &pem,
+                key.as_deref(),
+                &ca.pem,
+                alg,
+                cluster.pki.renew_before_days,
+            )?
+            .map(Outcome::Reissued),
+        };
+        match decision {
+            Some(outcome) => todo.push((spec, outcome)),
+            None => report.push(format!("{}.pem", spec.file), Outcome::Kept),
+        }
+    }
+    let issued: Vec<Result<(String, String)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = todo
+            .iter()
+            .map(|(spec, _)| {
+                let ca = &cas[&spec.issuer];
+                s.spawn(move || -> Result<(String, String)> {
+                    let key = issue::generate_key(alg)?;
+                    let ca_pem =
+                        std::str::from_utf8(&ca.pem).context("CA certificate is not text")?;
+                    let days = cluster.pki.cert_validity_days.min(ca.days_left);
+                    let cert = issue::signed_leaf(spec, &key, ca_pem, &ca.key, days)?;
+                    Ok((key.serialize_pem(), cert))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("issuing thread panicked"))
+            .collect()
+    });
+    for ((spec, outcome), result) in todo.into_iter().zip(issued) {
+        let (key_pem, cert_pem) = result?;
+        // Key first: a crash between the two leaves a mismatch that the next run re-issues.
+        fsutil::write_atomic(&key_path(&dir, &spec.file), key_pem.as_bytes(), SECRET)?;
+        fsutil::write_atomic(&cert_path(&dir, &spec.file), cert_pem.as_bytes(), PUBLIC)?;
+        report.push(format!("{}.pem", spec.file), outcome);
+    }
+
+    // Kubeconfigs: derived from files on disk, rewritten only when their content changes.
+    let ca_pem = match cas.get(&Authority::Kubernetes) {
+        Some(ca) => Some(ca.pem.clone()),
+        None => fsutil::read_optional(&cert_path(&dir, Authority::Kubernetes.file()))?,
+    };
+    for kc in catalog::kubeconfigs(cluster)
+        .into_iter()
+        .filter(|k| opts.wants(k.group))
+    {
+        let ca_pem = ca_pem.as_ref().context("the cluster CA is missing")?;
+        let read = |p: PathBuf| -> Result<Vec<u8>> {
+            fsutil::read_optional(&p)?.with_context(|| format!("{} is missing", p.display()))
+        };
+        let cert = read(cert_path(&dir, &kc.cert))?;
+        let key = read(key_path(&dir, &kc.cert))?;
+        let yaml =
+            kubeconfig::Kubeconfig::new(&cluster.name, &kc.server, ca_pem, &kc.user, &cert, &key)
+                .to_yaml();
+        let path = dir.join(&kc.file);
+        let outcome = match fsutil::read_optional(&path)? {
+            None => Outcome::Created,
+            Some(old) if old == yaml.as_bytes() => Outcome::Kept,
+            Some(_) => Outcome::Updated,
+        };
+        if outcome != Outcome::Kept {
+            fsutil::write_atomic(&path, yaml.as_bytes(), SECRET)?;
+        }
+        report.push(kc.file, outcome);
+    }
+
+    if opts.wants(Group::Encryption) {
+        let path = dir.join(ENCRYPTION_CONFIG);
+        match fsutil::read_optional(&path)? {
+            Some(old) => {
+                let text = String::from_utf8_lossy(&old);
+                encryption::EncryptionConfiguration::from_yaml(&text).map_err(|e| {
+                    Failure::new(format!("{} is not a valid encryption config: {e}", path.display())).hint(
+                        "restore it from your backup; kubicluster never replaces it, because a new key makes stored secrets unreadable",
+                    )
+                })?;
+                report.push(ENCRYPTION_CONFIG, Outcome::Kept);
+            }
+            None => {
+                let yaml =
+                    encryption::EncryptionConfiguration::generate(cluster.pki.encryption_provider)
+                        .to_yaml();
+                fsutil::write_atomic(&path, yaml.as_bytes(), SECRET)?;
+                report.push(ENCRYPTION_CONFIG, Outcome::Created);
+            }
+        }
+    }
+    Ok(report)
+}

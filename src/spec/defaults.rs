@@ -1,0 +1,164 @@
+//! Defaults. They reproduce the original kubicluster layout (node names, the 192.168.122.0/24 NAT
+//! net, the 192.168.24.0/24 cluster net, service and pod ranges) with current component versions:
+//! the original's Kubernetes 1.18 stack no longer runs on a supported release.
+
+use super::types::*;
+
+pub const DEFAULT_CLUSTER_NAME: &str = "kubicluster";
+pub const DEFAULT_WORK_DIR: &str = "work";
+
+impl Default for ClusterFile {
+    fn default() -> Self {
+        ClusterFile {
+            api_version: API_VERSION.to_string(),
+            kind: KIND.to_string(),
+            metadata: Metadata {
+                name: DEFAULT_CLUSTER_NAME.to_string(),
+            },
+            spec: ClusterSpec::default(),
+        }
+    }
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            work_dir: DEFAULT_WORK_DIR.to_string(),
+            node_defaults: NodeDefaults::default(),
+            nodes: Vec::new(),
+            networks: Networks::default(),
+            kubernetes: KubernetesEntry::default(),
+            etcd: EtcdEntry::default(),
+            pki: PkiEntry::default(),
+            versions: Versions::default(),
+            ssh: SshEntry::default(),
+        }
+    }
+}
+
+impl Default for NodeDefaults {
+    fn default() -> Self {
+        NodeDefaults {
+            vcpus: 1,
+            memory_mib: 4096,
+        }
+    }
+}
+
+impl Default for Networks {
+    fn default() -> Self {
+        Networks {
+            hypervisor: HypervisorNet::default(),
+            cluster: ClusterNet::default(),
+        }
+    }
+}
+
+impl Default for HypervisorNet {
+    fn default() -> Self {
+        HypervisorNet {
+            name: "default".into(),
+            cidr: "192.168.122.0/24".into(),
+        }
+    }
+}
+
+impl Default for ClusterNet {
+    fn default() -> Self {
+        ClusterNet {
+            name: "vm-cluster-net-dev".into(),
+            cidr: "192.168.24.0/24".into(),
+            mode: ClusterNetMode::Isolated,
+            bridge: String::new(),
+            bridge_port: "eth1".into(),
+        }
+    }
+}
+
+impl Default for KubernetesEntry {
+    fn default() -> Self {
+        KubernetesEntry {
+            version: "1.32.3".into(),
+            pod_cidr: "10.200.0.0/16".into(),
+            service_cidr: "10.32.0.0/24".into(),
+            cluster_dns: "10.32.0.10".into(),
+            cluster_domain: "cluster.local".into(),
+            api_server_lb_ip: String::new(),
+            api_server_port: 6443,
+        }
+    }
+}
+
+impl Default for EtcdEntry {
+    fn default() -> Self {
+        EtcdEntry {
+            client_port: 2379,
+            peer_port: 2380,
+            cluster_token: "etcd-kubicluster".into(),
+        }
+    }
+}
+
+impl Default for PkiEntry {
+    fn default() -> Self {
+        PkiEntry {
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            ca_validity_days: 3650,
+            cert_validity_days: 365,
+            renew_before_days: 30,
+            encryption_provider: EncryptionProvider::Secretbox,
+        }
+    }
+}
+
+impl Default for Versions {
+    fn default() -> Self {
+        Versions {
+            etcd: "3.5.17".into(),
+            containerd: "1.7.24".into(),
+            runc: "1.2.4".into(),
+            kata: "3.13.0".into(),
+            cni_plugins: "1.6.2".into(),
+            calico: "3.29.1".into(),
+        }
+    }
+}
+
+impl Default for SshEntry {
+    fn default() -> Self {
+        SshEntry {
+            user: "root".into(),
+            private_key: String::new(),
+            port: 22,
+        }
+    }
+}
+
+/// The embedded default cluster: the original README's development layout,
+/// one controller and two workers.
+pub fn default_cluster_file() -> ClusterFile {
+    example_cluster_file(1, 2)
+}
+
+/// A cluster file with `controllers` controllers and `workers` workers, named and addressed the way
+/// the original kubicluster documented them (`kubi-controller-01,192.168.24.11,192.168.122.11`).
+pub fn example_cluster_file(controllers: u8, workers: u8) -> ClusterFile {
+    let mut file = ClusterFile::default();
+    let node = |role: Role, prefix: &str, i: u8, base: u8| NodeEntry {
+        name: format!("kubi-{prefix}-{i:02}"),
+        role,
+        cluster_ip: format!("192.168.24.{}", base + i),
+        hypervisor_ip: format!("192.168.122.{}", base + i),
+        vcpus: None,
+        memory_mib: None,
+    };
+    for i in 1..=controllers {
+        file.spec
+            .nodes
+            .push(node(Role::Controller, "controller", i, 10));
+    }
+    for i in 1..=workers {
+        file.spec.nodes.push(node(Role::Worker, "worker", i, 20));
+    }
+    file
+}

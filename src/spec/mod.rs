@@ -1,0 +1,227 @@
+//! The cluster spec: one typed, validated [`Cluster`] built from the cluster file, command-line
+//! flags and environment variables, with precedence flag > `KUBICLUSTER_*` env > the original
+//! kubicluster's env vars > file > default.
+//!
+//! `types` is the file as written (loose strings), `validate` turns it into [`Cluster`] collecting
+//! every problem, `overrides` applies flags and env. Nothing below this module prints or exits.
+
+mod defaults;
+mod overrides;
+mod problem;
+mod types;
+mod validate;
+pub mod versions;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+
+pub use defaults::{DEFAULT_CLUSTER_NAME, default_cluster_file, example_cluster_file};
+pub use overrides::{Overrides, parse_node_spec};
+pub use problem::{Problem, Problems};
+pub use types::*;
+pub use validate::{is_dns_label, validate};
+pub use versions::Version;
+
+/// The file looked for in the current directory when no `--file` is given.
+pub const DEFAULT_FILE: &str = "kubicluster.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read cluster file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(#[from] Problems),
+}
+
+impl SpecError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SpecError::Read { .. } => Some(format!(
+                "check the path, or run `kubicluster init` to write a {DEFAULT_FILE}"
+            )),
+            SpecError::Parse { .. } => {
+                Some("fix the YAML; `kubicluster init --stdout` shows a complete example".into())
+            }
+            SpecError::Invalid(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    pub cluster_ip: Ipv4Addr,
+    pub hypervisor_ip: Ipv4Addr,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworksResolved {
+    pub hypervisor_name: String,
+    pub hypervisor: Ipv4Net,
+    pub cluster_name: String,
+    pub cluster: Ipv4Net,
+    pub mode: ClusterNetMode,
+    pub bridge: String,
+    pub bridge_port: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kubernetes {
+    pub version: Version,
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub cluster_dns: Ipv4Addr,
+    pub cluster_domain: String,
+    pub api_server_lb_ip: Option<Ipv4Addr>,
+    /// The LB IP when set, otherwise the first controller's cluster IP.
+    pub api_server_ip: Ipv4Addr,
+    pub api_server_port: u16,
+}
+
+impl Kubernetes {
+    /// The `kubernetes` service's ClusterIP: the first host address of the service range.
+    pub fn service_ip(&self) -> Ipv4Addr {
+        self.service_cidr
+            .hosts()
+            .next()
+            .expect("validated: service CIDR has hosts")
+    }
+
+    pub fn api_server_url(&self) -> String {
+        format!("https://{}:{}", self.api_server_ip, self.api_server_port)
+    }
+}
+
+/// A validated cluster: everything later commands need, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub work_dir: PathBuf,
+    pub nodes: Vec<Node>,
+    pub networks: NetworksResolved,
+    pub kubernetes: Kubernetes,
+    pub etcd: EtcdEntry,
+    pub pki: PkiEntry,
+    pub versions: Versions,
+    pub ssh_user: String,
+    pub ssh_port: u16,
+    pub ssh_key: PathBuf,
+    /// The resolved spec in file form (what `validate` prints).
+    pub file: ClusterFile,
+}
+
+impl Cluster {
+    pub fn controllers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Controller)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::Worker)
+    }
+
+    /// `<workDir>/<name>`: everything this cluster owns on the hypervisor.
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.work_dir.join(&self.name)
+    }
+
+    /// `<workDir>/<name>/certs_and_configs` (the original's directory name).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.cluster_dir().join("certs_and_configs")
+    }
+}
+
+/// Read and parse a cluster file. Unknown fields are returned as problems (all of them, with
+/// their paths) rather than failing on the first; type errors stop parsing.
+pub fn load(path: &Path) -> Result<(ClusterFile, Vec<Problem>), SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|message| SpecError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parse cluster-file text (YAML). The YAML library is used only here.
+pub fn parse(text: &str) -> Result<(ClusterFile, Vec<Problem>), String> {
+    let mut unknown = Vec::new();
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let file: ClusterFile = serde_ignored::deserialize(de, |path| {
+        unknown.push(
+            Problem::new(path.to_string(), "unknown field")
+                .hint("check the spelling; `kubicluster init --stdout` lists every field"),
+        )
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((file, unknown))
+}
+
+/// Serialize a cluster file to YAML.
+pub fn to_yaml(file: &ClusterFile) -> String {
+    serde_yaml_ng::to_string(file).expect("cluster file serializes")
+}
+
+/// Where the spec came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Flags,
+    Embedded,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Flags => f.write_str("command-line nodes"),
+            Source::Embedded => f.write_str("embedded default (1 controller, 2 workers)"),
+        }
+    }
+}
+
+/// Build the cluster: pick the file (explicit, else `./kubicluster.yaml` if present, else the
+/// embedded default, or no nodes at all when nodes come from flags), apply env and flags, validate.
+/// `env` looks up environment variables (injected so tests need not touch the process env).
+pub fn resolve(
+    file: Option<&Path>,
+    ov: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Cluster, Source), SpecError> {
+    let nodes_from_flags = !ov.controllers.is_empty() || !ov.workers.is_empty();
+    let implicit = Path::new(DEFAULT_FILE);
+    let (mut base, mut problems, source) = match file {
+        Some(p) => {
+            let (f, unknown) = load(p)?;
+            (f, unknown, Source::File(p.to_path_buf()))
+        }
+        None if implicit.is_file() => {
+            let (f, unknown) = load(implicit)?;
+            (f, unknown, Source::File(implicit.to_path_buf()))
+        }
+        None if nodes_from_flags => (ClusterFile::default(), Vec::new(), Source::Flags),
+        None => (default_cluster_file(), Vec::new(), Source::Embedded),
+    };
+    problems.extend(ov.apply(&mut base, env));
+    match validate(&base) {
+        Ok(cluster) if problems.is_empty() => Ok((cluster, source)),
+        Ok(_) => Err(Problems(problems).into()),
+        Err(Problems(more)) => {
+            problems.extend(more);
+            Err(Problems(problems).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

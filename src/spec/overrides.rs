@@ -1,0 +1,184 @@
+//! Values from flags and the environment laid over the cluster file.
+//!
+//! Flags and `KUBICLUSTER_*` variables arrive already merged by clap (flag wins). The original
+//! kubicluster's variables (`KUBERNETES_VERSION`, `WORKDIR`, `VCPUS`, ...) fill what is still unset.
+//! Node flags (`--controller`/`--worker NAME,CLUSTER_IP,HYPERVISOR_IP`) replace the file's nodes.
+
+use super::problem::Problem;
+use super::types::*;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub name: Option<String>,
+    pub work_dir: Option<String>,
+    pub controllers: Vec<String>,
+    pub workers: Vec<String>,
+    pub api_server_lb_ip: Option<String>,
+    pub pod_cidr: Option<String>,
+    pub service_cidr: Option<String>,
+    pub cluster_dns: Option<String>,
+    pub kubernetes_version: Option<String>,
+    pub etcd_version: Option<String>,
+    pub containerd_version: Option<String>,
+    pub runc_version: Option<String>,
+    pub kata_version: Option<String>,
+    pub cni_plugins_version: Option<String>,
+    pub calico_version: Option<String>,
+    pub key_algorithm: Option<KeyAlgorithm>,
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u32>,
+    pub cluster_net_mode: Option<ClusterNetMode>,
+    pub bridge: Option<String>,
+    pub bridge_port: Option<String>,
+    pub etcd_client_port: Option<u16>,
+    pub etcd_peer_port: Option<u16>,
+    pub etcd_cluster_token: Option<String>,
+}
+
+/// Parse `NAME,CLUSTER_IP,HYPERVISOR_IP` (the original's node format). Addresses and the name
+/// are checked later by validation, with the rest of the spec.
+pub fn parse_node_spec(s: &str, role: Role) -> Result<NodeEntry, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    match parts.as_slice() {
+        [name, cluster_ip, hypervisor_ip] if !name.is_empty() => Ok(NodeEntry {
+            name: name.to_string(),
+            role,
+            cluster_ip: cluster_ip.to_string(),
+            hypervisor_ip: hypervisor_ip.to_string(),
+            vcpus: None,
+            memory_mib: None,
+        }),
+        _ => Err(format!("{s:?} is not NAME,CLUSTER_IP,HYPERVISOR_IP")),
+    }
+}
+
+impl Overrides {
+    /// Fill unset fields from the original kubicluster's environment variables.
+    fn with_legacy_env(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<Problem>,
+    ) -> Overrides {
+        let mut o = self.clone();
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        let fill = |slot: &mut Option<String>, k: &str| {
+            if slot.is_none() {
+                *slot = get(k);
+            }
+        };
+        fill(&mut o.name, "CLUSTER_NAME");
+        fill(&mut o.work_dir, "WORKDIR");
+        fill(&mut o.api_server_lb_ip, "CONTROLLER_LB_IP");
+        fill(&mut o.pod_cidr, "CLUSTER_CIDR");
+        fill(&mut o.service_cidr, "CLUSTER_IP_RANGE");
+        fill(&mut o.cluster_dns, "CLUSTER_DNS");
+        fill(&mut o.kubernetes_version, "KUBERNETES_VERSION");
+        fill(&mut o.etcd_version, "ETCD_VERSION");
+        fill(&mut o.containerd_version, "CONTAINERD_VERSION");
+        fill(&mut o.runc_version, "RUNC_VERSION");
+        fill(&mut o.kata_version, "KATA_VERSION");
+        fill(&mut o.cni_plugins_version, "CNI_PLUGINS_VERSION");
+        fill(&mut o.calico_version, "CALICO_VERSION");
+        fill(&mut o.bridge, "BRIDGE_INTERFACE");
+        fill(&mut o.bridge_port, "BRIDGE_PORT");
+        fill(&mut o.etcd_cluster_token, "ETCD_CLUSTER_TOKEN");
+        let mut number = |k: &str| -> Option<u64> {
+            let v = get(k)?;
+            match v.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(
+                        Problem::new(format!("${k}"), format!("{v:?} is not a number"))
+                            .hint(format!("unset {k} or give a whole number")),
+                    );
+                    None
+                }
+            }
+        };
+        if o.vcpus.is_none() {
+            o.vcpus = number("VCPUS").map(|n| n.min(u32::MAX as u64) as u32);
+        }
+        if o.memory_mib.is_none() {
+            // The original's VMEM is in KiB.
+            o.memory_mib = number("VMEM").map(|kib| (kib / 1024).min(u32::MAX as u64) as u32);
+        }
+        if o.etcd_client_port.is_none() {
+            o.etcd_client_port = number("ETCD_CLIENT_PORT").map(|n| n.min(u16::MAX as u64) as u16);
+        }
+        if o.etcd_peer_port.is_none() {
+            o.etcd_peer_port = number("ETCD_PEER_PORT").map(|n| n.min(u16::MAX as u64) as u16);
+        }
+        if o.cluster_net_mode.is_none() && get("USE_DEV_VM_NET").as_deref() == Some("true") {
+            o.cluster_net_mode = Some(ClusterNetMode::Isolated);
+        }
+        o
+    }
+
+    /// Lay these values (plus legacy env) over `file`; returns problems with node flags or env.
+    pub fn apply(
+        &self,
+        file: &mut ClusterFile,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let o = self.with_legacy_env(env, &mut problems);
+        let set = |slot: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        };
+        set(&mut file.metadata.name, &o.name);
+        let s = &mut file.spec;
+        set(&mut s.work_dir, &o.work_dir);
+        set(&mut s.kubernetes.api_server_lb_ip, &o.api_server_lb_ip);
+        set(&mut s.kubernetes.pod_cidr, &o.pod_cidr);
+        set(&mut s.kubernetes.service_cidr, &o.service_cidr);
+        set(&mut s.kubernetes.cluster_dns, &o.cluster_dns);
+        set(&mut s.kubernetes.version, &o.kubernetes_version);
+        set(&mut s.versions.etcd, &o.etcd_version);
+        set(&mut s.versions.containerd, &o.containerd_version);
+        set(&mut s.versions.runc, &o.runc_version);
+        set(&mut s.versions.kata, &o.kata_version);
+        set(&mut s.versions.cni_plugins, &o.cni_plugins_version);
+        set(&mut s.versions.calico, &o.calico_version);
+        set(&mut s.networks.cluster.bridge, &o.bridge);
+        set(&mut s.networks.cluster.bridge_port, &o.bridge_port);
+        set(&mut s.etcd.cluster_token, &o.etcd_cluster_token);
+        if let Some(a) = o.key_algorithm {
+            s.pki.key_algorithm = a;
+        }
+        if let Some(n) = o.vcpus {
+            s.node_defaults.vcpus = n;
+        }
+        if let Some(n) = o.memory_mib {
+            s.node_defaults.memory_mib = n;
+        }
+        if let Some(m) = o.cluster_net_mode {
+            s.networks.cluster.mode = m;
+        }
+        if let Some(p) = o.etcd_client_port {
+            s.etcd.client_port = p;
+        }
+        if let Some(p) = o.etcd_peer_port {
+            s.etcd.peer_port = p;
+        }
+        if !o.controllers.is_empty() || !o.workers.is_empty() {
+            s.nodes.clear();
+            for (flag, role, specs) in [
+                ("--controller", Role::Controller, &o.controllers),
+                ("--worker", Role::Worker, &o.workers),
+            ] {
+                for spec in specs {
+                    match parse_node_spec(spec, role) {
+                        Ok(n) => s.nodes.push(n),
+                        Err(e) => problems.push(
+                            Problem::new(flag, e)
+                                .hint("give NAME,CLUSTER_IP,HYPERVISOR_IP, e.g. kubi-worker-01,192.168.24.21,192.168.122.21"),
+                        ),
+                    }
+                }
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,230 @@
+//! The cluster file as the user writes it (`apiVersion: kubicluster.io/v1alpha1`, `kind: Cluster`).
+//!
+//! These types are deliberately *loose*: addresses, CIDRs and versions are plain strings so that one
+//! pass of [`super::validate`] can report every problem at once with its path, instead of serde
+//! stopping at the first bad value. The typed, checked form is [`super::Cluster`].
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "kubicluster.io/v1alpha1";
+pub const KIND: &str = "Cluster";
+
+/// The whole cluster file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFile {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: ClusterSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Where generated files go; relative paths are taken from the current directory.
+    pub work_dir: String,
+    pub node_defaults: NodeDefaults,
+    pub nodes: Vec<NodeEntry>,
+    pub networks: Networks,
+    pub kubernetes: KubernetesEntry,
+    pub etcd: EtcdEntry,
+    pub pki: PkiEntry,
+    pub versions: Versions,
+    pub ssh: SshEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeDefaults {
+    pub vcpus: u32,
+    #[serde(rename = "memoryMiB")]
+    pub memory_mib: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Controller,
+    Worker,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Controller => "controller",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEntry {
+    pub name: String,
+    pub role: Role,
+    /// Address on the cluster network (second NIC): etcd, apiserver, kubelet node IP, cert SANs.
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: String,
+    /// Address on the hypervisor (NAT/management) network (first NIC): SSH.
+    #[serde(rename = "hypervisorIP")]
+    pub hypervisor_ip: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Networks {
+    pub hypervisor: HypervisorNet,
+    pub cluster: ClusterNet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HypervisorNet {
+    /// libvirt network name (NAT).
+    pub name: String,
+    pub cidr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterNetMode {
+    /// An isolated libvirt network on this host (the original's `-ndev`).
+    Isolated,
+    /// An existing host bridge, optionally with a physical port (the original's default).
+    Bridged,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClusterNet {
+    /// libvirt network name in isolated mode.
+    pub name: String,
+    pub cidr: String,
+    pub mode: ClusterNetMode,
+    /// Bridge device; empty = `vmbr24dev` (isolated) or `vmbr24` (bridged).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bridge: String,
+    /// Physical port enslaved to the bridge in bridged mode.
+    pub bridge_port: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct KubernetesEntry {
+    pub version: String,
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: String,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: String,
+    #[serde(rename = "clusterDNS")]
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    /// Address clients use for the API; empty = first controller's cluster IP.
+    #[serde(
+        rename = "apiServerLoadBalancerIP",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub api_server_lb_ip: String,
+    pub api_server_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EtcdEntry {
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub cluster_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAlgorithm {
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 4] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::Rsa2048 => "rsa-2048",
+            KeyAlgorithm::Rsa3072 => "rsa-3072",
+            KeyAlgorithm::Rsa4096 => "rsa-4096",
+        }
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown key algorithm {s:?} (one of: {})", all.join(", "))
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptionProvider {
+    Secretbox,
+    Aescbc,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PkiEntry {
+    pub key_algorithm: KeyAlgorithm,
+    pub ca_validity_days: u32,
+    pub cert_validity_days: u32,
+    /// A leaf that expires within this many days is re-issued by `cnc`.
+    pub renew_before_days: u32,
+    pub encryption_provider: EncryptionProvider,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Versions {
+    pub etcd: String,
+    pub containerd: String,
+    pub runc: String,
+    pub kata: String,
+    pub cni_plugins: String,
+    pub calico: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SshEntry {
+    pub user: String,
+    /// Private key for the VMs; empty = `<workDir>/<cluster>/ssh/id_ed25519` (created by `prepare`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub private_key: String,
+    pub port: u16,
+}

@@ -1,0 +1,477 @@
+//! Validation: the loose [`ClusterFile`] becomes a typed [`Cluster`], or every problem is reported
+//! at once with its path and a hint. Nothing here touches the disk or the network.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+use super::problem::{Problem, Problems};
+use super::types::*;
+use super::versions::{Version, supported};
+use super::{Cluster, Kubernetes, NetworksResolved, Node};
+
+/// RFC 1123 label: 1–63 of `[a-z0-9-]`, starting and ending alphanumeric.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Linux interface names: 1–15 characters, no `/`, whitespace or `:`.
+fn is_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+struct Collector {
+    problems: Vec<Problem>,
+}
+
+impl Collector {
+    fn push(&mut self, p: Problem) {
+        self.problems.push(p);
+    }
+
+    fn cidr(&mut self, path: &str, value: &str) -> Option<Ipv4Net> {
+        match value.parse::<Ipv4Net>() {
+            Ok(n) if n.network() != n.addr() => {
+                self.push(
+                    Problem::new(path, format!("{value} has host bits set"))
+                        .hint(format!("did you mean {}?", n.trunc())),
+                );
+                None
+            }
+            Ok(n) if n.prefix_len() > 30 => {
+                self.push(
+                    Problem::new(path, format!("{value} is too small"))
+                        .hint("use a prefix of /30 or shorter"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.push(
+                    Problem::new(path, format!("{value:?} is not an IPv4 CIDR"))
+                        .hint("write it as ADDRESS/PREFIX, e.g. 192.168.24.0/24"),
+                );
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, path: &str, value: &str) -> Option<Ipv4Addr> {
+        match value.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.push(
+                    Problem::new(path, format!("{value:?} is not an IPv4 address"))
+                        .hint("write it as four dot-separated numbers, e.g. 192.168.24.11"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A node address must be a usable host address of `net` and not the hypervisor's `.1`.
+    fn host_in(&mut self, path: &str, ip: Ipv4Addr, net: Option<Ipv4Net>, what: &str) {
+        let Some(net) = net else { return };
+        let gateway = net.hosts().next();
+        if !net.contains(&ip) {
+            self.push(
+                Problem::new(path, format!("{ip} is outside the {what} {net}"))
+                    .hint(format!("pick an address in {net}")),
+            );
+        } else if ip == net.network() || ip == net.broadcast() {
+            self.push(
+                Problem::new(
+                    path,
+                    format!("{ip} is the network or broadcast address of {net}"),
+                )
+                .hint("pick a host address"),
+            );
+        } else if Some(ip) == gateway {
+            self.push(
+                Problem::new(
+                    path,
+                    format!("{ip} is the hypervisor's own address on the {what}"),
+                )
+                .hint("the hypervisor uses the first host address; pick another"),
+            );
+        }
+    }
+
+    fn version(&mut self, component: &str, value: &str) -> Option<Version> {
+        let s = supported(component);
+        match s.check(value) {
+            Ok(v) => Some(v),
+            Err((msg, hint)) => {
+                self.push(Problem::new(s.path, msg).hint(hint));
+                None
+            }
+        }
+    }
+}
+
+pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
+    if file.api_version != API_VERSION {
+        c.push(
+            Problem::new(
+                "apiVersion",
+                format!("unknown apiVersion {:?}", file.api_version),
+            )
+            .hint(format!("use {API_VERSION}")),
+        );
+    }
+    if file.kind != KIND {
+        c.push(Problem::new("kind", format!("unknown kind {:?}", file.kind)).hint("use Cluster"));
+    }
+    let name = &file.metadata.name;
+    if !is_dns_label(name) {
+        c.push(
+            Problem::new("metadata.name", format!("{name:?} is not a valid cluster name"))
+                .hint("use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"),
+        );
+    }
+    let spec = &file.spec;
+    if spec.work_dir.trim().is_empty() {
+        c.push(Problem::new("spec.workDir", "is empty").hint("set a directory, e.g. work"));
+    }
+
+    // Networks.
+    let nets = &spec.networks;
+    let hv_net = c.cidr("spec.networks.hypervisor.cidr", &nets.hypervisor.cidr);
+    let cl_net = c.cidr("spec.networks.cluster.cidr", &nets.cluster.cidr);
+    for (path, value) in [
+        ("spec.networks.hypervisor.name", &nets.hypervisor.name),
+        ("spec.networks.cluster.name", &nets.cluster.name),
+    ] {
+        if !is_dns_label(value) {
+            c.push(
+                Problem::new(path, format!("{value:?} is not a valid network name"))
+                    .hint("use lowercase letters, digits and '-'"),
+            );
+        }
+    }
+    let bridge = if nets.cluster.bridge.is_empty() {
+        match nets.cluster.mode {
+            ClusterNetMode::Isolated => "vmbr24dev".to_string(),
+            ClusterNetMode::Bridged => "vmbr24".to_string(),
+        }
+    } else {
+        nets.cluster.bridge.clone()
+    };
+    for (path, value) in [
+        ("spec.networks.cluster.bridge", &bridge),
+        (
+            "spec.networks.cluster.bridgePort",
+            &nets.cluster.bridge_port,
+        ),
+    ] {
+        if !is_ifname(value) {
+            c.push(
+                Problem::new(path, format!("{value:?} is not a valid interface name"))
+                    .hint("use 1-15 characters without '/', ':' or spaces"),
+            );
+        }
+    }
+
+    // Kubernetes.
+    let k = &spec.kubernetes;
+    let k_version = c.version("kubernetes", &k.version);
+    let pod_net = c.cidr("spec.kubernetes.podCIDR", &k.pod_cidr);
+    let svc_net = c.cidr("spec.kubernetes.serviceCIDR", &k.service_cidr);
+    let dns = c.ip("spec.kubernetes.clusterDNS", &k.cluster_dns);
+    if let (Some(dns), Some(svc)) = (dns, svc_net) {
+        if !svc.contains(&dns) {
+            c.push(
+                Problem::new(
+                    "spec.kubernetes.clusterDNS",
+                    format!("{dns} is outside the service CIDR {svc}"),
+                )
+                .hint(format!("pick an address in {svc}, e.g. its .10")),
+            );
+        } else if svc.hosts().next() == Some(dns) {
+            c.push(
+                Problem::new(
+                    "spec.kubernetes.clusterDNS",
+                    format!("{dns} is the API service address of {svc}"),
+                )
+                .hint("the first service address belongs to the kubernetes service; pick another"),
+            );
+        }
+    }
+    if !is_dns_subdomain(&k.cluster_domain) {
+        c.push(
+            Problem::new(
+                "spec.kubernetes.clusterDomain",
+                format!("{:?} is not a DNS domain", k.cluster_domain),
+            )
+            .hint("e.g. cluster.local"),
+        );
+    }
+    let lb_ip = if k.api_server_lb_ip.is_empty() {
+        None
+    } else {
+        c.ip(
+            "spec.kubernetes.apiServerLoadBalancerIP",
+            &k.api_server_lb_ip,
+        )
+    };
+    if k.api_server_port == 0 {
+        c.push(
+            Problem::new("spec.kubernetes.apiServerPort", "must not be 0")
+                .hint("the usual port is 6443"),
+        );
+    }
+
+    // Ranges must not overlap.
+    let ranges = [
+        ("spec.networks.hypervisor.cidr", hv_net),
+        ("spec.networks.cluster.cidr", cl_net),
+        ("spec.kubernetes.podCIDR", pod_net),
+        ("spec.kubernetes.serviceCIDR", svc_net),
+    ];
+    for (i, (pa, a)) in ranges.iter().enumerate() {
+        for (pb, b) in &ranges[i + 1..] {
+            if let (Some(a), Some(b)) = (a, b) {
+                if a.contains(&b.network()) || b.contains(&a.network()) {
+                    c.push(
+                        Problem::new(*pb, format!("{b} overlaps {pa} ({a})"))
+                            .hint("node, pod and service ranges must be disjoint"),
+                    );
+                }
+            }
+        }
+    }
+
+    // Nodes.
+    let mut nodes = Vec::new();
+    if spec.nodes.is_empty() {
+        c.push(
+            Problem::new("spec.nodes", "no nodes")
+                .hint("add nodes to the cluster file or pass --controller/--worker NAME,CLUSTER_IP,HYPERVISOR_IP"),
+        );
+    } else if !spec.nodes.iter().any(|n| n.role == Role::Controller) {
+        c.push(
+            Problem::new("spec.nodes", "no controller")
+                .hint("a cluster needs at least one node with role: controller (or --controller NAME,CLUSTER_IP,HYPERVISOR_IP)"),
+        );
+    }
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut cluster_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    let mut hv_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let at = |field: &str| format!("spec.nodes[{i}].{field}");
+        if !is_dns_label(&n.name) {
+            c.push(
+                Problem::new(at("name"), format!("{:?} is not a valid hostname", n.name)).hint(
+                    "use 1-63 lowercase letters, digits or '-' (RFC 1123), e.g. kubi-worker-01",
+                ),
+            );
+        } else if let Some(first) = names.insert(&n.name, i) {
+            c.push(
+                Problem::new(at("name"), format!("duplicate node name {:?}", n.name)).hint(
+                    format!("spec.nodes[{first}] has the same name; names must be unique"),
+                ),
+            );
+        }
+        let cip = c.ip(&at("clusterIP"), &n.cluster_ip);
+        let hip = c.ip(&at("hypervisorIP"), &n.hypervisor_ip);
+        if let Some(ip) = cip {
+            c.host_in(&at("clusterIP"), ip, cl_net, "cluster network");
+            if let Some(first) = cluster_ips.insert(ip, i) {
+                c.push(
+                    Problem::new(
+                        at("clusterIP"),
+                        format!("{ip} is already used by spec.nodes[{first}]"),
+                    )
+                    .hint("every node needs its own address"),
+                );
+            }
+        }
+        if let Some(ip) = hip {
+            c.host_in(&at("hypervisorIP"), ip, hv_net, "hypervisor network");
+            if let Some(first) = hv_ips.insert(ip, i) {
+                c.push(
+                    Problem::new(
+                        at("hypervisorIP"),
+                        format!("{ip} is already used by spec.nodes[{first}]"),
+                    )
+                    .hint("every node needs its own address"),
+                );
+            }
+        }
+        let vcpus = n.vcpus.unwrap_or(spec.node_defaults.vcpus);
+        if !(1..=256).contains(&vcpus) {
+            c.push(Problem::new(at("vcpus"), format!("{vcpus} vCPUs")).hint("use 1 to 256"));
+        }
+        let memory_mib = n.memory_mib.unwrap_or(spec.node_defaults.memory_mib);
+        if memory_mib < 512 {
+            c.push(
+                Problem::new(
+                    at("memoryMiB"),
+                    format!("{memory_mib} MiB is too little for a node"),
+                )
+                .hint("give a node at least 512 MiB (2048 or more for a controller)"),
+            );
+        }
+        if let (Some(cluster_ip), Some(hypervisor_ip)) = (cip, hip) {
+            nodes.push(Node {
+                name: n.name.clone(),
+                role: n.role,
+                cluster_ip,
+                hypervisor_ip,
+                vcpus,
+                memory_mib,
+            });
+        }
+    }
+
+    // etcd.
+    let e = &spec.etcd;
+    if e.client_port == 0 || e.peer_port == 0 || e.client_port == e.peer_port {
+        c.push(
+            Problem::new(
+                "spec.etcd",
+                format!(
+                    "client port {} and peer port {} must be two different non-zero ports",
+                    e.client_port, e.peer_port
+                ),
+            )
+            .hint("the usual ports are 2379 (client) and 2380 (peer)"),
+        );
+    }
+    if e.cluster_token.trim().is_empty() {
+        c.push(Problem::new("spec.etcd.clusterToken", "is empty").hint("e.g. etcd-kubicluster"));
+    }
+
+    // PKI.
+    let p = &spec.pki;
+    if p.ca_validity_days == 0 || p.cert_validity_days == 0 {
+        c.push(
+            Problem::new("spec.pki", "validity must be at least one day")
+                .hint("defaults: CA 3650 days, leaves 365 days"),
+        );
+    } else if p.cert_validity_days > p.ca_validity_days {
+        c.push(
+            Problem::new(
+                "spec.pki.certValidityDays",
+                format!(
+                    "{} days outlives the CA ({} days)",
+                    p.cert_validity_days, p.ca_validity_days
+                ),
+            )
+            .hint("a certificate cannot be valid longer than its CA"),
+        );
+    } else if p.renew_before_days >= p.cert_validity_days {
+        c.push(
+            Problem::new(
+                "spec.pki.renewBeforeDays",
+                format!(
+                    "{} days is not shorter than the leaf lifetime ({} days)",
+                    p.renew_before_days, p.cert_validity_days
+                ),
+            )
+            .hint("otherwise every run would re-issue every certificate"),
+        );
+    }
+
+    // Versions.
+    let v = &spec.versions;
+    for (component, value) in [
+        ("etcd", &v.etcd),
+        ("containerd", &v.containerd),
+        ("runc", &v.runc),
+        ("kata", &v.kata),
+        ("cni-plugins", &v.cni_plugins),
+        ("calico", &v.calico),
+    ] {
+        c.version(component, value);
+    }
+
+    // SSH.
+    if spec.ssh.user.trim().is_empty() {
+        c.push(
+            Problem::new("spec.ssh.user", "is empty")
+                .hint("the VMs are reached as root by default"),
+        );
+    }
+    if spec.ssh.port == 0 {
+        c.push(Problem::new("spec.ssh.port", "must not be 0").hint("the usual port is 22"));
+    }
+
+    if !c.problems.is_empty() {
+        return Err(Problems(c.problems));
+    }
+    // Every Option below is Some: a None pushed a problem above.
+    let (
+        Some(hypervisor),
+        Some(cluster),
+        Some(pod_cidr),
+        Some(service_cidr),
+        Some(cluster_dns),
+        Some(version),
+    ) = (hv_net, cl_net, pod_net, svc_net, dns, k_version)
+    else {
+        unreachable!("a missing value always records a problem")
+    };
+    let first_controller = nodes
+        .iter()
+        .find(|n| n.role == Role::Controller)
+        .map(|n| n.cluster_ip)
+        .expect("checked above: at least one controller");
+    let work_dir = PathBuf::from(&spec.work_dir);
+    let ssh_key = if spec.ssh.private_key.is_empty() {
+        work_dir.join(name).join("ssh").join("id_ed25519")
+    } else {
+        PathBuf::from(&spec.ssh.private_key)
+    };
+    let mut resolved = file.clone();
+    resolved.spec.networks.cluster.bridge = bridge.clone();
+    Ok(Cluster {
+        name: name.clone(),
+        work_dir,
+        nodes,
+        networks: NetworksResolved {
+            hypervisor_name: nets.hypervisor.name.clone(),
+            hypervisor,
+            cluster_name: nets.cluster.name.clone(),
+            cluster,
+            mode: nets.cluster.mode,
+            bridge,
+            bridge_port: nets.cluster.bridge_port.clone(),
+        },
+        kubernetes: Kubernetes {
+            version,
+            pod_cidr,
+            service_cidr,
+            cluster_dns,
+            cluster_domain: k.cluster_domain.clone(),
+            api_server_lb_ip: lb_ip,
+            api_server_ip: lb_ip.unwrap_or(first_controller),
+            api_server_port: k.api_server_port,
+        },
+        etcd: spec.etcd.clone(),
+        pki: spec.pki.clone(),
+        versions: spec.versions.clone(),
+        ssh_user: spec.ssh.user.clone(),
+        ssh_port: spec.ssh.port,
+        ssh_key,
+        file: resolved,
+    })
+}

@@ -186,10 +186,10 @@ pub fn leaf_drift(
     }
     let not_after = cert.validity().not_after.timestamp();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let left_days = (not_after - now) / 86_400;
-    if left_days < i64::from(renew_before_days) {
+    let left = not_after - now;
+    if left < i64::from(renew_before_days) * 86_400 {
         let when = cert.validity().not_after.to_datetime().date();
-        return Ok(Some(if left_days < 0 {
+        return Ok(Some(if left < 0 {
             format!("expired on {when}")
         } else {
             format!("expires on {when}, within {renew_before_days} days")

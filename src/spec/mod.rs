@@ -159,12 +159,28 @@ pub fn parse(text: &str) -> Result<(ClusterFile, Vec<Problem>), String> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: ClusterFile = serde_ignored::deserialize(de, |path| {
         unknown.push(
-            Problem::new(path.to_string(), "unknown field")
+            Problem::new(bracket_indices(&path.to_string()), "unknown field")
                 .hint("check the spelling; `kubicluster init --stdout` lists every field"),
         )
     })
     .map_err(|e| e.to_string())?;
     Ok((file, unknown))
+}
+
+/// `spec.nodes.0.x` → `spec.nodes[0].x`, the form validation uses.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('.') {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// Serialize a cluster file to YAML.

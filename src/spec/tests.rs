@@ -1,1 +1,213 @@
+//! Spec parsing, validation and precedence. Error texts are snapshot-tested: they are UI.
 
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn problems(
+    file: Option<&Path>,
+    ov: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    match resolve(file, ov, env) {
+        Err(SpecError::Invalid(Problems(p))) => p.iter().map(|p| p.to_string()).collect(),
+        other => panic!("expected validation problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn embedded_default_is_the_original_layout() {
+    let c = validate(&default_cluster_file()).unwrap();
+    assert_eq!(c.name, "kubicluster");
+    let names: Vec<_> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
+    );
+    assert_eq!(c.nodes[0].cluster_ip.to_string(), "192.168.24.11");
+    assert_eq!(c.nodes[0].hypervisor_ip.to_string(), "192.168.122.11");
+    assert_eq!(c.nodes[2].cluster_ip.to_string(), "192.168.24.22");
+    assert_eq!(c.kubernetes.service_ip().to_string(), "10.32.0.1");
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.11:6443");
+    assert_eq!(c.networks.bridge, "vmbr24dev");
+    assert_eq!(
+        c.certs_dir(),
+        PathBuf::from("work/kubicluster/certs_and_configs")
+    );
+}
+
+#[test]
+fn good_fixture_resolves_with_per_node_values() {
+    let (c, source) = resolve(
+        Some(&fixture("good-3-5.yaml")),
+        &Overrides::default(),
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(source, Source::File(fixture("good-3-5.yaml")));
+    assert_eq!(c.controllers().count(), 3);
+    assert_eq!(c.workers().count(), 5);
+    assert_eq!(c.nodes[0].memory_mib, 2048);
+    assert_eq!(c.nodes[1].memory_mib, 4096);
+    assert_eq!(c.nodes[3].vcpus, 2);
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.10:6443");
+    assert_eq!(c.pki.key_algorithm, KeyAlgorithm::Rsa2048);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let p = problems(
+        Some(&fixture("bad-everything.yaml")),
+        &Overrides::default(),
+        &no_env,
+    );
+    insta::assert_snapshot!(p.join("\n"));
+}
+
+#[test]
+fn overlapping_ranges_and_bad_cidrs() {
+    let ov = Overrides {
+        pod_cidr: Some("10.32.0.0/16".into()),
+        service_cidr: Some("10.32.0.0/24".into()),
+        cluster_dns: Some("10.32.0.1".into()),
+        ..Overrides::default()
+    };
+    let p = problems(None, &ov, &no_env);
+    insta::assert_snapshot!(p.join("\n"));
+    let ov = Overrides {
+        pod_cidr: Some("10.200.0.1/16".into()),
+        service_cidr: Some("10.32.0.0/33".into()),
+        ..Overrides::default()
+    };
+    let p = problems(None, &ov, &no_env);
+    assert!(
+        p[0].contains("has host bits set (help: did you mean 10.200.0.0/16?)"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].contains("\"10.32.0.0/33\" is not an IPv4 CIDR"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn malformed_node_flags_and_no_controller() {
+    let ov = Overrides {
+        workers: vec![
+            "w1,192.168.24.21".into(),
+            "w2,192.168.24.22,192.168.122.22".into(),
+        ],
+        ..Overrides::default()
+    };
+    let p = problems(None, &ov, &no_env);
+    insta::assert_snapshot!(p.join("\n"));
+}
+
+#[test]
+fn reserved_names_and_ip_clash_between_flags() {
+    let ov = Overrides {
+        controllers: vec!["admin,192.168.24.11,192.168.122.11".into()],
+        workers: vec!["w1,192.168.24.11,192.168.122.21".into()],
+        ..Overrides::default()
+    };
+    let p = problems(None, &ov, &no_env);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("spec.nodes[0].name: \"admin\" is reserved"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("spec.nodes[1].clusterIP: 192.168.24.11 is already used by spec.nodes[0]"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn precedence_flag_over_env_over_legacy_env_over_file_over_default() {
+    let file = fixture("good-3-5.yaml");
+    // file beats default
+    let (c, _) = resolve(Some(&file), &Overrides::default(), &no_env).unwrap();
+    assert_eq!(c.name, "lab");
+    // legacy env beats file
+    let legacy = |k: &str| match k {
+        "CLUSTER_NAME" => Some("from-legacy".to_string()),
+        "KUBERNETES_VERSION" => Some("1.31.2".to_string()),
+        "VMEM" => Some("2097152".to_string()),
+        _ => None,
+    };
+    let (c, _) = resolve(Some(&file), &Overrides::default(), &legacy).unwrap();
+    assert_eq!(c.name, "from-legacy");
+    assert_eq!(c.kubernetes.version.to_string(), "1.31.2");
+    assert_eq!(c.nodes[1].memory_mib, 2048, "VMEM is KiB");
+    assert_eq!(
+        c.nodes[0].memory_mib, 2048,
+        "a node's own value wins over defaults"
+    );
+    // flags (and KUBICLUSTER_* env, which clap merges into the same field) beat legacy env
+    let ov = Overrides {
+        name: Some("from-flag".into()),
+        ..Overrides::default()
+    };
+    let (c, _) = resolve(Some(&file), &ov, &legacy).unwrap();
+    assert_eq!(c.name, "from-flag");
+    assert_eq!(c.kubernetes.version.to_string(), "1.31.2");
+}
+
+#[test]
+fn node_flags_replace_file_nodes() {
+    let ov = Overrides {
+        controllers: vec!["kubi-controller-01,192.168.24.11,192.168.122.11".into()],
+        workers: vec!["kubi-worker-03,192.168.24.23,192.168.122.23".into()],
+        ..Overrides::default()
+    };
+    let (c, source) = resolve(Some(&fixture("good-3-5.yaml")), &ov, &no_env).unwrap();
+    assert!(matches!(source, Source::File(_)));
+    let names: Vec<_> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["kubi-controller-01", "kubi-worker-03"]);
+    let (_, source) = resolve(None, &ov, &no_env).unwrap();
+    assert_eq!(source, Source::Flags);
+}
+
+#[test]
+fn bad_legacy_env_number_is_reported() {
+    let env = |k: &str| (k == "VCPUS").then(|| "two".to_string());
+    let p = problems(None, &Overrides::default(), &env);
+    assert_eq!(
+        p,
+        ["$VCPUS: \"two\" is not a number (help: unset VCPUS or give a whole number)"]
+    );
+}
+
+#[test]
+fn resolved_spec_round_trips_through_yaml() {
+    let c = validate(&default_cluster_file()).unwrap();
+    let yaml = to_yaml(&c.file);
+    let (back, unknown) = parse(&yaml).unwrap();
+    assert!(unknown.is_empty());
+    assert_eq!(validate(&back).unwrap(), c);
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    let err = parse("apiVersion: kubicluster.io/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec:\n  nodeDefaults:\n    vcpus: many\n")
+        .unwrap_err();
+    assert!(err.contains("spec.nodeDefaults.vcpus"), "{err}");
+}
+
+#[test]
+fn hostnames_follow_rfc1123() {
+    for ok in ["a", "kubi-worker-01", "0abc", &"a".repeat(63)] {
+        assert!(is_dns_label(ok), "{ok}");
+    }
+    for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+        assert!(!is_dns_label(bad), "{bad}");
+    }
+}

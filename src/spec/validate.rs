@@ -27,6 +27,13 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// Node names that would collide with the PKI's own file names.
+fn is_reserved(name: &str) -> bool {
+    crate::pki::catalog::RESERVED_FILE_NAMES.contains(&name)
+        || name.starts_with("etcd-server-")
+        || name.starts_with("etcd-peer-")
+}
+
 /// Linux interface names: 1–15 characters, no `/`, whitespace or `:`.
 fn is_ifname(s: &str) -> bool {
     !s.is_empty()
@@ -283,6 +290,11 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                     "use 1-63 lowercase letters, digits or '-' (RFC 1123), e.g. kubi-worker-01",
                 ),
             );
+        } else if is_reserved(&n.name) {
+            c.push(
+                Problem::new(at("name"), format!("{:?} is reserved", n.name))
+                    .hint("it would clash with a certificate file of the same name; pick another node name"),
+            );
         } else if let Some(first) = names.insert(&n.name, i) {
             c.push(
                 Problem::new(at("name"), format!("duplicate node name {:?}", n.name)).hint(
@@ -291,7 +303,6 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
             );
         }
         let cip = c.ip(&at("clusterIP"), &n.cluster_ip);
-        let hip = c.ip(&at("hypervisorIP"), &n.hypervisor_ip);
         if let Some(ip) = cip {
             c.host_in(&at("clusterIP"), ip, cl_net, "cluster network");
             if let Some(first) = cluster_ips.insert(ip, i) {
@@ -304,6 +315,7 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 );
             }
         }
+        let hip = c.ip(&at("hypervisorIP"), &n.hypervisor_ip);
         if let Some(ip) = hip {
             c.host_in(&at("hypervisorIP"), ip, hv_net, "hypervisor network");
             if let Some(first) = hv_ips.insert(ip, i) {

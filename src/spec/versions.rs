@@ -114,9 +114,9 @@ impl Supported {
             (
                 e,
                 format!(
-                    "write it as {}.{}.0",
-                    self.major,
-                    self.minors.end().min(&99)
+                    "kubicluster supports {} {}",
+                    self.component,
+                    self.describe()
                 ),
             )
         })?;

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use kubicluster::spec::{self, Cluster, Overrides};
+
+pub fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+pub fn controller(i: u8) -> String {
+    format!(
+        "kubi-controller-{i:02},192.168.24.{},192.168.122.{}",
+        10 + i,
+        10 + i
+    )
+}
+
+pub fn worker(i: u8) -> String {
+    format!(
+        "kubi-worker-{i:02},192.168.24.{},192.168.122.{}",
+        20 + i,
+        20 + i
+    )
+}
+
+/// A cluster with `c` controllers and `w` workers whose work dir is `dir`.
+pub fn cluster_with(dir: &Path, c: u8, w: u8, tweak: impl FnOnce(&mut Overrides)) -> Cluster {
+    let mut ov = Overrides {
+        work_dir: Some(dir.to_string_lossy().into_owned()),
+        controllers: (1..=c).map(controller).collect(),
+        workers: (1..=w).map(worker).collect(),
+        ..Overrides::default()
+    };
+    tweak(&mut ov);
+    spec::resolve(None, &ov, &no_env)
+        .expect("valid test cluster")
+        .0
+}
+
+pub fn cluster(dir: &Path, c: u8, w: u8) -> Cluster {
+    cluster_with(dir, c, w, |_| {})
+}
+
+/// Fail with a reason when a required tier's prerequisite is missing; skip (returning false)
+/// only when the tier's gate variable is unset, saying so.
+pub fn tier_enabled(gate: &str, needs: &[&str]) -> bool {
+    let on = std::env::var(gate).is_ok_and(|v| v == "1");
+    let missing: Vec<_> = needs.iter().filter(|b| which(b).is_none()).collect();
+    if !on {
+        eprintln!("SKIPPED: {gate} is not set (make test sets it); this tier did not run");
+        return false;
+    }
+    assert!(
+        missing.is_empty(),
+        "{gate}=1 but {missing:?} not found on PATH: install them (make test-deps)"
+    );
+    true
+}
+
+pub fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+}

@@ -16,7 +16,6 @@ use kubicluster::pki::inspect::{self, ParsedPem};
 use kubicluster::pki::kubeconfig::Kubeconfig;
 use kubicluster::pki::{self, Group, Options, Outcome, Report, encryption};
 use kubicluster::spec::KeyAlgorithm;
-use x509_parser::prelude::*;
 
 fn outcomes(r: &Report) -> BTreeMap<String, Outcome> {
     r.entries

@@ -45,15 +45,6 @@ impl Default for NodeDefaults {
     }
 }
 
-impl Default for Networks {
-    fn default() -> Self {
-        Networks {
-            hypervisor: HypervisorNet::default(),
-            cluster: ClusterNet::default(),
-        }
-    }
-}
-
 impl Default for HypervisorNet {
     fn default() -> Self {
         HypervisorNet {

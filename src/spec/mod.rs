@@ -36,7 +36,7 @@ pub enum SpecError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Problems),
 }
 

@@ -81,7 +81,7 @@ pub struct NodeEntry {
     pub memory_mib: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Networks {
     pub hypervisor: HypervisorNet,

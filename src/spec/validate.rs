@@ -255,13 +255,13 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     ];
     for (i, (pa, a)) in ranges.iter().enumerate() {
         for (pb, b) in &ranges[i + 1..] {
-            if let (Some(a), Some(b)) = (a, b) {
-                if a.contains(&b.network()) || b.contains(&a.network()) {
-                    c.push(
-                        Problem::new(*pb, format!("{b} overlaps {pa} ({a})"))
-                            .hint("node, pod and service ranges must be disjoint"),
-                    );
-                }
+            if let (Some(a), Some(b)) = (a, b)
+                && (a.contains(&b.network()) || b.contains(&a.network()))
+            {
+                c.push(
+                    Problem::new(*pb, format!("{b} overlaps {pa} ({a})"))
+                        .hint("node, pod and service ranges must be disjoint"),
+                );
             }
         }
     }

@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
+#![allow(clippy::print_stderr)]
 #![allow(dead_code)]
 
 use std::path::Path;

@@ -1,0 +1,262 @@
+//! The binary as a user meets it: exit codes, one-line errors with a hint, nothing created on
+//! bad input, the legacy command lines, and `--help` for every command (snapshots).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn kubicluster(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(cwd)
+        .args(args)
+        // A clean environment: no KUBICLUSTER_* or legacy variables leak in from the caller.
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("run kubicluster")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn legacy_cnc_command_line_makes_the_whole_pki() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c1, w1, w2) = (controller(1), worker(1), worker(2));
+    let o = kubicluster(tmp.path(), &["cnc", "-c", &c1, "-w", &w1, "-w", &w2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tmp.path().join("work/kubicluster/certs_and_configs");
+    for f in [
+        "ca.pem",
+        "ca-key.pem",
+        "etcd-ca.pem",
+        "front-proxy-ca.pem",
+        "kubernetes.pem",
+        "service-accounts.pem",
+        "admin.pem",
+        "kube-controller-manager.pem",
+        "kube-scheduler.pem",
+        "kube-proxy.pem",
+        "calico-cni.pem",
+        "kubi-worker-01.pem",
+        "kubi-worker-02.pem",
+        "etcd-server-kubi-controller-01.pem",
+        "etcd-peer-kubi-controller-01.pem",
+        "apiserver-etcd-client.pem",
+        "apiserver-kubelet-client.pem",
+        "front-proxy-client.pem",
+        "admin.kubeconfig",
+        "kubi-worker-01.kubeconfig",
+        "kube-proxy.kubeconfig",
+        "kube-controller-manager.kubeconfig",
+        "kube-scheduler.kubeconfig",
+        "calico-cni.kubeconfig",
+        "encryption-config.yaml",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let err = stderr(&o);
+    assert!(
+        err.contains("cnc: 25 created, 0 re-issued or updated, 0 kept"),
+        "{err}"
+    );
+    // again, with -f: leaves re-issued, CAs kept
+    let o = kubicluster(tmp.path(), &["cnc", "-c", &c1, "-w", &w1, "-w", &w2, "-f"]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("  kept      ca.pem")
+            && err.contains("  reissued  admin.pem (forced (--force))"),
+        "{err}"
+    );
+    // the admin kubeconfig is handed out on stdout
+    let o = kubicluster(tmp.path(), &["kubeconfig", "-c", &c1, "-w", &w1, "-w", &w2]);
+    assert!(o.status.success());
+    assert!(stdout(&o).starts_with("apiVersion: v1\nkind: Config\n"));
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line_per_problem_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "cnc",
+            "-c",
+            "Bad_Name,192.168.24.11,192.168.122.11",
+            "-w",
+            "w1,192.168.99.21,192.168.122.21",
+            "-kv=1.18.5",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    insta::assert_snapshot!(err);
+    assert!(
+        !tmp.path().join("work").exists(),
+        "nothing may be created on bad input"
+    );
+}
+
+#[test]
+fn unreadable_file_and_broken_yaml_are_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["validate", "-f", "missing.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: cannot read cluster file missing.yaml: No such file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nhelp: check the path, or run `kubicluster init`"),
+        "{err}"
+    );
+
+    std::fs::write(tmp.path().join("broken.yaml"), "apiVersion: [").unwrap();
+    let o = kubicluster(tmp.path(), &["cnc", "--file", "broken.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: broken.yaml: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("work").exists());
+}
+
+#[test]
+fn unknown_flags_and_parts_are_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["cnc", "for_everything"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value 'for_everything'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubicluster(tmp.path(), &["cnc", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!tmp.path().join("work").exists());
+}
+
+#[test]
+fn init_then_validate_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &["init", "--controllers", "3", "--workers", "4"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the written file is picked up from the current directory
+    let o = kubicluster(tmp.path(), &["validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(
+        "valid: cluster kubicluster from kubicluster.yaml: 3 controller(s), 4 worker(s)"
+    ));
+    assert!(stdout(&o).contains("name: kubi-worker-04"));
+    // never overwritten without --force
+    let o = kubicluster(tmp.path(), &["init"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("kubicluster.yaml already exists"));
+    assert!(stderr(&o).contains("help: pass --force"));
+}
+
+#[test]
+fn init_example_is_the_embedded_default() {
+    let text = kubicluster::commands::init::example_text(1, 2);
+    let (file, unknown) = kubicluster::spec::parse(&text).unwrap();
+    assert!(unknown.is_empty(), "{unknown:?}");
+    assert_eq!(file, kubicluster::spec::default_cluster_file());
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn env_vars_feed_the_spec_and_flags_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra_env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubicluster"));
+        cmd.current_dir(tmp.path()).env_clear().args(args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(
+        &[
+            ("KUBICLUSTER_NAME", "from-env"),
+            ("CLUSTER_NAME", "from-legacy"),
+        ],
+        &["validate"],
+    );
+    assert!(stdout(&o).contains("name: from-env"), "{}", stdout(&o));
+    let o = run(&[("CLUSTER_NAME", "from-legacy")], &["validate"]);
+    assert!(stdout(&o).contains("name: from-legacy"));
+    let o = run(
+        &[("KUBICLUSTER_NAME", "from-env")],
+        &["validate", "-cl=from-flag"],
+    );
+    assert!(stdout(&o).contains("name: from-flag"));
+    let o = run(
+        &[("KUBERNETES_VERSION", "1.31.4"), ("WORKDIR", "/tmp/x")],
+        &["validate"],
+    );
+    assert!(
+        stdout(&o).contains("version: 1.31.4") && stdout(&o).contains("workDir: /tmp/x"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn help_for_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in [
+        vec!["--help"],
+        vec!["init", "--help"],
+        vec!["validate", "--help"],
+        vec!["cnc", "--help"],
+        vec!["kubeconfig", "--help"],
+        vec!["completions", "--help"],
+        vec!["version", "--help"],
+    ] {
+        let o = kubicluster(tmp.path(), &cmd);
+        assert!(o.status.success(), "{cmd:?}");
+        insta::assert_snapshot!(
+            format!("help_{}", cmd[..cmd.len() - 1].join("_")),
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn version_and_completions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["version"]);
+    assert_eq!(
+        stdout(&o),
+        format!("kubicluster {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let o = kubicluster(tmp.path(), &["completions", "bash"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("_kubicluster()"));
+}
+
+#[test]
+fn kubeconfig_before_cnc_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["kubeconfig"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("help: run `kubicluster cnc`"),
+        "{}",
+        stderr(&o)
+    );
+}

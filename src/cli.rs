@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pki::Group;
-use crate::spec::{self, ClusterNetMode, KeyAlgorithm, Overrides};
+use crate::spec::{self, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides};
 
 const AFTER_HELP: &str = "\
 The original kubicluster's flags still work: -c NAME,CLUSTER_IP,HYPERVISOR_IP, -w …, -clb IP,
@@ -153,6 +153,13 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DomType {
+    Auto,
+    Kvm,
+    Qemu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetMode {
     Isolated,
     Bridged,
@@ -278,6 +285,24 @@ pub struct SpecArgs {
         value_name = "PORT"
     )]
     pub etcd_peer_port: Option<u16>,
+    /// Run against a private lab libvirtd in a network namespace (`kubicluster lab up`).
+    #[arg(long, env = "KUBICLUSTER_LAB")]
+    pub lab: bool,
+    /// libvirt URI (host mode).
+    #[arg(long, env = "KUBICLUSTER_LIBVIRT_URI", value_name = "URI")]
+    pub libvirt_uri: Option<String>,
+    /// Domain type: auto (kvm if usable, else qemu/TCG), kvm or qemu.
+    #[arg(long, value_enum, env = "KUBICLUSTER_DOMAIN_TYPE", value_name = "TYPE")]
+    pub domain_type: Option<DomType>,
+    /// Directory of the VM disk pool. Legacy: -sd=.
+    #[arg(long, env = "KUBICLUSTER_STORAGE_DIR", value_name = "DIR")]
+    pub storage_dir: Option<String>,
+    /// Template image (qcow2).
+    #[arg(long, env = "KUBICLUSTER_IMAGE", value_name = "QCOW2")]
+    pub image: Option<String>,
+    /// Seconds to wait for a VM to answer SSH.
+    #[arg(long, env = "KUBICLUSTER_BOOT_TIMEOUT", value_name = "SECONDS")]
+    pub boot_timeout: Option<u32>,
     /// etcd initial cluster token. Legacy: -t=.
     #[arg(
         long,
@@ -336,6 +361,16 @@ impl SpecArgs {
             etcd_client_port: self.etcd_client_port,
             etcd_peer_port: self.etcd_peer_port,
             etcd_cluster_token: self.etcd_cluster_token.clone(),
+            lab: self.lab,
+            libvirt_uri: self.libvirt_uri.clone(),
+            domain_type: self.domain_type.map(|t| match t {
+                DomType::Auto => DomainTypeChoice::Auto,
+                DomType::Kvm => DomainTypeChoice::Kvm,
+                DomType::Qemu => DomainTypeChoice::Qemu,
+            }),
+            storage_dir: self.storage_dir.clone(),
+            image: self.image.clone(),
+            boot_timeout_seconds: self.boot_timeout,
         }
     }
 }

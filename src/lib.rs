@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod fsutil;
+pub mod hypervisor;
 pub mod legacy;
 pub mod pki;
 pub mod render;

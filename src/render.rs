@@ -4,10 +4,13 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-const TEMPLATES: &[(&str, &str)] = &[(
-    "cluster.yaml.j2",
-    include_str!("../templates/cluster.yaml.j2"),
-)];
+const TEMPLATES: &[(&str, &str)] = &[
+    ("cluster.yaml.j2", include_str!("../templates/cluster.yaml.j2")),
+    ("domain.xml.j2", include_str!("../vm-templates/domain.xml.j2")),
+    ("network.xml.j2", include_str!("../vm-templates/network.xml.j2")),
+    ("pool.xml.j2", include_str!("../vm-templates/pool.xml.j2")),
+    ("volume.xml.j2", include_str!("../vm-templates/volume.xml.j2")),
+];
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();

@@ -32,6 +32,7 @@ impl Default for ClusterSpec {
             pki: PkiEntry::default(),
             versions: Versions::default(),
             ssh: SshEntry::default(),
+            hypervisor: HypervisorEntry::default(),
         }
     }
 }
@@ -152,4 +153,20 @@ pub fn example_cluster_file(controllers: u8, workers: u8) -> ClusterFile {
         file.spec.nodes.push(node(Role::Worker, "worker", i, 20));
     }
     file
+}
+
+impl Default for HypervisorEntry {
+    fn default() -> Self {
+        HypervisorEntry {
+            mode: HypervisorMode::Host,
+            uri: "qemu:///system".into(),
+            domain_type: DomainTypeChoice::Auto,
+            cpu_mode: String::new(),
+            storage_pool: "kubicluster".into(),
+            storage_dir: String::new(),
+            image: String::new(),
+            disk_gib: 8,
+            boot_timeout_seconds: 300,
+        }
+    }
 }

@@ -116,6 +116,7 @@ pub struct Cluster {
     pub ssh_user: String,
     pub ssh_port: u16,
     pub ssh_key: PathBuf,
+    pub hypervisor: HypervisorEntry,
     /// The resolved spec in file form (what `validate` prints).
     pub file: ClusterFile,
 }
@@ -137,6 +138,43 @@ impl Cluster {
     /// `<workDir>/<name>/certs_and_configs` (the original's directory name).
     pub fn certs_dir(&self) -> PathBuf {
         self.cluster_dir().join("certs_and_configs")
+    }
+
+    /// `<workDir>/<name>/lab`: the private libvirtd's state in lab mode.
+    pub fn lab_dir(&self) -> PathBuf {
+        self.cluster_dir().join("lab")
+    }
+
+    /// Per-VM files kubicluster hands to libvirt (identity, host key, console log).
+    pub fn vm_dir(&self, node: &str) -> PathBuf {
+        self.cluster_dir().join("vms").join(node)
+    }
+
+    /// The template image (built by `kubicluster image build` unless set).
+    pub fn image_path(&self) -> PathBuf {
+        if self.hypervisor.image.is_empty() {
+            self.work_dir.join("images").join("kubicluster-bookworm.qcow2")
+        } else {
+            PathBuf::from(&self.hypervisor.image)
+        }
+    }
+
+    /// Directory of the storage pool for VM disks.
+    pub fn storage_dir(&self) -> PathBuf {
+        match (self.hypervisor.storage_dir.is_empty(), self.hypervisor.mode) {
+            (false, _) => PathBuf::from(&self.hypervisor.storage_dir),
+            (true, HypervisorMode::Lab) => self.lab_dir().join("pool"),
+            (true, HypervisorMode::Host) => PathBuf::from("/var/lib/libvirt/images"),
+        }
+    }
+
+    /// `known_hosts` with every VM's pinned SSH host key.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.cluster_dir().join("ssh").join("known_hosts")
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
     }
 }
 

@@ -33,6 +33,12 @@ pub struct Overrides {
     pub etcd_client_port: Option<u16>,
     pub etcd_peer_port: Option<u16>,
     pub etcd_cluster_token: Option<String>,
+    pub lab: bool,
+    pub libvirt_uri: Option<String>,
+    pub domain_type: Option<DomainTypeChoice>,
+    pub storage_dir: Option<String>,
+    pub image: Option<String>,
+    pub boot_timeout_seconds: Option<u32>,
 }
 
 /// Parse `NAME,CLUSTER_IP,HYPERVISOR_IP` (the original's node format). Addresses and the name
@@ -82,6 +88,7 @@ impl Overrides {
         fill(&mut o.bridge, "BRIDGE_INTERFACE");
         fill(&mut o.bridge_port, "BRIDGE_PORT");
         fill(&mut o.etcd_cluster_token, "ETCD_CLUSTER_TOKEN");
+        fill(&mut o.storage_dir, "VIRT_STORAGE_DIR");
         let mut number = |k: &str| -> Option<u64> {
             let v = get(k)?;
             match v.parse::<u64>() {
@@ -144,6 +151,18 @@ impl Overrides {
         set(&mut s.networks.cluster.bridge, &o.bridge);
         set(&mut s.networks.cluster.bridge_port, &o.bridge_port);
         set(&mut s.etcd.cluster_token, &o.etcd_cluster_token);
+        set(&mut s.hypervisor.uri, &o.libvirt_uri);
+        set(&mut s.hypervisor.storage_dir, &o.storage_dir);
+        set(&mut s.hypervisor.image, &o.image);
+        if o.lab {
+            s.hypervisor.mode = HypervisorMode::Lab;
+        }
+        if let Some(t) = o.domain_type {
+            s.hypervisor.domain_type = t;
+        }
+        if let Some(t) = o.boot_timeout_seconds {
+            s.hypervisor.boot_timeout_seconds = t;
+        }
         if let Some(a) = o.key_algorithm {
             s.pki.key_algorithm = a;
         }

@@ -38,6 +38,7 @@ pub struct ClusterSpec {
     pub pki: PkiEntry,
     pub versions: Versions,
     pub ssh: SshEntry,
+    pub hypervisor: HypervisorEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,4 +228,47 @@ pub struct SshEntry {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub private_key: String,
     pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HypervisorMode {
+    /// libvirt on this host at `uri`.
+    Host,
+    /// A private libvirtd in a network namespace kubicluster creates (`kubicluster lab up`).
+    Lab,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainTypeChoice {
+    /// kvm where /dev/kvm can run guests, qemu (TCG) otherwise.
+    Auto,
+    Kvm,
+    Qemu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HypervisorEntry {
+    pub mode: HypervisorMode,
+    /// libvirt URI in host mode.
+    pub uri: String,
+    pub domain_type: DomainTypeChoice,
+    /// libvirt `<cpu mode>`; empty = host-passthrough with kvm, maximum with qemu.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cpu_mode: String,
+    /// libvirt storage pool (a directory) for VM disks.
+    pub storage_pool: String,
+    /// Directory of the pool; empty = /var/lib/libvirt/images (host) or inside the lab dir.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub storage_dir: String,
+    /// Template image; empty = <workDir>/images/kubicluster-bookworm.qcow2 (`kubicluster image build`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    /// Virtual size of each VM disk (an overlay on the template).
+    #[serde(rename = "diskGiB")]
+    pub disk_gib: u32,
+    /// How long to wait for a VM to answer SSH after it was started.
+    pub boot_timeout_seconds: u32,
 }

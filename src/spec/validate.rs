@@ -427,6 +427,33 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         c.push(Problem::new("spec.ssh.port", "must not be 0").hint("the usual port is 22"));
     }
 
+    // Hypervisor.
+    let h = &spec.hypervisor;
+    if h.uri.trim().is_empty() {
+        c.push(Problem::new("spec.hypervisor.uri", "is empty").hint("e.g. qemu:///system"));
+    }
+    if !is_dns_label(&h.storage_pool) {
+        c.push(
+            Problem::new("spec.hypervisor.storagePool", format!("{:?} is not a valid pool name", h.storage_pool))
+                .hint("use lowercase letters, digits and '-'"),
+        );
+    }
+    if !["", "host-passthrough", "host-model", "maximum"].contains(&h.cpu_mode.as_str()) {
+        c.push(
+            Problem::new("spec.hypervisor.cpuMode", format!("unknown CPU mode {:?}", h.cpu_mode))
+                .hint("use host-passthrough, host-model or maximum"),
+        );
+    }
+    if h.disk_gib < 2 {
+        c.push(Problem::new("spec.hypervisor.diskGiB", format!("{} GiB is too small", h.disk_gib)).hint("give at least 2 GiB"));
+    }
+    if h.boot_timeout_seconds < 10 {
+        c.push(
+            Problem::new("spec.hypervisor.bootTimeoutSeconds", format!("{} s is too short", h.boot_timeout_seconds))
+                .hint("under emulation (TCG) a boot takes a minute or more; the default is 300"),
+        );
+    }
+
     if !c.problems.is_empty() {
         return Err(Problems(c.problems));
     }
@@ -484,6 +511,7 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         ssh_user: spec.ssh.user.clone(),
         ssh_port: spec.ssh.port,
         ssh_key,
+        hypervisor: spec.hypervisor.clone(),
         file: resolved,
     })
 }

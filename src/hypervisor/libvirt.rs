@@ -1,0 +1,199 @@
+//! libvirt through the `virt` crate: the only module that imports it. Calls are blocking; the
+//! connection is shared by threads (libvirt connections are thread-safe).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+use virt::error::ErrorNumber;
+
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+use super::{DomainInfo, Hypervisor, NetworkInfo, PoolInfo, VmState, VolumeInfo};
+
+pub struct Libvirt {
+    conn: Connect,
+    uri: String,
+}
+
+fn not_found(e: &virt::error::Error) -> bool {
+    matches!(
+        e.code(),
+        virt::enumutil::Enum::Known(
+            ErrorNumber::NoDomain | ErrorNumber::NoNetwork | ErrorNumber::NoStoragePool | ErrorNumber::NoStorageVolume
+        )
+    )
+}
+
+/// `Ok(None)` for libvirt's "no such object", the error otherwise.
+fn optional<T>(r: Result<T, virt::error::Error>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(anyhow!("{}", e.message())),
+    }
+}
+
+fn lv<T>(r: Result<T, virt::error::Error>) -> Result<T> {
+    r.map_err(|e| anyhow!("{}", e.message()))
+}
+
+impl Libvirt {
+    /// Connect to `uri` (e.g. `qemu:///system`, `test:///default`).
+    pub fn connect(uri: &str) -> Result<Self> {
+        let conn = Connect::open(Some(uri)).map_err(|e| anyhow!("{}", e.message()))?;
+        Ok(Libvirt { conn, uri: uri.to_string() })
+    }
+
+    fn info(&self, d: &Domain) -> Result<DomainInfo> {
+        let (state, _) = lv(d.state())?;
+        let state = match state {
+            virt::enumutil::Enum::Known(DomainState::Running) => VmState::Running,
+            virt::enumutil::Enum::Known(DomainState::Shutoff) => VmState::Off,
+            other => VmState::Other(other.to_string()),
+        };
+        Ok(DomainInfo {
+            name: lv(d.name())?,
+            state,
+            xml: lv(d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE))?,
+        })
+    }
+
+    fn pool_obj(&self, name: &str) -> Result<StoragePool> {
+        lv(self.conn.lookup_storage_pool_by_name(name)).with_context(|| format!("storage pool {name}"))
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn describe(&self) -> String {
+        self.uri.clone()
+    }
+
+    fn domains(&self) -> Result<Vec<DomainInfo>> {
+        lv(self.conn.list_all_domains(0))?.iter().map(|d| self.info(d)).collect()
+    }
+
+    fn domain(&self, name: &str) -> Result<Option<DomainInfo>> {
+        match optional(self.conn.lookup_domain_by_name(name))? {
+            Some(d) => Ok(Some(self.info(&d)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn define_domain(&self, xml: &str) -> Result<()> {
+        lv(self.conn.define_domain_xml(xml)).map(|_| ())
+    }
+
+    fn start_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.create()).map(|_| ())
+    }
+
+    fn stop_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        if lv(d.is_active())? {
+            lv(d.destroy())?;
+        }
+        Ok(())
+    }
+
+    fn undefine_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.undefine())
+    }
+
+    fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
+        match optional(self.conn.lookup_network_by_name(name))? {
+            Some(n) => Ok(Some(NetworkInfo {
+                name: name.to_string(),
+                active: lv(n.is_active())?,
+                xml: lv(n.xml_desc(0))?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn create_network(&self, xml: &str) -> Result<()> {
+        let n = lv(self.conn.define_network_xml(xml))?;
+        lv(n.set_autostart(true))?;
+        lv(n.create()).map(|_| ())
+    }
+
+    fn start_network(&self, name: &str) -> Result<()> {
+        let n = lv(self.conn.lookup_network_by_name(name))?;
+        lv(n.create()).map(|_| ())
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let n = lv(self.conn.lookup_network_by_name(name))?;
+        if lv(n.is_active())? {
+            lv(n.destroy())?;
+        }
+        lv(n.undefine())
+    }
+
+    fn pool(&self, name: &str) -> Result<Option<PoolInfo>> {
+        match optional(self.conn.lookup_storage_pool_by_name(name))? {
+            Some(p) => {
+                let xml = lv(p.xml_desc(0))?;
+                let doc = roxmltree::Document::parse(&xml)?;
+                let path = doc
+                    .descendants()
+                    .find(|n| n.has_tag_name("path"))
+                    .and_then(|n| n.text())
+                    .unwrap_or_default();
+                Ok(Some(PoolInfo {
+                    name: name.to_string(),
+                    active: lv(p.is_active())?,
+                    path: PathBuf::from(path),
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn create_pool(&self, xml: &str) -> Result<()> {
+        let p = lv(self.conn.define_storage_pool_xml(xml, 0))?;
+        lv(p.build(0))?;
+        lv(p.set_autostart(true))?;
+        lv(p.create(0)).map(|_| ())
+    }
+
+    fn start_pool(&self, name: &str) -> Result<()> {
+        lv(self.pool_obj(name)?.create(0)).map(|_| ())
+    }
+
+    fn volume(&self, pool: &str, name: &str) -> Result<Option<VolumeInfo>> {
+        let p = self.pool_obj(pool)?;
+        match optional(p.lookup_storage_vol_by_name(name))? {
+            Some(v) => Ok(Some(VolumeInfo {
+                name: name.to_string(),
+                path: PathBuf::from(lv(v.path())?),
+                capacity: lv(v.info())?.capacity,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo> {
+        let p = self.pool_obj(pool)?;
+        let v = lv(StorageVol::create_xml(&p, xml, 0))?;
+        Ok(VolumeInfo {
+            name: lv(v.name())?,
+            path: PathBuf::from(lv(v.path())?),
+            capacity: lv(v.info())?.capacity,
+        })
+    }
+
+    fn delete_volume(&self, pool: &str, name: &str) -> Result<()> {
+        let p = self.pool_obj(pool)?;
+        let v = lv(p.lookup_storage_vol_by_name(name))?;
+        lv(v.delete(0))
+    }
+
+    fn refresh_pool(&self, name: &str) -> Result<()> {
+        lv(self.pool_obj(name)?.refresh(0))
+    }
+}

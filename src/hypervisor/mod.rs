@@ -1,0 +1,284 @@
+//! The hypervisor boundary: a small trait over what kubicluster asks of libvirt, a libvirt
+//! implementation (the only module that imports `virt`) and a recording fake for tests.
+//! libvirt XML is rendered from `vm-templates/*.j2` here and parsed back with roxmltree.
+
+pub mod fake;
+pub mod libvirt;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::render;
+use crate::spec::{Cluster, ClusterNetMode, DomainTypeChoice, Node};
+
+/// XML namespace of kubicluster's domain metadata: a domain without it is not ours.
+pub const METADATA_NS: &str = "https://kubicluster.io/xmlns/node/1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmState {
+    Running,
+    Off,
+    Other(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub name: String,
+    pub state: VmState,
+    /// The XML libvirt holds for the domain (inactive definition).
+    pub xml: String,
+}
+
+impl DomainInfo {
+    /// The cluster named in kubicluster's metadata, if the domain carries it.
+    pub fn owner(&self) -> Option<String> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        doc.descendants()
+            .find(|n| n.tag_name().namespace() == Some(METADATA_NS) && n.tag_name().name() == "cluster")
+            .and_then(|n| n.text())
+            .map(str::to_string)
+    }
+
+    /// (vcpus, memory in MiB) from the XML.
+    pub fn size(&self) -> Option<(u32, u64)> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        let root = doc.root_element();
+        let child = |name: &str| root.children().find(|n| n.has_tag_name(name));
+        let vcpus = child("vcpu")?.text()?.trim().parse().ok()?;
+        let mem = child("memory")?;
+        let value: u64 = mem.text()?.trim().parse().ok()?;
+        let mib = match mem.attribute("unit").unwrap_or("KiB") {
+            "KiB" | "k" => value / 1024,
+            "MiB" | "M" => value,
+            "GiB" | "G" => value * 1024,
+            "b" | "bytes" => value / (1024 * 1024),
+            _ => return None,
+        };
+        Some((vcpus, mib))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub active: bool,
+    pub xml: String,
+}
+
+impl NetworkInfo {
+    /// The network's address and netmask (`<ip address netmask>`).
+    pub fn address(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        let ip = doc.descendants().find(|n| n.has_tag_name("ip"))?;
+        Some((ip.attribute("address")?.parse().ok()?, ip.attribute("netmask")?.parse().ok()?))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub name: String,
+    pub active: bool,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub path: PathBuf,
+    pub capacity: u64,
+}
+
+/// What kubicluster asks of a hypervisor. Implementations are blocking; callers fan out with threads.
+pub trait Hypervisor: Send + Sync {
+    /// Where this hypervisor is (URI), for messages.
+    fn describe(&self) -> String;
+    fn domains(&self) -> Result<Vec<DomainInfo>>;
+    fn domain(&self, name: &str) -> Result<Option<DomainInfo>>;
+    fn define_domain(&self, xml: &str) -> Result<()>;
+    fn start_domain(&self, name: &str) -> Result<()>;
+    /// Power off at once (libvirt "destroy").
+    fn stop_domain(&self, name: &str) -> Result<()>;
+    fn undefine_domain(&self, name: &str) -> Result<()>;
+    fn network(&self, name: &str) -> Result<Option<NetworkInfo>>;
+    /// Define, mark autostart and start a network.
+    fn create_network(&self, xml: &str) -> Result<()>;
+    fn start_network(&self, name: &str) -> Result<()>;
+    fn remove_network(&self, name: &str) -> Result<()>;
+    fn pool(&self, name: &str) -> Result<Option<PoolInfo>>;
+    /// Define, build, autostart and start a directory pool.
+    fn create_pool(&self, xml: &str) -> Result<()>;
+    fn start_pool(&self, name: &str) -> Result<()>;
+    fn volume(&self, pool: &str, name: &str) -> Result<Option<VolumeInfo>>;
+    fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo>;
+    fn delete_volume(&self, pool: &str, name: &str) -> Result<()>;
+    /// Re-read a pool's directory (after a file was copied in).
+    fn refresh_pool(&self, name: &str) -> Result<()>;
+}
+
+/// Can /dev/kvm run ordinary guests here? A nested "PVM" KVM (module kvm_pvm) or a CPU without
+/// vmx/svm cannot, even though /dev/kvm exists.
+pub fn kvm_usable() -> bool {
+    let dev = Path::new("/dev/kvm").exists();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.contains(" vmx") || s.contains(" svm"))
+        .unwrap_or(false);
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    dev && cpu && !pvm
+}
+
+/// (domain type, CPU mode) for this cluster on this host.
+pub fn domain_type(cluster: &Cluster, kvm: bool) -> (&'static str, String) {
+    let t = match cluster.hypervisor.domain_type {
+        DomainTypeChoice::Kvm => "kvm",
+        DomainTypeChoice::Qemu => "qemu",
+        DomainTypeChoice::Auto if kvm => "kvm",
+        DomainTypeChoice::Auto => "qemu",
+    };
+    let cpu = if !cluster.hypervisor.cpu_mode.is_empty() {
+        cluster.hypervisor.cpu_mode.clone()
+    } else if t == "kvm" {
+        "host-passthrough".into()
+    } else {
+        "maximum".into()
+    };
+    (t, cpu)
+}
+
+/// A stable MAC for a node's NIC: QEMU's 52:54:00 prefix + 3 bytes of sha256(cluster/node/nic).
+pub fn mac_address(cluster: &str, node: &str, nic: u8) -> String {
+    let h = Sha256::digest(format!("{cluster}/{node}/{nic}").as_bytes());
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", h[0], h[1], h[2])
+}
+
+/// The bridge device of the NAT network (libvirt's `default` keeps `virbr0`).
+pub fn nat_bridge(name: &str) -> String {
+    if name == "default" {
+        "virbr0".into()
+    } else {
+        format!("virbr-{}", &name[..name.len().min(9)])
+    }
+}
+
+#[derive(Serialize)]
+struct DomainCtx<'a> {
+    name: &'a str,
+    cluster: &'a str,
+    role: String,
+    domain_type: &'a str,
+    cpu_mode: &'a str,
+    vcpus: u32,
+    memory_mib: u32,
+    disk: String,
+    identity_file: String,
+    host_key_file: String,
+    console_log: String,
+    mac_hypervisor: String,
+    mac_cluster: String,
+    hypervisor_network: &'a str,
+    cluster_network: &'a str,
+    /// Set in bridged mode: attach to this host bridge instead of a libvirt network.
+    cluster_bridge: Option<&'a str>,
+}
+
+/// Files libvirt hands to a VM, under `<cluster>/vms/<node>/`.
+pub struct VmFiles {
+    pub identity: PathBuf,
+    pub host_key: PathBuf,
+    pub console_log: PathBuf,
+}
+
+impl VmFiles {
+    pub fn for_node(cluster: &Cluster, node: &str) -> Self {
+        let d = cluster.vm_dir(node);
+        VmFiles {
+            identity: d.join("identity"),
+            host_key: d.join("ssh_host_ed25519_key"),
+            console_log: d.join("console.log"),
+        }
+    }
+}
+
+pub fn domain_xml(cluster: &Cluster, node: &Node, disk: &Path, domain_type: &str, cpu_mode: &str) -> String {
+    let files = VmFiles::for_node(cluster, &node.name);
+    let bridged = cluster.networks.mode == ClusterNetMode::Bridged;
+    render::render(
+        "domain.xml.j2",
+        &DomainCtx {
+            name: &node.name,
+            cluster: &cluster.name,
+            role: node.role.to_string(),
+            domain_type,
+            cpu_mode,
+            vcpus: node.vcpus,
+            memory_mib: node.memory_mib,
+            disk: disk.display().to_string(),
+            identity_file: files.identity.display().to_string(),
+            host_key_file: files.host_key.display().to_string(),
+            console_log: files.console_log.display().to_string(),
+            mac_hypervisor: mac_address(&cluster.name, &node.name, 0),
+            mac_cluster: mac_address(&cluster.name, &node.name, 1),
+            hypervisor_network: &cluster.networks.hypervisor_name,
+            cluster_network: &cluster.networks.cluster_name,
+            cluster_bridge: bridged.then_some(cluster.networks.bridge.as_str()),
+        },
+    )
+    .expect("domain template renders")
+}
+
+#[derive(Serialize)]
+struct NetworkCtx<'a> {
+    name: &'a str,
+    nat: bool,
+    bridge: &'a str,
+    address: Ipv4Addr,
+    netmask: Ipv4Addr,
+}
+
+/// The NAT (hypervisor) network, or the isolated cluster network.
+pub fn network_xml(name: &str, nat: bool, bridge: &str, net: ipnet::Ipv4Net) -> String {
+    render::render(
+        "network.xml.j2",
+        &NetworkCtx {
+            name,
+            nat,
+            bridge,
+            address: net.hosts().next().expect("validated network has hosts"),
+            netmask: net.netmask(),
+        },
+    )
+    .expect("network template renders")
+}
+
+pub fn pool_xml(name: &str, path: &Path) -> String {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        name: &'a str,
+        path: String,
+    }
+    render::render("pool.xml.j2", &Ctx { name, path: path.display().to_string() }).expect("pool template renders")
+}
+
+pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &Path) -> String {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        name: &'a str,
+        capacity: u64,
+        backing: String,
+    }
+    render::render(
+        "volume.xml.j2",
+        &Ctx {
+            name,
+            capacity,
+            backing: backing.display().to_string(),
+        },
+    )
+    .expect("volume template renders")
+}
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,13 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::Validate(a) => commands::validate::run(&mut ctx, a),
         Command::Cnc(a) => commands::cnc::run(&mut ctx, a),
         Command::Kubeconfig(a) => commands::kubeconfig::run(&mut ctx, a),
+        Command::Prepare(a) => commands::prepare::run(&mut ctx, a),
+        Command::Image(a) => commands::image::run(&mut ctx, a),
+        Command::CreateVms(a) => commands::vms::run_create(&mut ctx, a),
+        Command::Destroy(a) => commands::vms::run_destroy(&mut ctx, a),
+        Command::Status(a) => commands::vms::run_status(&mut ctx, a),
+        Command::Up(a) => commands::up::run(&mut ctx, a),
+        Command::Lab(a) => commands::lab::run(&mut ctx, a),
         Command::Completions(a) => {
             let mut buf = Vec::new();
             clap_complete::generate(a.shell, &mut Cli::command(), "kubicluster", &mut buf);
@@ -37,6 +44,9 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
     };
     match result {
         Ok(()) => 0,
+        Err(e) if e.downcast_ref::<error::Exit>().is_some() => {
+            e.downcast_ref::<error::Exit>().map_or(1, |x| x.0)
+        }
         Err(e) => {
             let (code, hint) = error::classify(&e);
             ctx.printer.error(&format!("{e:#}"), hint.as_deref());

@@ -27,7 +27,7 @@ The original kubicluster's flags still work: -c NAME,CLUSTER_IP,HYPERVISOR_IP, -
 )]
 pub struct Cli {
     /// Log debug detail to stderr (the original's -d).
-    #[arg(long, short = 'd', global = true, env = "KUBICLUSTER_DEBUG")]
+    #[arg(long, short = 'd', global = true, env = "KUBICLUSTER_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
 
     #[command(subcommand)]
@@ -45,6 +45,27 @@ pub enum Command {
     Cnc(CncArgs),
     /// Print the admin kubeconfig (or write it to a file).
     Kubeconfig(KubeconfigArgs),
+    /// Ready the hypervisor: packages, kernel modules, sysctls, networks, storage pool, SSH key.
+    #[command(
+        after_help = "Legacy: `kubicluster prepare TEMPLATE.qcow2 KEY` also takes a template image and its root key."
+    )]
+    Prepare(PrepareArgs),
+    /// Build the Debian 12 template image the VMs are overlays of.
+    Image(ImageArgs),
+    /// Create (or start) the cluster's VMs, in parallel, and wait until each answers SSH.
+    #[command(
+        name = "create-vms",
+        after_help = "Legacy: `kubicluster create-vms NAME,CLUSTER_IP,HYPERVISOR_IP … [-c=VCPUS] [-m=KIB] [-ndev] [-bi=BR] [-sd=DIR] [-f]`."
+    )]
+    CreateVms(CreateVmsArgs),
+    /// Remove VMs and their disks (not the template; not the PKI unless --all).
+    Destroy(DestroyArgs),
+    /// Each node's VM state, addresses and SSH reachability.
+    Status(SpecOnly),
+    /// The whole pipeline so far: (lab) → prepare → image if missing → cnc → create-vms.
+    Up(UpArgs),
+    /// A private libvirtd in a network namespace: a sandbox for the VMs (also used by the tests).
+    Lab(LabArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the version.
@@ -145,6 +166,87 @@ pub struct KubeconfigArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Legacy: a template image to use (copied to the image path).
+    pub template: Option<PathBuf>,
+    /// Legacy: the template's root SSH private key (copied to the cluster's key path, 0600).
+    pub key: Option<PathBuf>,
+    /// Only report readiness; change nothing. Exits 1 if something blocks.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageAction {
+    /// Build the template (mmdebstrap, no internet beyond the package mirror).
+    Build {
+        /// Rebuild even if the image exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateVmsArgs {
+    /// Legacy: NAME,CLUSTER_IP,HYPERVISOR_IP of the VMs to create (added to the spec's nodes).
+    pub nodes: Vec<String>,
+    /// Recreate VMs that exist (after saying so). Legacy: -f.
+    #[arg(long, alias = "force-update")]
+    pub force: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Nodes to remove (default: every node of the cluster).
+    pub nodes: Vec<String>,
+    /// Also remove the cluster's PKI, keys and work files (and the lab, in lab mode).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Recreate VMs that exist.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: LabAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Create the namespace and start the private libvirtd.
+    Up(SpecOnly),
+    /// Remove the lab's VMs, networks, daemon, namespace and files.
+    Down(SpecOnly),
+    /// Is the lab running?
+    Status(SpecOnly),
 }
 
 #[derive(Debug, Args)]
@@ -286,7 +388,7 @@ pub struct SpecArgs {
     )]
     pub etcd_peer_port: Option<u16>,
     /// Run against a private lab libvirtd in a network namespace (`kubicluster lab up`).
-    #[arg(long, env = "KUBICLUSTER_LAB")]
+    #[arg(long, env = "KUBICLUSTER_LAB", value_parser = clap::builder::BoolishValueParser::new())]
     pub lab: bool,
     /// libvirt URI (host mode).
     #[arg(long, env = "KUBICLUSTER_LIBVIRT_URI", value_name = "URI")]
@@ -371,6 +473,7 @@ impl SpecArgs {
             storage_dir: self.storage_dir.clone(),
             image: self.image.clone(),
             boot_timeout_seconds: self.boot_timeout,
+            extra_nodes: Vec::new(),
         }
     }
 }

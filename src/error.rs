@@ -45,6 +45,18 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// "Exit with this code; the reason was already printed" (e.g. by a child kubicluster).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
 /// Exit code and hint for any error that reaches `main`.
 pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     for cause in err.chain() {

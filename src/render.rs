@@ -1,21 +1,50 @@
 //! Template rendering (minijinja). Templates are embedded in the binary, undefined variables are
 //! errors, and a template's trailing newline is kept.
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("cluster.yaml.j2", include_str!("../templates/cluster.yaml.j2")),
-    ("domain.xml.j2", include_str!("../vm-templates/domain.xml.j2")),
-    ("network.xml.j2", include_str!("../vm-templates/network.xml.j2")),
+    (
+        "cluster.yaml.j2",
+        include_str!("../templates/cluster.yaml.j2"),
+    ),
+    (
+        "domain.xml.j2",
+        include_str!("../vm-templates/domain.xml.j2"),
+    ),
+    (
+        "network.xml.j2",
+        include_str!("../vm-templates/network.xml.j2"),
+    ),
     ("pool.xml.j2", include_str!("../vm-templates/pool.xml.j2")),
-    ("volume.xml.j2", include_str!("../vm-templates/volume.xml.j2")),
+    (
+        "volume.xml.j2",
+        include_str!("../vm-templates/volume.xml.j2"),
+    ),
 ];
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // XML templates escape the five XML special characters (and nothing else, so paths stay
+    // readable); other templates render values as they are.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_formatter(|out, state, value| {
+        if state.name().ends_with(".xml.j2") {
+            let escaped = value
+                .to_string()
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('\'', "&apos;")
+                .replace('"', "&quot;");
+            out.write_str(&escaped).map_err(minijinja::Error::from)
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("embedded template {name} is invalid: {e}"));
@@ -30,6 +59,16 @@ pub fn render<C: Serialize>(name: &str, context: &C) -> Result<String, minijinja
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn xml_values_are_escaped() {
+        let xml = crate::hypervisor::pool_xml("p", std::path::Path::new("/tmp/a&b'<c>"));
+        assert!(
+            xml.contains("<path>/tmp/a&amp;b&apos;&lt;c&gt;</path>"),
+            "{xml}"
+        );
+        roxmltree::Document::parse(&xml).unwrap();
+    }
+
     #[test]
     fn every_embedded_template_parses() {
         let env = super::environment();

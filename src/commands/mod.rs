@@ -2,12 +2,23 @@
 //! how a command works.
 
 pub mod cnc;
+pub mod image;
 pub mod init;
 pub mod kubeconfig;
+pub mod lab;
+pub mod prepare;
+pub mod up;
 pub mod validate;
+pub mod vms;
+
+use anyhow::Result;
 
 use crate::cli::SpecArgs;
-use crate::spec::{self, Cluster, Source};
+use crate::error::{Exit, Failure};
+use crate::fsutil;
+use crate::hypervisor::libvirt::Libvirt;
+use crate::lab as sandbox;
+use crate::spec::{self, Cluster, HypervisorMode, Source};
 use crate::ui::Printer;
 
 /// What every command gets: the printer and a view of the environment.
@@ -20,5 +31,46 @@ impl Ctx<'_> {
     /// Resolve the cluster spec from file, env and flags.
     pub fn cluster(&self, args: &SpecArgs) -> Result<(Cluster, Source), spec::SpecError> {
         spec::resolve(args.file.as_deref(), &args.overrides(), self.env)
+    }
+}
+
+/// Connect to the cluster's hypervisor: the lab's private libvirtd, or `hypervisor.uri`.
+pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
+    match cluster.hypervisor.mode {
+        HypervisorMode::Lab => {
+            let state = sandbox::state(cluster)?.ok_or_else(|| {
+                Failure::new(format!("the lab of cluster {} is not running", cluster.name)).hint("start it with `kubicluster lab up --lab`")
+            })?;
+            Libvirt::connect(&state.uri).map_err(|e| Failure::new(format!("cannot reach the lab libvirtd: {e:#}")).hint("restart it: `kubicluster lab down` then `lab up`").into())
+        }
+        HypervisorMode::Host => Libvirt::connect(&cluster.hypervisor.uri).map_err(|e| {
+            Failure::new(format!("cannot reach libvirt at {}: {e:#}", cluster.hypervisor.uri))
+                .hint("is libvirtd running (and are you root)? set another URI with --libvirt-uri, or use --lab")
+                .into()
+        }),
+    }
+}
+
+/// In lab mode, run `args` (a kubicluster command) inside the lab's network namespace, where
+/// the VMs are reachable, with the resolved spec; `Err(Exit)` carries its exit code. Returns
+/// `Ok(false)` when the caller should go on in this process.
+pub fn reexec_in_lab(cluster: &Cluster, args: &[&str]) -> Result<bool> {
+    if cluster.hypervisor.mode != HypervisorMode::Lab || sandbox::inside(cluster) {
+        return Ok(false);
+    }
+    connect(cluster)?; // fail here, with a hint, if the lab is down
+    let file = cluster.cluster_dir().join("cluster.yaml");
+    fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
+    fsutil::write_atomic(
+        &file,
+        spec::to_yaml(&cluster.file).as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    let file = file.display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--file", file.as_str()]);
+    match sandbox::exec_inside(cluster, &all)? {
+        0 => Ok(true),
+        code => Err(Exit(code).into()),
     }
 }

@@ -57,7 +57,14 @@ impl Hypervisor for FakeHypervisor {
     }
 
     fn domains(&self) -> Result<Vec<DomainInfo>> {
-        Ok(self.state.lock().unwrap().domains.values().cloned().collect())
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .domains
+            .values()
+            .cloned()
+            .collect())
     }
 
     fn domain(&self, name: &str) -> Result<Option<DomainInfo>> {
@@ -68,15 +75,29 @@ impl Hypervisor for FakeHypervisor {
         let name = xml_name(xml)?;
         self.record(format!("define_domain {name}"));
         let mut s = self.state.lock().unwrap();
-        let state = s.domains.get(&name).map(|d| d.state.clone()).unwrap_or(VmState::Off);
-        s.domains.insert(name.clone(), DomainInfo { name, state, xml: xml.to_string() });
+        let state = s
+            .domains
+            .get(&name)
+            .map(|d| d.state.clone())
+            .unwrap_or(VmState::Off);
+        s.domains.insert(
+            name.clone(),
+            DomainInfo {
+                name,
+                state,
+                xml: xml.to_string(),
+            },
+        );
         Ok(())
     }
 
     fn start_domain(&self, name: &str) -> Result<()> {
         self.record(format!("start_domain {name}"));
         let mut s = self.state.lock().unwrap();
-        let d = s.domains.get_mut(name).ok_or_else(|| anyhow!("no domain {name}"))?;
+        let d = s
+            .domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?;
         if d.state == VmState::Running {
             bail!("domain {name} is already running");
         }
@@ -87,13 +108,22 @@ impl Hypervisor for FakeHypervisor {
     fn stop_domain(&self, name: &str) -> Result<()> {
         self.record(format!("stop_domain {name}"));
         let mut s = self.state.lock().unwrap();
-        s.domains.get_mut(name).ok_or_else(|| anyhow!("no domain {name}"))?.state = VmState::Off;
+        s.domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?
+            .state = VmState::Off;
         Ok(())
     }
 
     fn undefine_domain(&self, name: &str) -> Result<()> {
         self.record(format!("undefine_domain {name}"));
-        self.state.lock().unwrap().domains.remove(name).map(|_| ()).ok_or_else(|| anyhow!("no domain {name}"))
+        self.state
+            .lock()
+            .unwrap()
+            .domains
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| anyhow!("no domain {name}"))
     }
 
     fn network(&self, name: &str) -> Result<Option<NetworkInfo>> {
@@ -103,19 +133,38 @@ impl Hypervisor for FakeHypervisor {
     fn create_network(&self, xml: &str) -> Result<()> {
         let name = xml_name(xml)?;
         self.record(format!("create_network {name}"));
-        self.state.lock().unwrap().networks.insert(name.clone(), NetworkInfo { name, active: true, xml: xml.into() });
+        self.state.lock().unwrap().networks.insert(
+            name.clone(),
+            NetworkInfo {
+                name,
+                active: true,
+                xml: xml.into(),
+            },
+        );
         Ok(())
     }
 
     fn start_network(&self, name: &str) -> Result<()> {
         self.record(format!("start_network {name}"));
-        self.state.lock().unwrap().networks.get_mut(name).ok_or_else(|| anyhow!("no network {name}"))?.active = true;
+        self.state
+            .lock()
+            .unwrap()
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no network {name}"))?
+            .active = true;
         Ok(())
     }
 
     fn remove_network(&self, name: &str) -> Result<()> {
         self.record(format!("remove_network {name}"));
-        self.state.lock().unwrap().networks.remove(name).map(|_| ()).ok_or_else(|| anyhow!("no network {name}"))
+        self.state
+            .lock()
+            .unwrap()
+            .networks
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| anyhow!("no network {name}"))
     }
 
     fn pool(&self, name: &str) -> Result<Option<PoolInfo>> {
@@ -126,40 +175,86 @@ impl Hypervisor for FakeHypervisor {
         let name = xml_name(xml)?;
         self.record(format!("create_pool {name}"));
         let doc = roxmltree::Document::parse(xml)?;
-        let path = doc.descendants().find(|n| n.has_tag_name("path")).and_then(|n| n.text()).unwrap_or_default();
-        self.state.lock().unwrap().pools.insert(name.clone(), PoolInfo { name, active: true, path: PathBuf::from(path) });
+        let path = doc
+            .descendants()
+            .find(|n| n.has_tag_name("path"))
+            .and_then(|n| n.text())
+            .unwrap_or_default();
+        self.state.lock().unwrap().pools.insert(
+            name.clone(),
+            PoolInfo {
+                name,
+                active: true,
+                path: PathBuf::from(path),
+            },
+        );
         Ok(())
     }
 
     fn start_pool(&self, name: &str) -> Result<()> {
         self.record(format!("start_pool {name}"));
-        self.state.lock().unwrap().pools.get_mut(name).ok_or_else(|| anyhow!("no pool {name}"))?.active = true;
+        self.state
+            .lock()
+            .unwrap()
+            .pools
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no pool {name}"))?
+            .active = true;
         Ok(())
     }
 
     fn volume(&self, pool: &str, name: &str) -> Result<Option<VolumeInfo>> {
-        Ok(self.state.lock().unwrap().volumes.get(&(pool.to_string(), name.to_string())).cloned())
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .volumes
+            .get(&(pool.to_string(), name.to_string()))
+            .cloned())
     }
 
     fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo> {
         let name = xml_name(xml)?;
         self.record(format!("create_volume {pool}/{name}"));
         let doc = roxmltree::Document::parse(xml)?;
-        let capacity = doc.descendants().find(|n| n.has_tag_name("capacity")).and_then(|n| n.text()).unwrap_or("0").parse()?;
+        let capacity = doc
+            .descendants()
+            .find(|n| n.has_tag_name("capacity"))
+            .and_then(|n| n.text())
+            .unwrap_or("0")
+            .parse()?;
         let mut s = self.state.lock().unwrap();
-        let dir = s.pools.get(pool).ok_or_else(|| anyhow!("no pool {pool}"))?.path.clone();
-        let v = VolumeInfo { name: name.clone(), path: dir.join(&name), capacity };
+        let dir = s
+            .pools
+            .get(pool)
+            .ok_or_else(|| anyhow!("no pool {pool}"))?
+            .path
+            .clone();
+        let v = VolumeInfo {
+            name: name.clone(),
+            path: dir.join(&name),
+            capacity,
+        };
         s.volumes.insert((pool.to_string(), name), v.clone());
         Ok(v)
     }
 
     fn delete_volume(&self, pool: &str, name: &str) -> Result<()> {
         self.record(format!("delete_volume {pool}/{name}"));
-        self.state.lock().unwrap().volumes.remove(&(pool.to_string(), name.to_string())).map(|_| ()).ok_or_else(|| anyhow!("no volume {name}"))
+        self.state
+            .lock()
+            .unwrap()
+            .volumes
+            .remove(&(pool.to_string(), name.to_string()))
+            .map(|_| ())
+            .ok_or_else(|| anyhow!("no volume {name}"))
     }
 
     fn refresh_pool(&self, name: &str) -> Result<()> {
         let s = self.state.lock().unwrap();
-        s.pools.get(name).map(|_| ()).ok_or_else(|| anyhow!("no pool {name}"))
+        s.pools
+            .get(name)
+            .map(|_| ())
+            .ok_or_else(|| anyhow!("no pool {name}"))
     }
 }

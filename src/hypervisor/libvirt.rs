@@ -22,7 +22,10 @@ fn not_found(e: &virt::error::Error) -> bool {
     matches!(
         e.code(),
         virt::enumutil::Enum::Known(
-            ErrorNumber::NoDomain | ErrorNumber::NoNetwork | ErrorNumber::NoStoragePool | ErrorNumber::NoStorageVolume
+            ErrorNumber::NoDomain
+                | ErrorNumber::NoNetwork
+                | ErrorNumber::NoStoragePool
+                | ErrorNumber::NoStorageVolume
         )
     )
 }
@@ -43,8 +46,13 @@ fn lv<T>(r: Result<T, virt::error::Error>) -> Result<T> {
 impl Libvirt {
     /// Connect to `uri` (e.g. `qemu:///system`, `test:///default`).
     pub fn connect(uri: &str) -> Result<Self> {
+        // Errors are returned to us; keep libvirt from also printing them.
+        virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(|e| anyhow!("{}", e.message()))?;
-        Ok(Libvirt { conn, uri: uri.to_string() })
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_string(),
+        })
     }
 
     fn info(&self, d: &Domain) -> Result<DomainInfo> {
@@ -62,7 +70,8 @@ impl Libvirt {
     }
 
     fn pool_obj(&self, name: &str) -> Result<StoragePool> {
-        lv(self.conn.lookup_storage_pool_by_name(name)).with_context(|| format!("storage pool {name}"))
+        lv(self.conn.lookup_storage_pool_by_name(name))
+            .with_context(|| format!("storage pool {name}"))
     }
 }
 
@@ -72,7 +81,10 @@ impl Hypervisor for Libvirt {
     }
 
     fn domains(&self) -> Result<Vec<DomainInfo>> {
-        lv(self.conn.list_all_domains(0))?.iter().map(|d| self.info(d)).collect()
+        lv(self.conn.list_all_domains(0))?
+            .iter()
+            .map(|d| self.info(d))
+            .collect()
     }
 
     fn domain(&self, name: &str) -> Result<Option<DomainInfo>> {

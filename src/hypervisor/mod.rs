@@ -38,7 +38,9 @@ impl DomainInfo {
     pub fn owner(&self) -> Option<String> {
         let doc = roxmltree::Document::parse(&self.xml).ok()?;
         doc.descendants()
-            .find(|n| n.tag_name().namespace() == Some(METADATA_NS) && n.tag_name().name() == "cluster")
+            .find(|n| {
+                n.tag_name().namespace() == Some(METADATA_NS) && n.tag_name().name() == "cluster"
+            })
             .and_then(|n| n.text())
             .map(str::to_string)
     }
@@ -74,7 +76,10 @@ impl NetworkInfo {
     pub fn address(&self) -> Option<(Ipv4Addr, Ipv4Addr)> {
         let doc = roxmltree::Document::parse(&self.xml).ok()?;
         let ip = doc.descendants().find(|n| n.has_tag_name("ip"))?;
-        Some((ip.attribute("address")?.parse().ok()?, ip.attribute("netmask")?.parse().ok()?))
+        Some((
+            ip.attribute("address")?.parse().ok()?,
+            ip.attribute("netmask")?.parse().ok()?,
+        ))
     }
 }
 
@@ -202,7 +207,13 @@ impl VmFiles {
     }
 }
 
-pub fn domain_xml(cluster: &Cluster, node: &Node, disk: &Path, domain_type: &str, cpu_mode: &str) -> String {
+pub fn domain_xml(
+    cluster: &Cluster,
+    node: &Node,
+    disk: &Path,
+    domain_type: &str,
+    cpu_mode: &str,
+) -> String {
     let files = VmFiles::for_node(cluster, &node.name);
     let bridged = cluster.networks.mode == ClusterNetMode::Bridged;
     render::render(
@@ -259,7 +270,14 @@ pub fn pool_xml(name: &str, path: &Path) -> String {
         name: &'a str,
         path: String,
     }
-    render::render("pool.xml.j2", &Ctx { name, path: path.display().to_string() }).expect("pool template renders")
+    render::render(
+        "pool.xml.j2",
+        &Ctx {
+            name,
+            path: path.display().to_string(),
+        },
+    )
+    .expect("pool template renders")
 }
 
 pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &Path) -> String {

@@ -17,32 +17,71 @@ fn macs_are_stable_local_and_distinct() {
     let a = mac_address("kubicluster", "kubi-worker-01", 0);
     assert_eq!(a, mac_address("kubicluster", "kubi-worker-01", 0));
     assert!(a.starts_with("52:54:00:"));
-    let all: std::collections::BTreeSet<_> = ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
-        .iter()
-        .flat_map(|n| [mac_address("kubicluster", n, 0), mac_address("kubicluster", n, 1)])
-        .collect();
+    let all: std::collections::BTreeSet<_> =
+        ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
+            .iter()
+            .flat_map(|n| {
+                [
+                    mac_address("kubicluster", n, 0),
+                    mac_address("kubicluster", n, 1),
+                ]
+            })
+            .collect();
     assert_eq!(all.len(), 6);
-    assert_ne!(a, mac_address("other", "kubi-worker-01", 0), "the cluster name is part of the MAC");
+    assert_ne!(
+        a,
+        mac_address("other", "kubi-worker-01", 0),
+        "the cluster name is part of the MAC"
+    );
 }
 
 #[test]
 fn domain_xml_parses_and_carries_what_the_vm_needs() {
     let c = cluster();
     let node = &c.nodes[1];
-    let xml = domain_xml(&c, node, Path::new("/var/lib/libvirt/images/kubi-worker-01.qcow2"), "qemu", "maximum");
+    let xml = domain_xml(
+        &c,
+        node,
+        Path::new("/var/lib/libvirt/images/kubi-worker-01.qcow2"),
+        "qemu",
+        "maximum",
+    );
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let root = doc.root_element();
     assert_eq!(root.attribute("type"), Some("qemu"));
-    let info = DomainInfo { name: node.name.clone(), state: VmState::Off, xml: xml.clone() };
+    let info = DomainInfo {
+        name: node.name.clone(),
+        state: VmState::Off,
+        xml: xml.clone(),
+    };
     assert_eq!(info.owner().as_deref(), Some("kubicluster"));
     assert_eq!(info.size(), Some((1, 4096)));
-    let ifaces: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("interface")).collect();
+    let ifaces: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .collect();
     assert_eq!(ifaces.len(), 2);
-    let source = |i: usize| ifaces[i].children().find(|n| n.has_tag_name("source")).unwrap().attribute("network");
+    let source = |i: usize| {
+        ifaces[i]
+            .children()
+            .find(|n| n.has_tag_name("source"))
+            .unwrap()
+            .attribute("network")
+    };
     assert_eq!(source(0), Some("default"));
     assert_eq!(source(1), Some("vm-cluster-net-dev"));
-    let entries: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("entry")).map(|n| n.attribute("name").unwrap()).collect();
-    assert_eq!(entries, ["opt/io.kubicluster/identity", "opt/io.kubicluster/ssh_host_ed25519_key"]);
+    let entries: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("entry"))
+        .map(|n| n.attribute("name").unwrap())
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            "opt/io.kubicluster/identity",
+            "opt/io.kubicluster/ssh_host_ed25519_key"
+        ]
+    );
     assert!(doc.descendants().any(|n| n.has_tag_name("rng")));
     insta::assert_snapshot!(xml);
 }
@@ -54,16 +93,28 @@ fn bridged_mode_attaches_the_host_bridge() {
         ..Overrides::default()
     };
     let c = resolve(None, &ov, &|_| None).unwrap().0;
-    let xml = domain_xml(&c, &c.nodes[0], Path::new("/d.qcow2"), "kvm", "host-passthrough");
+    let xml = domain_xml(
+        &c,
+        &c.nodes[0],
+        Path::new("/d.qcow2"),
+        "kvm",
+        "host-passthrough",
+    );
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    let bridge = doc.descendants().find(|n| n.has_tag_name("source") && n.attribute("bridge").is_some()).unwrap();
+    let bridge = doc
+        .descendants()
+        .find(|n| n.has_tag_name("source") && n.attribute("bridge").is_some())
+        .unwrap();
     assert_eq!(bridge.attribute("bridge"), Some("vmbr24"));
 }
 
 #[test]
 fn domain_type_follows_kvm_and_overrides() {
     let mut c = cluster();
-    assert_eq!(domain_type(&c, true), ("kvm", "host-passthrough".to_string()));
+    assert_eq!(
+        domain_type(&c, true),
+        ("kvm", "host-passthrough".to_string())
+    );
     assert_eq!(domain_type(&c, false), ("qemu", "maximum".to_string()));
     c.hypervisor.domain_type = DomainTypeChoice::Qemu;
     assert_eq!(domain_type(&c, true).0, "qemu");
@@ -73,11 +124,31 @@ fn domain_type_follows_kvm_and_overrides() {
 
 #[test]
 fn network_xml_for_nat_and_isolated() {
-    let nat = network_xml("default", true, "virbr0", "192.168.122.0/24".parse().unwrap());
-    let info = NetworkInfo { name: "default".into(), active: true, xml: nat.clone() };
-    assert_eq!(info.address(), Some(("192.168.122.1".parse().unwrap(), "255.255.255.0".parse().unwrap())));
+    let nat = network_xml(
+        "default",
+        true,
+        "virbr0",
+        "192.168.122.0/24".parse().unwrap(),
+    );
+    let info = NetworkInfo {
+        name: "default".into(),
+        active: true,
+        xml: nat.clone(),
+    };
+    assert_eq!(
+        info.address(),
+        Some((
+            "192.168.122.1".parse().unwrap(),
+            "255.255.255.0".parse().unwrap()
+        ))
+    );
     assert!(nat.contains("<forward mode='nat'/>"));
-    let iso = network_xml("vm-cluster-net-dev", false, "vmbr24dev", "192.168.24.0/24".parse().unwrap());
+    let iso = network_xml(
+        "vm-cluster-net-dev",
+        false,
+        "vmbr24dev",
+        "192.168.24.0/24".parse().unwrap(),
+    );
     assert!(!iso.contains("forward"), "the cluster network is isolated");
     insta::assert_snapshot!(iso);
 }
@@ -88,7 +159,12 @@ fn libvirt_test_driver_round_trip() {
     let lv = libvirt::Libvirt::connect("test:///default").expect("libvirt test driver");
     let c = cluster();
     // networks
-    let xml = network_xml("kubi-net", false, "kubibr0", "192.168.24.0/24".parse().unwrap());
+    let xml = network_xml(
+        "kubi-net",
+        false,
+        "kubibr0",
+        "192.168.24.0/24".parse().unwrap(),
+    );
     assert!(lv.network("kubi-net").unwrap().is_none());
     lv.create_network(&xml).unwrap();
     let n = lv.network("kubi-net").unwrap().unwrap();
@@ -98,27 +174,64 @@ fn libvirt_test_driver_round_trip() {
     assert!(lv.network("kubi-net").unwrap().is_none());
     // pool and volumes
     let pool_dir = tempfile::tempdir().unwrap();
-    lv.create_pool(&pool_xml("kubi-pool", pool_dir.path())).unwrap();
+    lv.create_pool(&pool_xml("kubi-pool", pool_dir.path()))
+        .unwrap();
     let p = lv.pool("kubi-pool").unwrap().unwrap();
     assert!(p.active);
     assert_eq!(p.path, pool_dir.path());
     let v = lv
-        .create_volume("kubi-pool", &overlay_volume_xml("kubi-worker-01.qcow2", 8 << 30, Path::new("/tmp/template.qcow2")))
+        .create_volume(
+            "kubi-pool",
+            &overlay_volume_xml(
+                "kubi-worker-01.qcow2",
+                8 << 30,
+                Path::new("/tmp/template.qcow2"),
+            ),
+        )
         .unwrap();
     assert_eq!(v.capacity, 8 << 30);
-    assert_eq!(lv.volume("kubi-pool", "kubi-worker-01.qcow2").unwrap().unwrap().capacity, 8 << 30);
-    lv.delete_volume("kubi-pool", "kubi-worker-01.qcow2").unwrap();
-    assert!(lv.volume("kubi-pool", "kubi-worker-01.qcow2").unwrap().is_none());
+    assert_eq!(
+        lv.volume("kubi-pool", "kubi-worker-01.qcow2")
+            .unwrap()
+            .unwrap()
+            .capacity,
+        8 << 30
+    );
+    lv.delete_volume("kubi-pool", "kubi-worker-01.qcow2")
+        .unwrap();
+    assert!(
+        lv.volume("kubi-pool", "kubi-worker-01.qcow2")
+            .unwrap()
+            .is_none()
+    );
     // domains (the test driver only runs type='test' guests)
-    let xml = domain_xml(&c, &c.nodes[0], Path::new("/tmp/disk.qcow2"), "test", "maximum");
+    let xml = domain_xml(
+        &c,
+        &c.nodes[0],
+        Path::new("/tmp/disk.qcow2"),
+        "test",
+        "maximum",
+    );
     lv.define_domain(&xml).unwrap();
     let d = lv.domain("kubi-controller-01").unwrap().unwrap();
     assert_eq!(d.state, VmState::Off);
-    assert_eq!(d.owner().as_deref(), Some("kubicluster"), "metadata survives libvirt");
+    assert_eq!(
+        d.owner().as_deref(),
+        Some("kubicluster"),
+        "metadata survives libvirt"
+    );
     assert_eq!(d.size(), Some((1, 4096)));
     lv.start_domain("kubi-controller-01").unwrap();
-    assert_eq!(lv.domain("kubi-controller-01").unwrap().unwrap().state, VmState::Running);
-    assert!(lv.domains().unwrap().iter().any(|d| d.name == "kubi-controller-01"));
+    assert_eq!(
+        lv.domain("kubi-controller-01").unwrap().unwrap().state,
+        VmState::Running
+    );
+    assert!(
+        lv.domains()
+            .unwrap()
+            .iter()
+            .any(|d| d.name == "kubi-controller-01")
+    );
     lv.stop_domain("kubi-controller-01").unwrap();
     lv.undefine_domain("kubi-controller-01").unwrap();
     assert!(lv.domain("kubi-controller-01").unwrap().is_none());
@@ -128,6 +241,11 @@ fn libvirt_test_driver_round_trip() {
 
 #[test]
 fn unreachable_uri_is_an_error() {
-    let err = libvirt::Libvirt::connect("qemu:///system?socket=/nonexistent/libvirt-sock").err().unwrap();
-    assert!(err.to_string().to_lowercase().contains("socket") || err.to_string().contains("connect"), "{err}");
+    let err = libvirt::Libvirt::connect("qemu:///system?socket=/nonexistent/libvirt-sock")
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().to_lowercase().contains("socket") || err.to_string().contains("connect"),
+        "{err}"
+    );
 }

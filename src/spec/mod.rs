@@ -153,7 +153,9 @@ impl Cluster {
     /// The template image (built by `kubicluster image build` unless set).
     pub fn image_path(&self) -> PathBuf {
         if self.hypervisor.image.is_empty() {
-            self.work_dir.join("images").join("kubicluster-bookworm.qcow2")
+            self.work_dir
+                .join("images")
+                .join("kubicluster-bookworm.qcow2")
         } else {
             PathBuf::from(&self.hypervisor.image)
         }

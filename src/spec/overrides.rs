@@ -34,6 +34,9 @@ pub struct Overrides {
     pub etcd_peer_port: Option<u16>,
     pub etcd_cluster_token: Option<String>,
     pub lab: bool,
+    /// Nodes added to the spec's list (the original's positional `create-vms NAME,IP,IP …`);
+    /// the role is controller when the name contains "controller", worker otherwise.
+    pub extra_nodes: Vec<String>,
     pub libvirt_uri: Option<String>,
     pub domain_type: Option<DomainTypeChoice>,
     pub storage_dir: Option<String>,
@@ -196,6 +199,30 @@ impl Overrides {
                         ),
                     }
                 }
+            }
+        }
+        for spec in &o.extra_nodes {
+            let role = if spec
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .contains("controller")
+            {
+                Role::Controller
+            } else {
+                Role::Worker
+            };
+            match parse_node_spec(spec, role) {
+                Ok(n)
+                    if s.nodes.iter().any(|m| {
+                        *m == n
+                            || (m.name == n.name
+                                && m.cluster_ip == n.cluster_ip
+                                && m.hypervisor_ip == n.hypervisor_ip)
+                    }) => {}
+                Ok(n) => s.nodes.push(n),
+                Err(e) => problems
+                    .push(Problem::new("NODE", e).hint("give NAME,CLUSTER_IP,HYPERVISOR_IP")),
             }
         }
         problems

@@ -434,23 +434,38 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     }
     if !is_dns_label(&h.storage_pool) {
         c.push(
-            Problem::new("spec.hypervisor.storagePool", format!("{:?} is not a valid pool name", h.storage_pool))
-                .hint("use lowercase letters, digits and '-'"),
+            Problem::new(
+                "spec.hypervisor.storagePool",
+                format!("{:?} is not a valid pool name", h.storage_pool),
+            )
+            .hint("use lowercase letters, digits and '-'"),
         );
     }
     if !["", "host-passthrough", "host-model", "maximum"].contains(&h.cpu_mode.as_str()) {
         c.push(
-            Problem::new("spec.hypervisor.cpuMode", format!("unknown CPU mode {:?}", h.cpu_mode))
-                .hint("use host-passthrough, host-model or maximum"),
+            Problem::new(
+                "spec.hypervisor.cpuMode",
+                format!("unknown CPU mode {:?}", h.cpu_mode),
+            )
+            .hint("use host-passthrough, host-model or maximum"),
         );
     }
     if h.disk_gib < 2 {
-        c.push(Problem::new("spec.hypervisor.diskGiB", format!("{} GiB is too small", h.disk_gib)).hint("give at least 2 GiB"));
+        c.push(
+            Problem::new(
+                "spec.hypervisor.diskGiB",
+                format!("{} GiB is too small", h.disk_gib),
+            )
+            .hint("give at least 2 GiB"),
+        );
     }
     if h.boot_timeout_seconds < 10 {
         c.push(
-            Problem::new("spec.hypervisor.bootTimeoutSeconds", format!("{} s is too short", h.boot_timeout_seconds))
-                .hint("under emulation (TCG) a boot takes a minute or more; the default is 300"),
+            Problem::new(
+                "spec.hypervisor.bootTimeoutSeconds",
+                format!("{} s is too short", h.boot_timeout_seconds),
+            )
+            .hint("under emulation (TCG) a boot takes a minute or more; the default is 300"),
         );
     }
 
@@ -474,7 +489,9 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         .find(|n| n.role == Role::Controller)
         .map(|n| n.cluster_ip)
         .expect("checked above: at least one controller");
-    let work_dir = PathBuf::from(&spec.work_dir);
+    // Absolute, because libvirt gets paths below it (disks, fw_cfg files, console logs, sockets).
+    let work_dir =
+        std::path::absolute(&spec.work_dir).unwrap_or_else(|_| PathBuf::from(&spec.work_dir));
     let ssh_key = if spec.ssh.private_key.is_empty() {
         work_dir.join(name).join("ssh").join("id_ed25519")
     } else {

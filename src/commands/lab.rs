@@ -1,0 +1,46 @@
+//! `kubicluster lab up|down|status`: the private libvirtd sandbox (see [`crate::lab`]).
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::cli::{LabAction, LabArgs};
+use crate::lab;
+use crate::spec::HypervisorMode;
+
+pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
+    let spec = match &args.action {
+        LabAction::Up(s) | LabAction::Down(s) | LabAction::Status(s) => &s.spec,
+    };
+    let (mut cluster, _) = ctx.cluster(spec)?;
+    cluster.hypervisor.mode = HypervisorMode::Lab;
+    match &args.action {
+        LabAction::Up(_) => {
+            let (state, started) = lab::up(&cluster)?;
+            let verb = if started {
+                "started"
+            } else {
+                "already running"
+            };
+            ctx.printer.status(&format!(
+                "lab {verb}: namespace {}, libvirtd pid {}, {}",
+                state.netns, state.pid, state.uri
+            ));
+        }
+        LabAction::Down(_) => {
+            let removed = lab::down(&cluster)?;
+            ctx.printer.status(if removed {
+                "lab removed: VMs, networks, daemon, namespace and files"
+            } else {
+                "no lab to remove"
+            });
+        }
+        LabAction::Status(_) => match lab::state(&cluster)? {
+            Some(s) => ctx.printer.result(&format!(
+                "running: namespace {}, libvirtd pid {}, {}\n",
+                s.netns, s.pid, s.uri
+            )),
+            None => ctx.printer.result("not running\n"),
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Lab mode: a private libvirtd inside a network namespace kubicluster creates, with its own
+//! config, state, run, log and cache directories bind-mounted over libvirt's, so its networks,
+//! dnsmasq, taps and VMs all live in the namespace (no route out) and nothing touches the host's
+//! libvirt. Clients reach it through its unix socket; SSH to the VMs happens from inside the
+//! namespace (kubicluster re-executes itself there for those commands).
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Failure;
+use crate::fsutil;
+use crate::hypervisor::Hypervisor;
+use crate::hypervisor::libvirt::Libvirt;
+use crate::spec::Cluster;
+
+/// What `lab up` leaves behind for later commands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabState {
+    pub netns: String,
+    pub pid: u32,
+    pub uri: String,
+}
+
+const QEMU_CONF: &str = r#"# kubicluster lab: QEMU runs as root without cgroups, namespaces, a security driver or virtlogd.
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+stdio_handler = "file"
+namespaces = [ ]
+"#;
+
+/// The directories bind-mounted over libvirt's own, relative to the lab dir.
+const MOUNTS: &[(&str, &str)] = &[
+    ("etc", "/etc/libvirt"),
+    ("lib", "/var/lib/libvirt"),
+    ("run", "/run/libvirt"),
+    ("log", "/var/log/libvirt"),
+    ("cache", "/var/cache/libvirt"),
+];
+
+/// A namespace name unique to this cluster and work dir.
+pub fn netns_name(cluster: &Cluster) -> String {
+    let dir =
+        std::fs::canonicalize(cluster.cluster_dir()).unwrap_or_else(|_| cluster.cluster_dir());
+    let h = Sha256::digest(dir.to_string_lossy().as_bytes());
+    format!(
+        "kubilab-{}-{:02x}{:02x}{:02x}",
+        cluster.name, h[0], h[1], h[2]
+    )
+}
+
+fn state_path(cluster: &Cluster) -> PathBuf {
+    cluster.lab_dir().join("lab.yaml")
+}
+
+pub fn socket_path(cluster: &Cluster) -> PathBuf {
+    cluster.lab_dir().join("run").join("libvirt-sock")
+}
+
+pub fn uri(cluster: &Cluster) -> String {
+    format!("qemu:///system?socket={}", socket_path(cluster).display())
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(bin).is_file()
+}
+
+/// The recorded lab, if its daemon is still alive.
+pub fn state(cluster: &Cluster) -> Result<Option<LabState>> {
+    let Some(bytes) = fsutil::read_optional(&state_path(cluster))? else {
+        return Ok(None);
+    };
+    let s: LabState = serde_yaml_ng::from_slice(&bytes).context("read lab state")?;
+    Ok(Some(s).filter(|s| pid_alive(s.pid)))
+}
+
+/// Are we inside the lab's network namespace?
+pub fn inside(cluster: &Cluster) -> bool {
+    let ns = Path::new("/run/netns").join(netns_name(cluster));
+    match (
+        std::fs::metadata("/proc/self/ns/net"),
+        std::fs::metadata(ns),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Start the lab (idempotent): namespace, private libvirtd, its socket answering.
+pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
+    if let Some(s) = state(cluster)? {
+        return Ok((s, false));
+    }
+    if !is_root() {
+        return Err(
+            Failure::new("the lab needs root (network namespaces, libvirtd)")
+                .hint("run as root")
+                .into(),
+        );
+    }
+    let missing: Vec<_> = ["ip", "libvirtd", "qemu-system-x86_64", "dnsmasq"]
+        .into_iter()
+        .filter(|b| !which(b))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::new(format!("the lab needs {}", missing.join(", ")))
+            .hint("install libvirt-daemon-system, libvirt-daemon-driver-qemu, qemu-system-x86 and dnsmasq-base (make up does)")
+            .into());
+    }
+    let dir = cluster.lab_dir();
+    fsutil::ensure_dir(&dir, fsutil::PRIVATE_DIR)?;
+    let _lock = fsutil::lock_dir(&dir)?;
+    for (sub, _) in MOUNTS {
+        fsutil::ensure_dir(&dir.join(sub), 0o755)?;
+    }
+    // A private copy of the host's libvirt configuration, minus the packaged default network.
+    run(Command::new("cp")
+        .arg("-a")
+        .arg("/etc/libvirt/.")
+        .arg(dir.join("etc")))?;
+    for f in [
+        "qemu/networks/default.xml",
+        "qemu/networks/autostart/default.xml",
+    ] {
+        let _ = std::fs::remove_file(dir.join("etc").join(f));
+    }
+    fsutil::write_atomic(&dir.join("etc/qemu.conf"), QEMU_CONF.as_bytes(), 0o644)?;
+    let ns = netns_name(cluster);
+    if !Path::new("/run/netns").join(&ns).exists() {
+        run(Command::new("ip").args(["netns", "add", &ns]))?;
+    }
+    run(Command::new("ip").args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]))?;
+    let mut script = String::from("set -e\n");
+    for (sub, target) in MOUNTS {
+        script.push_str(&format!(
+            "mkdir -p '{target}'\nmount --bind '{}' '{target}'\n",
+            dir.join(sub).display()
+        ));
+    }
+    script.push_str("exec libvirtd\n");
+    let log = std::fs::File::create(dir.join("libvirtd.out"))?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns, "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("start libvirtd in the lab namespace")?;
+    let pid = child.id();
+    let state = LabState {
+        netns: ns,
+        pid,
+        uri: uri(cluster),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if socket_path(cluster).exists() && Libvirt::connect(&state.uri).is_ok() {
+            break;
+        }
+        let exited = child.try_wait().ok().flatten().is_some();
+        if exited || Instant::now() > deadline {
+            let out = std::fs::read_to_string(dir.join("libvirtd.out")).unwrap_or_default();
+            bail!("the lab libvirtd did not come up: {}", out.trim());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fsutil::write_atomic(
+        &state_path(cluster),
+        serde_yaml_ng::to_string(&state)?.as_bytes(),
+        fsutil::SECRET,
+    )?;
+    Ok((state, true))
+}
+
+/// Remove everything the lab made: VMs, networks, the daemon, the namespace and its directory.
+pub fn down(cluster: &Cluster) -> Result<bool> {
+    let ns = netns_name(cluster);
+    let dir = cluster.lab_dir();
+    let ns_exists = Path::new("/run/netns").join(&ns).exists();
+    if !ns_exists && !dir.exists() {
+        return Ok(false);
+    }
+    if let Some(s) = state(cluster)?
+        && let Ok(lv) = Libvirt::connect(&s.uri)
+    {
+        for d in lv.domains()? {
+            let _ = lv.stop_domain(&d.name);
+            let _ = lv.undefine_domain(&d.name);
+        }
+    }
+    if ns_exists {
+        // Every process in the namespace: libvirtd, dnsmasq, QEMU.
+        for signal in ["TERM", "KILL"] {
+            let out = Command::new("ip").args(["netns", "pids", &ns]).output()?;
+            let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if pids.is_empty() {
+                break;
+            }
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .args(&pids)
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && pids
+                    .iter()
+                    .any(|p| Path::new(&format!("/proc/{p}")).exists())
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        run(Command::new("ip").args(["netns", "del", &ns]))?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    Ok(true)
+}
+
+/// Run kubicluster `args` inside the lab namespace (for commands that talk to VMs); returns the
+/// exit code.
+pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
+    let exe = std::env::current_exe().context("find the kubicluster binary")?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", &netns_name(cluster)])
+        .arg(exe)
+        .args(args)
+        .status()
+        .context("enter the lab namespace")?;
+    Ok(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+}

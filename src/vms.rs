@@ -1,0 +1,577 @@
+//! The VMs of a cluster: infrastructure they need (networks, pool, template volume, SSH key),
+//! a plan that never mutates (create / start / keep / drift / recreate), applying it (overlay
+//! disks, domains, all started at once), waiting for each VM to answer SSH with its pinned host
+//! key, verifying its identity, and destroying. kubicluster only ever touches domains whose
+//! metadata names this cluster.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use ssh_key::PublicKey;
+
+use crate::error::Failure;
+use crate::fsutil;
+use crate::host::Host;
+use crate::host::ssh::SshHost;
+use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
+use crate::spec::{Cluster, ClusterNetMode, Node};
+use crate::sshkeys;
+
+/// One planned change (or none) for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Start,
+    Keep,
+    /// The domain differs from the spec; reported, applied only with `--force`.
+    Drift(String),
+    Recreate(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub node: String,
+    pub action: Action,
+}
+
+impl Planned {
+    pub fn describe(&self) -> String {
+        match &self.action {
+            Action::Create => format!("{}: create and start", self.node),
+            Action::Start => format!("{}: start (defined, not running)", self.node),
+            Action::Keep => format!("{}: up to date", self.node),
+            Action::Drift(d) => format!(
+                "{}: differs from the spec ({d}); run with --force to recreate it",
+                self.node
+            ),
+            Action::Recreate(why) => format!("{}: recreate ({why})", self.node),
+        }
+    }
+}
+
+fn owned_by_us(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result<()> {
+    match d.owner() {
+        Some(o) if o == cluster.name => Ok(()),
+        owner => Err(Failure::bad_input(format!(
+            "{}: a libvirt domain with this name exists and belongs to {}",
+            d.name,
+            owner.map(|o| format!("kubicluster cluster {o:?}")).unwrap_or_else(|| "something else (no kubicluster metadata)".into())
+        ))
+        .hint("rename the node in the spec or remove that domain yourself; kubicluster never touches domains it did not create")
+        .into()),
+    }
+}
+
+/// Read-only: what `apply` would do for each node.
+pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<Planned>> {
+    let mut out = Vec::new();
+    for n in &cluster.nodes {
+        let action = match hv.domain(&n.name)? {
+            None => Action::Create,
+            Some(d) => {
+                owned_by_us(cluster, &d)?;
+                let drift = match d.size() {
+                    Some((vcpus, mib)) if vcpus != n.vcpus || mib != u64::from(n.memory_mib) => {
+                        Some(format!(
+                            "vcpus {vcpus} → {}, memory {mib} → {} MiB",
+                            n.vcpus, n.memory_mib
+                        ))
+                    }
+                    _ => None,
+                };
+                match (drift, force) {
+                    (Some(d), true) => Action::Recreate(d),
+                    (None, true) => Action::Recreate("--force".into()),
+                    (Some(d), false) => Action::Drift(d),
+                    (None, false) if d.state != VmState::Running => Action::Start,
+                    (None, false) => Action::Keep,
+                }
+            }
+        };
+        out.push(Planned {
+            node: n.name.clone(),
+            action,
+        });
+    }
+    Ok(out)
+}
+
+/// Free memory (MemAvailable) in MiB.
+fn available_mib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+}
+
+/// Refuse a plan whose new VMs need more memory than the host has free.
+pub fn check_memory(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
+    let need: u64 = plan
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.action,
+                Action::Create | Action::Recreate(_) | Action::Start
+            )
+        })
+        .filter_map(|p| cluster.node(&p.node))
+        .map(|n| u64::from(n.memory_mib))
+        .sum();
+    if let Some(free) = available_mib()
+        && need > free
+    {
+        return Err(Failure::bad_input(format!(
+            "the VMs to start need {need} MiB of memory, the host has {free} MiB free"
+        ))
+        .hint("lower memoryMiB (nodeDefaults or per node) or free memory")
+        .into());
+    }
+    Ok(())
+}
+
+/// Networks, storage pool and the client SSH key; returns what was changed.
+pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let nets = &cluster.networks;
+    let mut wanted = vec![(
+        nets.hypervisor_name.clone(),
+        true,
+        hypervisor::nat_bridge(&nets.hypervisor_name),
+        nets.hypervisor,
+    )];
+    match nets.mode {
+        ClusterNetMode::Isolated => wanted.push((
+            nets.cluster_name.clone(),
+            false,
+            nets.bridge.clone(),
+            nets.cluster,
+        )),
+        ClusterNetMode::Bridged => {
+            if !Path::new("/sys/class/net")
+                .join(&nets.bridge)
+                .join("bridge")
+                .exists()
+            {
+                return Err(Failure::new(format!("bridged cluster network: host bridge {} does not exist", nets.bridge))
+                    .hint(format!("create it (bridge-ports {}) in /etc/network/interfaces, or use networks.cluster.mode: isolated", nets.bridge_port))
+                    .into());
+            }
+        }
+    }
+    for (name, nat, bridge, cidr) in wanted {
+        let gateway = cidr.hosts().next().expect("validated");
+        match hv.network(&name)? {
+            None => {
+                hv.create_network(&hypervisor::network_xml(&name, nat, &bridge, cidr))?;
+                changed.push(format!("network {name} ({cidr}) created"));
+            }
+            Some(n) => {
+                if n.address() != Some((gateway, cidr.netmask())) {
+                    return Err(Failure::new(format!(
+                        "libvirt network {name} exists with another address than {gateway}/{}",
+                        cidr.prefix_len()
+                    ))
+                    .hint("change the network in the cluster file, or remove that libvirt network")
+                    .into());
+                }
+                if !n.active {
+                    hv.start_network(&name)?;
+                    changed.push(format!("network {name} started"));
+                }
+            }
+        }
+    }
+    let pool = &cluster.hypervisor.storage_pool;
+    let dir = cluster.storage_dir();
+    match hv.pool(pool)? {
+        None => {
+            fsutil::ensure_dir(&dir, 0o711)?;
+            hv.create_pool(&hypervisor::pool_xml(pool, &dir))?;
+            changed.push(format!("storage pool {pool} ({}) created", dir.display()));
+        }
+        Some(p) if p.path != dir => {
+            return Err(Failure::new(format!("storage pool {pool} exists at {}, the spec wants {}", p.path.display(), dir.display()))
+                .hint("set hypervisor.storageDir to the pool's directory or pick another storagePool name")
+                .into());
+        }
+        Some(p) if !p.active => {
+            hv.start_pool(pool)?;
+            changed.push(format!("storage pool {pool} started"));
+        }
+        Some(_) => {}
+    }
+    if !cluster.ssh_key.exists() {
+        sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
+        changed.push(format!("SSH key {} created", cluster.ssh_key.display()));
+    }
+    Ok(changed)
+}
+
+/// The template image, as a volume of the pool (copied in once, named by its content hash).
+pub fn template_volume(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<VolumeInfo> {
+    let image = cluster.image_path();
+    let mut f = std::fs::File::open(&image).map_err(|e| {
+        Failure::bad_input(format!("template image {}: {e}", image.display())).hint(
+            "build one with `kubicluster image build`, or give an existing qcow2 with --image",
+        )
+    })?;
+    let mut magic = [0u8; 4];
+    use std::io::Read;
+    if f.read_exact(&mut magic).is_err() || &magic != b"QFI\xfb" {
+        return Err(Failure::bad_input(format!(
+            "template image {} is not a qcow2 file",
+            image.display()
+        ))
+        .hint("convert it with `qemu-img convert -O qcow2`")
+        .into());
+    }
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(&image)?;
+    std::io::copy(&mut f, &mut hasher)?;
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let name = format!("kubicluster-template-{hex}.qcow2");
+    let pool = &cluster.hypervisor.storage_pool;
+    if let Some(v) = hv.volume(pool, &name)? {
+        return Ok(v);
+    }
+    let dir = cluster.storage_dir();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(&image, &tmp)
+        .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::fs::rename(&tmp, dir.join(&name))?;
+    hv.refresh_pool(pool)?;
+    hv.volume(pool, &name)?
+        .with_context(|| format!("template volume {name} did not appear in pool {pool}"))
+}
+
+fn identity_text(cluster: &Cluster, n: &Node, client: &PublicKey) -> String {
+    let hv = cluster.networks.hypervisor;
+    let cl = cluster.networks.cluster;
+    let gw = hv.hosts().next().expect("validated");
+    format!(
+        "HOSTNAME={}\nETH0_ADDRESS={}/{}\nETH0_GATEWAY={gw}\nETH1_ADDRESS={}/{}\nDNS={gw}\nAUTHORIZED_KEY={}\n",
+        n.name,
+        n.hypervisor_ip,
+        hv.prefix_len(),
+        n.cluster_ip,
+        cl.prefix_len(),
+        sshkeys::public_line(client)
+    )
+}
+
+/// The pinned host key of a node (generated on first use, kept across re-creation).
+pub fn host_key(cluster: &Cluster, node: &str) -> Result<ssh_key::PrivateKey> {
+    let files = VmFiles::for_node(cluster, node);
+    sshkeys::ensure_key(&files.host_key, &format!("{node}@{}", cluster.name))
+}
+
+fn write_known_hosts(cluster: &Cluster) -> Result<()> {
+    let mut text = String::new();
+    for n in &cluster.nodes {
+        let key = host_key(cluster, &n.name)?;
+        text.push_str(&format!(
+            "{},{} {}\n",
+            n.name,
+            n.hypervisor_ip,
+            sshkeys::public_line(key.public_key())
+        ));
+    }
+    let path = cluster.known_hosts();
+    fsutil::ensure_dir(path.parent().expect("has a parent"), fsutil::PRIVATE_DIR)?;
+    fsutil::write_atomic(&path, text.as_bytes(), fsutil::PUBLIC)
+}
+
+fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> Result<()> {
+    if let Some(d) = hv.domain(name)? {
+        owned_by_us(cluster, &d)?;
+        hv.stop_domain(name)?;
+        hv.undefine_domain(name)?;
+    }
+    let pool = &cluster.hypervisor.storage_pool;
+    let vol = format!("{name}.qcow2");
+    if hv.pool(pool)?.is_some() && hv.volume(pool, &vol)?.is_some() {
+        hv.delete_volume(pool, &vol)?;
+    }
+    Ok(())
+}
+
+fn create_vm(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    n: &Node,
+    template: &VolumeInfo,
+    kvm: bool,
+) -> Result<()> {
+    let client = sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
+    let files = VmFiles::for_node(cluster, &n.name);
+    fsutil::ensure_dir(&cluster.vm_dir(&n.name), fsutil::PRIVATE_DIR)?;
+    host_key(cluster, &n.name)?;
+    fsutil::write_atomic(
+        &files.identity,
+        identity_text(cluster, n, client.public_key()).as_bytes(),
+        fsutil::SECRET,
+    )?;
+    let _ = std::fs::remove_file(&files.console_log);
+    let pool = &cluster.hypervisor.storage_pool;
+    let vol_name = format!("{}.qcow2", n.name);
+    if hv.volume(pool, &vol_name)?.is_some() {
+        // Left over from an interrupted run: start from a fresh disk.
+        hv.delete_volume(pool, &vol_name)?;
+    }
+    let capacity = (u64::from(cluster.hypervisor.disk_gib) << 30).max(template.capacity);
+    let vol = hv.create_volume(
+        pool,
+        &hypervisor::overlay_volume_xml(&vol_name, capacity, &template.path),
+    )?;
+    let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
+    hv.define_domain(&hypervisor::domain_xml(cluster, n, &vol.path, dtype, &cpu))?;
+    hv.start_domain(&n.name)
+}
+
+/// Apply a plan: create, recreate or start VMs (all before waiting for any). Drift is left alone.
+pub fn apply(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    plan: &[Planned],
+    kvm: bool,
+) -> Result<Vec<String>> {
+    let mut started = Vec::new();
+    let needs_template = plan
+        .iter()
+        .any(|p| matches!(p.action, Action::Create | Action::Recreate(_)));
+    let template = if needs_template {
+        Some(template_volume(cluster, hv)?)
+    } else {
+        None
+    };
+    for p in plan {
+        let n = cluster.node(&p.node).expect("planned from the cluster");
+        match &p.action {
+            Action::Create => create_vm(
+                cluster,
+                hv,
+                n,
+                template.as_ref().expect("loaded above"),
+                kvm,
+            )?,
+            Action::Recreate(_) => {
+                remove_vm(cluster, hv, &n.name)?;
+                create_vm(
+                    cluster,
+                    hv,
+                    n,
+                    template.as_ref().expect("loaded above"),
+                    kvm,
+                )?;
+            }
+            Action::Start => hv.start_domain(&n.name)?,
+            Action::Keep | Action::Drift(_) => continue,
+        }
+        started.push(n.name.clone());
+    }
+    write_known_hosts(cluster)?;
+    Ok(started)
+}
+
+/// Connect to a node over SSH, pinning its host key.
+pub fn connect(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<SshHost> {
+    let key = host_key(cluster, &n.name)?;
+    SshHost::connect(
+        &n.name,
+        SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
+        &cluster.ssh_user,
+        &cluster.ssh_key,
+        key.public_key(),
+        timeout,
+    )
+}
+
+/// What a VM reports about itself, checked against the spec.
+pub fn verify(cluster: &Cluster, n: &Node, host: &mut dyn Host) -> Result<()> {
+    let out = host.run("hostname; ip -4 -o addr show")?;
+    let mut lines = out.stdout.lines();
+    let name = lines.next().unwrap_or_default().trim();
+    anyhow::ensure!(name == n.name, "{}: hostname is {name:?}", n.name);
+    let addrs: String = lines.collect::<Vec<_>>().join("\n");
+    for (ip, prefix) in [
+        (n.hypervisor_ip, cluster.networks.hypervisor.prefix_len()),
+        (n.cluster_ip, cluster.networks.cluster.prefix_len()),
+    ] {
+        anyhow::ensure!(
+            addrs.contains(&format!("inet {ip}/{prefix}")),
+            "{}: {ip}/{prefix} not configured:\n{addrs}",
+            n.name
+        );
+    }
+    Ok(())
+}
+
+fn console_tail(cluster: &Cluster, node: &str, lines: usize) -> String {
+    let log = VmFiles::for_node(cluster, node).console_log;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Wait until `n` answers SSH with its pinned key and passes [`verify`].
+pub fn wait_ready(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = anyhow::anyhow!("no attempt");
+    while Instant::now() < deadline {
+        match connect(cluster, n, Duration::from_secs(5)) {
+            Ok(mut h) => return verify(cluster, n, &mut h),
+            Err(e) if format!("{e:#}").contains("host key mismatch") => return Err(e),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Err(last.context(format!(
+        "{}: no SSH answer within {} s",
+        n.name,
+        timeout.as_secs()
+    )))
+}
+
+/// Wait for every started VM in parallel; a VM that times out is restarted once, then fails
+/// with its console log.
+pub fn wait_all(cluster: &Cluster, hv: &dyn Hypervisor, names: &[String]) -> Result<()> {
+    let timeout = Duration::from_secs(cluster.hypervisor.boot_timeout_seconds.into());
+    let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let n = cluster.node(name).expect("a cluster node");
+                s.spawn(move || {
+                    let first = wait_ready(cluster, n, timeout);
+                    let r = match first {
+                        Err(e) if !format!("{e:#}").contains("host key mismatch") => {
+                            tracing::warn!(node = %n.name, "no SSH answer, restarting once: {e:#}");
+                            hv.stop_domain(&n.name)
+                                .and_then(|_| hv.start_domain(&n.name))
+                                .and_then(|_| wait_ready(cluster, n, timeout))
+                        }
+                        other => other,
+                    };
+                    (n.name.clone(), r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("waiter panicked"))
+            .collect()
+    });
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(name, r)| {
+            r.as_ref().err().map(|e| {
+                format!(
+                    "- {name}: {e:#}\n  console ({}), last lines:\n{}",
+                    VmFiles::for_node(cluster, name).console_log.display(),
+                    console_tail(cluster, name, 15)
+                        .lines()
+                        .map(|l| format!("    {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(Failure::new(format!(
+            "failed on {} VM(s):\n{}",
+            failed.len(),
+            failed.join("\n")
+        ))
+        .hint("see the console logs; raise hypervisor.bootTimeoutSeconds on a slow host")
+        .into());
+    }
+    Ok(())
+}
+
+/// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.
+pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Result<Vec<String>> {
+    let names: Vec<String> = if only.is_empty() {
+        cluster.nodes.iter().map(|n| n.name.clone()).collect()
+    } else {
+        only.to_vec()
+    };
+    for name in &names {
+        if let Some(d) = hv.domain(name)? {
+            owned_by_us(cluster, &d)?;
+        }
+    }
+    let mut removed = Vec::new();
+    for name in names {
+        let existed = hv.domain(&name)?.is_some();
+        remove_vm(cluster, hv, &name)?;
+        let dir = cluster.vm_dir(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        if existed {
+            removed.push(name);
+        }
+    }
+    if only.is_empty() {
+        let _ = std::fs::remove_file(cluster.known_hosts());
+    }
+    Ok(removed)
+}
+
+/// One row of `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node: String,
+    pub role: String,
+    pub vm: String,
+    pub cluster_ip: String,
+    pub hypervisor_ip: String,
+    pub ssh: String,
+}
+
+pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result<Vec<NodeStatus>> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            let d = hv.domain(&n.name)?;
+            let vm = match &d {
+                None => "absent".to_string(),
+                Some(d) if d.owner().as_deref() != Some(cluster.name.as_str()) => "foreign".into(),
+                Some(d) => match &d.state {
+                    VmState::Running => "running".into(),
+                    VmState::Off => "off".into(),
+                    VmState::Other(s) => s.to_lowercase(),
+                },
+            };
+            let ssh = if !probe_ssh {
+                "-".into()
+            } else if vm != "running" {
+                "-".into()
+            } else {
+                match connect(cluster, n, Duration::from_secs(3))
+                    .and_then(|mut h| verify(cluster, n, &mut h))
+                {
+                    Ok(()) => "ok".into(),
+                    Err(e) if format!("{e:#}").contains("host key mismatch") => {
+                        "WRONG HOST KEY".into()
+                    }
+                    Err(_) => "no answer".into(),
+                }
+            };
+            Ok(NodeStatus {
+                node: n.name.clone(),
+                role: n.role.to_string(),
+                vm,
+                cluster_ip: n.cluster_ip.to_string(),
+                hypervisor_ip: n.hypervisor_ip.to_string(),
+                ssh,
+            })
+        })
+        .collect()
+}

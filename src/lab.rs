@@ -259,11 +259,24 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
 /// exit code.
 pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
     let exe = std::env::current_exe().context("find the kubicluster binary")?;
-    let status = Command::new("ip")
-        .args(["netns", "exec", &netns_name(cluster)])
+    // The child gets the parent's resolved spec as a file; a clean environment keeps the
+    // parent's env overrides from being applied twice (over the flags the parent resolved).
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &netns_name(cluster)])
         .arg(exe)
         .args(args)
-        .status()
-        .context("enter the lab namespace")?;
+        .env_clear();
+    for keep in [
+        "PATH",
+        "HOME",
+        "TERM",
+        "KUBICLUSTER_LOG",
+        "KUBICLUSTER_DEBUG",
+    ] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    let status = cmd.status().context("enter the lab namespace")?;
     Ok(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
 }

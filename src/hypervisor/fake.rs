@@ -250,11 +250,29 @@ impl Hypervisor for FakeHypervisor {
             .ok_or_else(|| anyhow!("no volume {name}"))
     }
 
+    /// Like libvirt: files found in the pool's directory become volumes.
     fn refresh_pool(&self, name: &str) -> Result<()> {
-        let s = self.state.lock().unwrap();
-        s.pools
+        let mut s = self.state.lock().unwrap();
+        let dir = s
+            .pools
             .get(name)
-            .map(|_| ())
-            .ok_or_else(|| anyhow!("no pool {name}"))
+            .ok_or_else(|| anyhow!("no pool {name}"))?
+            .path
+            .clone();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with('.') {
+                continue;
+            }
+            let key = (name.to_string(), file.clone());
+            let capacity = entry.metadata()?.len();
+            s.volumes.entry(key).or_insert(VolumeInfo {
+                name: file,
+                path: entry.path(),
+                capacity,
+            });
+        }
+        Ok(())
     }
 }

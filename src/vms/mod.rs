@@ -519,6 +519,7 @@ pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Resul
     }
     if only.is_empty() {
         let _ = std::fs::remove_file(cluster.known_hosts());
+        let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));
     }
     Ok(removed)
 }
@@ -549,9 +550,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                     VmState::Other(s) => s.to_lowercase(),
                 },
             };
-            let ssh = if !probe_ssh {
-                "-".into()
-            } else if vm != "running" {
+            let ssh = if !probe_ssh || vm != "running" {
                 "-".into()
             } else {
                 match connect(cluster, n, Duration::from_secs(3))
@@ -575,3 +574,6 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

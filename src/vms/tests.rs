@@ -1,0 +1,263 @@
+//! Planning, applying and destroying against the recording fake hypervisor.
+
+use super::*;
+use crate::hypervisor::fake::FakeHypervisor;
+use crate::spec::{Overrides, resolve};
+
+fn setup() -> (tempfile::TempDir, Cluster, FakeHypervisor) {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("template.qcow2");
+    let mut bytes = b"QFI\xfb".to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&image, bytes).unwrap();
+    let ov = Overrides {
+        work_dir: Some(tmp.path().join("work").display().to_string()),
+        storage_dir: Some(tmp.path().join("pool").display().to_string()),
+        image: Some(image.display().to_string()),
+        memory_mib: Some(1024),
+        ..Overrides::default()
+    };
+    let cluster = resolve(None, &ov, &|_| None).unwrap().0;
+    (tmp, cluster, FakeHypervisor::new())
+}
+
+fn actions(plan: &[Planned]) -> Vec<String> {
+    plan.iter()
+        .map(|p| format!("{}: {:?}", p.node, p.action))
+        .collect()
+}
+
+#[test]
+fn create_then_nothing_to_do() {
+    let (_tmp, c, hv) = setup();
+    assert_eq!(
+        ensure_infra(&c, &hv).unwrap().len(),
+        4,
+        "2 networks, pool, SSH key"
+    );
+    assert!(
+        ensure_infra(&c, &hv).unwrap().is_empty(),
+        "second prepare changes nothing"
+    );
+    let plan = plan(&c, &hv, false).unwrap();
+    assert!(
+        plan.iter().all(|p| p.action == Action::Create),
+        "{:?}",
+        actions(&plan)
+    );
+    hv.clear_calls();
+    let started = apply(&c, &hv, &plan, false).unwrap();
+    assert_eq!(
+        started,
+        ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
+    );
+    let calls = hv.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("define_domain"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("start_domain"))
+            .count(),
+        3
+    );
+    assert!(calls.contains(&"create_volume kubicluster/kubi-worker-01.qcow2".to_string()));
+    // each VM got its identity and a host key, and every key is pinned
+    let id = std::fs::read_to_string(c.vm_dir("kubi-worker-01").join("identity")).unwrap();
+    assert!(id.contains("HOSTNAME=kubi-worker-01\nETH0_ADDRESS=192.168.122.21/24\nETH0_GATEWAY=192.168.122.1\nETH1_ADDRESS=192.168.24.21/24\n"), "{id}");
+    let known = std::fs::read_to_string(c.known_hosts()).unwrap();
+    assert_eq!(known.lines().count(), 3);
+    assert!(known.starts_with("kubi-controller-01,192.168.122.11 ssh-ed25519 "));
+
+    hv.clear_calls();
+    let again = super::plan(&c, &hv, false).unwrap();
+    assert!(
+        again.iter().all(|p| p.action == Action::Keep),
+        "{:?}",
+        actions(&again)
+    );
+    assert!(apply(&c, &hv, &again, false).unwrap().is_empty());
+    assert!(
+        hv.calls().is_empty(),
+        "a second run changes nothing: {:?}",
+        hv.calls()
+    );
+}
+
+#[test]
+fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
+    let (_tmp, mut c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    apply(&c, &hv, &p, false).unwrap();
+    let key_before =
+        std::fs::read(c.vm_dir("kubi-worker-02").join("ssh_host_ed25519_key")).unwrap();
+    c.nodes[2].memory_mib = 2048;
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(
+        p[2].action,
+        Action::Drift("vcpus 1 → 1, memory 1024 → 2048 MiB".into())
+    );
+    assert_eq!(
+        p[2].describe(),
+        "kubi-worker-02: differs from the spec (vcpus 1 → 1, memory 1024 → 2048 MiB); run with --force to recreate it"
+    );
+    hv.clear_calls();
+    apply(&c, &hv, &p, false).unwrap();
+    assert!(hv.calls().is_empty(), "drift alone changes nothing");
+    let p = plan(&c, &hv, true).unwrap();
+    assert!(matches!(p[2].action, Action::Recreate(_)));
+    hv.clear_calls();
+    apply(&c, &hv, &p[2..], false).unwrap();
+    assert_eq!(
+        hv.calls(),
+        [
+            "stop_domain kubi-worker-02",
+            "undefine_domain kubi-worker-02",
+            "delete_volume kubicluster/kubi-worker-02.qcow2",
+            "create_volume kubicluster/kubi-worker-02.qcow2",
+            "define_domain kubi-worker-02",
+            "start_domain kubi-worker-02",
+        ]
+    );
+    assert_eq!(
+        hv.domain("kubi-worker-02").unwrap().unwrap().size(),
+        Some((1, 2048))
+    );
+    assert_eq!(
+        std::fs::read(c.vm_dir("kubi-worker-02").join("ssh_host_ed25519_key")).unwrap(),
+        key_before
+    );
+}
+
+#[test]
+fn a_stopped_vm_is_started() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    hv.stop_domain("kubi-worker-01").unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(p[1].action, Action::Start);
+    assert_eq!(p[0].action, Action::Keep);
+}
+
+#[test]
+fn a_foreign_domain_is_never_touched() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    hv.define_domain("<domain type='kvm'><name>kubi-worker-01</name><memory>1024</memory><vcpu>1</vcpu></domain>").unwrap();
+    hv.clear_calls();
+    let err = plan(&c, &hv, true).unwrap_err();
+    let f = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(f.code, crate::error::EXIT_BAD_INPUT);
+    assert_eq!(
+        f.message,
+        "kubi-worker-01: a libvirt domain with this name exists and belongs to something else (no kubicluster metadata)"
+    );
+    assert!(
+        f.hint
+            .as_deref()
+            .unwrap()
+            .contains("never touches domains it did not create")
+    );
+    let err = destroy(&c, &hv, &[]).unwrap_err();
+    assert!(err.to_string().contains("belongs to something else"));
+    assert!(
+        hv.calls().is_empty(),
+        "nothing was changed: {:?}",
+        hv.calls()
+    );
+    // another kubicluster cluster's domain is foreign too
+    let mut other = c.clone();
+    other.name = "other".into();
+    let xml = hypervisor::domain_xml(&other, &other.nodes[0], Path::new("/d"), "qemu", "maximum");
+    hv.define_domain(&xml).unwrap();
+    let err = destroy(&c, &hv, &["kubi-controller-01".into()]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("belongs to kubicluster cluster \"other\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_template_creates_nothing() {
+    let (tmp, mut c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    let text = tmp.path().join("notes.txt");
+    std::fs::write(&text, "not an image").unwrap();
+    c.hypervisor.image = text.display().to_string();
+    hv.clear_calls();
+    let p = plan(&c, &hv, false).unwrap();
+    let err = apply(&c, &hv, &p, false).unwrap_err();
+    assert!(err.to_string().ends_with("is not a qcow2 file"), "{err}");
+    c.hypervisor.image = tmp.path().join("missing.qcow2").display().to_string();
+    let err = apply(&c, &hv, &p, false).unwrap_err();
+    assert!(
+        err.to_string().contains("missing.qcow2: No such file"),
+        "{err}"
+    );
+    assert!(hv.calls().is_empty(), "{:?}", hv.calls());
+}
+
+#[test]
+fn memory_beyond_the_host_is_refused() {
+    let (_tmp, mut c, hv) = setup();
+    for n in &mut c.nodes {
+        n.memory_mib = 64 * 1024 * 1024;
+    }
+    let p = plan(&c, &hv, false).unwrap();
+    let err = check_memory(&c, &p).unwrap_err();
+    let f = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(f.code, crate::error::EXIT_BAD_INPUT);
+    assert!(
+        f.message
+            .starts_with("the VMs to start need 201326592 MiB of memory"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn an_existing_network_with_another_address_is_an_error() {
+    let (_tmp, c, hv) = setup();
+    hv.create_network(&hypervisor::network_xml(
+        "default",
+        true,
+        "virbr0",
+        "192.168.100.0/24".parse().unwrap(),
+    ))
+    .unwrap();
+    let err = ensure_infra(&c, &hv).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("libvirt network default exists with another address than 192.168.122.1/24"),
+        "{err}"
+    );
+}
+
+#[test]
+fn destroy_removes_ours_and_their_disks() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    let removed = destroy(&c, &hv, &["kubi-worker-02".into()]).unwrap();
+    assert_eq!(removed, ["kubi-worker-02"]);
+    assert!(hv.domain("kubi-worker-02").unwrap().is_none());
+    assert!(
+        hv.volume("kubicluster", "kubi-worker-02.qcow2")
+            .unwrap()
+            .is_none()
+    );
+    assert!(hv.domain("kubi-worker-01").unwrap().is_some());
+    assert!(!c.vm_dir("kubi-worker-02").exists());
+    let removed = destroy(&c, &hv, &[]).unwrap();
+    assert_eq!(removed, ["kubi-controller-01", "kubi-worker-01"]);
+    assert!(hv.domains().unwrap().is_empty());
+    assert!(!c.known_hosts().exists());
+}

@@ -226,6 +226,14 @@ fn help_for_every_command() {
         vec!["kubeconfig", "--help"],
         vec!["completions", "--help"],
         vec!["version", "--help"],
+        vec!["prepare", "--help"],
+        vec!["image", "build", "--help"],
+        vec!["create-vms", "--help"],
+        vec!["destroy", "--help"],
+        vec!["status", "--help"],
+        vec!["up", "--help"],
+        vec!["lab", "--help"],
+        vec!["lab", "up", "--help"],
     ] {
         let o = kubicluster(tmp.path(), &cmd);
         assert!(o.status.success(), "{cmd:?}");
@@ -259,4 +267,72 @@ fn kubeconfig_before_cnc_says_what_to_do() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn unreachable_libvirt_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "status",
+            "--libvirt-uri",
+            "qemu:///system?socket=/nonexistent/libvirt-sock",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(
+            "error: cannot reach libvirt at qemu:///system?socket=/nonexistent/libvirt-sock"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("help: is libvirtd running"), "{err}");
+    assert_eq!(err.lines().count(), 2, "one error line and one hint: {err}");
+}
+
+#[test]
+fn lab_and_prepare_refuse_without_root() {
+    assert!(
+        which("setpriv").is_some(),
+        "setpriv (util-linux) is needed to drop root"
+    );
+    for args in [&["lab", "up"][..], &["prepare"][..]] {
+        let o = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_kubicluster"),
+            ])
+            .args(args)
+            .current_dir("/")
+            .env_clear()
+            .env("KUBICLUSTER_WORK_DIR", "/tmp/kubicluster-no-root-test")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("root"), "{err}");
+        assert!(err.contains("help: "), "{err}");
+        assert!(
+            !Path::new("/tmp/kubicluster-no-root-test").exists(),
+            "nothing created"
+        );
+    }
+}
+
+#[test]
+fn legacy_prepare_rejects_a_non_qcow2_template() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("vm.img"), "raw bytes").unwrap();
+    std::fs::write(tmp.path().join("key"), "key").unwrap();
+    let o = kubicluster(tmp.path(), &["prepare", "vm.img", "key", "--lab"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("vm.img is not a qcow2 image"));
+    let o = kubicluster(tmp.path(), &["prepare", "missing.qcow2", "key", "--lab"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("template missing.qcow2: No such file"));
+    assert!(!tmp.path().join("work").exists(), "nothing created");
 }

@@ -1,16 +1,22 @@
-# kubicluster: `make up` runs the main job on the embedded default cluster,
-# `make test` runs every test tier. Both install what they need (apt, cargo) first.
+# kubicluster: `make up` brings the embedded default cluster's VMs up in a lab (a private libvirtd
+# in a network namespace), `make test` runs every test tier. Both install what they need first.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 export DEBIAN_FRONTEND := noninteractive
 
 # Debian packages: building, and the real-component test tiers.
-BUILD_PKGS := gcc make pkg-config
-TEST_PKGS := etcd-server etcd-client openssl
+BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
+TEST_PKGS := etcd-server etcd-client openssl openssh-client
 BENCH_PKGS := golang-cfssl
+# The hypervisor (libvirt + QEMU from bookworm) and the image recipe. A newer qemu-utils may be
+# preinstalled and conflicts with bookworm's QEMU, hence qemu-utils/bookworm and --allow-downgrades.
+LAB_PKGS := qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients \
+	dnsmasq-base iptables mmdebstrap fdisk extlinux syslinux-common e2fsprogs
+# make up: the embedded default cluster (1 controller, 2 workers) with small VMs, in a lab.
+UP_FLAGS ?= --lab --memory-mib 1536
 
-.PHONY: up test deps test-deps bench-deps build lint bench clean
+.PHONY: up down status test deps test-deps lab-deps bench-deps build lint bench clean
 
 # Install Debian packages that are missing (apt-get update only when something is).
 define apt_ensure
@@ -29,29 +35,42 @@ deps:
 test-deps: deps
 	$(call apt_ensure,$(TEST_PKGS))
 
-bench-deps: deps
+bench-deps: lab-deps
 	$(call apt_ensure,$(BENCH_PKGS))
+
+lab-deps: deps
+	@missing=""; for p in $(LAB_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing the hypervisor packages:$$missing"; \
+	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends --allow-downgrades qemu-utils/bookworm $(LAB_PKGS) >/dev/null; \
+	fi
 
 build: deps
 	$(CARGO) build --release --locked
 
-## The main job on the embedded default cluster (1 controller, 2 workers): today the PKI.
-up: build
-	./target/release/kubicluster cnc
-	@echo
-	@echo "certificates, kubeconfigs and the encryption config are in work/kubicluster/certs_and_configs/"
-	@echo "admin kubeconfig: ./target/release/kubicluster kubeconfig -o admin.kubeconfig"
+## The main job on the embedded default cluster: lab, image, PKI, 3 VMs answering SSH.
+up: build lab-deps
+	./target/release/kubicluster up $(UP_FLAGS)
+	./target/release/kubicluster status $(UP_FLAGS)
+	@echo "PKI and kubeconfigs: work/kubicluster/certs_and_configs/   remove everything: make down"
+
+down:
+	./target/release/kubicluster destroy --all $(UP_FLAGS)
+
+status:
+	./target/release/kubicluster status $(UP_FLAGS)
 
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## Every tier: unit + snapshots, CLI, PKI (x509-parser + openssl), real etcd over mTLS.
-test: test-deps lint
-	KUBICLUSTER_TEST_ETCD=1 $(CARGO) test --locked --no-fail-fast
+## Every tier: unit + snapshots, CLI, PKI (x509-parser + openssl), real etcd over mTLS, VM lab.
+test: lab-deps test-deps lint
+	KUBICLUSTER_TEST_ETCD=1 KUBICLUSTER_TEST_LAB=1 $(CARGO) test --locked --no-fail-fast
 
 bench: bench-deps
 	bench/cnc.sh
+	bench/create-vms.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Benchmark: VM creation, measured in one run (root; a lab = private libvirtd in a netns).
+#  (a) disk clone: a qcow2 overlay on the template (what kubicluster does, through a libvirt
+#      volume) vs a full copy (what the original did), for the template and a 4x larger image;
+#  (b) boot to SSH: 1 VM vs 3 VMs created in parallel (the original had to go one by one);
+#  (c) create-vms again with nothing changed.
+# Usage: bench/create-vms.sh   (needs `make lab-deps`; builds the image if it is missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "error: run as root (the lab needs network namespaces)" >&2; exit 1; }
+cargo build --release --locked -q
+BIN=$PWD/target/release/kubicluster
+IMAGE=${KUBICLUSTER_IMAGE:-$PWD/target/lab-image/kubicluster-bookworm.qcow2}
+TMP=$(mktemp -d /tmp/kubibench.XXXXXX)
+export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=bench KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE KUBICLUSTER_MEMORY_MIB=1024
+cleanup() { "$BIN" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
+
+"$BIN" image build >/dev/null
+
+echo "(a) disk clone: overlay vs full copy"
+BIG=$TMP/big.qcow2
+qemu-img convert -O qcow2 "$IMAGE" "$BIG"
+size=$(stat -c %s "$IMAGE")
+qemu-io -f qcow2 -c "write -P 0x5a 1G $((size * 3))" "$BIG" >/dev/null
+printf '  %-22s %10s %12s %12s %8s\n' image "size MiB" "copy s" "overlay s" ratio
+for img in "$IMAGE" "$BIG"; do
+  sync
+  c=$(timed cp --sparse=always "$img" "$TMP/copy.qcow2")
+  o=$(timed qemu-img create -q -f qcow2 -F qcow2 -b "$img" "$TMP/overlay.qcow2")
+  printf '  %-22s %10d %12s %12s %7sx\n' "$(basename "$img")" $(( $(stat -c %s "$img") >> 20 )) "$c" "$o" "$(ratio "$c" "$o")"
+  rm -f "$TMP/copy.qcow2" "$TMP/overlay.qcow2"
+done
+
+echo "(b) boot to SSH: 1 VM vs 3 VMs in parallel (TCG: $(grep -qE ' (vmx|svm)' /proc/cpuinfo && echo maybe kvm || echo emulated))"
+"$BIN" lab up >/dev/null
+"$BIN" prepare >/dev/null 2>&1
+one=$(timed "$BIN" create-vms -c kubi-controller-01,192.168.24.11,192.168.122.11)
+"$BIN" destroy -c kubi-controller-01,192.168.24.11,192.168.122.11 >/dev/null 2>&1
+three=$(timed "$BIN" create-vms)
+echo "  1 VM: ${one} s   3 VMs: ${three} s   3 VMs / 1 VM: $(ratio "$three" "$one")x (one after another would be ~3x)"
+
+echo "(c) create-vms again, nothing changed"
+again=$(timed "$BIN" create-vms)
+echo "  ${again} s   (first run / re-run: $(ratio "$three" "$again")x)"
+"$BIN" destroy >/dev/null 2>&1

@@ -70,6 +70,22 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Are we root? (The owner of /proc/self is the effective user.)
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Is `program` on PATH (or in /usr/sbin, /sbin, which root's PATH may lack)?
+pub fn find_program(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|d| d.join(program).is_file())
+}
+
 /// An exclusive lock on `<dir>/.lock`, held until dropped.
 #[derive(Debug)]
 pub struct DirLock {

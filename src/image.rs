@@ -29,12 +29,6 @@ pub const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
 ];
 
-fn have(bin: &str) -> bool {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
-        .iter()
-        .any(|d| Path::new(d).join(bin).is_file())
-}
-
 /// The apt sources the host uses, handed to mmdebstrap (the VM gets the same mirror).
 fn host_sources() -> Result<PathBuf> {
     ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]
@@ -51,7 +45,7 @@ pub fn build(out: &Path, force: bool) -> Result<bool> {
     }
     let missing: Vec<_> = BUILD_PACKAGES
         .iter()
-        .filter(|(b, _)| !have(b))
+        .filter(|(b, _)| !fsutil::find_program(b))
         .map(|(_, p)| *p)
         .collect();
     if !missing.is_empty() || !Path::new("/usr/lib/syslinux/mbr/mbr.bin").is_file() {

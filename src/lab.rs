@@ -71,12 +71,6 @@ pub fn uri(cluster: &Cluster) -> String {
     format!("qemu:///system?socket={}", socket_path(cluster).display())
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 fn pid_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -90,13 +84,6 @@ fn run(cmd: &mut Command) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn which(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(bin).is_file()
 }
 
 /// The recorded lab, if its daemon is still alive.
@@ -125,7 +112,7 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
     if let Some(s) = state(cluster)? {
         return Ok((s, false));
     }
-    if !is_root() {
+    if !fsutil::is_root() {
         return Err(
             Failure::new("the lab needs root (network namespaces, libvirtd)")
                 .hint("run as root")
@@ -134,7 +121,7 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
     }
     let missing: Vec<_> = ["ip", "libvirtd", "qemu-system-x86_64", "dnsmasq"]
         .into_iter()
-        .filter(|b| !which(b))
+        .filter(|b| !fsutil::find_program(b))
         .collect();
     if !missing.is_empty() {
         return Err(Failure::new(format!("the lab needs {}", missing.join(", ")))

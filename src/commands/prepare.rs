@@ -178,15 +178,7 @@ fn check(cluster: &Cluster) -> Vec<Row> {
         false,
     ));
     let need: u64 = cluster.nodes.iter().map(|n| u64::from(n.memory_mib)).sum();
-    let free = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| kib / 1024)
-        .unwrap_or(0);
+    let free = vms::available_mib().unwrap_or(0);
     rows.push((
         "free memory".into(),
         format!("{free} MiB free, the VMs need {need} MiB"),
@@ -371,10 +363,7 @@ pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
         ));
     }
     if cluster.hypervisor.mode == HypervisorMode::Host {
-        let root = std::fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false);
-        if !root {
+        if !fsutil::is_root() {
             return Err(Failure::new(
                 "prepare changes the host (packages, modules, sysctls, libvirt)",
             )

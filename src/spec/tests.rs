@@ -40,7 +40,9 @@ fn embedded_default_is_the_original_layout() {
     assert_eq!(c.networks.bridge, "vmbr24dev");
     assert_eq!(
         c.certs_dir(),
-        PathBuf::from("work/kubicluster/certs_and_configs")
+        std::env::current_dir()
+            .unwrap()
+            .join("work/kubicluster/certs_and_configs")
     );
 }
 

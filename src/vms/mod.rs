@@ -100,7 +100,7 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
 }
 
 /// Free memory (MemAvailable) in MiB.
-fn available_mib() -> Option<u64> {
+pub fn available_mib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)

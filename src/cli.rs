@@ -177,6 +177,10 @@ pub struct PrepareArgs {
     /// Only report readiness; change nothing. Exits 1 if something blocks.
     #[arg(long)]
     pub check: bool,
+    /// Bridged mode: write an ifupdown stanza for the cluster bridge (the original's vmbr24 on
+    /// eth1) to /etc/network/interfaces.d/. Never done without this flag.
+    #[arg(long)]
+    pub write_bridge_config: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

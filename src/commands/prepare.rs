@@ -289,6 +289,50 @@ fn host_settings() -> Result<Vec<String>> {
     Ok(changed)
 }
 
+/// The ifupdown stanza for the cluster bridge in bridged mode (needs bridge-utils).
+pub fn bridge_stanza(cluster: &Cluster) -> String {
+    let net = cluster.networks.cluster;
+    let gw = net.hosts().next().expect("validated");
+    format!(
+        "# written by kubicluster prepare --write-bridge-config\nauto {b}\niface {b} inet static\n    address {gw}/{p}\n    bridge-ports {port}\n    bridge-stp off\n    bridge-fd 0\n",
+        b = cluster.networks.bridge,
+        p = net.prefix_len(),
+        port = cluster.networks.bridge_port
+    )
+}
+
+fn write_bridge_config(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
+    if cluster.networks.mode != ClusterNetMode::Bridged {
+        return Err(Failure::bad_input(
+            "--write-bridge-config is for networks.cluster.mode: bridged",
+        )
+        .hint("pass --cluster-net-mode bridged, or drop the flag")
+        .into());
+    }
+    let path = Path::new("/etc/network/interfaces.d")
+        .join(format!("kubicluster-{}", cluster.networks.bridge));
+    let text = bridge_stanza(cluster);
+    match fsutil::read_optional(&path)? {
+        Some(old) if old == text.as_bytes() => {}
+        Some(_) => {
+            return Err(Failure::new(format!("{} exists with other content", path.display()))
+                .hint("compare it with the spec and remove it if kubicluster should write it again")
+                .into());
+        }
+        None => {
+            fsutil::ensure_dir(path.parent().expect("has a parent"), 0o755)?;
+            fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
+            ctx.printer.status(&format!(
+                "  wrote {}; bring the bridge up with `ifup {}` (needs bridge-utils; moves {}'s address to the bridge)",
+                path.display(),
+                cluster.networks.bridge,
+                cluster.networks.bridge_port
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The libvirt part of prepare (networks, pool, key); shared with `up`.
 pub fn ensure(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
     let hv = connect(cluster)?;
@@ -373,6 +417,27 @@ pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
         for c in install_packages()?.into_iter().chain(host_settings()?) {
             ctx.printer.status(&format!("  {c}"));
         }
+        if args.write_bridge_config {
+            write_bridge_config(ctx, &cluster)?;
+        }
     }
     ensure(ctx, &cluster)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{ClusterNetMode, Overrides, resolve};
+
+    #[test]
+    fn bridge_stanza_matches_the_original_layout() {
+        let ov = Overrides {
+            cluster_net_mode: Some(ClusterNetMode::Bridged),
+            ..Overrides::default()
+        };
+        let c = resolve(None, &ov, &|_| None).unwrap().0;
+        assert_eq!(
+            super::bridge_stanza(&c),
+            "# written by kubicluster prepare --write-bridge-config\nauto vmbr24\niface vmbr24 inet static\n    address 192.168.24.1/24\n    bridge-ports eth1\n    bridge-stp off\n    bridge-fd 0\n"
+        );
+    }
 }

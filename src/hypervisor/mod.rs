@@ -45,6 +45,18 @@ impl DomainInfo {
             .map(str::to_string)
     }
 
+    /// The node addresses recorded in kubicluster's metadata (cluster IP, hypervisor IP).
+    pub fn addresses(&self) -> Vec<Ipv4Addr> {
+        let Ok(doc) = roxmltree::Document::parse(&self.xml) else {
+            return Vec::new();
+        };
+        doc.descendants()
+            .filter(|n| n.tag_name().namespace() == Some(METADATA_NS))
+            .filter(|n| matches!(n.tag_name().name(), "clusterIP" | "hypervisorIP"))
+            .filter_map(|n| n.text()?.trim().parse().ok())
+            .collect()
+    }
+
     /// (vcpus, memory in MiB) from the XML.
     pub fn size(&self) -> Option<(u32, u64)> {
         let doc = roxmltree::Document::parse(&self.xml).ok()?;
@@ -173,6 +185,8 @@ struct DomainCtx<'a> {
     name: &'a str,
     cluster: &'a str,
     role: String,
+    cluster_ip: Ipv4Addr,
+    hypervisor_ip: Ipv4Addr,
     domain_type: &'a str,
     cpu_mode: &'a str,
     vcpus: u32,
@@ -222,6 +236,8 @@ pub fn domain_xml(
             name: &node.name,
             cluster: &cluster.name,
             role: node.role.to_string(),
+            cluster_ip: node.cluster_ip,
+            hypervisor_ip: node.hypervisor_ip,
             domain_type,
             cpu_mode,
             vcpus: node.vcpus,

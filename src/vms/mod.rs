@@ -65,8 +65,38 @@ fn owned_by_us(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result<()> {
     }
 }
 
+/// Refuse node addresses that another kubicluster cluster's VM on this hypervisor already uses.
+fn check_address_clash(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
+    let mut clashes = Vec::new();
+    for d in hv.domains()? {
+        let Some(owner) = d.owner() else { continue };
+        if owner == cluster.name {
+            continue;
+        }
+        for ip in d.addresses() {
+            if let Some(n) = cluster
+                .nodes
+                .iter()
+                .find(|n| n.cluster_ip == ip || n.hypervisor_ip == ip)
+            {
+                clashes.push(format!(
+                    "{}: {ip} is already used by VM {} of cluster {owner:?}",
+                    n.name, d.name
+                ));
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::bad_input(clashes.join("; "))
+        .hint("give the nodes other addresses, or destroy the other cluster's VMs")
+        .into())
+}
+
 /// Read-only: what `apply` would do for each node.
 pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<Planned>> {
+    check_address_clash(cluster, hv)?;
     let mut out = Vec::new();
     for n in &cluster.nodes {
         let action = match hv.domain(&n.name)? {

@@ -261,3 +261,23 @@ fn destroy_removes_ours_and_their_disks() {
     assert!(hv.domains().unwrap().is_empty());
     assert!(!c.known_hosts().exists());
 }
+
+#[test]
+fn an_address_used_by_another_clusters_vm_is_refused() {
+    let (_tmp, c, hv) = setup();
+    let mut other = c.clone();
+    other.name = "other".into();
+    other.nodes[0].name = "other-01".into();
+    let xml = hypervisor::domain_xml(&other, &other.nodes[0], Path::new("/d"), "qemu", "maximum");
+    hv.define_domain(&xml).unwrap();
+    hv.clear_calls();
+    let err = plan(&c, &hv, false).unwrap_err();
+    let f = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(f.code, crate::error::EXIT_BAD_INPUT);
+    assert_eq!(
+        f.message,
+        "kubi-controller-01: 192.168.24.11 is already used by VM other-01 of cluster \"other\"; \
+         kubi-controller-01: 192.168.122.11 is already used by VM other-01 of cluster \"other\""
+    );
+    assert!(hv.calls().is_empty());
+}

@@ -298,14 +298,17 @@ fn lab_and_prepare_refuse_without_root() {
         which("setpriv").is_some(),
         "setpriv (util-linux) is needed to drop root"
     );
+    // A copy of the binary the unprivileged user can reach, wherever the checkout lives.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("kubicluster");
+    std::fs::copy(env!("CARGO_BIN_EXE_kubicluster"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     for args in [&["lab", "up"][..], &["prepare"][..]] {
         let o = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                env!("CARGO_BIN_EXE_kubicluster"),
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
             .args(args)
             .current_dir("/")
             .env_clear()

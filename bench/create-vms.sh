@@ -21,7 +21,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 
-"$BIN" image build >/dev/null
+"$BIN" image build >/dev/null 2>&1
 
 echo "(a) disk clone: overlay vs full copy"
 BIG=$TMP/big.qcow2
@@ -38,7 +38,7 @@ for img in "$IMAGE" "$BIG"; do
 done
 
 echo "(b) boot to SSH: 1 VM vs 3 VMs in parallel (TCG: $(grep -qE ' (vmx|svm)' /proc/cpuinfo && echo maybe kvm || echo emulated))"
-"$BIN" lab up >/dev/null
+"$BIN" lab up >/dev/null 2>&1
 "$BIN" prepare >/dev/null 2>&1
 one=$(timed "$BIN" create-vms -c kubi-controller-01,192.168.24.11,192.168.122.11)
 "$BIN" destroy -c kubi-controller-01,192.168.24.11,192.168.122.11 >/dev/null 2>&1

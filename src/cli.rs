@@ -113,6 +113,9 @@ pub struct CncArgs {
     /// Re-issue every selected certificate (never the CAs or the encryption key). Legacy: -f.
     #[arg(long, alias = "force-update")]
     pub force: bool,
+    /// Print what would be created, re-issued (and why) or kept; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

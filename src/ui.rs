@@ -58,8 +58,13 @@ impl Printer {
             self.status(&line);
         }
         let (created, changed, kept) = report.counts();
+        let dry = if report.dry_run {
+            "dry run, nothing written: would have "
+        } else {
+            ""
+        };
         self.status(&format!(
-            "cnc: {created} created, {changed} re-issued or updated, {kept} kept in {}",
+            "cnc: {dry}{created} created, {changed} re-issued or updated, {kept} kept in {}",
             report.dir.display()
         ));
     }

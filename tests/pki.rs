@@ -616,8 +616,8 @@ fn rsa_keys_and_switching_algorithms() {
     pki::generate(
         &big,
         &Options {
-            force: false,
             groups: [Group::Ca, Group::Admin].into(),
+            ..Options::default()
         },
     )
     .unwrap();
@@ -638,8 +638,8 @@ fn a_worker_can_be_added_on_its_own() {
         &pki::generate(
             &only_new,
             &Options {
-                force: false,
                 groups: [Group::Workers].into(),
+                ..Options::default()
             },
         )
         .unwrap(),
@@ -669,4 +669,36 @@ fn a_worker_can_be_added_on_its_own() {
         .map(|s| s.parse().unwrap())
         .collect();
     assert_eq!(ips.len(), 2);
+}
+
+#[test]
+fn dry_run_writes_nothing_and_predicts_the_real_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dry = Options {
+        dry_run: true,
+        ..Options::default()
+    };
+    // From nothing: everything would be created, and not even the directory appears.
+    let c1 = cluster(tmp.path(), 1, 2);
+    let r = pki::generate(&c1, &dry).unwrap();
+    assert!(r.dry_run);
+    assert!(outcomes(&r).values().all(|o| *o == Outcome::Created));
+    assert!(!c1.cluster_dir().exists(), "a dry run creates nothing");
+    let real = pki::generate(&c1, &Options::default()).unwrap();
+    assert_eq!(
+        outcomes(&r),
+        outcomes(&real),
+        "the dry run predicted the real run"
+    );
+
+    // After adding a controller and a worker: the plan names exactly what the real run then does.
+    let c2 = cluster(tmp.path(), 2, 3);
+    let before = snapshot_dir(&c2.certs_dir());
+    let planned = outcomes(&pki::generate(&c2, &dry).unwrap());
+    assert_eq!(snapshot_dir(&c2.certs_dir()), before, "nothing written");
+    let done = outcomes(&pki::generate(&c2, &Options::default()).unwrap());
+    assert_eq!(planned, done);
+    assert!(matches!(planned["kubernetes.pem"], Outcome::Reissued(_)));
+    assert_eq!(planned["kubi-worker-03.kubeconfig"], Outcome::Created);
+    assert_eq!(planned["admin.kubeconfig"], Outcome::Kept);
 }

@@ -18,6 +18,7 @@ pub fn run(ctx: &mut Ctx, args: &CncArgs) -> Result<()> {
     let opts = pki::Options {
         force: args.force,
         groups: args.only.iter().map(|p| (*p).into()).collect(),
+        dry_run: args.dry_run,
     };
     let report = pki::generate(&cluster, &opts)?;
     ctx.printer.pki_report(&report);

@@ -29,6 +29,8 @@ pub struct Options {
     pub force: bool,
     /// Limit the run to these groups; empty = everything.
     pub groups: BTreeSet<Group>,
+    /// Decide and report, write nothing (not even the work directories).
+    pub dry_run: bool,
 }
 
 impl Options {
@@ -56,6 +58,8 @@ pub struct Entry {
 pub struct Report {
     pub dir: PathBuf,
     pub entries: Vec<Entry>,
+    /// Nothing was written: the entries say what a real run would do.
+    pub dry_run: bool,
 }
 
 impl Report {
@@ -91,6 +95,20 @@ pub fn key_path(dir: &Path, base: &str) -> PathBuf {
 
 pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
 
+/// The one gate every write of `cnc` goes through, so a dry run writes nothing.
+struct Wet {
+    dry: bool,
+}
+
+impl Wet {
+    fn write(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        if self.dry {
+            return Ok(());
+        }
+        fsutil::write_atomic(path, data, mode)
+    }
+}
+
 struct LoadedCa {
     pem: Vec<u8>,
     key: KeyPair,
@@ -99,7 +117,13 @@ struct LoadedCa {
 }
 
 /// Load the CA, or create it when neither half exists.
-fn ensure_ca(dir: &Path, a: Authority, cluster: &Cluster, report: &mut Report) -> Result<LoadedCa> {
+fn ensure_ca(
+    dir: &Path,
+    a: Authority,
+    cluster: &Cluster,
+    report: &mut Report,
+    wet: &Wet,
+) -> Result<LoadedCa> {
     let (cp, kp) = (cert_path(dir, a.file()), key_path(dir, a.file()));
     let cert = fsutil::read_optional(&cp)?;
     let key = fsutil::read_optional(&kp)?;
@@ -137,8 +161,8 @@ fn ensure_ca(dir: &Path, a: Authority, cluster: &Cluster, report: &mut Report) -
         (None, None) => {
             let key = issue::generate_key(cluster.pki.key_algorithm)?;
             let pem = issue::self_signed_ca(a, &key, cluster.pki.ca_validity_days)?;
-            fsutil::write_atomic(&kp, key.serialize_pem().as_bytes(), SECRET)?;
-            fsutil::write_atomic(&cp, pem.as_bytes(), PUBLIC)?;
+            wet.write(&kp, key.serialize_pem().as_bytes(), SECRET)?;
+            wet.write(&cp, pem.as_bytes(), PUBLIC)?;
             report.push(&file, Outcome::Created);
             Ok(LoadedCa {
                 pem: pem.into_bytes(),
@@ -158,12 +182,22 @@ fn ensure_ca(dir: &Path, a: Authority, cluster: &Cluster, report: &mut Report) -
 /// Generate (or bring up to date) the PKI of `cluster` under `cluster.certs_dir()`.
 pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
     let dir = cluster.certs_dir();
-    fsutil::ensure_dir(&cluster.cluster_dir(), PRIVATE_DIR)?;
-    let _lock = fsutil::lock_dir(&cluster.cluster_dir())?;
-    fsutil::ensure_dir(&dir, PRIVATE_DIR)?;
+    let wet = Wet { dry: opts.dry_run };
+    if !opts.dry_run {
+        fsutil::ensure_dir(&cluster.cluster_dir(), PRIVATE_DIR)?;
+    }
+    let _lock = if cluster.cluster_dir().is_dir() {
+        Some(fsutil::lock_dir(&cluster.cluster_dir())?)
+    } else {
+        None
+    };
+    if !opts.dry_run {
+        fsutil::ensure_dir(&dir, PRIVATE_DIR)?;
+    }
     let mut report = Report {
         dir: dir.clone(),
         entries: Vec::new(),
+        dry_run: opts.dry_run,
     };
 
     let leaves: Vec<CertSpec> = catalog::certificates(cluster)
@@ -176,7 +210,7 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
     }
     let mut cas = BTreeMap::new();
     for a in authorities {
-        cas.insert(a, ensure_ca(&dir, a, cluster, &mut report)?);
+        cas.insert(a, ensure_ca(&dir, a, cluster, &mut report, &wet)?);
     }
 
     // Decide, then issue what needs issuing in parallel (RSA key generation is slow).
@@ -204,8 +238,9 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
             None => report.push(format!("{}.pem", spec.file), Outcome::Kept),
         }
     }
+    let to_issue = if opts.dry_run { &todo[..0] } else { &todo[..] };
     let issued: Vec<Result<(String, String)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = todo
+        let handles: Vec<_> = to_issue
             .iter()
             .map(|(spec, _)| {
                 let ca = &cas[&spec.issuer];
@@ -224,12 +259,15 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
             .map(|h| h.join().expect("issuing thread panicked"))
             .collect()
     });
-    for ((spec, outcome), result) in todo.into_iter().zip(issued) {
+    for ((spec, _), result) in todo.iter().zip(issued) {
         let (key_pem, cert_pem) = result?;
         // Key first: a crash between the two leaves a mismatch that the next run re-issues.
-        fsutil::write_atomic(&key_path(&dir, &spec.file), key_pem.as_bytes(), SECRET)?;
-        fsutil::write_atomic(&cert_path(&dir, &spec.file), cert_pem.as_bytes(), PUBLIC)?;
-        report.push(format!("{}.pem", spec.file), outcome);
+        wet.write(&key_path(&dir, &spec.file), key_pem.as_bytes(), SECRET)?;
+        wet.write(&cert_path(&dir, &spec.file), cert_pem.as_bytes(), PUBLIC)?;
+    }
+    let reissued: BTreeSet<&str> = todo.iter().map(|(spec, _)| spec.file.as_str()).collect();
+    for (spec, outcome) in &todo {
+        report.push(format!("{}.pem", spec.file), outcome.clone());
     }
 
     // Kubeconfigs: derived from files on disk, rewritten only when their content changes.
@@ -241,6 +279,17 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
         .into_iter()
         .filter(|k| opts.wants(k.group))
     {
+        let path = dir.join(&kc.file);
+        if opts.dry_run && reissued.contains(kc.cert.as_str()) {
+            // Its certificate would change, so would it.
+            let outcome = if path.exists() {
+                Outcome::Updated
+            } else {
+                Outcome::Created
+            };
+            report.push(kc.file, outcome);
+            continue;
+        }
         let ca_pem = ca_pem.as_ref().context("the cluster CA is missing")?;
         let read = |p: PathBuf| -> Result<Vec<u8>> {
             fsutil::read_optional(&p)?.with_context(|| format!("{} is missing", p.display()))
@@ -250,14 +299,13 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
         let yaml =
             kubeconfig::Kubeconfig::new(&cluster.name, &kc.server, ca_pem, &kc.user, &cert, &key)
                 .to_yaml();
-        let path = dir.join(&kc.file);
         let outcome = match fsutil::read_optional(&path)? {
             None => Outcome::Created,
             Some(old) if old == yaml.as_bytes() => Outcome::Kept,
             Some(_) => Outcome::Updated,
         };
         if outcome != Outcome::Kept {
-            fsutil::write_atomic(&path, yaml.as_bytes(), SECRET)?;
+            wet.write(&path, yaml.as_bytes(), SECRET)?;
         }
         report.push(kc.file, outcome);
     }
@@ -278,7 +326,7 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
                 let yaml =
                     encryption::EncryptionConfiguration::generate(cluster.pki.encryption_provider)
                         .to_yaml();
-                fsutil::write_atomic(&path, yaml.as_bytes(), SECRET)?;
+                wet.write(&path, yaml.as_bytes(), SECRET)?;
                 report.push(ENCRYPTION_CONFIG, Outcome::Created);
             }
         }

@@ -267,6 +267,21 @@ fn lab_vms_end_to_end() {
     assert!(out.contains("create-vms: nothing to do"), "{out}");
     assert_eq!(out.matches("up to date").count(), 3, "{out}");
 
+    // The original's positional form plans only the VMs it names, and a dry run changes nothing.
+    let out = lab.ok(&[
+        "create-vms",
+        "kubi-worker-03,192.168.24.23,192.168.122.23",
+        "-m=1048576",
+        "--dry-run",
+    ]);
+    assert!(
+        out.contains("kubi-worker-03: create and start")
+            && out.contains("dry run: nothing changed"),
+        "{out}"
+    );
+    assert!(!out.contains("kubi-controller-01"), "{out}");
+    assert_eq!(lab.domains().len(), 3);
+
     // destroy, then lab down: nothing left.
     let out = lab.ok(&["destroy"]);
     assert!(out.contains("removed 3 VM(s)"), "{out}");

@@ -41,7 +41,7 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
         report.dir.display()
     ));
     ctx.printer.status("[5/5] create-vms");
-    super::vms::create(ctx, &cluster, args.force, false)?;
+    super::vms::create(ctx, &cluster, args.force, false, &[])?;
     ctx.printer.status(&format!(
         "up: done; see `kubicluster status{}`",
         if cluster.hypervisor.mode == HypervisorMode::Lab {

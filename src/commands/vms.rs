@@ -8,9 +8,17 @@ use crate::hypervisor::{self, Hypervisor};
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
 
-/// Plan, apply and wait; shared with `up`.
-pub fn create(ctx: &mut Ctx, cluster: &Cluster, force: bool, dry_run: bool) -> Result<()> {
+/// Plan, apply and wait; shared with `up`. `only` are the original's positional node specs (the
+/// VMs to create), passed on when the command re-runs inside the lab.
+pub fn create(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    force: bool,
+    dry_run: bool,
+    only: &[String],
+) -> Result<()> {
     let mut args = vec!["create-vms"];
+    args.extend(only.iter().map(String::as_str));
     if force {
         args.push("--force");
     }
@@ -65,7 +73,7 @@ pub fn run_create(ctx: &mut Ctx, args: &CreateVmsArgs) -> Result<()> {
             .collect();
         cluster.nodes.retain(|n| names.contains(&n.name));
     }
-    create(ctx, &cluster, args.force, args.dry_run)
+    create(ctx, &cluster, args.force, args.dry_run, &args.nodes)
 }
 
 pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {

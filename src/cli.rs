@@ -351,14 +351,9 @@ pub struct SpecArgs {
     #[arg(long, env = "KUBICLUSTER_CPUS", value_name = "N")]
     pub cpus: Option<u32>,
     /// Default memory per VM in MiB.
-    #[arg(
-        long,
-        env = "KUBICLUSTER_MEMORY_MIB",
-        value_name = "MIB",
-        conflicts_with = "mem"
-    )]
+    #[arg(long, env = "KUBICLUSTER_MEMORY_MIB", value_name = "MIB")]
     pub memory_mib: Option<u32>,
-    /// Default memory per VM in KiB (the original's -m=).
+    /// Default memory per VM in KiB (the original's -m=); wins over --memory-mib.
     #[arg(long, hide = true, value_name = "KIB")]
     pub mem: Option<u64>,
     /// Cluster network mode.
@@ -461,9 +456,11 @@ impl SpecArgs {
                 .as_deref()
                 .map(|a| a.parse::<KeyAlgorithm>().expect("clap checked the value")),
             vcpus: self.cpus,
-            memory_mib: self.memory_mib.or(self
+            // The legacy -m= (KiB) is only ever a flag, so it wins over KUBICLUSTER_MEMORY_MIB.
+            memory_mib: self
                 .mem
-                .map(|kib| u32::try_from(kib / 1024).unwrap_or(u32::MAX))),
+                .map(|kib| u32::try_from(kib / 1024).unwrap_or(u32::MAX))
+                .or(self.memory_mib),
             cluster_net_mode: mode,
             bridge,
             bridge_port: self.bridge_port.clone(),

@@ -213,6 +213,13 @@ fn env_vars_feed_the_spec_and_flags_win() {
         "{}",
         stdout(&o)
     );
+    // The original's -m= (KiB) on the command line beats KUBICLUSTER_MEMORY_MIB from the env.
+    let o = run(
+        &[("KUBICLUSTER_MEMORY_MIB", "2048")],
+        &["validate", "-m=1048576"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("memoryMiB: 1024"), "{}", stdout(&o));
 }
 
 #[test]

@@ -43,6 +43,31 @@ fn sysctl_path(key: &str) -> String {
     format!("/proc/sys/{}", key.replace('.', "/"))
 }
 
+// The host facts `--check` reports and `prepare` acts on: one reading for both.
+fn missing_packages() -> Vec<&'static str> {
+    PACKAGES.iter().filter(|p| !installed(p)).copied().collect()
+}
+
+fn unloaded_modules() -> Vec<&'static str> {
+    MODULES
+        .iter()
+        .filter(|m| !Path::new("/sys/module").join(m).exists())
+        .copied()
+        .collect()
+}
+
+fn unset_sysctls() -> Vec<(&'static str, &'static str)> {
+    SYSCTLS
+        .iter()
+        .filter(|(k, v)| {
+            std::fs::read_to_string(sysctl_path(k))
+                .map(|s| s.trim() != *v)
+                .unwrap_or(true)
+        })
+        .copied()
+        .collect()
+}
+
 /// One line of the readiness report: (what, state, blocking?).
 type Row = (String, String, bool);
 
@@ -71,7 +96,7 @@ fn check(cluster: &Cluster) -> Vec<Row> {
         false,
     ));
     if cluster.hypervisor.mode == HypervisorMode::Host {
-        let missing: Vec<_> = PACKAGES.iter().filter(|p| !installed(p)).copied().collect();
+        let missing = missing_packages();
         rows.push((
             "packages".into(),
             if missing.is_empty() {
@@ -81,11 +106,7 @@ fn check(cluster: &Cluster) -> Vec<Row> {
             },
             !missing.is_empty(),
         ));
-        let unloaded: Vec<_> = MODULES
-            .iter()
-            .filter(|m| !Path::new("/sys/module").join(m).exists())
-            .copied()
-            .collect();
+        let unloaded = unloaded_modules();
         rows.push((
             "kernel modules".into(),
             if unloaded.is_empty() {
@@ -95,15 +116,7 @@ fn check(cluster: &Cluster) -> Vec<Row> {
             },
             false,
         ));
-        let wrong: Vec<_> = SYSCTLS
-            .iter()
-            .filter(|(k, v)| {
-                std::fs::read_to_string(sysctl_path(k))
-                    .map(|s| s.trim() != *v)
-                    .unwrap_or(true)
-            })
-            .map(|(k, _)| *k)
-            .collect();
+        let wrong: Vec<_> = unset_sysctls().into_iter().map(|(k, _)| k).collect();
         rows.push((
             "sysctls".into(),
             if wrong.is_empty() {
@@ -210,7 +223,7 @@ fn check(cluster: &Cluster) -> Vec<Row> {
 }
 
 fn install_packages() -> Result<Vec<String>> {
-    let missing: Vec<_> = PACKAGES.iter().filter(|p| !installed(p)).copied().collect();
+    let missing = missing_packages();
     if missing.is_empty() {
         return Ok(vec![]);
     }
@@ -258,15 +271,13 @@ fn host_settings() -> Result<Vec<String>> {
         fsutil::write_atomic(path, conf.as_bytes(), 0o644)?;
         changed.push(format!("wrote {}", path.display()));
     }
-    for m in MODULES {
-        if !Path::new("/sys/module").join(m).exists() {
-            let st = Command::new("modprobe")
-                .arg(m)
-                .status()
-                .context("run modprobe")?;
-            anyhow::ensure!(st.success(), "modprobe {m} failed");
-            changed.push(format!("loaded {m}"));
-        }
+    for m in unloaded_modules() {
+        let st = Command::new("modprobe")
+            .arg(m)
+            .status()
+            .context("run modprobe")?;
+        anyhow::ensure!(st.success(), "modprobe {m} failed");
+        changed.push(format!("loaded {m}"));
     }
     let text: String = SYSCTLS
         .iter()
@@ -277,14 +288,9 @@ fn host_settings() -> Result<Vec<String>> {
         fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
         changed.push(format!("wrote {}", path.display()));
     }
-    for (k, v) in SYSCTLS {
-        if std::fs::read_to_string(sysctl_path(k))
-            .map(|s| s.trim() != *v)
-            .unwrap_or(true)
-        {
-            std::fs::write(sysctl_path(k), v).with_context(|| format!("set {k}"))?;
-            changed.push(format!("set {k} = {v}"));
-        }
+    for (k, v) in unset_sysctls() {
+        std::fs::write(sysctl_path(k), v).with_context(|| format!("set {k}"))?;
+        changed.push(format!("set {k} = {v}"));
     }
     Ok(changed)
 }

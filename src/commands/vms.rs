@@ -51,7 +51,12 @@ pub fn create(
         started.len(),
         started.join(", ")
     ));
-    vms::wait_all(cluster, &hv, &started)?;
+    for (name, took) in vms::wait_all(cluster, &hv, &started)? {
+        ctx.printer.status(&format!(
+            "  {name}: SSH answers with its pinned key, hostname and addresses verified ({} s)",
+            took.as_secs()
+        ));
+    }
     ctx.printer.status(&format!(
         "create-vms: {} VM(s) up, host keys pinned in {}",
         started.len(),

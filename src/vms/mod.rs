@@ -468,9 +468,14 @@ pub fn wait_ready(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<()> 
 
 /// Wait for every started VM in parallel; a VM that times out is restarted once, then fails
 /// with its console log.
-pub fn wait_all(cluster: &Cluster, hv: &dyn Hypervisor, names: &[String]) -> Result<()> {
+pub fn wait_all(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    names: &[String],
+) -> Result<Vec<(String, Duration)>> {
     let timeout = Duration::from_secs(cluster.hypervisor.boot_timeout_seconds.into());
-    let results: Vec<(String, Result<()>)> = std::thread::scope(|s| {
+    let start = Instant::now();
+    let results: Vec<(String, Result<Duration>)> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
@@ -486,7 +491,7 @@ pub fn wait_all(cluster: &Cluster, hv: &dyn Hypervisor, names: &[String]) -> Res
                         }
                         other => other,
                     };
-                    (n.name.clone(), r)
+                    (n.name.clone(), r.map(|()| start.elapsed()))
                 })
             })
             .collect();
@@ -520,7 +525,10 @@ pub fn wait_all(cluster: &Cluster, hv: &dyn Hypervisor, names: &[String]) -> Res
         .hint("see the console logs; raise hypervisor.bootTimeoutSeconds on a slow host")
         .into());
     }
-    Ok(())
+    Ok(results
+        .into_iter()
+        .filter_map(|(name, r)| r.ok().map(|d| (name, d)))
+        .collect())
 }
 
 /// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pki::Group;
-use crate::spec::{self, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides};
+use crate::spec::{self, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides, TemplateKind};
 
 const AFTER_HELP: &str = "\
 The original kubicluster's flags still work: -c NAME,CLUSTER_IP,HYPERVISOR_IP, -w …, -clb IP,
@@ -262,6 +262,12 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TmplKind {
+    Kubicluster,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DomType {
     Auto,
     Kvm,
@@ -404,6 +410,23 @@ pub struct SpecArgs {
     /// Template image (qcow2).
     #[arg(long, env = "KUBICLUSTER_IMAGE", value_name = "QCOW2")]
     pub image: Option<String>,
+    /// Template kind: kubicluster (identity via fw_cfg) or legacy (re-addressed one by one).
+    #[arg(
+        long,
+        value_enum,
+        env = "KUBICLUSTER_TEMPLATE_KIND",
+        value_name = "KIND"
+    )]
+    pub template_kind: Option<TmplKind>,
+    /// Legacy template: its SSH host public key (pinned for the first connection).
+    #[arg(long, env = "KUBICLUSTER_TEMPLATE_HOST_KEY", value_name = "PUB")]
+    pub template_host_key: Option<String>,
+    /// Legacy template: its static NAT-net address. Legacy: -tip=.
+    #[arg(long, env = "KUBICLUSTER_TEMPLATE_IP", value_name = "IP")]
+    pub template_ip: Option<String>,
+    /// Legacy template: its static cluster-net address. Legacy: -tcip=.
+    #[arg(long, env = "KUBICLUSTER_TEMPLATE_CLUSTER_IP", value_name = "IP")]
+    pub template_cluster_ip: Option<String>,
     /// Seconds to wait for a VM to answer SSH.
     #[arg(long, env = "KUBICLUSTER_BOOT_TIMEOUT", value_name = "SECONDS")]
     pub boot_timeout: Option<u32>,
@@ -477,6 +500,13 @@ impl SpecArgs {
             storage_dir: self.storage_dir.clone(),
             image: self.image.clone(),
             boot_timeout_seconds: self.boot_timeout,
+            template_kind: self.template_kind.map(|k| match k {
+                TmplKind::Kubicluster => TemplateKind::Kubicluster,
+                TmplKind::Legacy => TemplateKind::Legacy,
+            }),
+            template_host_key: self.template_host_key.clone(),
+            template_ip: self.template_ip.clone(),
+            template_cluster_ip: self.template_cluster_ip.clone(),
             extra_nodes: Vec::new(),
         }
     }

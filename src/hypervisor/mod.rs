@@ -191,6 +191,8 @@ struct DomainCtx<'a> {
     cpu_mode: &'a str,
     vcpus: u32,
     memory_mib: u32,
+    /// Hand the VM its identity through fw_cfg (kubicluster templates; legacy ones are re-addressed).
+    fwcfg: bool,
     disk: String,
     identity_file: String,
     host_key_file: String,
@@ -242,6 +244,7 @@ pub fn domain_xml(
             cpu_mode,
             vcpus: node.vcpus,
             memory_mib: node.memory_mib,
+            fwcfg: cluster.hypervisor.template_kind == crate::spec::TemplateKind::Kubicluster,
             disk: disk.display().to_string(),
             identity_file: files.identity.display().to_string(),
             host_key_file: files.host_key.display().to_string(),

@@ -167,6 +167,10 @@ impl Default for HypervisorEntry {
             image: String::new(),
             disk_gib: 8,
             boot_timeout_seconds: 300,
+            template_kind: TemplateKind::Kubicluster,
+            template_host_key: String::new(),
+            template_ip: "192.168.122.254".into(),
+            template_cluster_ip: "192.168.24.254".into(),
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct Overrides {
     pub storage_dir: Option<String>,
     pub image: Option<String>,
     pub boot_timeout_seconds: Option<u32>,
+    pub template_kind: Option<TemplateKind>,
+    pub template_host_key: Option<String>,
+    pub template_ip: Option<String>,
+    pub template_cluster_ip: Option<String>,
 }
 
 /// Parse `NAME,CLUSTER_IP,HYPERVISOR_IP` (the original's node format). Addresses and the name
@@ -157,6 +161,15 @@ impl Overrides {
         set(&mut s.hypervisor.uri, &o.libvirt_uri);
         set(&mut s.hypervisor.storage_dir, &o.storage_dir);
         set(&mut s.hypervisor.image, &o.image);
+        set(&mut s.hypervisor.template_host_key, &o.template_host_key);
+        set(&mut s.hypervisor.template_ip, &o.template_ip);
+        set(
+            &mut s.hypervisor.template_cluster_ip,
+            &o.template_cluster_ip,
+        );
+        if let Some(k) = o.template_kind {
+            s.hypervisor.template_kind = k;
+        }
         if o.lab {
             s.hypervisor.mode = HypervisorMode::Lab;
         }

@@ -248,6 +248,16 @@ pub enum DomainTypeChoice {
     Qemu,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateKind {
+    /// Built by `kubicluster image build`: identity through fw_cfg, all VMs in parallel.
+    Kubicluster,
+    /// A hand-made template as the original expected (static template IPs): each clone is booted
+    /// alone, re-addressed over SSH (template host key pinned), given its own host key, rebooted.
+    Legacy,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HypervisorEntry {
@@ -271,4 +281,14 @@ pub struct HypervisorEntry {
     pub disk_gib: u32,
     /// How long to wait for a VM to answer SSH after it was started.
     pub boot_timeout_seconds: u32,
+    pub template_kind: TemplateKind,
+    /// Legacy templates: the template's SSH host public key (all clones boot with it).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub template_host_key: String,
+    /// Legacy templates: the template's static address on the NAT net (the original's -tip).
+    #[serde(rename = "templateIP")]
+    pub template_ip: String,
+    /// Legacy templates: its static address on the cluster net (the original's -tcip).
+    #[serde(rename = "templateClusterIP")]
+    pub template_cluster_ip: String,
 }

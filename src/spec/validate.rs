@@ -469,6 +469,51 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         );
     }
 
+    if h.template_kind == TemplateKind::Legacy {
+        if h.template_host_key.is_empty() {
+            c.push(
+                Problem::new("spec.hypervisor.templateHostKey", "a legacy template needs its SSH host public key")
+                    .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub (--template-host-key); kubicluster never trusts an unknown key"),
+            );
+        }
+        let tip = c.ip("spec.hypervisor.templateIP", &h.template_ip);
+        let tcip = c.ip("spec.hypervisor.templateClusterIP", &h.template_cluster_ip);
+        if let Some(ip) = tip {
+            c.host_in(
+                "spec.hypervisor.templateIP",
+                ip,
+                hv_net,
+                "hypervisor network",
+            );
+            if hv_ips.contains_key(&ip) {
+                c.push(
+                    Problem::new(
+                        "spec.hypervisor.templateIP",
+                        format!("{ip} is also a node's address"),
+                    )
+                    .hint("the template address must stay free for re-addressing"),
+                );
+            }
+        }
+        if let Some(ip) = tcip {
+            c.host_in(
+                "spec.hypervisor.templateClusterIP",
+                ip,
+                cl_net,
+                "cluster network",
+            );
+            if cluster_ips.contains_key(&ip) {
+                c.push(
+                    Problem::new(
+                        "spec.hypervisor.templateClusterIP",
+                        format!("{ip} is also a node's address"),
+                    )
+                    .hint("the template address must stay free for re-addressing"),
+                );
+            }
+        }
+    }
+
     if !c.problems.is_empty() {
         return Err(Problems(c.problems));
     }

@@ -4,7 +4,7 @@
 //! key, verifying its identity, and destroying. kubicluster only ever touches domains whose
 //! metadata names this cluster.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::host::ssh::SshHost;
 use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
-use crate::spec::{Cluster, ClusterNetMode, Node};
+use crate::spec::{Cluster, ClusterNetMode, Node, TemplateKind};
 use crate::sshkeys;
 
 /// One planned change (or none) for a node.
@@ -299,15 +299,38 @@ pub fn host_key(cluster: &Cluster, node: &str) -> Result<ssh_key::PrivateKey> {
     sshkeys::ensure_key(&files.host_key, &format!("{node}@{}", cluster.name))
 }
 
+fn legacy(cluster: &Cluster) -> bool {
+    cluster.hypervisor.template_kind == TemplateKind::Legacy
+}
+
+/// The host key a node must present: the one kubicluster generated and handed over (kubicluster
+/// templates), or the one the VM generated while re-addressed over an authenticated channel (legacy).
+pub fn pinned_key(cluster: &Cluster, node: &str) -> Result<PublicKey> {
+    if !legacy(cluster) {
+        return Ok(host_key(cluster, node)?.public_key().clone());
+    }
+    let path = VmFiles::for_node(cluster, node)
+        .host_key
+        .with_extension("pub");
+    PublicKey::read_openssh_file(&path).with_context(|| {
+        format!(
+            "{node}: no pinned host key at {} (the VM was not re-addressed)",
+            path.display()
+        )
+    })
+}
+
 fn write_known_hosts(cluster: &Cluster) -> Result<()> {
     let mut text = String::new();
     for n in &cluster.nodes {
-        let key = host_key(cluster, &n.name)?;
+        let Ok(key) = pinned_key(cluster, &n.name) else {
+            continue;
+        };
         text.push_str(&format!(
             "{},{} {}\n",
             n.name,
             n.hypervisor_ip,
-            sshkeys::public_line(key.public_key())
+            sshkeys::public_line(&key)
         ));
     }
     let path = cluster.known_hosts();
@@ -339,12 +362,17 @@ fn create_vm(
     let client = sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
     let files = VmFiles::for_node(cluster, &n.name);
     fsutil::ensure_dir(&cluster.vm_dir(&n.name), fsutil::PRIVATE_DIR)?;
-    host_key(cluster, &n.name)?;
-    fsutil::write_atomic(
-        &files.identity,
-        identity_text(cluster, n, client.public_key()).as_bytes(),
-        fsutil::SECRET,
-    )?;
+    if legacy(cluster) {
+        // The VM makes its own key while being re-addressed; an old pin must not survive.
+        let _ = std::fs::remove_file(files.host_key.with_extension("pub"));
+    } else {
+        host_key(cluster, &n.name)?;
+        fsutil::write_atomic(
+            &files.identity,
+            identity_text(cluster, n, client.public_key()).as_bytes(),
+            fsutil::SECRET,
+        )?;
+    }
     let _ = std::fs::remove_file(&files.console_log);
     let pool = &cluster.hypervisor.storage_pool;
     let vol_name = format!("{}.qcow2", n.name);
@@ -359,7 +387,108 @@ fn create_vm(
     )?;
     let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
     hv.define_domain(&hypervisor::domain_xml(cluster, n, &vol.path, dtype, &cpu))?;
+    if legacy(cluster) {
+        // Started one at a time by `readdress`: every clone boots with the template's address.
+        return Ok(());
+    }
     hv.start_domain(&n.name)
+}
+
+fn answers(ip: Ipv4Addr, port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&SocketAddr::new(ip.into(), port), Duration::from_secs(2))
+        .is_ok()
+}
+
+/// The original's flow for a hand-made template, made safe: boot the clone alone, reach it at the
+/// template address with the template's (pinned) host key, give it its name, addresses and a new
+/// host key, pin that key, reboot it. Only one clone may hold the template address at a time.
+fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
+    let h = &cluster.hypervisor;
+    let tip: Ipv4Addr = h.template_ip.parse().expect("validated");
+    let tcip: Ipv4Addr = h.template_cluster_ip.parse().expect("validated");
+    let template_key =
+        PublicKey::read_openssh_file(Path::new(&h.template_host_key)).map_err(|e| {
+            Failure::bad_input(format!("template host key {}: {e}", h.template_host_key))
+                .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub")
+        })?;
+    let timeout = Duration::from_secs(h.boot_timeout_seconds.into());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers(tip, cluster.ssh_port) {
+        if Instant::now() > deadline {
+            return Err(
+                Failure::new(format!("{tip} (the template address) is still in use"))
+                    .hint("a VM from an interrupted run may hold it; destroy it, then run again")
+                    .into(),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    hv.start_domain(&n.name)?;
+    let deadline = Instant::now() + timeout;
+    let mut host = loop {
+        match SshHost::connect(
+            &n.name,
+            SocketAddr::new(tip.into(), cluster.ssh_port),
+            &cluster.ssh_user,
+            &cluster.ssh_key,
+            &template_key,
+            Duration::from_secs(5),
+        ) {
+            Ok(h) => break h,
+            Err(e)
+                if format!("{e:#}").contains("host key mismatch") || Instant::now() > deadline =>
+            {
+                return Err(e.context(format!(
+                    "{}: reach the clone at the template address {tip}",
+                    n.name
+                )));
+            }
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    };
+    let re = |ip: Ipv4Addr| ip.to_string().replace('.', "\\.");
+    let script = format!(
+        "set -e\n\
+         echo {name} >/etc/hostname\n\
+         printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n' {name} >/etc/hosts\n\
+         for f in /etc/network/interfaces /etc/network/interfaces.d/*; do\n\
+           if [ -f \"$f\" ]; then sed -i -e 's/{tip}\\b/{hip}/g' -e 's/{tcip}\\b/{cip}/g' \"$f\"; fi\n\
+         done\n\
+         rm -f /etc/ssh/ssh_host_*\n\
+         ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key\n\
+         rm -f /var/lib/dbus/machine-id; : >/etc/machine-id\n\
+         cat /etc/ssh/ssh_host_ed25519_key.pub\n",
+        name = n.name,
+        tip = re(tip),
+        tcip = re(tcip),
+        hip = n.hypervisor_ip,
+        cip = n.cluster_ip,
+    );
+    let out = host.run(&script)?;
+    anyhow::ensure!(
+        out.status == 0,
+        "{}: re-addressing failed: {}",
+        n.name,
+        out.stderr.trim()
+    );
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ssh-ed25519 "))
+        .with_context(|| format!("{}: no new host key in the re-addressing output", n.name))?;
+    let key = PublicKey::from_openssh(line).with_context(|| format!("{}: new host key", n.name))?;
+    let pub_path = VmFiles::for_node(cluster, &n.name)
+        .host_key
+        .with_extension("pub");
+    fsutil::write_atomic(
+        &pub_path,
+        format!("{}\n", sshkeys::public_line(&key)).as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    // Reboot into the new identity; the channel may close under us.
+    let _ = host.run("nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &");
+    Ok(())
 }
 
 /// Apply a plan: create, recreate or start VMs (all before waiting for any). Drift is left alone.
@@ -403,19 +532,28 @@ pub fn apply(
         }
         started.push(n.name.clone());
     }
+    if legacy(cluster) {
+        for p in plan
+            .iter()
+            .filter(|p| matches!(p.action, Action::Create | Action::Recreate(_)))
+        {
+            let n = cluster.node(&p.node).expect("planned from the cluster");
+            readdress(cluster, hv, n)?;
+        }
+    }
     write_known_hosts(cluster)?;
     Ok(started)
 }
 
 /// Connect to a node over SSH, pinning its host key.
 pub fn connect(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<SshHost> {
-    let key = host_key(cluster, &n.name)?;
+    let key = pinned_key(cluster, &n.name)?;
     SshHost::connect(
         &n.name,
         SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
         &cluster.ssh_user,
         &cluster.ssh_key,
-        key.public_key(),
+        &key,
         timeout,
     )
 }

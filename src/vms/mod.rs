@@ -424,27 +424,46 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
     }
     hv.start_domain(&n.name)?;
-    let deadline = Instant::now() + timeout;
-    let mut host = loop {
-        match SshHost::connect(
-            &n.name,
-            SocketAddr::new(tip.into(), cluster.ssh_port),
-            &cluster.ssh_user,
-            &cluster.ssh_key,
-            &template_key,
-            Duration::from_secs(5),
-        ) {
-            Ok(h) => break h,
-            Err(e)
-                if format!("{e:#}").contains("host key mismatch") || Instant::now() > deadline =>
-            {
-                return Err(e.context(format!(
-                    "{}: reach the clone at the template address {tip}",
-                    n.name
-                )));
+    let reach = || -> Result<SshHost> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match SshHost::connect(
+                &n.name,
+                SocketAddr::new(tip.into(), cluster.ssh_port),
+                &cluster.ssh_user,
+                &cluster.ssh_key,
+                &template_key,
+                Duration::from_secs(5),
+            ) {
+                Ok(h) => return Ok(h),
+                Err(e)
+                    if format!("{e:#}").contains("host key mismatch")
+                        || Instant::now() > deadline =>
+                {
+                    return Err(e.context(format!(
+                        "{}: reach the clone at the template address {tip}",
+                        n.name
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(2)),
             }
-            Err(_) => std::thread::sleep(Duration::from_secs(2)),
         }
+    };
+    let mut host = match reach() {
+        Ok(h) => h,
+        Err(e) if !format!("{e:#}").contains("host key mismatch") => {
+            // A boot that never answers happens now and then under load: restart once.
+            tracing::warn!(node = %n.name, "no SSH answer at the template address, restarting once: {e:#}");
+            hv.stop_domain(&n.name)?;
+            hv.start_domain(&n.name)?;
+            reach().map_err(|e| {
+                e.context(format!(
+                    "console: {}",
+                    VmFiles::for_node(cluster, &n.name).console_log.display()
+                ))
+            })?
+        }
+        Err(e) => return Err(e),
     };
     let re = |ip: Ipv4Addr| ip.to_string().replace('.', "\\.");
     let script = format!(

@@ -430,6 +430,9 @@ pub struct SpecArgs {
     /// Seconds to wait for a VM to answer SSH.
     #[arg(long, env = "KUBICLUSTER_BOOT_TIMEOUT", value_name = "SECONDS")]
     pub boot_timeout: Option<u32>,
+    /// Disk size of each VM in GiB (the root filesystem grows to it at boot).
+    #[arg(long, env = "KUBICLUSTER_DISK_GIB", value_name = "GIB")]
+    pub disk_gib: Option<u32>,
     /// etcd initial cluster token. Legacy: -t=.
     #[arg(
         long,
@@ -500,6 +503,7 @@ impl SpecArgs {
             storage_dir: self.storage_dir.clone(),
             image: self.image.clone(),
             boot_timeout_seconds: self.boot_timeout,
+            disk_gib: self.disk_gib,
             template_kind: self.template_kind.map(|k| match k {
                 TmplKind::Kubicluster => TemplateKind::Kubicluster,
                 TmplKind::Legacy => TemplateKind::Legacy,

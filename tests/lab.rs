@@ -35,7 +35,9 @@ impl Lab {
             .env("KUBICLUSTER_WORK_DIR", self.work.path().join("work"))
             .env("KUBICLUSTER_IMAGE", &self.image)
             .env("KUBICLUSTER_MEMORY_MIB", "1024")
-            .env("KUBICLUSTER_BOOT_TIMEOUT", "300");
+            .env("KUBICLUSTER_BOOT_TIMEOUT", "300")
+            // Larger than the template's 8 GiB: each VM grows its root filesystem at boot.
+            .env("KUBICLUSTER_DISK_GIB", "10");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -169,6 +171,29 @@ fn lab_vms_end_to_end() {
         "the foreign domain is untouched and nothing else was made"
     );
     lv.undefine_domain("kubi-worker-02").unwrap();
+    // An address some other machine holds is refused before any VM is made. Here the
+    // hypervisor's side of the NAT network in the namespace takes kubi-worker-01's address.
+    let bridge = kubicluster::hypervisor::nat_bridge(&c.networks.hypervisor_name);
+    let taken = c.node("kubi-worker-01").unwrap().hypervisor_ip.to_string();
+    let ip_addr = |verb: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns, "ip", "addr", verb])
+            .arg(format!("{taken}/32"))
+            .args(["dev", &bridge])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip addr {verb}: {}", text(&o));
+    };
+    ip_addr("add");
+    let o = lab.kubicluster(&["create-vms"], &[]);
+    ip_addr("del");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("kubi-worker-01: {taken} already answers")),
+        "{}",
+        text(&o)
+    );
+    assert!(lab.domains().is_empty(), "an address clash created nothing");
 
     // Three VMs in parallel under TCG.
     let out = lab.ok(&["create-vms"]);
@@ -206,7 +231,7 @@ fn lab_vms_end_to_end() {
             .map(|m| m.cluster_ip.to_string())
             .collect();
         let script = format!(
-            "hostname; ip -4 -o addr show; for ip in {}; do ping -c 1 -W 5 $ip >/dev/null && echo reach $ip; done",
+            "hostname; ip -4 -o addr show; for ip in {}; do ping -c 1 -W 5 $ip >/dev/null && echo reach $ip; done; echo rootfs $(findmnt -bno SIZE /)",
             others.join(" ")
         );
         let o = Command::new("ip")
@@ -239,6 +264,16 @@ fn lab_vms_end_to_end() {
             t.contains(&format!("inet {}/24", n.hypervisor_ip))
                 && t.contains(&format!("inet {}/24", n.cluster_ip)),
             "{t}"
+        );
+        let rootfs: u64 = t
+            .lines()
+            .find_map(|l| l.strip_prefix("rootfs "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("root filesystem size of {}: {t}", n.name));
+        assert!(
+            rootfs > 9 << 30,
+            "{}: the root filesystem grew to the 10 GiB disk: {rootfs} bytes",
+            n.name
         );
         for ip in &others {
             assert!(

@@ -41,6 +41,7 @@ pub fn create(
     for c in vms::ensure_infra(cluster, &hv)? {
         ctx.printer.status(&format!("  {c}"));
     }
+    vms::check_addresses_free(cluster, &plan)?;
     let started = vms::apply(cluster, &hv, &plan, hypervisor::kvm_usable())?;
     if started.is_empty() {
         ctx.printer.status("create-vms: nothing to do");

@@ -42,6 +42,7 @@ pub struct Overrides {
     pub storage_dir: Option<String>,
     pub image: Option<String>,
     pub boot_timeout_seconds: Option<u32>,
+    pub disk_gib: Option<u32>,
     pub template_kind: Option<TemplateKind>,
     pub template_host_key: Option<String>,
     pub template_ip: Option<String>,
@@ -178,6 +179,9 @@ impl Overrides {
         }
         if let Some(t) = o.boot_timeout_seconds {
             s.hypervisor.boot_timeout_seconds = t;
+        }
+        if let Some(g) = o.disk_gib {
+            s.hypervisor.disk_gib = g;
         }
         if let Some(a) = o.key_algorithm {
             s.pki.key_algorithm = a;

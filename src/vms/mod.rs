@@ -103,15 +103,28 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
             None => Action::Create,
             Some(d) => {
                 owned_by_us(cluster, &d)?;
-                let drift = match d.size() {
-                    Some((vcpus, mib)) if vcpus != n.vcpus || mib != u64::from(n.memory_mib) => {
-                        Some(format!(
-                            "vcpus {vcpus} → {}, memory {mib} → {} MiB",
-                            n.vcpus, n.memory_mib
-                        ))
-                    }
-                    _ => None,
-                };
+                let mut drift = Vec::new();
+                if let Some((vcpus, mib)) = d.size()
+                    && (vcpus != n.vcpus || mib != u64::from(n.memory_mib))
+                {
+                    drift.push(format!(
+                        "vcpus {vcpus} → {}, memory {mib} → {} MiB",
+                        n.vcpus, n.memory_mib
+                    ));
+                }
+                // A disk is never shrunk: only one smaller than diskGiB is a change.
+                let want = u64::from(cluster.hypervisor.disk_gib) << 30;
+                if let Some(v) =
+                    hv.volume(&cluster.hypervisor.storage_pool, &volume_name(&n.name))?
+                    && v.capacity < want
+                {
+                    drift.push(format!(
+                        "disk {} → {} GiB",
+                        v.capacity >> 30,
+                        cluster.hypervisor.disk_gib
+                    ));
+                }
+                let drift = (!drift.is_empty()).then(|| drift.join(", "));
                 match (drift, force) {
                     (Some(d), true) => Action::Recreate(d),
                     (None, true) => Action::Recreate("--force".into()),
@@ -345,7 +358,7 @@ fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> Result<()> {
         hv.undefine_domain(name)?;
     }
     let pool = &cluster.hypervisor.storage_pool;
-    let vol = format!("{name}.qcow2");
+    let vol = volume_name(name);
     if hv.pool(pool)?.is_some() && hv.volume(pool, &vol)?.is_some() {
         hv.delete_volume(pool, &vol)?;
     }
@@ -375,7 +388,7 @@ fn create_vm(
     }
     let _ = std::fs::remove_file(&files.console_log);
     let pool = &cluster.hypervisor.storage_pool;
-    let vol_name = format!("{}.qcow2", n.name);
+    let vol_name = volume_name(&n.name);
     if hv.volume(pool, &vol_name)?.is_some() {
         // Left over from an interrupted run: start from a fresh disk.
         hv.delete_volume(pool, &vol_name)?;
@@ -394,9 +407,67 @@ fn create_vm(
     hv.start_domain(&n.name)
 }
 
+/// The overlay volume of a node's VM in the storage pool.
+fn volume_name(node: &str) -> String {
+    format!("{node}.qcow2")
+}
+
 fn answers(ip: Ipv4Addr, port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&SocketAddr::new(ip.into(), port), Duration::from_secs(2))
         .is_ok()
+}
+
+/// Whether a machine holds `ip`: anything that replies on `port` within a second, even with a
+/// refusal. Silence or "unreachable" means free.
+fn address_taken(ip: Ipv4Addr, port: u16) -> bool {
+    match std::net::TcpStream::connect_timeout(
+        &SocketAddr::new(ip.into(), port),
+        Duration::from_secs(1),
+    ) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+    }
+}
+
+/// Refuse to create a VM whose address another machine already holds (kubicluster's own VMs are
+/// recognised by their metadata before this; this catches everything else on the networks).
+/// Run after the networks exist and before any VM is created; probes all addresses in parallel.
+pub fn check_addresses_free(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
+    let probes: Vec<(&str, Ipv4Addr)> = plan
+        .iter()
+        .filter(|p| p.action == Action::Create)
+        .filter_map(|p| cluster.node(&p.node))
+        .flat_map(|n| {
+            [
+                (n.name.as_str(), n.hypervisor_ip),
+                (n.name.as_str(), n.cluster_ip),
+            ]
+        })
+        .collect();
+    let port = cluster.ssh_port;
+    let taken: Vec<String> = std::thread::scope(|s| {
+        let probing: Vec<_> = probes
+            .iter()
+            .map(|&(name, ip)| {
+                s.spawn(move || {
+                    address_taken(ip, port).then(|| format!("{name}: {ip} already answers"))
+                })
+            })
+            .collect();
+        probing
+            .into_iter()
+            .filter_map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "{}; another machine uses the address",
+        taken.join("; ")
+    ))
+    .hint("give the node a free address in the cluster file, or free that address")
+    .into())
 }
 
 /// The original's flow for a hand-made template, made safe: boot the clone alone, reach it at the

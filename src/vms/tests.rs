@@ -136,6 +136,36 @@ fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
 }
 
 #[test]
+fn a_larger_disk_is_a_drift_and_a_smaller_one_is_not() {
+    let (_tmp, mut c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    c.hypervisor.disk_gib = 12;
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(p[0].action, Action::Drift("disk 8 → 12 GiB".into()));
+    let p = plan(&c, &hv, true).unwrap();
+    hv.clear_calls();
+    apply(&c, &hv, &p[..1], false).unwrap();
+    assert_eq!(
+        hv.volume("kubicluster", "kubi-controller-01.qcow2")
+            .unwrap()
+            .unwrap()
+            .capacity,
+        12 << 30
+    );
+    c.hypervisor.disk_gib = 4;
+    assert_eq!(
+        actions(&plan(&c, &hv, false).unwrap()),
+        [
+            "kubi-controller-01: Keep",
+            "kubi-worker-01: Keep",
+            "kubi-worker-02: Keep"
+        ],
+        "disks are never shrunk"
+    );
+}
+
+#[test]
 fn a_stopped_vm_is_started() {
     let (_tmp, c, hv) = setup();
     ensure_infra(&c, &hv).unwrap();
@@ -280,4 +310,37 @@ fn an_address_used_by_another_clusters_vm_is_refused() {
          kubi-controller-01: 192.168.122.11 is already used by VM other-01 of cluster \"other\""
     );
     assert!(hv.calls().is_empty());
+}
+
+#[test]
+fn an_address_another_machine_answers_on_is_refused_before_creating() {
+    let (_tmp, mut c, hv) = setup();
+    // Loopback stands in for "another machine": one address with a listener, one refusing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    c.ssh_port = listener.local_addr().unwrap().port();
+    c.nodes[0].hypervisor_ip = "127.0.0.1".parse().unwrap();
+    c.nodes[0].cluster_ip = "127.0.0.2".parse().unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(p[0].action, Action::Create);
+    let err = check_addresses_free(&c, &p[..1]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "kubi-controller-01: 127.0.0.1 already answers; kubi-controller-01: 127.0.0.2 already answers; another machine uses the address"
+    );
+    // Only VMs about to be created are probed.
+    let kept: Vec<Planned> = p[..1]
+        .iter()
+        .map(|p| Planned {
+            node: p.node.clone(),
+            action: Action::Keep,
+        })
+        .collect();
+    check_addresses_free(&c, &kept).unwrap();
+    assert!(
+        hv.calls()
+            .iter()
+            .all(|c| !c.starts_with("create") && !c.starts_with("define")),
+        "nothing was created: {:?}",
+        hv.calls()
+    );
 }

@@ -18,7 +18,7 @@ mkdir -p "$MNT"
 
 echo "image: debootstrapping bookworm (minbase) with mmdebstrap"
 mmdebstrap --quiet --variant=minbase --mode=root --format=directory \
-  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,ifupdown,iproute2,iputils-ping,netbase,procps \
+  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,fdisk,ifupdown,iproute2,iputils-ping,netbase,procps \
   --customize-hook='install -m 0755 "'"$FILES"'/kubicluster-identity.sh" "$1/usr/local/sbin/kubicluster-identity"' \
   --customize-hook='install -m 0644 "'"$FILES"'/kubicluster-identity.service" "$1/etc/systemd/system/kubicluster-identity.service"' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/sysinit.target.wants" && ln -sf /etc/systemd/system/kubicluster-identity.service "$1/etc/systemd/system/sysinit.target.wants/"' \

@@ -412,18 +412,21 @@ fn volume_name(node: &str) -> String {
     format!("{node}.qcow2")
 }
 
+fn tcp_connect(ip: Ipv4Addr, port: u16, secs: u64) -> std::io::Result<std::net::TcpStream> {
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::new(ip.into(), port),
+        Duration::from_secs(secs),
+    )
+}
+
 fn answers(ip: Ipv4Addr, port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&SocketAddr::new(ip.into(), port), Duration::from_secs(2))
-        .is_ok()
+    tcp_connect(ip, port, 2).is_ok()
 }
 
 /// Whether a machine holds `ip`: anything that replies on `port` within a second, even with a
 /// refusal. Silence or "unreachable" means free.
 fn address_taken(ip: Ipv4Addr, port: u16) -> bool {
-    match std::net::TcpStream::connect_timeout(
-        &SocketAddr::new(ip.into(), port),
-        Duration::from_secs(1),
-    ) {
+    match tcp_connect(ip, port, 1) {
         Ok(_) => true,
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
     }

@@ -15,6 +15,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod lab;
 pub mod legacy;
+pub mod par;
 pub mod pki;
 pub mod render;
 pub mod spec;

@@ -239,26 +239,15 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
         }
     }
     let to_issue = if opts.dry_run { &todo[..0] } else { &todo[..] };
-    let issued: Vec<Result<(String, String)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = to_issue
-            .iter()
-            .map(|(spec, _)| {
-                let ca = &cas[&spec.issuer];
-                s.spawn(move || -> Result<(String, String)> {
-                    let key = issue::generate_key(alg)?;
-                    let ca_pem =
-                        std::str::from_utf8(&ca.pem).context("CA certificate is not text")?;
-                    let days = cluster.pki.cert_validity_days.min(ca.days_left);
-                    let cert = issue::signed_leaf(spec, &key, ca_pem, &ca.key, days)?;
-                    Ok((key.serialize_pem(), cert))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("issuing thread panicked"))
-            .collect()
-    });
+    let issued: Vec<Result<(String, String)>> =
+        crate::par::map(to_issue, |(spec, _)| -> Result<(String, String)> {
+            let ca = &cas[&spec.issuer];
+            let key = issue::generate_key(alg)?;
+            let ca_pem = std::str::from_utf8(&ca.pem).context("CA certificate is not text")?;
+            let days = cluster.pki.cert_validity_days.min(ca.days_left);
+            let cert = issue::signed_leaf(spec, &key, ca_pem, &ca.key, days)?;
+            Ok((key.serialize_pem(), cert))
+        });
     for ((spec, _), result) in todo.iter().zip(issued) {
         let (key_pem, cert_pem) = result?;
         // Key first: a crash between the two leaves a mismatch that the next run re-issues.

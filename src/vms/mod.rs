@@ -17,6 +17,7 @@ use crate::fsutil;
 use crate::host::Host;
 use crate::host::ssh::SshHost;
 use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
+use crate::par;
 use crate::spec::{Cluster, ClusterNetMode, Node, TemplateKind};
 use crate::sshkeys;
 
@@ -113,10 +114,9 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
                     ));
                 }
                 // A disk is never shrunk: only one smaller than diskGiB is a change.
-                let want = u64::from(cluster.hypervisor.disk_gib) << 30;
                 if let Some(v) =
                     hv.volume(&cluster.hypervisor.storage_pool, &volume_name(&n.name))?
-                    && v.capacity < want
+                    && v.capacity < disk_bytes(cluster)
                 {
                     drift.push(format!(
                         "disk {} → {} GiB",
@@ -393,7 +393,7 @@ fn create_vm(
         // Left over from an interrupted run: start from a fresh disk.
         hv.delete_volume(pool, &vol_name)?;
     }
-    let capacity = (u64::from(cluster.hypervisor.disk_gib) << 30).max(template.capacity);
+    let capacity = disk_bytes(cluster).max(template.capacity);
     let vol = hv.create_volume(
         pool,
         &hypervisor::overlay_volume_xml(&vol_name, capacity, &template.path),
@@ -405,6 +405,11 @@ fn create_vm(
         return Ok(());
     }
     hv.start_domain(&n.name)
+}
+
+/// The disk size the spec asks for (`diskGiB`), in bytes.
+fn disk_bytes(cluster: &Cluster) -> u64 {
+    u64::from(cluster.hypervisor.disk_gib) << 30
 }
 
 /// The overlay volume of a node's VM in the storage pool.
@@ -448,20 +453,12 @@ pub fn check_addresses_free(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
         })
         .collect();
     let port = cluster.ssh_port;
-    let taken: Vec<String> = std::thread::scope(|s| {
-        let probing: Vec<_> = probes
-            .iter()
-            .map(|&(name, ip)| {
-                s.spawn(move || {
-                    address_taken(ip, port).then(|| format!("{name}: {ip} already answers"))
-                })
-            })
-            .collect();
-        probing
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
-    });
+    let taken: Vec<String> = par::map(&probes, |&(name, ip)| {
+        address_taken(ip, port).then(|| format!("{name}: {ip} already answers"))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     if taken.is_empty() {
         return Ok(());
     }
@@ -706,30 +703,19 @@ pub fn wait_all(
 ) -> Result<Vec<(String, Duration)>> {
     let timeout = Duration::from_secs(cluster.hypervisor.boot_timeout_seconds.into());
     let start = Instant::now();
-    let results: Vec<(String, Result<Duration>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| {
-                let n = cluster.node(name).expect("a cluster node");
-                s.spawn(move || {
-                    let first = wait_ready(cluster, n, timeout);
-                    let r = match first {
-                        Err(e) if !format!("{e:#}").contains("host key mismatch") => {
-                            tracing::warn!(node = %n.name, "no SSH answer, restarting once: {e:#}");
-                            hv.stop_domain(&n.name)
-                                .and_then(|_| hv.start_domain(&n.name))
-                                .and_then(|_| wait_ready(cluster, n, timeout))
-                        }
-                        other => other,
-                    };
-                    (n.name.clone(), r.map(|()| start.elapsed()))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("waiter panicked"))
-            .collect()
+    let results: Vec<(String, Result<Duration>)> = par::map(names, |name| {
+        let n = cluster.node(name).expect("a cluster node");
+        let first = wait_ready(cluster, n, timeout);
+        let r = match first {
+            Err(e) if !format!("{e:#}").contains("host key mismatch") => {
+                tracing::warn!(node = %n.name, "no SSH answer, restarting once: {e:#}");
+                hv.stop_domain(&n.name)
+                    .and_then(|_| hv.start_domain(&n.name))
+                    .and_then(|_| wait_ready(cluster, n, timeout))
+            }
+            other => other,
+        };
+        (n.name.clone(), r.map(|()| start.elapsed()))
     });
     let failed: Vec<String> = results
         .iter()

@@ -14,7 +14,10 @@ BENCH_PKGS := golang-cfssl
 LAB_PKGS := qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients \
 	dnsmasq-base iptables mmdebstrap fdisk extlinux syslinux-common e2fsprogs
 # make up: the embedded default cluster (1 controller, 2 workers) with small VMs, in a lab.
-UP_FLAGS ?= --lab --memory-mib 1536
+# Node components from Debian packages (the lab VMs have no route out); the Kubernetes binaries
+# cannot be had here, so their units and configs are installed but not started.
+UP_FLAGS ?= --lab --memory-mib 1536 --artifacts deb
+UP_ONLY_FLAGS ?= --allow-missing-binaries
 
 .PHONY: up down status test deps test-deps lab-deps bench-deps build lint bench clean
 
@@ -50,7 +53,7 @@ build: deps
 
 ## The main job on the embedded default cluster: lab, image, PKI, 3 VMs answering SSH.
 up: build lab-deps
-	./target/release/kubicluster up $(UP_FLAGS)
+	./target/release/kubicluster up $(UP_FLAGS) $(UP_ONLY_FLAGS)
 	./target/release/kubicluster status $(UP_FLAGS)
 	@echo "PKI and kubeconfigs: work/kubicluster/certs_and_configs/   remove everything: make down"
 

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pki::Group;
-use crate::spec::{self, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides, TemplateKind};
+use crate::spec::{
+    self, ArtifactSource, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides, TemplateKind,
+};
 
 const AFTER_HELP: &str = "\
 The original kubicluster's flags still work: -c NAME,CLUSTER_IP,HYPERVISOR_IP, -w …, -clb IP,
@@ -58,11 +60,21 @@ pub enum Command {
         after_help = "Legacy: `kubicluster create-vms NAME,CLUSTER_IP,HYPERVISOR_IP … [-c=VCPUS] [-m=KIB] [-ndev] [-bi=BR] [-sd=DIR] [-f]`."
     )]
     CreateVms(CreateVmsArgs),
+    /// etcd, kube-apiserver, controller-manager and scheduler on every controller, over SSH.
+    #[command(
+        name = "create-controllers",
+        after_help = "Legacy: `kubicluster create-controllers -c SPEC … [-ev=] [-kv=] [-f] [install_etcd|install_kubernetes_controllers|update_certs|update_configs]`.\n\nBinaries come from spec.artifacts (upstream download, a local dir, or Debian packages for etcd). Without the Kubernetes binaries nothing is changed unless --allow-missing-binaries is given."
+    )]
+    CreateControllers(CreateControllersArgs),
+    /// Every pending change of the whole cluster (PKI, VMs, node files and units), per node.
+    Plan(PlanArgs),
+    /// Write every file kubicluster would place on each node to DIR/<node>/<path> (offline).
+    Render(RenderArgs),
     /// Remove VMs and their disks (not the template; not the PKI unless --all).
     Destroy(DestroyArgs),
     /// Each node's VM state, addresses and SSH reachability.
     Status(SpecOnly),
-    /// The whole pipeline so far: (lab) → prepare → image if missing → cnc → create-vms.
+    /// The whole pipeline: (lab) → prepare → image if missing → cnc → create-vms → create-controllers.
     Up(UpArgs),
     /// A private libvirtd in a network namespace: a sandbox for the VMs (also used by the tests).
     Lab(LabArgs),
@@ -236,6 +248,76 @@ pub struct UpArgs {
     /// Recreate VMs that exist.
     #[arg(long)]
     pub force: bool,
+    /// Install units and configs even where a binary cannot be had; start what can run.
+    #[arg(long)]
+    pub allow_missing_binaries: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateControllersArgs {
+    /// Only one part (the original's subcommands); default: everything.
+    #[arg(value_enum)]
+    pub only: Option<ControllerPart>,
+    /// Print the plan per node and change nothing, anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Install every unit and config even where a binary cannot be had; start what can run
+    /// and list what was not started.
+    #[arg(long)]
+    pub allow_missing_binaries: bool,
+    /// Nodes worked on at once (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub concurrency: usize,
+    /// Legacy -f: accepted; files are rewritten whenever they differ anyway.
+    #[arg(long, alias = "force-update")]
+    pub force: bool,
+    /// Legacy -fedr: wipe etcd data (refused: not available).
+    #[arg(long)]
+    pub force_etcd_data_reset: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ControllerPart {
+    /// etcd only.
+    #[value(name = "install_etcd", alias = "etcd")]
+    InstallEtcd,
+    /// kube-apiserver, controller-manager, scheduler only.
+    #[value(name = "install_kubernetes_controllers", alias = "control-plane")]
+    InstallKubernetesControllers,
+    /// Certificates (same as a full run: only what differs is written).
+    #[value(name = "update_certs")]
+    UpdateCerts,
+    /// Configs (same as a full run: only what differs is written).
+    #[value(name = "update_configs")]
+    UpdateConfigs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// text, or json: one object whose `changes` is the number of pending changes (0 = converged).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Only these nodes (default: all).
+    pub nodes: Vec<String>,
+    /// Output directory (created 0700: it holds keys).
+    #[arg(long, default_value = "rendered", value_name = "DIR")]
+    pub out: std::path::PathBuf,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -441,6 +523,22 @@ pub struct SpecArgs {
         value_name = "TOKEN"
     )]
     pub etcd_cluster_token: Option<String>,
+    /// Where node binaries come from: upstream (download + checksum), dir, or deb (Debian packages).
+    #[arg(long, value_enum, env = "KUBICLUSTER_ARTIFACTS", value_name = "SOURCE")]
+    pub artifacts: Option<ArtifactsFrom>,
+    /// Directory with binaries under their upstream names (offline; also Kubernetes binaries with deb).
+    #[arg(long, env = "KUBICLUSTER_ARTIFACTS_DIR", value_name = "DIR")]
+    pub artifacts_dir: Option<String>,
+    /// Debian suite for the deb source (trixie: etcd 3.5; sid: containerd 2.x).
+    #[arg(long, env = "KUBICLUSTER_DEB_SUITE", value_name = "SUITE")]
+    pub deb_suite: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArtifactsFrom {
+    Upstream,
+    Dir,
+    Deb,
 }
 
 impl SpecArgs {
@@ -512,6 +610,13 @@ impl SpecArgs {
             template_ip: self.template_ip.clone(),
             template_cluster_ip: self.template_cluster_ip.clone(),
             extra_nodes: Vec::new(),
+            artifacts_source: self.artifacts.map(|a| match a {
+                ArtifactsFrom::Upstream => ArtifactSource::Upstream,
+                ArtifactsFrom::Dir => ArtifactSource::Dir,
+                ArtifactsFrom::Deb => ArtifactSource::Deb,
+            }),
+            artifacts_dir: self.artifacts_dir.clone(),
+            deb_suite: self.deb_suite.clone(),
         }
     }
 }

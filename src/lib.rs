@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod artifacts;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod fsutil;
 pub mod host;
@@ -20,5 +22,6 @@ pub mod pki;
 pub mod render;
 pub mod spec;
 pub mod sshkeys;
+pub mod steps;
 pub mod ui;
 pub mod vms;

@@ -19,6 +19,34 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("pool.xml.j2", include_str!("../vm-templates/pool.xml.j2")),
     (
+        "controller/etcd.service.j2",
+        include_str!("../templates/controller/etcd.service.j2"),
+    ),
+    (
+        "controller/etcd-bootstrap.env.j2",
+        include_str!("../templates/controller/etcd-bootstrap.env.j2"),
+    ),
+    (
+        "controller/kube-apiserver.service.j2",
+        include_str!("../templates/controller/kube-apiserver.service.j2"),
+    ),
+    (
+        "controller/kube-controller-manager.service.j2",
+        include_str!("../templates/controller/kube-controller-manager.service.j2"),
+    ),
+    (
+        "controller/kube-scheduler.service.j2",
+        include_str!("../templates/controller/kube-scheduler.service.j2"),
+    ),
+    (
+        "controller/kube-scheduler.yaml.j2",
+        include_str!("../templates/controller/kube-scheduler.yaml.j2"),
+    ),
+    (
+        "controller/kube-apiserver-to-kubelet.yaml.j2",
+        include_str!("../templates/controller/kube-apiserver-to-kubelet.yaml.j2"),
+    ),
+    (
         "volume.xml.j2",
         include_str!("../vm-templates/volume.xml.j2"),
     ),

@@ -45,6 +45,63 @@ impl Printer {
         }
     }
 
+    /// One node's result in one step: its changes (always on a dry run, at `-d` otherwise).
+    pub fn node_report(&mut self, r: &crate::engine::NodeReport, dry_run: bool) {
+        let what = if let Some(e) = &r.error {
+            format!("FAILED: {e}")
+        } else if r.changes.is_empty() {
+            "up to date".to_string()
+        } else if dry_run {
+            format!("{} change(s) pending", r.changes.len())
+        } else {
+            format!(
+                "{} change(s) applied, {} restart(s)",
+                r.applied,
+                r.restarts.len()
+            )
+        };
+        self.status(&format!("  {}: {what} ({:.1} s)", r.node, r.seconds));
+        if dry_run || tracing::enabled!(tracing::Level::DEBUG) {
+            for c in &r.changes {
+                self.status(&format!("      {c}"));
+            }
+        }
+        for (unit, why) in &r.not_started {
+            self.status(&format!("      not started: {unit}: {why}"));
+        }
+    }
+
+    /// The end of an engine run: duration, changes, restarts, and what was not started.
+    pub fn run_summary(&mut self, title: &str, r: &crate::engine::Report) {
+        let mut not_started: Vec<String> = Vec::new();
+        for n in &r.nodes {
+            for (unit, why) in &n.not_started {
+                let line = format!("{unit} on {}: {why}", n.node);
+                if !not_started.contains(&line) {
+                    not_started.push(line);
+                }
+            }
+        }
+        let verb = if r.dry_run {
+            "dry run, nothing changed: would make"
+        } else {
+            "made"
+        };
+        self.status(&format!(
+            "{title}: {verb} {} change(s) on {} node step(s), {} restart(s), in {:.1} s",
+            r.changes(),
+            r.nodes.len(),
+            r.restarts(),
+            r.seconds
+        ));
+        if !not_started.is_empty() {
+            self.status(&format!("{title}: NOT started ({}):", not_started.len()));
+            for l in not_started {
+                self.status(&format!("  - {l}"));
+            }
+        }
+    }
+
     /// What `cnc` did, one line per file, then a summary.
     pub fn pki_report(&mut self, report: &Report) {
         for e in &report.entries {

@@ -2,11 +2,15 @@
 //! how a command works.
 
 pub mod cnc;
+pub mod controllers;
+pub mod converge;
 pub mod image;
 pub mod init;
 pub mod kubeconfig;
 pub mod lab;
+pub mod plan;
 pub mod prepare;
+pub mod render;
 pub mod up;
 pub mod validate;
 pub mod vms;

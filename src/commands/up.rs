@@ -1,5 +1,6 @@
-//! `kubicluster up`: the pipeline so far, in order. Each stage is idempotent, so a second `up`
-//! changes nothing: (lab up) → prepare → image build if missing → cnc → create-vms → status.
+//! `kubicluster up`: the whole pipeline, in order. Each stage is idempotent, so a second `up`
+//! changes nothing: (lab up) → prepare → image build if missing → cnc → create-vms → the node
+//! steps of [`crate::steps::pipeline`] on the engine (today: etcd and the control plane).
 
 use anyhow::Result;
 
@@ -15,33 +16,50 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(
-            "[1/5] lab {}: namespace {}",
+            "[1/6] lab {}: namespace {}",
             if started { "started" } else { "running" },
             s.netns
         ));
     } else {
         ctx.printer.status(
-            "[1/5] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
+            "[1/6] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
         );
     }
     ctx.printer
-        .status("[2/5] prepare: networks, storage pool, SSH key");
+        .status("[2/6] prepare: networks, storage pool, SSH key");
     super::prepare::ensure(ctx, &cluster)?;
     let path = cluster.image_path();
     ctx.printer
-        .status(&format!("[3/5] image {}", path.display()));
+        .status(&format!("[3/6] image {}", path.display()));
     if image::build(&path, false)? {
         ctx.printer.status("  built");
     }
-    ctx.printer.status("[4/5] cnc: certificates and configs");
+    ctx.printer.status("[4/6] cnc: certificates and configs");
     let report = pki::generate(&cluster, &pki::Options::default())?;
     let (created, changed, kept) = report.counts();
     ctx.printer.status(&format!(
         "  {created} created, {changed} re-issued or updated, {kept} kept in {}",
         report.dir.display()
     ));
-    ctx.printer.status("[5/5] create-vms");
+    ctx.printer.status("[5/6] create-vms");
     super::vms::create(ctx, &cluster, args.force, false, &[])?;
+    ctx.printer.status("[6/6] node steps: etcd, control plane");
+    let mut a = vec!["create-controllers".to_string()];
+    if args.allow_missing_binaries {
+        a.push("--allow-missing-binaries".into());
+    }
+    super::converge::converge(
+        ctx,
+        &cluster,
+        super::converge::Run {
+            args: a,
+            steps: crate::steps::pipeline(),
+            dry_run: false,
+            allow_missing_binaries: args.allow_missing_binaries,
+            concurrency: 0,
+            title: "up",
+        },
+    )?;
     ctx.printer.status(&format!(
         "up: done; see `kubicluster status{}`",
         if cluster.hypervisor.mode == HypervisorMode::Lab {

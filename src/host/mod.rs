@@ -1,21 +1,377 @@
-//! Hosts kubicluster runs commands on. `SshHost` (ssh2, pinned host keys) is the only place that
-//! imports ssh2. Later steps add files (put/get) and a `FakeHost` for tests.
+//! Hosts kubicluster acts on: a small trait (run a command, read a file, write a file
+//! atomically, stat + hash many paths in one round trip) with three implementations:
+//! [`ssh::SshHost`] (ssh2, pinned host keys; the only ssh2 import), [`local::LocalHost`] (the
+//! hypervisor itself) and [`fake::FakeHost`] (a scripted file system with a call log, for tests).
+//!
+//! Commands are argv vectors, never shell strings built from values: each argument is quoted
+//! when it has to cross SSH, and arguments marked secret print as `[REDACTED]` in logs and errors.
+//! Errors are typed ([`HostError`]) so callers branch on the kind, never on the message text.
 
+pub mod fake;
+pub mod local;
+pub mod pins;
 pub mod ssh;
 
-use anyhow::Result;
+use std::fmt;
+use std::time::Duration;
 
-/// Output of a remote command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub status: i32,
-    pub stdout: String,
-    pub stderr: String,
+/// One argument of a command; a secret one never appears in logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Arg {
+    pub value: String,
+    pub secret: bool,
 }
 
-pub trait Host: Send {
+impl fmt::Debug for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            f.write_str("[REDACTED]")
+        } else {
+            write!(f, "{:?}", self.value)
+        }
+    }
+}
+
+/// A command as argv, with optional stdin and a timeout.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub argv: Vec<Arg>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// Default timeout of a remote command (package installs under TCG take a while).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Cmd {
+    pub fn new<S: AsRef<str>>(argv: impl IntoIterator<Item = S>) -> Self {
+        Cmd {
+            argv: argv
+                .into_iter()
+                .map(|a| Arg {
+                    value: a.as_ref().to_string(),
+                    secret: false,
+                })
+                .collect(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// `sh -c SCRIPT sh ARGS…`: a constant script, with values passed as positional arguments.
+    pub fn script<S: AsRef<str>>(script: &str, args: impl IntoIterator<Item = S>) -> Self {
+        let mut c = Cmd::new(["sh", "-c", script, "sh"]);
+        c.argv.extend(args.into_iter().map(|a| Arg {
+            value: a.as_ref().to_string(),
+            secret: false,
+        }));
+        c
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.argv.push(Arg {
+            value: a.into(),
+            secret: false,
+        });
+        self
+    }
+
+    pub fn secret_arg(mut self, a: impl Into<String>) -> Self {
+        self.argv.push(Arg {
+            value: a.into(),
+            secret: true,
+        });
+        self
+    }
+
+    pub fn stdin(mut self, data: Vec<u8>) -> Self {
+        self.stdin = Some(data);
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// The command line quoted for a POSIX shell (what SSH's exec takes).
+    pub fn shell_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| shell_quote(&a.value))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The argv values, as they are (for local execution).
+    pub fn values(&self) -> Vec<&str> {
+        self.argv.iter().map(|a| a.value.as_str()).collect()
+    }
+}
+
+/// The command for logs and errors: secrets redacted, long scripts shortened.
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| {
+                if a.secret {
+                    "[REDACTED]".to_string()
+                } else if a.value.len() > 80 {
+                    shell_quote(&format!(
+                        "{}…",
+                        a.value.chars().take(77).collect::<String>()
+                    ))
+                } else {
+                    shell_quote(&a.value)
+                }
+            })
+            .collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cmd({self})")
+    }
+}
+
+/// Quote `s` for a POSIX shell (single quotes; plain words stay as they are).
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.status == 0
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last `lines` lines of stderr (or stdout when stderr is empty), for error messages.
+    pub fn tail(&self, lines: usize) -> String {
+        let src = if self.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+            &self.stderr
+        } else {
+            &self.stdout
+        };
+        let text = String::from_utf8_lossy(src);
+        let all: Vec<&str> = text.trim_end().lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// What is at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stat {
+    Missing,
+    Dir {
+        mode: u32,
+        owner: String,
+    },
+    File {
+        mode: u32,
+        owner: String,
+        sha256: String,
+    },
+    /// Something else (a socket, a device, a dangling link).
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(
+        "{node}: host key mismatch at {addr}: expected {expected}, got {got}; refusing to connect (another machine may hold this address)"
+    )]
+    HostKeyMismatch {
+        node: String,
+        addr: String,
+        expected: String,
+        got: String,
+    },
+    #[error("{node}: cannot reach {addr}: {reason}")]
+    Unreachable {
+        node: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{node}: SSH login as {user} refused: {reason}")]
+    Auth {
+        node: String,
+        user: String,
+        reason: String,
+    },
+    #[error("{node}: `{cmd}` exited with status {status}: {stderr_tail}")]
+    Exec {
+        node: String,
+        cmd: String,
+        status: i32,
+        stderr_tail: String,
+    },
+    #[error("{node}: `{cmd}` did not finish within {} s", .after.as_secs())]
+    Timeout {
+        node: String,
+        cmd: String,
+        after: Duration,
+    },
+    #[error("{node}: {what}: {reason}")]
+    Io {
+        node: String,
+        what: String,
+        reason: String,
+    },
+}
+
+impl HostError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            HostError::HostKeyMismatch { .. } => "the pinned key in the cluster's work dir is the truth: if the VM was re-created on purpose, run `kubicluster create-vms --force` for it; otherwise find the machine that holds this address".into(),
+            HostError::Unreachable { .. } => "is the VM running? `kubicluster status` shows it; `kubicluster create-vms` starts it".into(),
+            HostError::Auth { .. } => "check ssh.user and ssh.privateKey in the cluster file".into(),
+            HostError::Timeout { .. } => "the node is slow or the command hangs; see the log file under the work dir".into(),
+            HostError::Exec { .. } | HostError::Io { .. } => return None,
+        })
+    }
+
+    /// Whether trying again on a new connection may help.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, HostError::Unreachable { .. })
+    }
+}
+
+pub type HostResult<T> = std::result::Result<T, HostError>;
+
+/// A machine kubicluster acts on. Implementations are shared across threads (the engine fans
+/// out over hosts on tokio's blocking pool), so methods take `&self`.
+pub trait Host: Send + Sync {
     /// The node name, for messages.
     fn name(&self) -> &str;
-    /// Run a shell command.
-    fn run(&mut self, command: &str) -> Result<Output>;
+    /// Run a command; a non-zero exit is *not* an error here (see [`Host::check`]).
+    fn run(&self, cmd: &Cmd) -> HostResult<Output>;
+    /// Read a file; `None` when it does not exist.
+    fn read_file(&self, path: &str) -> HostResult<Option<Vec<u8>>>;
+    /// Write a file atomically (temp file in the same directory, fsync, rename) with mode and owner.
+    fn write_file(&self, path: &str, data: &[u8], mode: u32, owner: &str) -> HostResult<()>;
+    /// Stat and hash many paths in one round trip.
+    fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>>;
+
+    /// Run and fail on a non-zero exit, with the tail of stderr.
+    fn check(&self, cmd: &Cmd) -> HostResult<Output> {
+        let out = self.run(cmd)?;
+        if out.ok() {
+            Ok(out)
+        } else {
+            Err(HostError::Exec {
+                node: self.name().to_string(),
+                cmd: cmd.to_string(),
+                status: out.status,
+                stderr_tail: out.tail(10),
+            })
+        }
+    }
+}
+
+/// The shell script behind `stat_many` on hosts reached by command (SSH): one line per path,
+/// `-` (missing), `d MODE OWNER`, `f MODE OWNER SHA256` or `o` (other).
+pub const STAT_SCRIPT: &str = r#"for p in "$@"; do
+if [ -L "$p" ] && [ ! -e "$p" ]; then echo o
+elif [ -d "$p" ]; then echo "d $(stat -c '%a %U' "$p")"
+elif [ -f "$p" ]; then echo "f $(stat -c '%a %U' "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
+elif [ -e "$p" ]; then echo o
+else echo -
+fi; done"#;
+
+/// Parse [`STAT_SCRIPT`]'s output.
+pub fn parse_stat_lines(text: &str, count: usize) -> Option<Vec<Stat>> {
+    let out: Option<Vec<Stat>> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["-"] => Some(Stat::Missing),
+                ["o"] => Some(Stat::Other),
+                ["d", mode, owner] => Some(Stat::Dir {
+                    mode: u32::from_str_radix(mode, 8).ok()?,
+                    owner: owner.to_string(),
+                }),
+                ["f", mode, owner, sha] => Some(Stat::File {
+                    mode: u32::from_str_radix(mode, 8).ok()?,
+                    owner: owner.to_string(),
+                    sha256: sha.to_string(),
+                }),
+                _ => None,
+            }
+        })
+        .collect();
+    out.filter(|v| v.len() == count)
+}
+
+/// The shell script behind `write_file` on hosts reached by command: data on stdin, written to
+/// a temp file next to the target, fsynced, given mode and owner, renamed over the target.
+pub const WRITE_SCRIPT: &str = r#"set -e
+t="$(dirname "$1")/.$(basename "$1").kubicluster-tmp"
+trap 'rm -f "$t"' EXIT
+umask 077
+cat > "$t"
+chmod "$2" "$t"
+chown "$3" "$t"
+sync "$t" 2>/dev/null || sync
+mv -f "$t" "$1"
+trap - EXIT"#;
+
+/// sha256 of bytes, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_values_quoted() {
+        let c = Cmd::new(["etcdctl", "put", "a b"]).secret_arg("hunter2");
+        assert_eq!(c.to_string(), "etcdctl put 'a b' [REDACTED]");
+        assert_eq!(format!("{c:?}"), "Cmd(etcdctl put 'a b' [REDACTED])");
+        assert_eq!(c.shell_line(), "etcdctl put 'a b' hunter2");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn stat_lines_parse() {
+        let s = parse_stat_lines("-\nd 700 root\nf 600 etcd abc\no\n", 4).unwrap();
+        assert_eq!(s[0], Stat::Missing);
+        assert_eq!(
+            s[1],
+            Stat::Dir {
+                mode: 0o700,
+                owner: "root".into()
+            }
+        );
+        assert!(matches!(&s[2], Stat::File { mode: 0o600, sha256, .. } if sha256 == "abc"));
+        assert_eq!(s[3], Stat::Other);
+        assert!(parse_stat_lines("-\n", 2).is_none());
+    }
 }

@@ -1,87 +1,291 @@
 //! SSH over ssh2 with a pinned host key: the connection is refused unless the server presents
-//! exactly the key kubicluster generated for that VM (no trust-on-first-use, no
-//! `StrictHostKeyChecking=no` as in the original).
+//! exactly the key kubicluster pinned for that VM (no trust-on-first-use, no
+//! `StrictHostKeyChecking=no` as in the original). The only ssh2 import.
+//!
+//! One session per node, reused for the whole run and guarded by a mutex (the engine calls from
+//! tokio's blocking pool); keepalives while a command runs; one reconnect when the connection
+//! dropped before a command started; stdout and stderr are read together in non-blocking mode so
+//! a chatty stderr cannot deadlock stdout; `sudo -n` when the SSH user is not root. Files are
+//! written by a constant shell script fed the data on stdin (temp file, fsync, rename), which also
+//! works through sudo, where SFTP would not.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
 use ssh_key::PublicKey;
 
-use super::{Host, Output};
+use super::{Cmd, Host, HostError, HostResult, Output, STAT_SCRIPT, Stat, WRITE_SCRIPT};
 use crate::sshkeys;
 
+/// How to reach one node.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub user: String,
+    pub key: PathBuf,
+    pub pinned: PublicKey,
+    pub connect_timeout: Duration,
+}
+
 pub struct SshHost {
-    name: String,
-    session: ssh2::Session,
+    target: SshTarget,
+    session: Mutex<Option<ssh2::Session>>,
 }
 
 impl SshHost {
-    /// Connect to `addr`, check the host key, log in as `user` with `key`.
-    pub fn connect(
+    /// Connect now (so a wrong key or an unreachable node fails here, typed).
+    pub fn connect(target: SshTarget) -> HostResult<Self> {
+        let s = open(&target)?;
+        Ok(SshHost {
+            target,
+            session: Mutex::new(Some(s)),
+        })
+    }
+
+    /// Compatibility with the VM layer's call shape.
+    pub fn connect_to(
         name: &str,
         addr: SocketAddr,
         user: &str,
         key: &Path,
         expected: &PublicKey,
         timeout: Duration,
-    ) -> Result<Self> {
-        let tcp = TcpStream::connect_timeout(&addr, timeout)
-            .with_context(|| format!("{name}: connect to {addr}"))?;
-        let mut session = ssh2::Session::new().context("create SSH session")?;
-        session.set_tcp_stream(tcp);
-        session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
-        session
-            .handshake()
-            .with_context(|| format!("{name}: SSH handshake with {addr}"))?;
-        let (offered, _) = session
-            .host_key()
-            .with_context(|| format!("{name}: no host key from {addr}"))?;
-        let want = expected.to_bytes().context("encode expected host key")?;
-        if offered != want.as_slice() {
-            let got = PublicKey::from_bytes(offered)
-                .map(|k| sshkeys::fingerprint(&k))
-                .unwrap_or_else(|_| "an unreadable key".into());
-            bail!(
-                "{name}: host key mismatch at {addr}: expected {}, got {got}; refusing to connect (another machine may hold this address)",
-                sshkeys::fingerprint(expected)
-            );
-        }
-        session
-            .userauth_pubkey_file(user, None, key, None)
-            .with_context(|| {
-                format!("{name}: log in as {user} at {addr} with {}", key.display())
-            })?;
-        Ok(SshHost {
+    ) -> HostResult<Self> {
+        SshHost::connect(SshTarget {
             name: name.to_string(),
-            session,
+            addr,
+            user: user.to_string(),
+            key: key.to_path_buf(),
+            pinned: expected.clone(),
+            connect_timeout: timeout,
+        })
+    }
+
+    fn wrap(&self, cmd: &Cmd) -> String {
+        if self.target.user == "root" {
+            cmd.shell_line()
+        } else {
+            format!("sudo -n -- {}", cmd.shell_line())
+        }
+    }
+
+    fn exec_once(&self, session: &ssh2::Session, cmd: &Cmd) -> Result<Output, ExecError> {
+        let name = &self.target.name;
+        session.set_blocking(true);
+        let mut ch = session.channel_session().map_err(ExecError::NotStarted)?;
+        ch.exec(&self.wrap(cmd)).map_err(ExecError::NotStarted)?;
+        session.set_blocking(false);
+        let io = |e: std::io::Error| {
+            ExecError::Failed(HostError::Io {
+                node: name.clone(),
+                what: format!("run `{cmd}`"),
+                reason: e.to_string(),
+            })
+        };
+        let deadline = Instant::now() + cmd.timeout;
+        let mut last_keepalive = Instant::now();
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut input: &[u8] = cmd.stdin.as_deref().unwrap_or(&[]);
+        let mut eof_sent = false;
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            let mut progressed = false;
+            if !input.is_empty() {
+                match ch.write(input) {
+                    Ok(n) => {
+                        input = &input[n..];
+                        progressed = n > 0;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            if input.is_empty() && !eof_sent {
+                match ch.send_eof() {
+                    Ok(()) => eof_sent = true,
+                    Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+                    Err(e) => return Err(io(e.into())),
+                }
+            }
+            for (stream, sink) in [(0, &mut stdout), (1, &mut stderr)] {
+                let r = if stream == 0 {
+                    ch.read(&mut buf)
+                } else {
+                    ch.stderr().read(&mut buf)
+                };
+                match r {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        sink.extend_from_slice(&buf[..n]);
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(io(e)),
+                }
+            }
+            if ch.eof() && eof_sent {
+                break;
+            }
+            if Instant::now() >= deadline {
+                session.set_blocking(true);
+                return Err(ExecError::Failed(HostError::Timeout {
+                    node: name.clone(),
+                    cmd: cmd.to_string(),
+                    after: cmd.timeout,
+                }));
+            }
+            if last_keepalive.elapsed() > Duration::from_secs(15) {
+                let _ = session.keepalive_send();
+                last_keepalive = Instant::now();
+            }
+            if !progressed {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        session.set_blocking(true);
+        ch.wait_close().map_err(|e| io(e.into()))?;
+        let status = ch.exit_status().map_err(|e| io(e.into()))?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
         })
     }
 }
 
+enum ExecError {
+    /// The channel could not be opened: the connection is gone; safe to reconnect and retry.
+    NotStarted(ssh2::Error),
+    Failed(HostError),
+}
+
+fn open(t: &SshTarget) -> HostResult<ssh2::Session> {
+    let unreachable = |reason: String| HostError::Unreachable {
+        node: t.name.clone(),
+        addr: t.addr.to_string(),
+        reason,
+    };
+    let tcp = TcpStream::connect_timeout(&t.addr, t.connect_timeout)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let mut session = ssh2::Session::new().map_err(|e| unreachable(e.to_string()))?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(u32::try_from(t.connect_timeout.as_millis()).unwrap_or(u32::MAX));
+    session
+        .handshake()
+        .map_err(|e| unreachable(format!("SSH handshake: {e}")))?;
+    let (offered, _) = session
+        .host_key()
+        .ok_or_else(|| unreachable("no host key offered".into()))?;
+    let want = t
+        .pinned
+        .to_bytes()
+        .map_err(|e| unreachable(format!("encode pinned key: {e}")))?;
+    if offered != want.as_slice() {
+        let got = PublicKey::from_bytes(offered)
+            .map(|k| sshkeys::fingerprint(&k))
+            .unwrap_or_else(|_| "an unreadable key".into());
+        return Err(HostError::HostKeyMismatch {
+            node: t.name.clone(),
+            addr: t.addr.to_string(),
+            expected: sshkeys::fingerprint(&t.pinned),
+            got,
+        });
+    }
+    session
+        .userauth_pubkey_file(&t.user, None, &t.key, None)
+        .map_err(|e| HostError::Auth {
+            node: t.name.clone(),
+            user: t.user.clone(),
+            reason: format!("{e} (key {})", t.key.display()),
+        })?;
+    // Commands have their own deadlines; the session itself must not time out a long one.
+    session.set_timeout(0);
+    session.set_keepalive(true, 15);
+    tracing::debug!(node = %t.name, addr = %t.addr, "SSH session open");
+    Ok(session)
+}
+
 impl Host for SshHost {
     fn name(&self) -> &str {
-        &self.name
+        &self.target.name
     }
 
-    fn run(&mut self, command: &str) -> Result<Output> {
-        let mut ch = self
-            .session
-            .channel_session()
-            .with_context(|| format!("{}: open channel", self.name))?;
-        ch.exec(command)
-            .with_context(|| format!("{}: run {command:?}", self.name))?;
-        let mut stdout = String::new();
-        ch.read_to_string(&mut stdout)?;
-        let mut stderr = String::new();
-        ch.stderr().read_to_string(&mut stderr)?;
-        ch.wait_close()?;
-        Ok(Output {
-            status: ch.exit_status()?,
-            stdout,
-            stderr,
+    fn run(&self, cmd: &Cmd) -> HostResult<Output> {
+        tracing::debug!(node = %self.target.name, "run {cmd}");
+        let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 0..2 {
+            if guard.is_none() {
+                *guard = Some(open(&self.target)?);
+            }
+            let s = guard.as_ref().expect("just opened");
+            match self.exec_once(s, cmd) {
+                Ok(o) => return Ok(o),
+                Err(ExecError::Failed(e)) => {
+                    // The session may be in any state now: start afresh next time.
+                    *guard = None;
+                    return Err(e);
+                }
+                Err(ExecError::NotStarted(e)) => {
+                    tracing::debug!(node = %self.target.name, "connection lost ({e}), reconnecting");
+                    *guard = None;
+                    if attempt == 1 {
+                        return Err(HostError::Unreachable {
+                            node: self.target.name.clone(),
+                            addr: self.target.addr.to_string(),
+                            reason: format!("connection lost: {e}"),
+                        });
+                    }
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn read_file(&self, path: &str) -> HostResult<Option<Vec<u8>>> {
+        let o = self.run(&Cmd::script(
+            r#"if [ -f "$1" ]; then printf y; cat "$1"; else printf n; fi"#,
+            [path],
+        ))?;
+        match o.stdout.split_first() {
+            Some((b'y', rest)) if o.ok() => Ok(Some(rest.to_vec())),
+            Some((b'n', _)) if o.ok() => Ok(None),
+            _ => Err(HostError::Io {
+                node: self.target.name.clone(),
+                what: format!("read {path}"),
+                reason: o.tail(3),
+            }),
+        }
+    }
+
+    fn write_file(&self, path: &str, data: &[u8], mode: u32, owner: &str) -> HostResult<()> {
+        let cmd =
+            Cmd::script(WRITE_SCRIPT, [path, &format!("{mode:o}"), owner]).stdin(data.to_vec());
+        self.check(&cmd).map(|_| ()).map_err(|e| match e {
+            HostError::Exec {
+                node, stderr_tail, ..
+            } => HostError::Io {
+                node,
+                what: format!("write {path}"),
+                reason: stderr_tail,
+            },
+            other => other,
+        })
+    }
+
+    fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let o = self.check(&Cmd::script(STAT_SCRIPT, paths))?;
+        super::parse_stat_lines(&o.stdout_text(), paths.len()).ok_or_else(|| HostError::Io {
+            node: self.target.name.clone(),
+            what: format!("stat {} paths", paths.len()),
+            reason: format!("unexpected answer: {}", o.tail(3)),
         })
     }
 }

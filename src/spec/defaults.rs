@@ -33,6 +33,8 @@ impl Default for ClusterSpec {
             versions: Versions::default(),
             ssh: SshEntry::default(),
             hypervisor: HypervisorEntry::default(),
+            artifacts: ArtifactsEntry::default(),
+            controller_manager: ControllerManagerEntry::default(),
         }
     }
 }
@@ -70,7 +72,7 @@ impl Default for ClusterNet {
 impl Default for KubernetesEntry {
     fn default() -> Self {
         KubernetesEntry {
-            version: "1.32.3".into(),
+            version: "1.33.11".into(),
             pod_cidr: "10.200.0.0/16".into(),
             service_cidr: "10.32.0.0/24".into(),
             cluster_dns: "10.32.0.10".into(),
@@ -106,7 +108,7 @@ impl Default for PkiEntry {
 impl Default for Versions {
     fn default() -> Self {
         Versions {
-            etcd: "3.5.17".into(),
+            etcd: "3.5.24".into(),
             containerd: "1.7.24".into(),
             runc: "1.2.4".into(),
             kata: "3.13.0".into(),
@@ -171,6 +173,18 @@ impl Default for HypervisorEntry {
             template_host_key: String::new(),
             template_ip: "192.168.122.254".into(),
             template_cluster_ip: "192.168.24.254".into(),
+        }
+    }
+}
+
+impl Default for ArtifactsEntry {
+    fn default() -> Self {
+        ArtifactsEntry {
+            source: ArtifactSource::Upstream,
+            dir: String::new(),
+            deb_suite: "trixie".into(),
+            deb_mirror: String::new(),
+            sha256: Default::default(),
         }
     }
 }

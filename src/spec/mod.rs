@@ -117,6 +117,8 @@ pub struct Cluster {
     pub ssh_port: u16,
     pub ssh_key: PathBuf,
     pub hypervisor: HypervisorEntry,
+    pub artifacts: ArtifactsEntry,
+    pub controller_manager: ControllerManagerEntry,
     /// The resolved spec in file form (what `validate` prints).
     pub file: ClusterFile,
 }

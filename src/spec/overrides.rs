@@ -47,6 +47,9 @@ pub struct Overrides {
     pub template_host_key: Option<String>,
     pub template_ip: Option<String>,
     pub template_cluster_ip: Option<String>,
+    pub artifacts_source: Option<ArtifactSource>,
+    pub artifacts_dir: Option<String>,
+    pub deb_suite: Option<String>,
 }
 
 /// Parse `NAME,CLUSTER_IP,HYPERVISOR_IP` (the original's node format). Addresses and the name
@@ -168,6 +171,11 @@ impl Overrides {
             &mut s.hypervisor.template_cluster_ip,
             &o.template_cluster_ip,
         );
+        set(&mut s.artifacts.dir, &o.artifacts_dir);
+        set(&mut s.artifacts.deb_suite, &o.deb_suite);
+        if let Some(a) = o.artifacts_source {
+            s.artifacts.source = a;
+        }
         if let Some(k) = o.template_kind {
             s.hypervisor.template_kind = k;
         }

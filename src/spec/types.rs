@@ -39,6 +39,8 @@ pub struct ClusterSpec {
     pub versions: Versions,
     pub ssh: SshEntry,
     pub hypervisor: HypervisorEntry,
+    pub artifacts: ArtifactsEntry,
+    pub controller_manager: ControllerManagerEntry,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,4 +293,52 @@ pub struct HypervisorEntry {
     /// Legacy templates: its static address on the cluster net (the original's -tcip).
     #[serde(rename = "templateClusterIP")]
     pub template_cluster_ip: String,
+}
+
+/// Where node binaries and packages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactSource {
+    /// Downloaded once on the hypervisor from the publisher, checksum verified, then pushed.
+    Upstream,
+    /// Files with the upstream names in `artifacts.dir` (offline use).
+    Dir,
+    /// Debian packages of `debSuite`, fetched on the hypervisor with apt and installed with dpkg
+    /// (etcd, containerd, runc, CNI plugins); Kubernetes binaries still come from `dir`.
+    Deb,
+}
+
+impl std::fmt::Display for ArtifactSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ArtifactSource::Upstream => "upstream",
+            ArtifactSource::Dir => "dir",
+            ArtifactSource::Deb => "deb",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ArtifactsEntry {
+    pub source: ArtifactSource,
+    /// Local directory with upstream file names (`kube-apiserver`, `etcd-v3.5.24-linux-amd64.tar.gz`, …).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dir: String,
+    /// Debian suite for the `deb` source (trixie carries etcd 3.5, sid containerd 2.x).
+    pub deb_suite: String,
+    /// Debian archive URL; empty = the one the hypervisor's own apt sources use.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub deb_mirror: String,
+    /// sha256 per upstream file name, overriding the catalogue and the publisher's checksum file.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ControllerManagerEntry {
+    /// Give kube-controller-manager the cluster CA's private key so it signs CSRs (kubelet
+    /// serving-cert rotation, `kubectl certificate approve`). Off: the CA key never leaves the hypervisor.
+    pub csr_signing: bool,
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
@@ -416,6 +416,47 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         c.version(component, value);
     }
 
+    // Artifacts.
+    let a = &spec.artifacts;
+    if a.source == ArtifactSource::Dir && a.dir.trim().is_empty() {
+        c.push(
+            Problem::new(
+                "spec.artifacts.dir",
+                "is empty while spec.artifacts.source is dir",
+            )
+            .hint("name the directory holding the binaries (--artifacts-dir DIR)"),
+        );
+    }
+    if !a.dir.is_empty() && !Path::new(&a.dir).is_dir() {
+        c.push(
+            Problem::new(
+                "spec.artifacts.dir",
+                format!("{} is not a directory", a.dir),
+            )
+            .hint("create it and put the binaries there under their upstream names"),
+        );
+    }
+    if a.source == ArtifactSource::Deb && !is_dns_label(&a.deb_suite) {
+        c.push(
+            Problem::new(
+                "spec.artifacts.debSuite",
+                format!("{:?} is not a Debian suite name", a.deb_suite),
+            )
+            .hint("e.g. trixie (etcd 3.5) or sid (containerd 2.x)"),
+        );
+    }
+    for (file, sha) in &a.sha256 {
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            c.push(
+                Problem::new(
+                    format!("spec.artifacts.sha256.{file}"),
+                    "is not a sha256 (64 hex digits)",
+                )
+                .hint("copy it from the publisher's checksum file"),
+            );
+        }
+    }
+
     // SSH.
     if spec.ssh.user.trim().is_empty() {
         c.push(
@@ -574,6 +615,8 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         ssh_port: spec.ssh.port,
         ssh_key,
         hypervisor: spec.hypervisor.clone(),
+        artifacts: spec.artifacts.clone(),
+        controller_manager: spec.controller_manager.clone(),
         file: resolved,
     })
 }

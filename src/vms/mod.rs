@@ -16,6 +16,7 @@ use crate::error::Failure;
 use crate::fsutil;
 use crate::host::Host;
 use crate::host::ssh::SshHost;
+use crate::host::{Cmd, HostError};
 use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
 use crate::par;
 use crate::spec::{Cluster, ClusterNetMode, Node, TemplateKind};
@@ -498,7 +499,7 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
     let reach = || -> Result<SshHost> {
         let deadline = Instant::now() + timeout;
         loop {
-            match SshHost::connect(
+            match SshHost::connect_to(
                 &n.name,
                 SocketAddr::new(tip.into(), cluster.ssh_port),
                 &cluster.ssh_user,
@@ -508,10 +509,10 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
             ) {
                 Ok(h) => return Ok(h),
                 Err(e)
-                    if format!("{e:#}").contains("host key mismatch")
+                    if matches!(e, HostError::HostKeyMismatch { .. })
                         || Instant::now() > deadline =>
                 {
-                    return Err(e.context(format!(
+                    return Err(anyhow::Error::new(e).context(format!(
                         "{}: reach the clone at the template address {tip}",
                         n.name
                     )));
@@ -520,9 +521,9 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
             }
         }
     };
-    let mut host = match reach() {
+    let host = match reach() {
         Ok(h) => h,
-        Err(e) if !format!("{e:#}").contains("host key mismatch") => {
+        Err(e) if !is_key_mismatch(&e) => {
             // A boot that never answers happens now and then under load: restart once.
             tracing::warn!(node = %n.name, "no SSH answer at the template address, restarting once: {e:#}");
             hv.stop_domain(&n.name)?;
@@ -554,15 +555,15 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
         hip = n.hypervisor_ip,
         cip = n.cluster_ip,
     );
-    let out = host.run(&script)?;
+    let out = host.run(&Cmd::new(["sh", "-c", &script]))?;
     anyhow::ensure!(
         out.status == 0,
         "{}: re-addressing failed: {}",
         n.name,
-        out.stderr.trim()
+        out.tail(10)
     );
-    let line = out
-        .stdout
+    let stdout = out.stdout_text();
+    let line = stdout
         .lines()
         .rev()
         .find(|l| l.starts_with("ssh-ed25519 "))
@@ -577,7 +578,11 @@ fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
         fsutil::PUBLIC,
     )?;
     // Reboot into the new identity; the channel may close under us.
-    let _ = host.run("nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &");
+    let _ = host.run(&Cmd::new([
+        "sh",
+        "-c",
+        "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &",
+    ]));
     Ok(())
 }
 
@@ -638,20 +643,21 @@ pub fn apply(
 /// Connect to a node over SSH, pinning its host key.
 pub fn connect(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<SshHost> {
     let key = pinned_key(cluster, &n.name)?;
-    SshHost::connect(
+    Ok(SshHost::connect_to(
         &n.name,
         SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
         &cluster.ssh_user,
         &cluster.ssh_key,
         &key,
         timeout,
-    )
+    )?)
 }
 
 /// What a VM reports about itself, checked against the spec.
-pub fn verify(cluster: &Cluster, n: &Node, host: &mut dyn Host) -> Result<()> {
-    let out = host.run("hostname; ip -4 -o addr show")?;
-    let mut lines = out.stdout.lines();
+pub fn verify(cluster: &Cluster, n: &Node, host: &dyn Host) -> Result<()> {
+    let out = host.run(&Cmd::new(["sh", "-c", "hostname; ip -4 -o addr show"]))?;
+    let text = out.stdout_text();
+    let mut lines = text.lines();
     let name = lines.next().unwrap_or_default().trim();
     anyhow::ensure!(name == n.name, "{}: hostname is {name:?}", n.name);
     let addrs: String = lines.collect::<Vec<_>>().join("\n");
@@ -681,8 +687,8 @@ pub fn wait_ready(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<()> 
     let mut last = anyhow::anyhow!("no attempt");
     while Instant::now() < deadline {
         match connect(cluster, n, Duration::from_secs(5)) {
-            Ok(mut h) => return verify(cluster, n, &mut h),
-            Err(e) if format!("{e:#}").contains("host key mismatch") => return Err(e),
+            Ok(h) => return verify(cluster, n, &h),
+            Err(e) if is_key_mismatch(&e) => return Err(e),
             Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -707,7 +713,7 @@ pub fn wait_all(
         let n = cluster.node(name).expect("a cluster node");
         let first = wait_ready(cluster, n, timeout);
         let r = match first {
-            Err(e) if !format!("{e:#}").contains("host key mismatch") => {
+            Err(e) if !is_key_mismatch(&e) => {
                 tracing::warn!(node = %n.name, "no SSH answer, restarting once: {e:#}");
                 hv.stop_domain(&n.name)
                     .and_then(|_| hv.start_domain(&n.name))
@@ -809,12 +815,10 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                 "-".into()
             } else {
                 match connect(cluster, n, Duration::from_secs(3))
-                    .and_then(|mut h| verify(cluster, n, &mut h))
+                    .and_then(|h| verify(cluster, n, &h))
                 {
                     Ok(()) => "ok".into(),
-                    Err(e) if format!("{e:#}").contains("host key mismatch") => {
-                        "WRONG HOST KEY".into()
-                    }
+                    Err(e) if is_key_mismatch(&e) => "WRONG HOST KEY".into(),
                     Err(_) => "no answer".into(),
                 }
             };
@@ -832,3 +836,13 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `e` is (or wraps) a refused host key: decided on the type, never on the message.
+pub fn is_key_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<HostError>(),
+            Some(HostError::HostKeyMismatch { .. })
+        )
+    })
+}

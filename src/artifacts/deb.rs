@@ -1,0 +1,250 @@
+//! The `deb` source: Debian packages of a configured suite, fetched on the hypervisor with apt
+//! under a private configuration (its own sources list, lists, cache and an empty dpkg status),
+//! so the hypervisor's own apt setup is never changed. The archive is the one the hypervisor's
+//! apt sources already use, unless `artifacts.debMirror` names another. apt verifies each
+//! package against the suite's signed index; kubicluster records the digest in the lock.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::DebPackage;
+use crate::engine::Blob;
+use crate::error::Failure;
+use crate::fsutil;
+use crate::host::local::LocalHost;
+use crate::host::{Cmd, Host};
+use crate::spec::Cluster;
+
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// The Debian archive URL the hypervisor's apt sources use for its release (not the security
+/// archive), from deb822 `.sources` files or one-line `sources.list` entries.
+pub fn host_mirror() -> Option<String> {
+    let mut texts = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        texts.extend(paths.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+    }
+    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
+    mirror_from(&texts)
+}
+
+pub fn mirror_from(texts: &[String]) -> Option<String> {
+    let debian = |uri: &str, suites: &str| {
+        uri.trim_end_matches('/').ends_with("/debian")
+            && suites.split_whitespace().any(|s| !s.contains("security"))
+    };
+    for t in texts {
+        // deb822 stanzas
+        for stanza in t.split("\n\n") {
+            let field = |k: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:"))
+                && let Some(uri) = uris.split_whitespace().find(|u| debian(u, &suites))
+            {
+                return Some(uri.to_string());
+            }
+        }
+        // one-line form: deb [opts] URI SUITE COMPONENTS
+        for l in t.lines().map(str::trim).filter(|l| l.starts_with("deb ")) {
+            let words: Vec<&str> = l
+                .split_whitespace()
+                .skip(1)
+                .skip_while(|w| w.starts_with('['))
+                .collect();
+            let words: Vec<&str> = if l.contains('[') {
+                let after = l.split(']').nth(1).unwrap_or("");
+                after.split_whitespace().collect()
+            } else {
+                words
+            };
+            if let [uri, suite, ..] = words.as_slice()
+                && debian(uri, suite)
+            {
+                return Some(uri.to_string());
+            }
+        }
+    }
+    None
+}
+
+struct Apt {
+    dir: PathBuf,
+    host: LocalHost,
+}
+
+impl Apt {
+    fn new(cluster: &Cluster) -> Result<Apt> {
+        let a = &cluster.artifacts;
+        let dir = super::downloads_dir(cluster).join(format!("deb-{}", a.deb_suite));
+        let mirror = if a.deb_mirror.is_empty() {
+            host_mirror().ok_or_else(|| {
+                Failure::bad_input("no Debian archive found in this machine's apt sources")
+                    .hint("set spec.artifacts.debMirror to the archive's URL")
+            })?
+        } else {
+            a.deb_mirror.clone()
+        };
+        for d in ["lists/partial", "cache/archives/partial", "parts", "debs"] {
+            fsutil::ensure_dir(&dir.join(d), 0o755)?;
+        }
+        let sources = format!("deb [signed-by={KEYRING}] {mirror} {} main\n", a.deb_suite);
+        let list = dir.join("sources.list");
+        if fsutil::read_optional(&list)?.as_deref() != Some(sources.as_bytes()) {
+            fsutil::write_atomic(&list, sources.as_bytes(), fsutil::PUBLIC)?;
+            let _ = std::fs::remove_dir_all(dir.join("lists"));
+            fsutil::ensure_dir(&dir.join("lists/partial"), 0o755)?;
+        }
+        if !dir.join("status").exists() {
+            fsutil::write_atomic(&dir.join("status"), b"", fsutil::PUBLIC)?;
+        }
+        Ok(Apt {
+            dir,
+            host: LocalHost::new("hypervisor"),
+        })
+    }
+
+    fn cmd(&self, tool: &str) -> Cmd {
+        let d = self.dir.display();
+        let mut c = Cmd::new([tool]);
+        for o in [
+            format!("Dir::Etc::SourceList={d}/sources.list"),
+            format!("Dir::Etc::SourceParts={d}/parts"),
+            format!("Dir::State::Lists={d}/lists"),
+            format!("Dir::Cache={d}/cache"),
+            format!("Dir::State::Status={d}/status"),
+            "Debug::NoLocking=1".into(),
+            "APT::Sandbox::User=root".into(),
+        ] {
+            c = c.arg("-o").arg(o);
+        }
+        c
+    }
+
+    fn run(&self, c: Cmd, what: &str) -> Result<String> {
+        let o = self.host.run(&c)?;
+        if !o.ok() {
+            return Err(Failure::new(format!("{what} failed: {}", o.tail(5)))
+                .hint("is the Debian archive reachable, and does the suite carry the package? (spec.artifacts.debSuite)")
+                .into());
+        }
+        Ok(o.stdout_text())
+    }
+
+    fn update(&self) -> Result<()> {
+        tracing::info!(dir = %self.dir.display(), "apt-get update (private lists)");
+        self.run(self.cmd("apt-get").arg("update"), "apt-get update")
+            .map(|_| ())
+    }
+
+    /// (version, file name, sha256) of the candidate of `pkg`.
+    fn show(&self, pkg: &str) -> Result<Option<(String, String, String)>> {
+        let o = self.host.run(
+            &self
+                .cmd("apt-cache")
+                .arg("show")
+                .arg("--no-all-versions")
+                .arg(pkg),
+        )?;
+        if !o.ok() {
+            return Ok(None);
+        }
+        let text = o.stdout_text();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+        };
+        Ok(
+            match (field("Version:"), field("Filename:"), field("SHA256:")) {
+                (Some(v), Some(f), Some(s)) => {
+                    Some((v, f.rsplit('/').next().unwrap_or(&f).to_string(), s))
+                }
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Fetch `packages` (verified) into the cache and return them.
+pub fn fetch(cluster: &Cluster, packages: &[&str]) -> Result<Vec<DebPackage>> {
+    let apt = Apt::new(cluster)?;
+    let suite = &cluster.artifacts.deb_suite;
+    let mut updated = false;
+    let mut out = Vec::new();
+    for pkg in packages {
+        let mut info = apt.show(pkg)?;
+        if info.is_none() && !updated {
+            apt.update()?;
+            updated = true;
+            info = apt.show(pkg)?;
+        }
+        let (version, file_name, sha) = info.ok_or_else(|| {
+            Failure::new(format!("Debian {suite} has no package {pkg}"))
+                .hint("choose another suite (spec.artifacts.debSuite) or another source")
+        })?;
+        let path = apt.dir.join("debs").join(&file_name);
+        let cached = fsutil::read_optional(&path)?.filter(|d| crate::host::sha256_hex(d) == sha);
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                // apt-get download writes into the current directory: run it from there.
+                let debs = apt.dir.join("debs").display().to_string();
+                let get = |apt: &Apt| {
+                    let inner = apt
+                        .cmd("apt-get")
+                        .arg("download")
+                        .arg(format!("{pkg}={version}"));
+                    let mut c = Cmd::script(r#"cd "$1" && shift && exec "$@""#, [debs.as_str()]);
+                    c.argv.extend(inner.argv);
+                    apt.run(c, &format!("apt-get download {pkg}={version}"))
+                };
+                if let Err(e) = get(&apt) {
+                    if updated {
+                        return Err(e);
+                    }
+                    apt.update()?;
+                    updated = true;
+                    get(&apt)?;
+                }
+                let d = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                super::verify_sha(
+                    &path.display().to_string(),
+                    &sha,
+                    &crate::host::sha256_hex(&d),
+                )?;
+                d
+            }
+        };
+        out.push(DebPackage {
+            package: pkg.to_string(),
+            version,
+            file_name,
+            blob: Blob::new(data),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_release_archive_in_apt_sources() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n".to_string();
+        assert_eq!(
+            super::mirror_from(&[deb822]).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        let one = "deb [signed-by=/k.gpg] http://m.example/debian bookworm main\n".to_string();
+        assert_eq!(
+            super::mirror_from(&[one]).as_deref(),
+            Some("http://m.example/debian")
+        );
+        let other = "deb https://packages.example/apt cloud-sdk main\n".to_string();
+        assert_eq!(super::mirror_from(&[other]), None);
+    }
+}

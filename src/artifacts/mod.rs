@@ -1,0 +1,275 @@
+//! Node binaries and packages, made ready on the hypervisor before anything is installed.
+//!
+//! Sources (`spec.artifacts.source`): `upstream` (downloaded once into `<workDir>/downloads/`,
+//! verified against a pinned sha256, the cluster file's, or the publisher's checksum file),
+//! `dir` (a local directory with the upstream file names, for offline use) and `deb` (Debian
+//! packages of a configured suite, fetched with apt on the hypervisor and installed with dpkg;
+//! components Debian does not carry, like the Kubernetes binaries, then come from `dir`).
+//! Nodes never download anything. The digest actually used is recorded in
+//! `<workDir>/<cluster>/artifacts.lock`; a later run that sees another digest stops.
+
+pub mod catalog;
+pub mod deb;
+pub mod fetch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::engine::Blob;
+use crate::error::Failure;
+use crate::fsutil;
+use crate::spec::{ArtifactSource, Cluster};
+use catalog::Component;
+
+/// A file to place on a node.
+#[derive(Debug, Clone)]
+pub struct NodeFile {
+    pub path: String,
+    pub mode: u32,
+    pub blob: Blob,
+}
+
+/// A Debian package to install with dpkg.
+#[derive(Debug, Clone)]
+pub struct DebPackage {
+    pub package: String,
+    pub version: String,
+    pub file_name: String,
+    pub blob: Blob,
+}
+
+/// How a component reaches the nodes.
+#[derive(Debug, Clone)]
+pub enum Provided {
+    Files {
+        files: Vec<NodeFile>,
+        version: String,
+    },
+    Debs {
+        debs: Vec<DebPackage>,
+        bin_dir: String,
+    },
+    /// Cannot be had here: the reason names the files and where they would be looked for.
+    Missing { reason: String, file: String },
+}
+
+impl Provided {
+    /// Directory of the component's binaries on the node.
+    pub fn bin_dir(&self) -> &str {
+        match self {
+            Provided::Debs { bin_dir, .. } => bin_dir,
+            _ => "/usr/local/bin",
+        }
+    }
+
+    pub fn version(&self) -> String {
+        match self {
+            Provided::Files { version, .. } => version.clone(),
+            Provided::Debs { debs, .. } => {
+                debs.first().map(|d| d.version.clone()).unwrap_or_default()
+            }
+            Provided::Missing { .. } => String::new(),
+        }
+    }
+}
+
+/// The lock: file name → sha256 used.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Lock(pub BTreeMap<String, String>);
+
+impl Lock {
+    pub fn path(cluster: &Cluster) -> PathBuf {
+        cluster.cluster_dir().join("artifacts.lock")
+    }
+
+    pub fn load(cluster: &Cluster) -> Result<Lock> {
+        let p = Lock::path(cluster);
+        let Some(bytes) = fsutil::read_optional(&p)? else {
+            return Ok(Lock::default());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut m = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let mut f = line.split_whitespace();
+            match (f.next(), f.next()) {
+                (Some(sha), Some(name)) => m.insert(name.to_string(), sha.to_string()),
+                _ => anyhow::bail!("{}: unreadable line {line:?}", p.display()),
+            };
+        }
+        Ok(Lock(m))
+    }
+
+    pub fn save(&self, cluster: &Cluster) -> Result<()> {
+        let mut text = String::from(
+            "# sha256 of every artifact kubicluster installed for this cluster (sha256sum format).\n# A later run or node that sees another digest stops. Delete a line to accept a new file.\n",
+        );
+        for (name, sha) in &self.0 {
+            text.push_str(&format!("{sha}  {name}\n"));
+        }
+        fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
+        fsutil::write_atomic(&Lock::path(cluster), text.as_bytes(), fsutil::PUBLIC)
+    }
+
+    /// Record `sha` for `name`, or fail if another digest was recorded before.
+    pub fn check(&mut self, name: &str, sha: &str) -> Result<()> {
+        match self.0.get(name) {
+            Some(old) if old != sha => Err(Failure::new(format!(
+                "{name}: sha256 {sha} differs from {old} recorded in artifacts.lock"
+            ))
+            .hint("the file changed since it was first installed; if that is intended, delete its line from artifacts.lock")
+            .into()),
+            Some(_) => Ok(()),
+            None => {
+                self.0.insert(name.to_string(), sha.to_string());
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn downloads_dir(cluster: &Cluster) -> PathBuf {
+    cluster.work_dir.join("downloads")
+}
+
+fn version_for(cluster: &Cluster, c: &Component) -> String {
+    match c.version_of {
+        "kubernetes" => cluster.kubernetes.version.to_string(),
+        "etcd" => cluster.versions.etcd.trim_start_matches('v').to_string(),
+        other => panic!("no version for {other}"),
+    }
+}
+
+/// The expected sha256 of an upstream file: the cluster file's, else the catalogue's.
+fn expected_sha(cluster: &Cluster, c: &Component, version: &str, file: &str) -> Option<String> {
+    cluster.artifacts.sha256.get(file).cloned().or_else(|| {
+        c.pinned
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, s)| s.to_string())
+    })
+}
+
+/// Turn an upstream file (a binary or a tarball) into node files.
+fn unpack(c: &Component, version: &str, data: Vec<u8>) -> Result<Vec<NodeFile>> {
+    if c.members.is_empty() {
+        return Ok(vec![NodeFile {
+            path: c.dest.to_string(),
+            mode: 0o755,
+            blob: Blob::new(data),
+        }]);
+    }
+    let mut want: BTreeMap<String, &str> = c
+        .members
+        .iter()
+        .map(|(inside, dest)| (inside.replace("{v}", version), *dest))
+        .collect();
+    let mut out = Vec::new();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data.as_slice()));
+    for entry in ar.entries().context("read tar.gz")? {
+        let mut e = entry.context("read tar entry")?;
+        let path = e.path().context("tar entry path")?.display().to_string();
+        if let Some(dest) = want.remove(&path) {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf).context("read tar member")?;
+            out.push(NodeFile {
+                path: dest.to_string(),
+                mode: 0o755,
+                blob: Blob::new(buf),
+            });
+        }
+    }
+    anyhow::ensure!(
+        want.is_empty(),
+        "the archive lacks {:?}",
+        want.keys().collect::<Vec<_>>()
+    );
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Make `name` ready for the nodes. Errors (bad checksum, unreachable URL, a file missing from
+/// `dir`) come before anything is installed anywhere; `Missing` is returned only for
+/// components that no configured source can provide (the caller decides whether that is fatal).
+pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provided> {
+    let c = catalog::find(name);
+    let version = version_for(cluster, &c);
+    let file = (c.file)(&version);
+    let a = &cluster.artifacts;
+    if a.source == ArtifactSource::Deb && !c.debs.is_empty() {
+        let debs = deb::fetch(cluster, c.debs)?;
+        for d in &debs {
+            lock.check(&d.file_name, &d.blob.sha256)?;
+        }
+        return Ok(Provided::Debs {
+            debs,
+            bin_dir: c.deb_bin_dir.to_string(),
+        });
+    }
+    // A local directory: `dir` source, or `deb` for what Debian does not carry.
+    if a.source != ArtifactSource::Upstream {
+        if a.dir.is_empty() {
+            return Ok(Provided::Missing {
+                reason: format!(
+                    "{name} {version} is not packaged in Debian and no artifacts.dir is set"
+                ),
+                file,
+            });
+        }
+        let path = Path::new(&a.dir).join(&file);
+        let Some(data) = fsutil::read_optional(&path)? else {
+            return Ok(Provided::Missing {
+                reason: format!("{} does not exist", path.display()),
+                file,
+            });
+        };
+        let sha = crate::host::sha256_hex(&data);
+        if let Some(want) = expected_sha(cluster, &c, &version, &file) {
+            verify_sha(&path.display().to_string(), &want, &sha)?;
+        }
+        lock.check(&file, &sha)?;
+        return Ok(Provided::Files {
+            files: unpack(&c, &version, data).with_context(|| format!("{}", path.display()))?,
+            version,
+        });
+    }
+    let dest = downloads_dir(cluster).join(&file);
+    let data = fetch::ensure(
+        &dest,
+        &(c.url)(&version),
+        || match expected_sha(cluster, &c, &version, &file) {
+            Some(s) => Ok(s),
+            None => {
+                let (sum_url, shape) = c
+                    .sum_url
+                    .ok_or_else(|| anyhow::anyhow!("{name}: no checksum source"))?;
+                fetch::publisher_sha(&sum_url(&version), shape, &file)
+            }
+        },
+        lock.0.get(&file).cloned(),
+    )?;
+    lock.check(&file, &crate::host::sha256_hex(&data))?;
+    Ok(Provided::Files {
+        files: unpack(&c, &version, data).with_context(|| format!("{}", dest.display()))?,
+        version,
+    })
+}
+
+pub fn verify_sha(what: &str, want: &str, got: &str) -> Result<()> {
+    if want.eq_ignore_ascii_case(got) {
+        Ok(())
+    } else {
+        Err(
+            Failure::new(format!("{what}: sha256 is {got}, expected {want}"))
+                .hint("the file is corrupt or not the published one; delete it and fetch it again")
+                .into(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

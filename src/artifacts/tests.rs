@@ -1,0 +1,239 @@
+//! Artifacts for real against an HTTP server on 127.0.0.1: a download verified by the
+//! publisher's checksum file, a corrupt one refused before anything is kept, the cache reused
+//! without network, the lock enforced; the `dir` source with an etcd-shaped tarball.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use super::catalog::SumFile;
+use super::*;
+use crate::host::sha256_hex;
+
+/// Serve `files` (path → body) on 127.0.0.1; returns the base URL and a request log.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        // Bounded: the test needs a handful of requests.
+        for stream in l.incoming().take(32) {
+            let Ok(mut s) = stream else { continue };
+            let mut line = String::new();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            log2.lock().unwrap().push(path.clone());
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    (base, log)
+}
+
+#[test]
+fn upstream_download_is_verified_by_the_publishers_checksum_and_cached() {
+    let body = b"#!/bin/sh\necho kube-apiserver\n".to_vec();
+    let sum = format!("{}\n", sha256_hex(&body));
+    let (base, log) = serve(vec![
+        ("/kube-apiserver", body.clone()),
+        ("/kube-apiserver.sha256", sum.into_bytes()),
+    ]);
+    let d = tempfile::tempdir().unwrap();
+    let dest = d.path().join("downloads/kube-apiserver");
+    let url = format!("{base}/kube-apiserver");
+    let sum_url = format!("{base}/kube-apiserver.sha256");
+    let got = fetch::ensure(
+        &dest,
+        &url,
+        || fetch::publisher_sha(&sum_url, SumFile::Single, "kube-apiserver"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(got, body);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["/kube-apiserver.sha256", "/kube-apiserver"]
+    );
+    // Cached and locked: no request at all.
+    let again = fetch::ensure(
+        &dest,
+        &url,
+        || panic!("the lock suffices"),
+        Some(sha256_hex(&body)),
+    )
+    .unwrap();
+    assert_eq!(again, body);
+    assert_eq!(log.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_corrupt_download_is_refused_and_nothing_is_kept() {
+    let (base, _) = serve(vec![("/etcd.tar.gz", b"not what was published".to_vec())]);
+    let d = tempfile::tempdir().unwrap();
+    let dest = d.path().join("etcd.tar.gz");
+    let e = fetch::ensure(
+        &dest,
+        &format!("{base}/etcd.tar.gz"),
+        || Ok("0".repeat(64)),
+        None,
+    )
+    .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("sha256 is") && msg.contains(&"0".repeat(64)),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "no partial or bad file left"
+    );
+    let e = fetch::ensure(
+        &dest,
+        &format!("{base}/missing"),
+        || Ok("0".repeat(64)),
+        None,
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("cannot download"), "{e:#}");
+    let (code, hint) = crate::error::classify(&e);
+    assert_eq!(code, 1);
+    assert!(hint.unwrap().contains("artifacts.dir"));
+}
+
+#[test]
+fn checksum_lists_and_single_files_parse() {
+    let list = "aaaa  other\n042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191  etcd-v3.5.24-linux-amd64.tar.gz\n";
+    assert_eq!(
+        fetch::parse_sum(list, SumFile::List, "etcd-v3.5.24-linux-amd64.tar.gz").as_deref(),
+        Some("042497e2ddcee06f22e5d486d81f58affa26b53ee423e2a6aaca3d3ea98c8191")
+    );
+    assert_eq!(fetch::parse_sum(list, SumFile::List, "nope"), None);
+    assert_eq!(fetch::parse_sum("not-a-sha\n", SumFile::Single, "x"), None);
+}
+
+fn etcd_tarball(version: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (name, body) in [
+        ("etcd", "etcd-binary"),
+        ("etcdctl", "etcdctl-binary"),
+        ("README.md", "x"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o755);
+        h.set_cksum();
+        b.append_data(
+            &mut h,
+            format!("etcd-v{version}-linux-amd64/{name}"),
+            body.as_bytes(),
+        )
+        .unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+fn dir_cluster(dir: &std::path::Path, work: &std::path::Path) -> Cluster {
+    let ov = crate::spec::Overrides {
+        work_dir: Some(work.display().to_string()),
+        artifacts_source: Some(crate::spec::ArtifactSource::Dir),
+        artifacts_dir: Some(dir.display().to_string()),
+        etcd_version: Some("3.5.99".into()),
+        ..Default::default()
+    };
+    crate::spec::resolve(None, &ov, &|_| None).unwrap().0
+}
+
+#[test]
+fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
+    let d = tempfile::tempdir().unwrap();
+    let (dir, work) = (d.path().join("bin"), d.path().join("work"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tgz = etcd_tarball("3.5.99");
+    std::fs::write(dir.join("etcd-v3.5.99-linux-amd64.tar.gz"), &tgz).unwrap();
+    let c = dir_cluster(&dir, &work);
+    let mut lock = Lock::default();
+    let p = provide(&c, &mut lock, "etcd").unwrap();
+    let Provided::Files { files, .. } = &p else {
+        panic!("{p:?}")
+    };
+    let got: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.blob.data.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/usr/local/bin/etcd", &b"etcd-binary"[..]),
+            ("/usr/local/bin/etcdctl", &b"etcdctl-binary"[..])
+        ]
+    );
+    assert_eq!(lock.0["etcd-v3.5.99-linux-amd64.tar.gz"], sha256_hex(&tgz));
+    // A missing Kubernetes binary is reported with its file name, not an error.
+    let m = provide(&c, &mut lock, "kube-apiserver").unwrap();
+    assert!(
+        matches!(&m, Provided::Missing { file, reason } if file == "kube-apiserver" && reason.contains("does not exist")),
+        "{m:?}"
+    );
+    // The lock holds: a changed file is refused.
+    lock.save(&c).unwrap();
+    std::fs::write(
+        dir.join("etcd-v3.5.99-linux-amd64.tar.gz"),
+        etcd_tarball("3.5.99")
+            .into_iter()
+            .chain([0u8; 8])
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let mut lock = Lock::load(&c).unwrap();
+    let e = provide(&c, &mut lock, "etcd").unwrap_err();
+    assert!(
+        format!("{e:#}").contains("recorded in artifacts.lock"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn a_pinned_digest_in_the_cluster_file_is_enforced_for_dir_files() {
+    let d = tempfile::tempdir().unwrap();
+    let (dir, work) = (d.path().join("bin"), d.path().join("work"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kube-scheduler"), b"tampered").unwrap();
+    let mut c = dir_cluster(&dir, &work);
+    c.artifacts
+        .sha256
+        .insert("kube-scheduler".into(), "1".repeat(64));
+    let e = provide(&c, &mut Lock::default(), "kube-scheduler").unwrap_err();
+    assert!(
+        format!("{e:#}").contains(&format!("expected {}", "1".repeat(64))),
+        "{e:#}"
+    );
+}

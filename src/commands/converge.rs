@@ -1,0 +1,252 @@
+//! Running node steps on the engine, shared by `create-controllers`, `up` and `plan`: make the
+//! inputs ready on the hypervisor (PKI files, artifacts — before anything changes anywhere),
+//! enter the lab namespace if needed, take the cluster lock, connect to the nodes with pinned
+//! host keys, run the steps, print progress and the summary, keep the journal.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Ctx, reexec_in_lab};
+use crate::artifacts::{self, Lock, Provided};
+use crate::engine::{self, Cx, Event, Report, Step, journal};
+use crate::error::{Exit, Failure};
+use crate::fsutil;
+use crate::host::ssh::{SshHost, SshTarget};
+use crate::host::{Host, pins};
+use crate::spec::{Cluster, Node};
+use crate::steps::{self, Inputs};
+
+pub struct Run<'a> {
+    /// The command line to re-run inside the lab (without `--file`).
+    pub args: Vec<String>,
+    pub steps: Vec<Arc<dyn Step>>,
+    pub dry_run: bool,
+    pub allow_missing_binaries: bool,
+    pub concurrency: usize,
+    pub title: &'a str,
+}
+
+/// Resolve every artifact the steps need; `Missing` ones are fatal unless allowed.
+pub fn resolve_artifacts(
+    cluster: &Cluster,
+    steps: &[Arc<dyn Step>],
+    allow_missing: bool,
+    save: bool,
+) -> Result<BTreeMap<String, Provided>> {
+    let mut lock = Lock::load(cluster)?;
+    let mut out = BTreeMap::new();
+    let mut missing = Vec::new();
+    for name in steps::artifacts_for(steps) {
+        let p = artifacts::provide(cluster, &mut lock, name)?;
+        if let Provided::Missing { reason, file } = &p {
+            missing.push(format!("{name}: {reason} (file name: {file})"));
+        }
+        out.insert(name.to_string(), p);
+    }
+    if !missing.is_empty() && !allow_missing {
+        return Err(Failure::new(format!(
+            "these binaries cannot be had, nothing was changed:\n  {}",
+            missing.join("\n  ")
+        ))
+        .hint("put them under their upstream names into a directory and pass --artifacts-dir DIR (spec.artifacts.dir), use --artifacts upstream with internet access, or pass --allow-missing-binaries to install every unit and config and start what can run")
+        .into());
+    }
+    if save {
+        lock.save(cluster)?;
+    }
+    Ok(out)
+}
+
+fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc<dyn Host>>> {
+    let targets: Vec<(Node, SshTarget)> = nodes
+        .iter()
+        .map(|n| {
+            Ok((
+                n.clone(),
+                SshTarget {
+                    name: n.name.clone(),
+                    addr: std::net::SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
+                    user: cluster.ssh_user.clone(),
+                    key: cluster.ssh_key.clone(),
+                    pinned: pins::require(cluster, &n.name)?,
+                    connect_timeout: Duration::from_secs(10),
+                },
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let results = engine::fanout::map(
+        targets,
+        nodes.len(),
+        Duration::from_secs(60),
+        |(_, t)| SshHost::connect(t.clone()),
+        |_, _| {},
+    );
+    let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut hint = None;
+    for ((n, _), r) in results {
+        match r {
+            Ok(Ok(h)) => {
+                hosts.insert(n.name.clone(), Arc::new(h));
+            }
+            Ok(Err(e)) => {
+                hint = hint.or_else(|| e.hint());
+                errors.push(format!("- {e}"));
+            }
+            Err(_) => errors.push(format!("- {}: no SSH connection within 60 s", n.name)),
+        }
+    }
+    if !errors.is_empty() {
+        let mut f = Failure::new(format!(
+            "cannot reach {} node{}:\n{}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            errors.join("\n")
+        ));
+        if let Some(h) = hint {
+            f = f.hint(h);
+        }
+        return Err(f.into());
+    }
+    Ok(hosts)
+}
+
+/// Ctrl-C sets the flag; a second Ctrl-C is left to the default (kill).
+fn watch_ctrl_c(cancel: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        if let Ok(rt) = rt {
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cancel.store(true, Ordering::SeqCst);
+                    tracing::warn!("interrupted: finishing the changes in flight");
+                }
+            });
+        }
+    });
+}
+
+/// Run the steps. `Ok(None)` when the work ran inside the lab (it printed its own report).
+pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Report>> {
+    // Inputs first, on the hypervisor, before anything changes anywhere (and, in lab mode,
+    // outside the namespace, where the network is).
+    let artifacts = resolve_artifacts(
+        cluster,
+        &run.steps,
+        run.allow_missing_binaries,
+        !run.dry_run,
+    )?;
+    let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
+    if reexec_in_lab(cluster, &args)? {
+        return Ok(None);
+    }
+    let _lock = if run.dry_run {
+        None
+    } else {
+        fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
+        Some(fsutil::lock_dir(&cluster.cluster_dir()).map_err(|e| {
+            Failure::new(format!("{e:#}"))
+                .hint("another kubicluster command is working on this cluster; wait for it")
+        })?)
+    };
+    let dir = cluster.cluster_dir();
+    if let Some(prev) = journal::unfinished(&dir)? {
+        ctx.printer.status(&format!(
+            "{}: the previous run ({}) stopped{}{}; every step re-reads its nodes, so this run re-verifies what was done and goes on from there",
+            run.title,
+            prev.command,
+            prev.stopped_at.as_deref().map(|s| format!(" in {s}")).unwrap_or_default(),
+            prev.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        ));
+    }
+    let mut nodes: Vec<Node> = Vec::new();
+    for s in &run.steps {
+        for n in s.targets(cluster) {
+            if !nodes.iter().any(|m| m.name == n.name) {
+                nodes.push(n.clone());
+            }
+        }
+    }
+    let mut j = journal::Journal {
+        command: run.title.to_string(),
+        pid: std::process::id(),
+        ..Default::default()
+    };
+    if !run.dry_run {
+        journal::write(&dir, &j)?;
+    }
+    ctx.printer.status(&format!(
+        "{}: connecting to {} node(s)",
+        run.title,
+        nodes.len()
+    ));
+    let hosts = connect_all(cluster, &nodes)?;
+    let cx = Arc::new(Cx {
+        cluster: cluster.clone(),
+        hosts,
+        inputs: Inputs {
+            pki: Inputs::load_pki(cluster)?,
+            artifacts: Some(artifacts),
+        },
+    });
+    let opts = engine::Options {
+        dry_run: run.dry_run,
+        concurrency: run.concurrency,
+        ..Default::default()
+    };
+    watch_ctrl_c(opts.cancel.clone());
+    let printer = &mut *ctx.printer;
+    let report = engine::run(cx, run.steps.clone(), &opts, |ev| match ev {
+        Event::StepStarted {
+            step,
+            index,
+            of,
+            nodes,
+        } => printer.status(&format!("[{index}/{of}] {step} on {nodes} node(s)")),
+        Event::NodeDone(r) => printer.node_report(r, opts.dry_run),
+    });
+    // Journal: what finished, where it stopped.
+    let mut by_step: Vec<(String, bool)> = Vec::new();
+    for n in &report.nodes {
+        match by_step.iter_mut().find(|(s, _)| *s == n.step) {
+            Some((_, ok)) => *ok &= n.error.is_none(),
+            None => by_step.push((n.step.clone(), n.error.is_none())),
+        }
+    }
+    j.done = by_step
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(s, _)| s.clone())
+        .collect();
+    j.stopped_at = by_step.iter().find(|(_, ok)| !ok).map(|(s, _)| s.clone());
+    j.finished = j.stopped_at.is_none() && !report.interrupted;
+    if report.interrupted {
+        j.reason = Some("interrupted (Ctrl-C)".into());
+    } else if j.stopped_at.is_some() {
+        j.reason = Some("failed".into());
+    }
+    if !run.dry_run {
+        journal::write(&dir, &j)?;
+    }
+    ctx.printer.run_summary(run.title, &report);
+    if report.interrupted {
+        ctx.printer.status(&format!(
+            "{}: interrupted; the journal ({}) records where; run the command again to go on",
+            run.title,
+            journal::path(&dir).display()
+        ));
+        return Err(Exit(130).into());
+    }
+    if let Some(msg) = engine::failure_summary(&report) {
+        return Err(Failure::new(msg)
+            .hint("fix the cause on the node(s) named and run the command again; nodes that succeeded are not redone")
+            .into());
+    }
+    Ok(Some(report))
+}

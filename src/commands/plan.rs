@@ -1,0 +1,156 @@
+//! `kubicluster plan`: every pending change of the whole cluster, read-only: the PKI (what `cnc`
+//! would create or re-issue), the VMs (what `create-vms` would do) and every node step (what the
+//! engine would write, run, enable, start or restart), per node in a stable order.
+//! `--output json` prints one object; its `changes` is the total (0 = converged).
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::converge::{Run, converge, resolve_artifacts};
+use super::{Ctx, connect, reexec_in_lab};
+use crate::cli::{OutputFormat, PlanArgs};
+use crate::hypervisor::Hypervisor;
+use crate::vms::{self, Action};
+use crate::{pki, steps};
+
+#[derive(Debug, Serialize)]
+struct PlanOut {
+    cluster: String,
+    changes: usize,
+    pki: Vec<String>,
+    vms: Vec<String>,
+    nodes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Nodes whose steps could not be planned yet (their VM is not running).
+    unplanned: Vec<String>,
+    not_started: Vec<String>,
+}
+
+pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
+    let (cluster, _) = ctx.cluster(&args.spec)?;
+    let all = steps::pipeline();
+    // Artifacts are made ready outside the lab namespace, where the network is.
+    resolve_artifacts(&cluster, &all, true, false)?;
+    let mut a = vec!["plan".to_string()];
+    if args.output == OutputFormat::Json {
+        a.push("--output=json".into());
+    }
+    let argv: Vec<&str> = a.iter().map(String::as_str).collect();
+    if reexec_in_lab(&cluster, &argv)? {
+        return Ok(());
+    }
+    let report = pki::generate(
+        &cluster,
+        &pki::Options {
+            dry_run: true,
+            ..Default::default()
+        },
+    )?;
+    let pki_changes: Vec<String> = report
+        .entries
+        .iter()
+        .filter_map(|e| match &e.outcome {
+            pki::Outcome::Created => Some(format!("create {}", e.file)),
+            pki::Outcome::Reissued(why) => Some(format!("re-issue {} ({why})", e.file)),
+            pki::Outcome::Updated => Some(format!("update {}", e.file)),
+            _ => None,
+        })
+        .collect();
+    let hv = connect(&cluster)?;
+    let vm_plan = vms::plan(&cluster, &hv, false)?;
+    let vm_changes: Vec<String> = vm_plan
+        .iter()
+        .filter(|p| p.action != Action::Keep)
+        .map(|p| p.describe())
+        .collect();
+    let running: Vec<String> = hv
+        .domains()?
+        .into_iter()
+        .filter(|d| d.state == crate::hypervisor::VmState::Running)
+        .map(|d| d.name)
+        .collect();
+    let unplanned: Vec<String> = cluster
+        .controllers()
+        .filter(|n| !running.contains(&n.name))
+        .map(|n| n.name.clone())
+        .collect();
+    let mut out = PlanOut {
+        cluster: cluster.name.clone(),
+        changes: 0,
+        pki: pki_changes,
+        vms: vm_changes,
+        nodes: BTreeMap::new(),
+        unplanned: unplanned.clone(),
+        not_started: Vec::new(),
+    };
+    if unplanned.is_empty()
+        && let Some(r) = converge(
+            ctx,
+            &cluster,
+            Run {
+                args: Vec::new(),
+                steps: all.clone(),
+                dry_run: true,
+                allow_missing_binaries: true,
+                concurrency: 0,
+                title: "plan",
+            },
+        )?
+    {
+        for n in &r.nodes {
+            out.nodes.entry(n.node.clone()).or_default().insert(
+                n.step.clone(),
+                n.changes.iter().map(|c| c.to_string()).collect(),
+            );
+            for (u, why) in &n.not_started {
+                out.not_started.push(format!("{u} on {}: {why}", n.node));
+            }
+        }
+    }
+    let node_changes: usize = out
+        .nodes
+        .values()
+        .flat_map(|s| s.values())
+        .map(Vec::len)
+        .sum();
+    // A node that cannot be planned yet has (at least) every step pending.
+    out.changes = out.pki.len() + out.vms.len() + node_changes + out.unplanned.len() * all.len();
+    match args.output {
+        OutputFormat::Json => {
+            ctx.printer
+                .result(&format!("{}\n", serde_json::to_string_pretty(&out)?));
+        }
+        OutputFormat::Text => {
+            let mut t = String::new();
+            t.push_str(&format!("PKI ({} pending)\n", out.pki.len()));
+            for c in &out.pki {
+                t.push_str(&format!("  {c}\n"));
+            }
+            t.push_str(&format!("VMs ({} pending)\n", out.vms.len()));
+            for c in &out.vms {
+                t.push_str(&format!("  {c}\n"));
+            }
+            for (node, steps) in &out.nodes {
+                for (step, changes) in steps {
+                    t.push_str(&format!("{node} {step} ({} pending)\n", changes.len()));
+                    for c in changes {
+                        t.push_str(&format!("  {c}\n"));
+                    }
+                }
+            }
+            for n in &out.unplanned {
+                t.push_str(&format!(
+                    "{n}: not planned (its VM is not running yet): every step pending\n"
+                ));
+            }
+            t.push_str(&format!(
+                "plan: {} pending change(s){}\n",
+                out.changes,
+                if out.changes == 0 { " (converged)" } else { "" }
+            ));
+            ctx.printer.result(&t);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! What a node step wants on a node: directories, files (content, mode, owner, secret or not),
+//! systemd units (enabled, started) and commands guarded by a check. Steps build a [`Desired`]
+//! from the cluster spec (and read-only facts); the engine diffs it against the node.
+
+use std::sync::Arc;
+
+use crate::host::{Cmd, sha256_hex};
+
+/// File content with its sha256, shared cheaply between nodes (binaries are large).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub sha256: String,
+    pub data: Arc<Vec<u8>>,
+}
+
+impl Blob {
+    pub fn new(data: impl Into<Vec<u8>>) -> Self {
+        let data = data.into();
+        Blob {
+            sha256: sha256_hex(&data),
+            data: Arc::new(data),
+        }
+    }
+}
+
+impl std::fmt::Debug for Blob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Blob({} bytes, sha256 {})",
+            self.data.len(),
+            &self.sha256[..12]
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSpec {
+    pub path: String,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: String,
+    pub content: Blob,
+    pub mode: u32,
+    pub owner: String,
+    /// Keys, kubeconfigs, the encryption config: content never printed, mode 0600 expected.
+    pub secret: bool,
+    /// Written only when absent, never updated (e.g. etcd's bootstrap settings, which etcd
+    /// ignores once it has data).
+    pub create_only: bool,
+    /// Units restarted when this file changes.
+    pub restarts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// e.g. `etcd.service`; its file goes to `/etc/systemd/system/<name>`.
+    pub name: String,
+    pub file: Blob,
+    pub enable: bool,
+    pub start: bool,
+    /// `systemctl start --no-block` (etcd members wait for their peers: never block on one).
+    pub no_block: bool,
+    /// Why the unit is installed but not started (e.g. its binary could not be had).
+    pub not_started: Option<String>,
+}
+
+impl UnitSpec {
+    pub fn path(&self) -> String {
+        format!("/etc/systemd/system/{}", self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardedCmd {
+    /// What it does, for plans: "install etcd-server 3.5.16 (dpkg)".
+    pub what: String,
+    /// Exit 0 = already done, nothing to run.
+    pub check: Cmd,
+    pub run: Cmd,
+    /// Units restarted when it ran.
+    pub restarts: Vec<String>,
+    /// Run after the units were (re)started instead of before.
+    pub after_units: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub dirs: Vec<DirSpec>,
+    pub files: Vec<FileSpec>,
+    pub commands: Vec<GuardedCmd>,
+    pub units: Vec<UnitSpec>,
+}
+
+impl Desired {
+    pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+        self.dirs.push(DirSpec {
+            path: path.to_string(),
+            mode,
+        });
+        self
+    }
+
+    /// A root-owned file; `secret` files are 0600.
+    pub fn file(&mut self, path: &str, content: Blob, mode: u32, restarts: &[&str]) -> &mut Self {
+        self.files.push(FileSpec {
+            path: path.to_string(),
+            content,
+            mode,
+            owner: "root".into(),
+            secret: false,
+            create_only: false,
+            restarts: restarts.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
+
+    pub fn secret(&mut self, path: &str, content: Blob, restarts: &[&str]) -> &mut Self {
+        self.file(path, content, 0o600, restarts);
+        self.files.last_mut().expect("just pushed").secret = true;
+        self
+    }
+
+    pub fn unit(&mut self, u: UnitSpec) -> &mut Self {
+        self.units.push(u);
+        self
+    }
+
+    pub fn command(&mut self, c: GuardedCmd) -> &mut Self {
+        self.commands.push(c);
+        self
+    }
+
+    /// Every path this node must have (dirs, files, unit files), for `render`.
+    pub fn all_files(&self) -> Vec<(String, u32, &Blob)> {
+        let mut v: Vec<(String, u32, &Blob)> = self
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.mode, &f.content))
+            .collect();
+        v.extend(self.units.iter().map(|u| (u.path(), 0o644, &u.file)));
+        v
+    }
+}

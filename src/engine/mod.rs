@@ -1,0 +1,294 @@
+//! The engine every node step runs on (KTHW's rhythm: copy files → install units →
+//! daemon-reload/enable/start → verify, k0sctl's phases and `Wet` gate).
+//!
+//! A [`Step`] declares, per node, a [`Desired`] end state; [`run`] plans every target node of
+//! every step (read-only), prints or applies exactly that plan, verifies, and reports per node.
+//! Steps run in order; within a step the nodes fan out in parallel ([`fanout`]), errors are
+//! collected per node (`failed on 2 nodes: …`) and the run stops after a step that failed
+//! somewhere. A dry run plans and changes nothing, anywhere. Ctrl-C stops scheduling, lets the
+//! change in flight finish, records where it stopped in the journal and exits 130.
+
+pub mod desired;
+pub mod fanout;
+pub mod journal;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::Serialize;
+
+pub use desired::{Blob, Desired, DirSpec, FileSpec, GuardedCmd, UnitSpec};
+pub use plan::Change;
+
+use crate::host::Host;
+use crate::spec::{Cluster, Node};
+
+/// What steps see: the cluster, the hosts of this run and step-independent inputs.
+pub struct Cx {
+    pub cluster: Cluster,
+    pub hosts: BTreeMap<String, Arc<dyn Host>>,
+    pub inputs: crate::steps::Inputs,
+}
+
+impl Cx {
+    pub fn host(&self, node: &str) -> Result<&Arc<dyn Host>> {
+        self.hosts
+            .get(node)
+            .ok_or_else(|| anyhow::anyhow!("{node}: no connection (not a target of this run)"))
+    }
+}
+
+/// One step of the pipeline; one file per step under `steps/`.
+pub trait Step: Send + Sync {
+    /// `verb_noun`, as in the original's subcommands (`install_etcd`).
+    fn name(&self) -> &'static str;
+    /// The nodes it acts on.
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
+    /// What `node` should look like. May read facts from any host of `cx` (never write).
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired>;
+    /// After apply: is it really working? (KTHW's "Verification"). Not run on dry runs.
+    fn verify(&self, _cx: &Cx, _node: &Node) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dry_run: bool,
+    /// Nodes worked on at once (0 = all).
+    pub concurrency: usize,
+    /// Per node and step.
+    pub deadline: Duration,
+    /// Set by Ctrl-C: no new work is scheduled, the change in flight finishes.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            concurrency: 0,
+            deadline: Duration::from_secs(1800),
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// What happened on one node in one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub step: String,
+    pub node: String,
+    pub changes: Vec<Change>,
+    /// Changes actually applied (0 on a dry run).
+    pub applied: usize,
+    pub restarts: Vec<String>,
+    /// Units installed but not started, with the reason.
+    pub not_started: Vec<(String, String)>,
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl NodeReport {
+    pub fn empty(step: &str, node: &str) -> Self {
+        NodeReport {
+            step: step.to_string(),
+            node: node.to_string(),
+            changes: Vec::new(),
+            applied: 0,
+            restarts: Vec::new(),
+            not_started: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub nodes: Vec<NodeReport>,
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn changes(&self) -> usize {
+        self.nodes.iter().map(|n| n.changes.len()).sum()
+    }
+    pub fn restarts(&self) -> usize {
+        self.nodes.iter().map(|n| n.restarts.len()).sum()
+    }
+    pub fn failed(&self) -> Vec<&NodeReport> {
+        self.nodes.iter().filter(|n| n.error.is_some()).collect()
+    }
+}
+
+/// Progress as it happens, for the printer (called on the calling thread).
+pub enum Event<'a> {
+    StepStarted {
+        step: &'a str,
+        index: usize,
+        of: usize,
+        nodes: usize,
+    },
+    NodeDone(&'a NodeReport),
+}
+
+fn work_one(step: &dyn Step, cx: &Cx, node: &Node, opts: &Options) -> NodeReport {
+    let start = Instant::now();
+    let mut r = NodeReport::empty(step.name(), &node.name);
+    let result = (|| -> Result<()> {
+        let want = step.desired(cx, node)?;
+        r.not_started = want
+            .units
+            .iter()
+            .filter_map(|u| u.not_started.clone().map(|why| (u.name.clone(), why)))
+            .collect();
+        let host = cx.host(&node.name)?;
+        r.changes = plan::plan(host.as_ref(), &want)?;
+        for c in &r.changes {
+            tracing::info!(node = %node.name, step = step.name(), dry_run = opts.dry_run, "{c}");
+        }
+        if opts.dry_run {
+            return Ok(());
+        }
+        r.applied = match plan::apply(host.as_ref(), &want, &r.changes, &opts.cancel) {
+            Ok(n) => n,
+            Err(plan::ApplyError::Cancelled { applied }) => {
+                r.applied = applied;
+                anyhow::bail!(
+                    "interrupted after {applied} of {} change(s)",
+                    r.changes.len()
+                );
+            }
+            Err(plan::ApplyError::Host { applied, error }) => {
+                r.applied = applied;
+                return Err(error.into());
+            }
+        };
+        r.restarts = r
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Restart { unit, .. } => Some(unit.clone()),
+                _ => None,
+            })
+            .collect();
+        step.verify(cx, node)
+    })();
+    if let Err(e) = result {
+        r.error = Some(format!("{e:#}"));
+    }
+    r.seconds = start.elapsed().as_secs_f64();
+    r
+}
+
+/// Run `steps` in order over their target nodes. Returns the report; an `Err` only for
+/// problems before any node was touched.
+pub fn run(
+    cx: Arc<Cx>,
+    steps: Vec<Arc<dyn Step>>,
+    opts: &Options,
+    mut progress: impl FnMut(Event),
+) -> Report {
+    let start = Instant::now();
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        ..Report::default()
+    };
+    let of = steps.len();
+    for (index, step) in steps.into_iter().enumerate() {
+        if opts.cancel.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();
+        progress(Event::StepStarted {
+            step: step.name(),
+            index: index + 1,
+            of,
+            nodes: targets.len(),
+        });
+        let concurrency = if opts.concurrency == 0 {
+            targets.len()
+        } else {
+            opts.concurrency
+        };
+        let (cx2, step2, opts2) = (cx.clone(), step.clone(), opts.clone());
+        let results = fanout::map(
+            targets,
+            concurrency,
+            opts.deadline,
+            move |node| {
+                if opts2.cancel.load(Ordering::SeqCst) {
+                    let mut r = NodeReport::empty(step2.name(), &node.name);
+                    r.error = Some("not started: interrupted".into());
+                    return r;
+                }
+                work_one(step2.as_ref(), &cx2, node, &opts2)
+            },
+            |node, r| {
+                if let Ok(nr) = r {
+                    progress(Event::NodeDone(nr));
+                } else {
+                    tracing::warn!(node = %node.name, "deadline passed");
+                }
+            },
+        );
+        let mut failed = false;
+        for (node, r) in results {
+            let nr = r.unwrap_or_else(|d| {
+                let mut r = NodeReport::empty(step.name(), &node.name);
+                r.error = Some(format!(
+                    "no result within {} s (the node's work may still be running)",
+                    d.as_secs()
+                ));
+                r
+            });
+            failed |= nr.error.is_some();
+            report.nodes.push(nr);
+        }
+        if opts.cancel.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        if failed {
+            break;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report
+}
+
+/// `failed on 2 nodes:\n- n1 (step): …` for the error that ends the command.
+pub fn failure_summary(report: &Report) -> Option<String> {
+    let failed = report.failed();
+    if failed.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|n| {
+            format!(
+                "- {} ({}): {}",
+                n.node,
+                n.step,
+                n.error.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    Some(format!(
+        "failed on {} node{}:\n{}",
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" },
+        lines.join("\n")
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! Diff a [`Desired`] against a node and apply exactly what the diff listed.
+//!
+//! `plan` only reads: one `stat_many` round trip for every directory and file (sha256 on the
+//! node), the guards of the guarded commands, and `systemctl is-enabled/is-active` per unit.
+//! `apply` walks the plan in order through one gate — dirs, files, commands, one
+//! `daemon-reload` if a unit file changed, enable, start, restart only the units whose inputs
+//! changed, then the commands that run after the units — and stops at the first failure.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use super::desired::Desired;
+use crate::host::{Cmd, Host, HostError, HostResult, Stat};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Change {
+    CreateDir {
+        path: String,
+        mode: String,
+    },
+    ChmodDir {
+        path: String,
+        from: String,
+        to: String,
+    },
+    WriteFile {
+        path: String,
+        mode: String,
+        reason: String,
+        secret: bool,
+    },
+    Run {
+        what: String,
+    },
+    DaemonReload,
+    Enable {
+        unit: String,
+    },
+    Start {
+        unit: String,
+    },
+    Restart {
+        unit: String,
+        because: Vec<String>,
+    },
+    RunAfter {
+        what: String,
+    },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::CreateDir { path, mode } => write!(f, "create dir {path} ({mode})"),
+            Change::ChmodDir { path, from, to } => write!(f, "chmod {path} {from} → {to}"),
+            Change::WriteFile {
+                path,
+                mode,
+                reason,
+                secret,
+            } => write!(
+                f,
+                "write {path} ({mode}{}): {reason}",
+                if *secret { ", secret" } else { "" }
+            ),
+            Change::Run { what } | Change::RunAfter { what } => write!(f, "run: {what}"),
+            Change::DaemonReload => f.write_str("systemctl daemon-reload"),
+            Change::Enable { unit } => write!(f, "enable {unit}"),
+            Change::Start { unit } => write!(f, "start {unit}"),
+            Change::Restart { unit, because } => {
+                write!(f, "restart {unit} (changed: {})", because.join(", "))
+            }
+        }
+    }
+}
+
+fn octal(m: u32) -> String {
+    format!("{m:04o}")
+}
+
+/// Read the node and list what differs from `want`, in apply order.
+pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
+    let mut paths: Vec<String> = want.dirs.iter().map(|d| d.path.clone()).collect();
+    paths.extend(want.files.iter().map(|f| f.path.clone()));
+    paths.extend(want.units.iter().map(|u| u.path()));
+    let stats = host.stat_many(&paths)?;
+    let (dir_stats, rest) = stats.split_at(want.dirs.len());
+    let (file_stats, unit_stats) = rest.split_at(want.files.len());
+    let mut changes = Vec::new();
+    for (d, st) in want.dirs.iter().zip(dir_stats) {
+        match st {
+            Stat::Dir { mode, .. } if *mode == d.mode => {}
+            Stat::Dir { mode, .. } => changes.push(Change::ChmodDir {
+                path: d.path.clone(),
+                from: octal(*mode),
+                to: octal(d.mode),
+            }),
+            _ => changes.push(Change::CreateDir {
+                path: d.path.clone(),
+                mode: octal(d.mode),
+            }),
+        }
+    }
+    // Why each unit restarts.
+    let mut because: Vec<(String, String)> = Vec::new();
+    for (f, st) in want.files.iter().zip(file_stats) {
+        let reason = match st {
+            Stat::File { .. } if f.create_only => None,
+            Stat::File {
+                sha256,
+                mode,
+                owner,
+            } => {
+                if *sha256 != f.content.sha256 {
+                    Some("content differs".to_string())
+                } else if *mode != f.mode {
+                    Some(format!("mode {} → {}", octal(*mode), octal(f.mode)))
+                } else if *owner != f.owner {
+                    Some(format!("owner {owner} → {}", f.owner))
+                } else {
+                    None
+                }
+            }
+            Stat::Missing => Some("missing".into()),
+            Stat::Dir { .. } | Stat::Other => Some("replaces a non-file".into()),
+        };
+        if let Some(reason) = reason {
+            for u in &f.restarts {
+                because.push((u.clone(), f.path.clone()));
+            }
+            changes.push(Change::WriteFile {
+                path: f.path.clone(),
+                mode: octal(f.mode),
+                reason,
+                secret: f.secret,
+            });
+        }
+    }
+    let mut reload = false;
+    for (u, st) in want.units.iter().zip(unit_stats) {
+        let differs = !matches!(st, Stat::File { sha256, mode, .. } if *sha256 == u.file.sha256 && *mode == 0o644);
+        if differs {
+            reload = true;
+            because.push((u.name.clone(), u.path()));
+            changes.push(Change::WriteFile {
+                path: u.path(),
+                mode: "0644".into(),
+                reason: if matches!(st, Stat::Missing) {
+                    "missing".into()
+                } else {
+                    "content differs".into()
+                },
+                secret: false,
+            });
+        }
+    }
+    let mut after = Vec::new();
+    for c in &want.commands {
+        let done = host.run(&c.check)?.ok();
+        if !done {
+            for u in &c.restarts {
+                because.push((u.clone(), c.what.clone()));
+            }
+            if c.after_units {
+                after.push(Change::RunAfter {
+                    what: c.what.clone(),
+                });
+            } else {
+                changes.push(Change::Run {
+                    what: c.what.clone(),
+                });
+            }
+        }
+    }
+    if reload {
+        changes.push(Change::DaemonReload);
+    }
+    let mut starts = Vec::new();
+    for u in &want.units {
+        if u.enable
+            && !host
+                .run(&Cmd::new(["systemctl", "is-enabled", &u.name]))?
+                .ok()
+        {
+            changes.push(Change::Enable {
+                unit: u.name.clone(),
+            });
+        }
+        if !u.start {
+            continue;
+        }
+        let active = host
+            .run(&Cmd::new(["systemctl", "is-active", &u.name]))?
+            .ok();
+        let why: BTreeSet<String> = because
+            .iter()
+            .filter(|(unit, _)| *unit == u.name)
+            .map(|(_, p)| p.clone())
+            .collect();
+        if !active {
+            starts.push(Change::Start {
+                unit: u.name.clone(),
+            });
+        } else if !why.is_empty() {
+            starts.push(Change::Restart {
+                unit: u.name.clone(),
+                because: why.into_iter().collect(),
+            });
+        }
+    }
+    changes.extend(starts);
+    changes.extend(after);
+    Ok(changes)
+}
+
+/// Apply `changes` (from [`plan`] with the same `want`) in order. `cancel` is checked before
+/// every change: a change in flight (an atomic write, a command) always finishes. Returns how
+/// many changes were applied.
+pub fn apply(
+    host: &dyn Host,
+    want: &Desired,
+    changes: &[Change],
+    cancel: &AtomicBool,
+) -> Result<usize, ApplyError> {
+    for (i, ch) in changes.iter().enumerate() {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(ApplyError::Cancelled { applied: i });
+        }
+        tracing::info!(node = host.name(), "{ch}");
+        apply_one(host, want, ch).map_err(|e| ApplyError::Host {
+            applied: i,
+            error: e,
+        })?;
+    }
+    Ok(changes.len())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("interrupted after {applied} change(s)")]
+    Cancelled { applied: usize },
+    #[error("{error}")]
+    Host { applied: usize, error: HostError },
+}
+
+fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
+    match ch {
+        Change::CreateDir { path, mode } => {
+            host.check(&Cmd::new(["mkdir", "-p", "-m", mode, path]))?;
+            // mkdir -m does not change an existing path's mode, and umask limits -p parents.
+            host.check(&Cmd::new(["chmod", mode, path]))?;
+        }
+        Change::ChmodDir { path, to, .. } => {
+            host.check(&Cmd::new(["chmod", to, path]))?;
+        }
+        Change::WriteFile { path, .. } => {
+            if let Some(f) = want.files.iter().find(|f| f.path == *path) {
+                host.write_file(path, &f.content.data, f.mode, &f.owner)?;
+            } else if let Some(u) = want.units.iter().find(|u| u.path() == *path) {
+                host.write_file(path, &u.file.data, 0o644, "root")?;
+            }
+        }
+        Change::Run { what } | Change::RunAfter { what } => {
+            let c = want
+                .commands
+                .iter()
+                .find(|c| c.what == *what)
+                .expect("planned from want");
+            host.check(&c.run)?;
+        }
+        Change::DaemonReload => {
+            host.check(&Cmd::new(["systemctl", "daemon-reload"]))?;
+        }
+        Change::Enable { unit } => {
+            host.check(&Cmd::new(["systemctl", "enable", unit]))?;
+        }
+        Change::Start { unit } | Change::Restart { unit, .. } => {
+            let verb = if matches!(ch, Change::Start { .. }) {
+                "start"
+            } else {
+                "restart"
+            };
+            let no_block = want.units.iter().any(|u| u.name == *unit && u.no_block);
+            let mut c = Cmd::new(["systemctl", verb]);
+            if no_block {
+                c = c.arg("--no-block");
+            }
+            host.check(&c.arg(unit.as_str()))?;
+        }
+    }
+    Ok(())
+}

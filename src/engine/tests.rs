@@ -1,0 +1,311 @@
+//! Engine behaviour on FakeHosts: a dry run predicts the real run exactly and changes nothing,
+//! a second run plans nothing, only units whose inputs changed restart, one failing node is
+//! reported while the others finish, and a cancelled run leaves what it did consistent.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::host::fake::FakeHost;
+use crate::host::{Cmd, Host};
+use crate::spec::Cluster;
+
+/// A step shaped like a real one: a dir, a config, a secret, a unit, a guarded command.
+struct Demo {
+    config: String,
+}
+
+impl Step for Demo {
+    fn name(&self) -> &'static str {
+        "install_demo"
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().collect()
+    }
+    fn desired(&self, _cx: &Cx, node: &Node) -> Result<Desired> {
+        let mut d = Desired::default();
+        d.dir("/etc/demo", 0o700)
+            .file(
+                "/etc/demo/demo.conf",
+                Blob::new(format!("{}\nnode={}\n", self.config, node.name)),
+                0o644,
+                &["demo.service"],
+            )
+            .secret("/etc/demo/key.pem", Blob::new("KEY"), &["demo.service"])
+            .file(
+                "/etc/demo/other.conf",
+                Blob::new("other"),
+                0o644,
+                &["other.service"],
+            )
+            .command(GuardedCmd {
+                what: "install demo package".into(),
+                check: Cmd::new(["test", "-e", "/usr/bin/demo"]),
+                run: Cmd::new(["dpkg", "-i", "/tmp/demo.deb"]),
+                restarts: vec![],
+                after_units: false,
+            })
+            .unit(UnitSpec {
+                name: "demo.service".into(),
+                file: Blob::new("[Service]\nExecStart=/usr/bin/demo\n"),
+                enable: true,
+                start: true,
+                no_block: false,
+                not_started: None,
+            })
+            .unit(UnitSpec {
+                name: "other.service".into(),
+                file: Blob::new("[Service]\nExecStart=/usr/bin/other\n"),
+                enable: true,
+                start: true,
+                no_block: false,
+                not_started: None,
+            });
+        Ok(d)
+    }
+}
+
+fn cluster() -> Cluster {
+    let d = std::env::temp_dir();
+    let ov = crate::spec::Overrides {
+        work_dir: Some(d.display().to_string()),
+        ..Default::default()
+    };
+    crate::spec::resolve(None, &ov, &|_| None).unwrap().0
+}
+
+/// FakeHosts with `/etc` and the guard's package "installed" after dpkg ran.
+fn fakes(c: &Cluster) -> BTreeMap<String, Arc<FakeHost>> {
+    c.nodes
+        .iter()
+        .map(|n| {
+            let h = FakeHost::new(&n.name).with(|s| {
+                s.dirs.insert("/etc".into(), 0o755);
+                s.dirs.insert("/etc/systemd/system".into(), 0o755);
+                s.dirs.insert("/etc/systemd".into(), 0o755);
+            });
+            (n.name.clone(), Arc::new(h))
+        })
+        .collect()
+}
+
+fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
+    Arc::new(Cx {
+        cluster: c.clone(),
+        hosts: hosts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Host>))
+            .collect(),
+        inputs: Default::default(),
+    })
+}
+
+fn run_demo(
+    c: &Cluster,
+    hosts: &BTreeMap<String, Arc<FakeHost>>,
+    config: &str,
+    dry: bool,
+) -> Report {
+    let opts = Options {
+        dry_run: dry,
+        ..Default::default()
+    };
+    run(
+        cx(c, hosts),
+        vec![Arc::new(Demo {
+            config: config.into(),
+        })],
+        &opts,
+        |_| {},
+    )
+}
+
+fn writes(log: &[String]) -> Vec<&String> {
+    log.iter()
+        .filter(|l| {
+            l.starts_with("write ")
+                || (l.starts_with("run ")
+                    && !l.contains("is-active")
+                    && !l.contains("is-enabled")
+                    && !l.starts_with("run test"))
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_predicts_the_run_changes_nothing_and_a_second_run_plans_nothing() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    for h in hosts.values() {
+        h.state.lock().unwrap().answers.push((
+            "test -e /usr/bin/demo".into(),
+            crate::host::Output {
+                status: 1,
+                ..Default::default()
+            },
+        ));
+    }
+    let dry = run_demo(&c, &hosts, "a=1", true);
+    for h in hosts.values() {
+        let log = h.take_log();
+        assert!(
+            writes(&log).is_empty(),
+            "a dry run changes nothing: {log:?}"
+        );
+        assert!(h.file("/etc/demo/demo.conf").is_none());
+    }
+    let real = run_demo(&c, &hosts, "a=1", false);
+    assert!(real.failed().is_empty(), "{:?}", real.failed());
+    for (d, r) in dry.nodes.iter().zip(&real.nodes) {
+        assert_eq!(
+            d.changes, r.changes,
+            "the dry run listed exactly what the run did"
+        );
+        assert_eq!(r.applied, r.changes.len());
+    }
+    let first = &real.nodes[0].changes;
+    assert_eq!(
+        first.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        [
+            "create dir /etc/demo (0700)",
+            "write /etc/demo/demo.conf (0644): missing",
+            "write /etc/demo/key.pem (0600, secret): missing",
+            "write /etc/demo/other.conf (0644): missing",
+            "write /etc/systemd/system/demo.service (0644): missing",
+            "write /etc/systemd/system/other.service (0644): missing",
+            "run: install demo package",
+            "systemctl daemon-reload",
+            "enable demo.service",
+            "enable other.service",
+            "start demo.service",
+            "start other.service",
+        ]
+    );
+    for h in hosts.values() {
+        assert_eq!(h.file("/etc/demo/key.pem").unwrap().mode, 0o600);
+        assert!(h.is_active("demo.service") && h.is_active("other.service"));
+        let log = h.take_log();
+        assert_eq!(
+            log.iter()
+                .filter(|l| *l == "run systemctl daemon-reload")
+                .count(),
+            1,
+            "one daemon-reload per node"
+        );
+    }
+    // The package is installed now: its guard holds.
+    for h in hosts.values() {
+        h.state.lock().unwrap().answers.clear();
+    }
+    let again = run_demo(&c, &hosts, "a=1", false);
+    assert_eq!(again.changes(), 0, "{:?}", again.nodes);
+    for h in hosts.values() {
+        let log = h.take_log();
+        assert!(
+            writes(&log).is_empty(),
+            "nothing rewritten or restarted: {log:?}"
+        );
+    }
+}
+
+#[test]
+fn only_units_whose_inputs_changed_restart() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    run_demo(&c, &hosts, "a=1", false);
+    for h in hosts.values() {
+        h.take_log();
+    }
+    let r = run_demo(&c, &hosts, "a=2", false);
+    for n in &r.nodes {
+        assert_eq!(n.restarts, ["demo.service"], "{:?}", n.changes);
+        assert!(n.changes.contains(&Change::Restart {
+            unit: "demo.service".into(),
+            because: vec!["/etc/demo/demo.conf".into()]
+        }));
+        assert!(
+            !n.changes.contains(&Change::DaemonReload),
+            "no unit file changed"
+        );
+    }
+    for h in hosts.values() {
+        let log = h.take_log();
+        assert!(log.contains(&"run systemctl restart demo.service".to_string()));
+        assert!(
+            !log.iter().any(|l| l.contains("restart other.service")),
+            "{log:?}"
+        );
+        assert!(
+            !log.iter().any(|l| l == "write /etc/demo/key.pem"),
+            "unchanged files are not uploaded"
+        );
+    }
+}
+
+#[test]
+fn a_failing_node_is_reported_and_the_others_finish() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    let bad = c.nodes[1].name.clone();
+    hosts[&bad].state.lock().unwrap().fail_on = Some("systemctl enable".into());
+    let r = run_demo(&c, &hosts, "a=1", false);
+    let failed: Vec<&str> = r.failed().iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(failed, [bad.as_str()]);
+    let msg = failure_summary(&r).unwrap();
+    assert!(msg.starts_with("failed on 1 node:\n- "), "{msg}");
+    assert!(
+        msg.contains(&bad)
+            && msg.contains("systemctl enable demo.service")
+            && msg.contains("injected failure"),
+        "{msg}"
+    );
+    for n in c.nodes.iter().filter(|n| n.name != bad) {
+        assert!(
+            hosts[&n.name].is_active("demo.service"),
+            "{} finished",
+            n.name
+        );
+    }
+}
+
+#[test]
+fn a_cancelled_run_stops_between_changes_and_the_next_run_completes() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    let opts = Options::default();
+    opts.cancel.store(true, Ordering::SeqCst);
+    let r = run(
+        cx(&c, &hosts),
+        vec![Arc::new(Demo { config: "x".into() })],
+        &opts,
+        |_| {},
+    );
+    assert!(r.interrupted);
+    for h in hosts.values() {
+        assert!(
+            h.file("/etc/demo/demo.conf").is_none(),
+            "nothing started after Ctrl-C"
+        );
+    }
+    let again = run_demo(&c, &hosts, "x", false);
+    assert!(again.failed().is_empty() && !again.interrupted);
+    assert!(hosts.values().all(|h| h.is_active("demo.service")));
+}
+
+#[test]
+fn unreachable_nodes_are_named() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    for h in hosts.values() {
+        h.state.lock().unwrap().unreachable = true;
+    }
+    let r = run_demo(&c, &hosts, "a", false);
+    assert_eq!(r.failed().len(), c.nodes.len());
+    let msg = failure_summary(&r).unwrap();
+    assert!(
+        msg.starts_with(&format!("failed on {} nodes:", c.nodes.len())),
+        "{msg}"
+    );
+    assert!(msg.contains("cannot reach"), "{msg}");
+}

@@ -1,0 +1,158 @@
+//! `install_kubernetes_controllers` — KTHW lab 08 ("Bootstrapping the Kubernetes Control
+//! Plane"): kube-apiserver, kube-controller-manager and kube-scheduler as systemd units, one flag
+//! per line, flags valid for Kubernetes 1.30–1.33. Differences from KTHW: etcd over TLS with the
+//! apiserver's own etcd client cert, `--service-cluster-ip-range` on the apiserver too (KTHW
+//! forgets it), no `--runtime-config=api/all=true`, the front-proxy CA for aggregation, and the
+//! cluster CA's private key stays on the hypervisor unless `controllerManager.csrSigning` is on.
+//! Where a binary cannot be had and `--allow-missing-binaries` was given, its unit and configs
+//! are installed but not enabled or started, and the report says so.
+
+use anyhow::Result;
+
+use crate::artifacts::Provided;
+use crate::engine::{Blob, Cx, Desired, Step, UnitSpec};
+use crate::render;
+use crate::spec::{Cluster, Node};
+
+pub struct InstallControlPlane;
+
+pub const COMPONENTS: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+const K: &str = "/var/lib/kubernetes";
+
+#[derive(serde::Serialize)]
+struct Ctx {
+    cluster: String,
+    ip: String,
+    port: u16,
+    etcd_servers: String,
+    issuer: String,
+    service_cidr: String,
+    pod_cidr: String,
+    csr_signing: bool,
+}
+
+impl Step for InstallControlPlane {
+    fn name(&self) -> &'static str {
+        "install_kubernetes_controllers"
+    }
+
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.controllers().collect()
+    }
+
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
+        let c = &cx.cluster;
+        let k = &c.kubernetes;
+        const API: &str = "kube-apiserver.service";
+        const KCM: &str = "kube-controller-manager.service";
+        const SCHED: &str = "kube-scheduler.service";
+        let sched = SCHED;
+        let mut want = Desired::default();
+        want.dir(K, 0o700)
+            .dir("/etc/kubernetes", 0o755)
+            .dir("/etc/kubernetes/config", 0o755)
+            .dir("/var/log/kubernetes", 0o750);
+        // Certificates: (file in certs_and_configs, units that read it).
+        let public: &[(&str, &[&str])] = &[
+            ("ca.pem", &[API, KCM]),
+            ("kubernetes.pem", &[API]),
+            ("service-accounts.pem", &[API]),
+            ("etcd-ca.pem", &[API]),
+            ("apiserver-etcd-client.pem", &[API]),
+            ("apiserver-kubelet-client.pem", &[API]),
+            ("front-proxy-ca.pem", &[API, KCM]),
+            ("front-proxy-client.pem", &[API]),
+        ];
+        for (f, units) in public {
+            want.file(&format!("{K}/{f}"), cx.inputs.pki(f)?, 0o644, units);
+        }
+        let mut secret: Vec<(&str, &[&str])> = vec![
+            ("kubernetes-key.pem", &[API]),
+            ("service-accounts-key.pem", &[API, KCM]),
+            ("apiserver-etcd-client-key.pem", &[API]),
+            ("apiserver-kubelet-client-key.pem", &[API]),
+            ("front-proxy-client-key.pem", &[API]),
+            ("encryption-config.yaml", &[API]),
+            ("kube-controller-manager.kubeconfig", &[KCM]),
+            ("kube-scheduler.kubeconfig", &[SCHED]),
+        ];
+        if c.controller_manager.csr_signing {
+            secret.push(("ca-key.pem", &[KCM]));
+        }
+        for (f, units) in secret {
+            want.secret(&format!("{K}/{f}"), cx.inputs.pki(f)?, units);
+        }
+        want.file(
+            "/etc/kubernetes/config/kube-scheduler.yaml",
+            Blob::new(render::render("controller/kube-scheduler.yaml.j2", &())?),
+            0o644,
+            &[sched],
+        );
+        let etcd_servers: Vec<String> = c
+            .controllers()
+            .map(|m| super::install_etcd::client_url(c, m))
+            .collect();
+        let ctx = Ctx {
+            cluster: c.name.clone(),
+            ip: node.cluster_ip.to_string(),
+            port: k.api_server_port,
+            etcd_servers: etcd_servers.join(","),
+            issuer: k.api_server_url(),
+            service_cidr: k.service_cidr.to_string(),
+            pod_cidr: k.pod_cidr.to_string(),
+            csr_signing: c.controller_manager.csr_signing,
+        };
+        for comp in COMPONENTS {
+            let provided = cx.inputs.artifact(comp);
+            let unit = format!("{comp}.service");
+            super::install_etcd::install_artifact(&mut want, provided, &[unit.as_str()]);
+            let not_started = match provided {
+                Some(Provided::Missing { reason, .. }) => Some(format!("no binary: {reason}")),
+                None => Some("binaries not resolved (render)".into()),
+                _ => None,
+            };
+            want.unit(UnitSpec {
+                name: unit,
+                file: Blob::new(render::render(
+                    &format!("controller/{comp}.service.j2"),
+                    &ctx,
+                )?),
+                enable: not_started.is_none(),
+                start: not_started.is_none(),
+                no_block: false,
+                not_started,
+            });
+        }
+        Ok(want)
+    }
+}
+
+/// The objects applied through the API once an apiserver answers (also written by `render`).
+pub fn api_objects() -> Result<Vec<(String, String)>> {
+    let text = render::render(
+        "controller/kube-apiserver-to-kubelet.yaml.j2",
+        &serde_json::json!({ "user": "kube-apiserver-kubelet-client" }),
+    )?;
+    Ok(text
+        .split("\n---\n")
+        .map(|doc| {
+            let kind = doc
+                .lines()
+                .find_map(|l| l.strip_prefix("kind: "))
+                .unwrap_or("Object");
+            let name = doc
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name: "))
+                .unwrap_or("unnamed")
+                .replace(':', "-");
+            (
+                format!("{kind}-{name}.yaml"),
+                format!("{}\n", doc.trim_end()),
+            )
+        })
+        .collect())
+}

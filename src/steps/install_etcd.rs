@@ -1,0 +1,277 @@
+//! `install_etcd` — KTHW lab 07 ("Bootstrapping the etcd Cluster"), with what KTHW leaves out:
+//! TLS on client and peer ports with per-member certs from the etcd CA, one member per
+//! controller, and correct membership. A cluster is bootstrapped (`new`) only while no
+//! controller has data; a controller added later is `member add`ed through a running member and
+//! starts `existing`. The bootstrap settings live in `/etc/etcd/bootstrap.env`, written once and
+//! never updated (etcd ignores them once it has data), so the unit stays identical on every
+//! member and a re-run changes nothing. Data is never wiped.
+
+use anyhow::Result;
+
+use crate::artifacts::Provided;
+use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
+use crate::host::{Cmd, Stat};
+use crate::render;
+use crate::spec::{ArtifactSource, Cluster, Node};
+
+pub struct InstallEtcd;
+
+const DATA: &str = "/var/lib/etcd";
+const UNIT: &str = "etcd.service";
+
+#[derive(serde::Serialize)]
+struct UnitCtx<'a> {
+    cluster: &'a str,
+    name: &'a str,
+    ip: String,
+    client_port: u16,
+    peer_port: u16,
+    bin_dir: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct BootstrapCtx {
+    initial_cluster: String,
+    state: &'static str,
+    token: String,
+}
+
+fn peer_url(cluster: &Cluster, n: &Node) -> String {
+    format!("https://{}:{}", n.cluster_ip, cluster.etcd.peer_port)
+}
+
+pub fn client_url(cluster: &Cluster, n: &Node) -> String {
+    format!("https://{}:{}", n.cluster_ip, cluster.etcd.client_port)
+}
+
+/// etcdctl on a controller, authenticated with that member's server cert (client usage too).
+pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
+    Cmd::new([
+        format!("{bin_dir}/etcdctl"),
+        format!("--endpoints={endpoints}"),
+        "--cacert=/etc/etcd/etcd-ca.pem".into(),
+        "--cert=/etc/etcd/server.pem".into(),
+        "--key=/etc/etcd/server-key.pem".into(),
+        "--dial-timeout=5s".into(),
+    ])
+}
+
+/// Where the binaries are on the node, from the artifacts (or the source, for `render`).
+fn bin_dir(cx: &Cx) -> String {
+    match cx.inputs.artifact("etcd") {
+        Some(p) => p.bin_dir().to_string(),
+        None if cx.cluster.artifacts.source == ArtifactSource::Deb => "/usr/bin".into(),
+        None => "/usr/local/bin".into(),
+    }
+}
+
+/// Which controllers already hold etcd data (read-only).
+fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
+    let mut out = Vec::new();
+    for c in cx.cluster.controllers() {
+        let Ok(h) = cx.host(&c.name) else { continue };
+        if matches!(
+            h.stat_many(&[format!("{DATA}/member")])?[0],
+            Stat::Dir { .. }
+        ) {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Packages or binaries, with the command that installs them.
+pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: &[&str]) {
+    match provided {
+        Some(Provided::Files { files, .. }) => {
+            for f in files {
+                want.file(&f.path, f.blob.clone(), f.mode, units);
+            }
+        }
+        Some(Provided::Debs { debs, .. }) => {
+            let dir = "/var/cache/kubicluster/debs";
+            want.dir("/var/cache/kubicluster", 0o755).dir(dir, 0o755);
+            let mut expect = String::new();
+            let mut names = Vec::new();
+            let mut paths = Vec::new();
+            for d in debs {
+                let path = format!("{dir}/{}", d.file_name);
+                want.file(&path, d.blob.clone(), 0o644, &[]);
+                expect.push_str(&format!("{} ", d.version));
+                names.push(d.package.clone());
+                paths.push(path);
+            }
+            let mut check_args = vec![expect];
+            check_args.extend(names.iter().cloned());
+            want.command(GuardedCmd {
+                what: format!(
+                    "install {} (dpkg)",
+                    debs.iter().map(|d| format!("{} {}", d.package, d.version)).collect::<Vec<_>>().join(", ")
+                ),
+                check: Cmd::script(
+                    r#"want="$1"; shift; [ "$(dpkg-query -W -f='${Version} ' "$@" 2>/dev/null)" = "$want" ]"#,
+                    check_args,
+                ),
+                // policy-rc.d keeps the packages' own services from starting at install time.
+                run: Cmd::script(
+                    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d\n\
+                     DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold \"$@\"; rc=$?\n\
+                     rm -f /usr/sbin/policy-rc.d; exit $rc",
+                    paths,
+                ),
+                restarts: units.iter().map(|u| u.to_string()).collect(),
+                after_units: false,
+            });
+        }
+        Some(Provided::Missing { .. }) | None => {}
+    }
+}
+
+impl Step for InstallEtcd {
+    fn name(&self) -> &'static str {
+        "install_etcd"
+    }
+
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.controllers().collect()
+    }
+
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
+        let c = &cx.cluster;
+        let bin = bin_dir(cx);
+        let mut want = Desired::default();
+        want.dir("/etc/etcd", 0o700).dir(DATA, 0o700);
+        install_artifact(&mut want, cx.inputs.artifact("etcd"), &[UNIT]);
+        want.file(
+            "/etc/etcd/etcd-ca.pem",
+            cx.inputs.pki("etcd-ca.pem")?,
+            0o644,
+            &[UNIT],
+        );
+        for (kind, file) in [("server", "server"), ("peer", "peer")] {
+            let base = format!("etcd-{kind}-{}", node.name);
+            want.file(
+                &format!("/etc/etcd/{file}.pem"),
+                cx.inputs.pki(&format!("{base}.pem"))?,
+                0o644,
+                &[UNIT],
+            );
+            want.secret(
+                &format!("/etc/etcd/{file}-key.pem"),
+                cx.inputs.pki(&format!("{base}-key.pem"))?,
+                &[UNIT],
+            );
+        }
+        // Membership: bootstrap together, or join what runs.
+        let with_data = if cx.hosts.is_empty() {
+            Vec::new()
+        } else {
+            members_with_data(cx)?
+        };
+        let joining = !with_data.is_empty() && !with_data.iter().any(|m| m.name == node.name);
+        let members: Vec<Node> = if with_data.is_empty() {
+            c.controllers().cloned().collect()
+        } else {
+            let mut m = with_data.clone();
+            if joining {
+                m.push(node.clone());
+            }
+            m
+        };
+        let initial: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, peer_url(c, m)))
+            .collect();
+        let env = render::render(
+            "controller/etcd-bootstrap.env.j2",
+            &BootstrapCtx {
+                initial_cluster: initial.join(","),
+                state: if joining { "existing" } else { "new" },
+                token: c.etcd.cluster_token.clone(),
+            },
+        )?;
+        want.file("/etc/etcd/bootstrap.env", Blob::new(env), 0o644, &[]);
+        want.files.last_mut().expect("pushed").create_only = true;
+        if joining {
+            let endpoints: Vec<String> = with_data.iter().map(|m| client_url(c, m)).collect();
+            let ctl = etcdctl(&bin, &endpoints.join(","));
+            let peer = peer_url(c, node);
+            let list = format!("{} member list", ctl.shell_line());
+            want.command(GuardedCmd {
+                what: format!(
+                    "etcd member add {} {peer} (through {})",
+                    node.name,
+                    endpoints.join(",")
+                ),
+                check: Cmd::script(&format!("{list} | grep -qF -- \"$1\""), [&peer]),
+                run: Cmd::script(
+                    &format!(
+                        "{list} | grep -qF -- \"$2\" || {} member add \"$1\" --peer-urls=\"$2\"",
+                        ctl.shell_line()
+                    ),
+                    [node.name.as_str(), peer.as_str()],
+                ),
+                restarts: Vec::new(),
+                after_units: false,
+            });
+        }
+        let unit = render::render(
+            "controller/etcd.service.j2",
+            &UnitCtx {
+                cluster: &c.name,
+                name: &node.name,
+                ip: node.cluster_ip.to_string(),
+                client_port: c.etcd.client_port,
+                peer_port: c.etcd.peer_port,
+                bin_dir: &bin,
+            },
+        )?;
+        want.unit(UnitSpec {
+            name: UNIT.into(),
+            file: Blob::new(unit),
+            enable: true,
+            start: true,
+            no_block: true,
+            not_started: None,
+        });
+        Ok(want)
+    }
+
+    fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
+        let host = cx.host(&node.name)?;
+        let ctl = etcdctl(
+            &bin_dir(cx),
+            &format!("https://127.0.0.1:{}", cx.cluster.etcd.client_port),
+        );
+        let health = ctl.arg("endpoint").arg("health");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let o = host.run(&health)?;
+            if o.ok() {
+                tracing::info!(node = %node.name, "etcd healthy");
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                let journal = host
+                    .run(&Cmd::new([
+                        "journalctl",
+                        "-u",
+                        UNIT,
+                        "-n",
+                        "20",
+                        "--no-pager",
+                    ]))
+                    .map(|j| j.tail(20))
+                    .unwrap_or_default();
+                return Err(crate::error::Failure::new(format!(
+                    "{}: etcd is not healthy after 180 s: {}\nlast journal lines of {UNIT}:\n{journal}",
+                    node.name,
+                    o.tail(3)
+                ))
+                .hint("see `journalctl -u etcd` on the node; the other members must be up for a quorum")
+                .into());
+            }
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The node steps, one file each, named as the original's subcommands. [`pipeline`] is the
+//! literal, ordered list `up` runs after the VMs exist; the legacy commands run slices of it.
+//!
+//! Steps get their inputs ([`Inputs`]: the PKI files read from the hypervisor's work dir and
+//! the artifacts made ready there) from the command, so `desired` is a pure function of the
+//! spec, the inputs and read-only facts from the nodes.
+
+pub mod install_control_plane;
+pub mod install_etcd;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::artifacts::Provided;
+use crate::engine::{Blob, Step};
+use crate::error::Failure;
+use crate::spec::Cluster;
+
+/// What the command hands every step.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Files of `<workDir>/<cluster>/certs_and_configs`, by file name.
+    pub pki: BTreeMap<String, Blob>,
+    /// Artifacts by component name; `None` for `render` (no network, no downloads): binaries
+    /// are then left out and the source's binary directory is assumed.
+    pub artifacts: Option<BTreeMap<String, Provided>>,
+}
+
+impl Inputs {
+    pub fn pki(&self, file: &str) -> Result<Blob> {
+        self.pki.get(file).cloned().ok_or_else(|| {
+            Failure::new(format!(
+                "{file} is missing from the cluster's certs_and_configs"
+            ))
+            .hint("run `kubicluster cnc` first")
+            .into()
+        })
+    }
+
+    pub fn artifact(&self, name: &str) -> Option<&Provided> {
+        self.artifacts.as_ref().and_then(|a| a.get(name))
+    }
+
+    /// Read every file of the PKI directory (the CA keys stay there unless a step asks).
+    pub fn load_pki(cluster: &Cluster) -> Result<BTreeMap<String, Blob>> {
+        let dir = cluster.certs_dir();
+        let mut out = BTreeMap::new();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type()?.is_file() && !name.starts_with('.') {
+                out.insert(name, Blob::new(std::fs::read(e.path())?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Artifacts each step needs.
+pub fn artifacts_for(steps: &[Arc<dyn Step>]) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    for s in steps {
+        match s.name() {
+            "install_etcd" => v.push("etcd"),
+            "install_kubernetes_controllers" => {
+                v.extend(install_control_plane::COMPONENTS.iter().copied())
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+/// Every node step, in order (after prepare, image, cnc and create-vms).
+pub fn pipeline() -> Vec<Arc<dyn Step>> {
+    vec![
+        Arc::new(install_etcd::InstallEtcd),
+        Arc::new(install_control_plane::InstallControlPlane),
+    ]
+}
+
+/// The steps of `create-controllers` (or one of its legacy subcommands).
+pub fn controllers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
+    pipeline()
+        .into_iter()
+        .filter(|s| only.is_none_or(|o| o == s.name()))
+        .collect()
+}

@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND := noninteractive
 
 # Debian packages: building, and the real-component test tiers.
 BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
-TEST_PKGS := etcd-server etcd-client openssl openssh-client
+TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server
 BENCH_PKGS := golang-cfssl
 # The hypervisor (libvirt + QEMU from bookworm) and the image recipe. A newer qemu-utils may be
 # preinstalled and conflicts with bookworm's QEMU, hence qemu-utils/bookworm and --allow-downgrades.
@@ -67,9 +67,10 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## Every tier: unit + snapshots, CLI, PKI (x509-parser + openssl), real etcd over mTLS, VM lab.
+## Every tier: unit + snapshots, CLI, PKI (x509-parser + openssl), real etcd over mTLS, loopback
+## sshd, VM lab (with etcd from Debian packages on the lab controller).
 test: lab-deps test-deps lint
-	KUBICLUSTER_TEST_ETCD=1 KUBICLUSTER_TEST_LAB=1 $(CARGO) test --locked --no-fail-fast
+	KUBICLUSTER_TEST_ETCD=1 KUBICLUSTER_TEST_SSH=1 KUBICLUSTER_TEST_LAB=1 $(CARGO) test --locked --no-fail-fast
 
 bench: bench-deps
 	bench/cnc.sh

@@ -17,6 +17,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod lab;
 pub mod legacy;
+pub mod logfile;
 pub mod par;
 pub mod pki;
 pub mod render;

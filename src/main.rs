@@ -19,13 +19,27 @@ fn main() -> ExitCode {
     } else {
         "kubicluster=warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBICLUSTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
+    let tty = std::io::stderr().is_terminal();
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(tty)
+        .without_time()
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBICLUSTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        );
+    // The run log (opened once the cluster is known) always gets debug detail.
+    let file = tracing_subscriber::fmt::layer()
+        .with_writer(|| kubicluster::logfile::Writer)
+        .with_ansi(false)
+        .with_target(false)
+        .with_filter(tracing_subscriber::EnvFilter::new("kubicluster=debug"));
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
         .init();
     let env = |k: &str| std::env::var(k).ok();
     ExitCode::from(kubicluster::app::run(cli, &mut Printer::default(), &env))

@@ -10,6 +10,8 @@ use crate::pki::{Outcome, Report};
 pub struct Printer {
     out: Box<dyn Write>,
     err: Box<dyn Write>,
+    /// `-d`: every change of every node, not only on dry runs.
+    pub verbose: bool,
 }
 
 impl Default for Printer {
@@ -17,13 +19,18 @@ impl Default for Printer {
         Printer {
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
+            verbose: false,
         }
     }
 }
 
 impl Printer {
     pub fn new(out: Box<dyn Write>, err: Box<dyn Write>) -> Self {
-        Printer { out, err }
+        Printer {
+            out,
+            err,
+            verbose: false,
+        }
     }
 
     /// A result (stdout), written as is.
@@ -61,7 +68,7 @@ impl Printer {
             )
         };
         self.status(&format!("  {}: {what} ({:.1} s)", r.node, r.seconds));
-        if dry_run || tracing::enabled!(tracing::Level::DEBUG) {
+        if dry_run || self.verbose {
             for c in &r.changes {
                 self.status(&format!("      {c}"));
             }

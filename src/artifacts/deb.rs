@@ -143,18 +143,35 @@ impl Apt {
     }
 
     /// (version, file name, sha256) of the candidate of `pkg`.
+    /// apt-cache parses the whole suite index (about a second): its answer is kept next to the
+    /// lists and reused until the lists change.
     fn show(&self, pkg: &str) -> Result<Option<(String, String, String)>> {
-        let o = self.host.run(
-            &self
-                .cmd("apt-cache")
-                .arg("show")
-                .arg("--no-all-versions")
-                .arg(pkg),
-        )?;
-        if !o.ok() {
-            return Ok(None);
-        }
-        let text = o.stdout_text();
+        let stamp = std::fs::metadata(self.dir.join("lists"))
+            .and_then(|m| m.modified())
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_default();
+        let memo = self.dir.join(format!("show-{pkg}.txt"));
+        let cached = fsutil::read_optional(&memo)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .and_then(|t| t.strip_prefix(&format!("{stamp}\n")).map(str::to_string));
+        let text = match cached {
+            Some(t) => t,
+            None => {
+                let o = self.host.run(
+                    &self
+                        .cmd("apt-cache")
+                        .arg("show")
+                        .arg("--no-all-versions")
+                        .arg(pkg),
+                )?;
+                if !o.ok() {
+                    return Ok(None);
+                }
+                let t = o.stdout_text();
+                fsutil::write_atomic(&memo, format!("{stamp}\n{t}").as_bytes(), fsutil::PUBLIC)?;
+                t
+            }
+        };
         let field = |k: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))

@@ -156,6 +156,10 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         })?)
     };
     let dir = cluster.cluster_dir();
+    if !run.dry_run {
+        let log = crate::logfile::open(&dir, run.title)?;
+        tracing::info!(log = %log.display(), "{} started", run.title);
+    }
     if let Some(prev) = journal::unfinished(&dir)? {
         ctx.printer.status(&format!(
             "{}: the previous run ({}) stopped{}{}; every step re-reads its nodes, so this run re-verifies what was done and goes on from there",
@@ -235,6 +239,10 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         journal::write(&dir, &j)?;
     }
     ctx.printer.run_summary(run.title, &report);
+    if let Some(log) = crate::logfile::current() {
+        ctx.printer
+            .status(&format!("{}: log {}", run.title, log.display()));
+    }
     if report.interrupted {
         ctx.printer.status(&format!(
             "{}: interrupted; the journal ({}) records where; run the command again to go on",

@@ -53,6 +53,9 @@ pub struct FileSpec {
     pub create_only: bool,
     /// Units restarted when this file changes.
     pub restarts: Vec<String>,
+    /// Needed only by the guarded command with this `what` (a package file for dpkg): checked
+    /// and uploaded only when that command is going to run.
+    pub payload_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +117,7 @@ impl Desired {
             secret: false,
             create_only: false,
             restarts: restarts.iter().map(|s| s.to_string()).collect(),
+            payload_of: None,
         });
         self
     }

@@ -1,7 +1,7 @@
 //! Diff a [`Desired`] against a node and apply exactly what the diff listed.
 //!
 //! `plan` only reads: one `stat_many` round trip for every directory and file (sha256 on the
-//! node), the guards of the guarded commands, and `systemctl is-enabled/is-active` per unit.
+//! node), the guards of the guarded commands, and every unit's enabled/active state (one call).
 //! `apply` walks the plan in order through one gate — dirs, files, commands, one
 //! `daemon-reload` if a unit file changed, enable, start, restart only the units whose inputs
 //! changed, then the commands that run after the units — and stops at the first failure.
@@ -77,18 +77,59 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// (enabled, active) per unit, read in one round trip.
+fn unit_states(
+    host: &dyn Host,
+    want: &Desired,
+) -> HostResult<std::collections::BTreeMap<String, (bool, bool)>> {
+    if want.units.is_empty() {
+        return Ok(Default::default());
+    }
+    let names: Vec<&str> = want.units.iter().map(|u| u.name.as_str()).collect();
+    let out = host.run(&Cmd::script(crate::host::UNITS_SCRIPT, names))?;
+    Ok(out
+        .stdout_text()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [u, e, a] => Some((
+                    u.to_string(),
+                    (
+                        matches!(*e, "enabled" | "enabled-runtime" | "static" | "alias"),
+                        matches!(*a, "active" | "activating" | "reloading"),
+                    ),
+                )),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
 fn octal(m: u32) -> String {
     format!("{m:04o}")
 }
 
 /// Read the node and list what differs from `want`, in apply order.
 pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
+    // Guards first: a command's payload files matter only when it will run.
+    let mut to_run = BTreeSet::new();
+    for c in &want.commands {
+        if !host.run(&c.check)?.ok() {
+            to_run.insert(c.what.clone());
+        }
+    }
+    let files: Vec<&super::FileSpec> = want
+        .files
+        .iter()
+        .filter(|f| f.payload_of.as_ref().is_none_or(|w| to_run.contains(w)))
+        .collect();
     let mut paths: Vec<String> = want.dirs.iter().map(|d| d.path.clone()).collect();
-    paths.extend(want.files.iter().map(|f| f.path.clone()));
+    paths.extend(files.iter().map(|f| f.path.clone()));
     paths.extend(want.units.iter().map(|u| u.path()));
     let stats = host.stat_many(&paths)?;
     let (dir_stats, rest) = stats.split_at(want.dirs.len());
-    let (file_stats, unit_stats) = rest.split_at(want.files.len());
+    let (file_stats, unit_stats) = rest.split_at(files.len());
     let mut changes = Vec::new();
     for (d, st) in want.dirs.iter().zip(dir_stats) {
         match st {
@@ -106,7 +147,7 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
     }
     // Why each unit restarts.
     let mut because: Vec<(String, String)> = Vec::new();
-    for (f, st) in want.files.iter().zip(file_stats) {
+    for (f, st) in files.iter().zip(file_stats) {
         let reason = match st {
             Stat::File { .. } if f.create_only => None,
             Stat::File {
@@ -159,8 +200,7 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
     }
     let mut after = Vec::new();
     for c in &want.commands {
-        let done = host.run(&c.check)?.ok();
-        if !done {
+        if to_run.contains(&c.what) {
             for u in &c.restarts {
                 because.push((u.clone(), c.what.clone()));
             }
@@ -179,12 +219,10 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
         changes.push(Change::DaemonReload);
     }
     let mut starts = Vec::new();
+    let states = unit_states(host, want)?;
     for u in &want.units {
-        if u.enable
-            && !host
-                .run(&Cmd::new(["systemctl", "is-enabled", &u.name]))?
-                .ok()
-        {
+        let (enabled, active) = states.get(&u.name).copied().unwrap_or((false, false));
+        if u.enable && !enabled {
             changes.push(Change::Enable {
                 unit: u.name.clone(),
             });
@@ -192,9 +230,6 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
         if !u.start {
             continue;
         }
-        let active = host
-            .run(&Cmd::new(["systemctl", "is-active", &u.name]))?
-            .ok();
         let why: BTreeSet<String> = because
             .iter()
             .filter(|(unit, _)| *unit == u.name)

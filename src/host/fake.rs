@@ -121,6 +121,25 @@ impl Host for FakeHost {
             return Ok(o.clone());
         }
         let argv = cmd.values();
+        if argv.len() >= 4 && argv[..3] == ["sh", "-c", super::UNITS_SCRIPT] {
+            let lines: String = argv[4..]
+                .iter()
+                .map(|u| {
+                    let e = if s.enabled.contains(*u) {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    };
+                    let a = if s.active.contains(*u) {
+                        "active"
+                    } else {
+                        "inactive"
+                    };
+                    format!("{u} {e} {a}\n")
+                })
+                .collect();
+            return Ok(out(0, &lines));
+        }
         Ok(match argv.as_slice() {
             ["systemctl", "daemon-reload"] => out(0, ""),
             ["systemctl", "enable", units @ ..] => {

@@ -210,7 +210,9 @@ mod tests {
         let o = h
             .check(&Cmd::script(super::super::STAT_SCRIPT, [&f, &missing]))
             .unwrap();
-        let via_sh = super::super::parse_stat_lines(&o.stdout_text(), 2).unwrap();
+        let via_sh =
+            super::super::parse_stat_output(&o.stdout_text(), &[f.clone(), missing.clone()])
+                .unwrap();
         assert_eq!(via_sh, vec![s[0].clone(), Stat::Missing]);
     }
 }

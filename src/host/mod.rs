@@ -290,39 +290,63 @@ pub trait Host: Send + Sync {
     }
 }
 
-/// The shell script behind `stat_many` on hosts reached by command (SSH): one line per path,
-/// `-` (missing), `d MODE OWNER`, `f MODE OWNER SHA256` or `o` (other).
-pub const STAT_SCRIPT: &str = r#"for p in "$@"; do
-if [ -L "$p" ] && [ ! -e "$p" ]; then echo o
-elif [ -d "$p" ]; then echo "d $(stat -c '%a %U' "$p")"
-elif [ -f "$p" ]; then echo "f $(stat -c '%a %U' "$p") $(sha256sum < "$p" | cut -d' ' -f1)"
-elif [ -e "$p" ]; then echo o
-else echo -
-fi; done"#;
+/// The shell script behind `stat_many` on hosts reached by command (SSH). A constant number
+/// of processes whatever the number of paths (fork is slow in emulated VMs): dangling links
+/// (`O|path`), one `stat` for all (`S|type|mode|owner|path`), then `--`, then the sha256 of
+/// every regular file (`sha256sum` lines).
+pub const STAT_SCRIPT: &str = r#"for p in "$@"; do if [ -L "$p" ] && [ ! -e "$p" ]; then echo "O|$p"; fi; done
+stat -L -c 'S|%F|%a|%U|%n' -- "$@" 2>/dev/null
+echo --
+find -L "$@" -maxdepth 0 -type f -exec sha256sum -- {} + 2>/dev/null
+exit 0"#;
 
-/// Parse [`STAT_SCRIPT`]'s output.
-pub fn parse_stat_lines(text: &str, count: usize) -> Option<Vec<Stat>> {
-    let out: Option<Vec<Stat>> = text
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            match f.as_slice() {
-                ["-"] => Some(Stat::Missing),
-                ["o"] => Some(Stat::Other),
-                ["d", mode, owner] => Some(Stat::Dir {
-                    mode: u32::from_str_radix(mode, 8).ok()?,
-                    owner: owner.to_string(),
-                }),
-                ["f", mode, owner, sha] => Some(Stat::File {
-                    mode: u32::from_str_radix(mode, 8).ok()?,
-                    owner: owner.to_string(),
-                    sha256: sha.to_string(),
-                }),
-                _ => None,
-            }
-        })
-        .collect();
-    out.filter(|v| v.len() == count)
+/// The shell script that reads many systemd units' state in one round trip: one line per
+/// unit, `UNIT ENABLED ACTIVE` (systemctl's words, `unknown` when it printed nothing).
+pub const UNITS_SCRIPT: &str = r#"for u in "$@"; do
+e=$(systemctl is-enabled "$u" 2>/dev/null); a=$(systemctl is-active "$u" 2>/dev/null)
+echo "$u ${e:-unknown} ${a:-unknown}"; done"#;
+
+/// Parse [`STAT_SCRIPT`]'s output for `paths`, in their order.
+pub fn parse_stat_output(text: &str, paths: &[String]) -> Option<Vec<Stat>> {
+    let (stats, sums) = text
+        .split_once("\n--\n")
+        .or_else(|| text.strip_suffix("--\n").map(|s| (s, "")))?;
+    let mut hashes = std::collections::HashMap::new();
+    for l in sums.lines() {
+        let (sha, path) = l.split_once("  ")?;
+        hashes.insert(path.to_string(), sha.to_string());
+    }
+    let mut by_path = std::collections::HashMap::new();
+    for l in stats.lines() {
+        if let Some(p) = l.strip_prefix("O|") {
+            by_path.insert(p.to_string(), Stat::Other);
+            continue;
+        }
+        let f: Vec<&str> = l.splitn(5, '|').collect();
+        let ["S", kind, mode, owner, path] = f.as_slice() else {
+            return None;
+        };
+        let mode = u32::from_str_radix(mode, 8).ok()?;
+        let st = match *kind {
+            "directory" => Stat::Dir {
+                mode,
+                owner: owner.to_string(),
+            },
+            "regular file" | "regular empty file" => Stat::File {
+                mode,
+                owner: owner.to_string(),
+                sha256: hashes.get(*path)?.clone(),
+            },
+            _ => Stat::Other,
+        };
+        by_path.insert(path.to_string(), st);
+    }
+    Some(
+        paths
+            .iter()
+            .map(|p| by_path.get(p).cloned().unwrap_or(Stat::Missing))
+            .collect(),
+    )
 }
 
 /// The shell script behind `write_file` on hosts reached by command: data on stdin, written to
@@ -360,8 +384,13 @@ mod tests {
     }
 
     #[test]
-    fn stat_lines_parse() {
-        let s = parse_stat_lines("-\nd 700 root\nf 600 etcd abc\no\n", 4).unwrap();
+    fn stat_output_parses() {
+        let paths: Vec<String> = ["/m", "/d", "/f", "/o"].map(String::from).to_vec();
+        let s = parse_stat_output(
+            "O|/o\nS|directory|700|root|/d\nS|regular file|600|etcd|/f\n--\nabc  /f\n",
+            &paths,
+        )
+        .unwrap();
         assert_eq!(s[0], Stat::Missing);
         assert_eq!(
             s[1],
@@ -372,6 +401,6 @@ mod tests {
         );
         assert!(matches!(&s[2], Stat::File { mode: 0o600, sha256, .. } if sha256 == "abc"));
         assert_eq!(s[3], Stat::Other);
-        assert!(parse_stat_lines("-\n", 2).is_none());
+        assert!(parse_stat_output("garbage", &paths).is_none());
     }
 }

@@ -282,7 +282,7 @@ impl Host for SshHost {
             return Ok(Vec::new());
         }
         let o = self.check(&Cmd::script(STAT_SCRIPT, paths))?;
-        super::parse_stat_lines(&o.stdout_text(), paths.len()).ok_or_else(|| HostError::Io {
+        super::parse_stat_output(&o.stdout_text(), paths).ok_or_else(|| HostError::Io {
             node: self.target.name.clone(),
             what: format!("stat {} paths", paths.len()),
             reason: format!("unexpected answer: {}", o.tail(3)),

@@ -91,12 +91,20 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
         Some(Provided::Debs { debs, .. }) => {
             let dir = "/var/cache/kubicluster/debs";
             want.dir("/var/cache/kubicluster", 0o755).dir(dir, 0o755);
+            let what = format!(
+                "install {} (dpkg)",
+                debs.iter()
+                    .map(|d| format!("{} {}", d.package, d.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let mut expect = String::new();
             let mut names = Vec::new();
             let mut paths = Vec::new();
             for d in debs {
                 let path = format!("{dir}/{}", d.file_name);
                 want.file(&path, d.blob.clone(), 0o644, &[]);
+                want.files.last_mut().expect("pushed").payload_of = Some(what.clone());
                 expect.push_str(&format!("{} ", d.version));
                 names.push(d.package.clone());
                 paths.push(path);
@@ -104,10 +112,7 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
             let mut check_args = vec![expect];
             check_args.extend(names.iter().cloned());
             want.command(GuardedCmd {
-                what: format!(
-                    "install {} (dpkg)",
-                    debs.iter().map(|d| format!("{} {}", d.package, d.version)).collect::<Vec<_>>().join(", ")
-                ),
+                what,
                 check: Cmd::script(
                     r#"want="$1"; shift; [ "$(dpkg-query -W -f='${Version} ' "$@" 2>/dev/null)" = "$want" ]"#,
                     check_args,

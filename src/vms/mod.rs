@@ -106,13 +106,14 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
             Some(d) => {
                 owned_by_us(cluster, &d)?;
                 let mut drift = Vec::new();
-                if let Some((vcpus, mib)) = d.size()
-                    && (vcpus != n.vcpus || mib != u64::from(n.memory_mib))
-                {
-                    drift.push(format!(
-                        "vcpus {vcpus} → {}, memory {mib} → {} MiB",
-                        n.vcpus, n.memory_mib
-                    ));
+                if let Some((vcpus, mib)) = d.size() {
+                    // Only what differs is named.
+                    if vcpus != n.vcpus {
+                        drift.push(format!("vcpus {vcpus} → {}", n.vcpus));
+                    }
+                    if mib != u64::from(n.memory_mib) {
+                        drift.push(format!("memory {mib} → {} MiB", n.memory_mib));
+                    }
                 }
                 // A disk is never shrunk: only one smaller than diskGiB is a change.
                 if let Some(v) =

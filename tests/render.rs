@@ -1,0 +1,235 @@
+//! What kubicluster puts on the controllers, read by content: `cnc` then `render` for a 1- and a
+//! 3-controller cluster. Every unit and config is snapshotted; secrets are 0600 and the output
+//! directory 0700; every flag in the control-plane units is one Kubernetes 1.33 accepts (lists
+//! in tests/fixtures/flags-1.33, from the v1.33-adjusted reference pages); the cluster CA key is
+//! placed only with csrSigning; etcd's bootstrap lists every member. The control-plane binaries
+//! are not started anywhere in this test suite (they cannot be downloaded here): these checks
+//! are by content only.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn kubicluster(cwd: &Path, args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(cwd)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .expect("run kubicluster");
+    assert!(
+        o.status.success(),
+        "kubicluster {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn render(controllers: u8, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![];
+    for i in 1..=controllers {
+        args.extend(["-c".into(), controller(i)]);
+    }
+    args.extend(["-w".into(), worker(1), "-w".into(), worker(2)]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    kubicluster(tmp.path(), &[&["cnc"], a.as_slice(), extra].concat());
+    let o = kubicluster(
+        tmp.path(),
+        &[&["render", "--out", "out"], a.as_slice(), extra].concat(),
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mode 0700"));
+    let out = tmp.path().join("out");
+    (tmp, out)
+}
+
+fn flags(unit: &str) -> Vec<String> {
+    unit.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("--"))
+        .map(|l| l.split(['=', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+const SNAPSHOTTED: &[&str] = &[
+    "etc/systemd/system/etcd.service",
+    "etc/etcd/bootstrap.env",
+    "etc/systemd/system/kube-apiserver.service",
+    "etc/systemd/system/kube-controller-manager.service",
+    "etc/systemd/system/kube-scheduler.service",
+    "etc/kubernetes/config/kube-scheduler.yaml",
+];
+
+#[test]
+fn one_controller_files_by_content() {
+    let (_tmp, out) = render(1, &[]);
+    assert_eq!(mode(&out), 0o700, "the render dir holds keys");
+    let node = out.join("kubi-controller-01");
+    let rel: Vec<String> = files_under(&node)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:04o}",
+                p.strip_prefix(&node).unwrap().display(),
+                mode(p)
+            )
+        })
+        .collect();
+    insta::assert_snapshot!("controller_files_1", rel.join("\n"));
+    for f in SNAPSHOTTED {
+        let text = std::fs::read_to_string(node.join(f)).unwrap();
+        insta::assert_snapshot!(format!("c1_{}", f.rsplit('/').next().unwrap()), text);
+    }
+    for p in files_under(&node) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with("-key.pem")
+            || name.ends_with(".kubeconfig")
+            || name == "encryption-config.yaml"
+        {
+            assert_eq!(mode(&p), 0o600, "{} is a secret", p.display());
+        }
+    }
+    assert!(
+        !node.join("var/lib/kubernetes/ca-key.pem").exists(),
+        "the cluster CA key stays on the hypervisor by default"
+    );
+    // The API objects.
+    let api: BTreeSet<String> = files_under(&out.join("api"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        api,
+        BTreeSet::from([
+            "ClusterRole-system-kube-apiserver-to-kubelet.yaml".to_string(),
+            "ClusterRoleBinding-system-kube-apiserver.yaml".to_string()
+        ])
+    );
+    let binding =
+        std::fs::read_to_string(out.join("api/ClusterRoleBinding-system-kube-apiserver.yaml"))
+            .unwrap();
+    assert!(
+        binding.contains("name: kube-apiserver-kubelet-client"),
+        "bound to the apiserver's kubelet client cert CN: {binding}"
+    );
+    // Workers get nothing from the controller steps.
+    assert!(!out.join("kubi-worker-01").exists());
+}
+
+#[test]
+fn every_control_plane_flag_is_valid_in_kubernetes_1_33() {
+    let (_tmp, out) = render(1, &[]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flags-1.33");
+    for comp in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let valid: BTreeSet<String> = std::fs::read_to_string(fixtures.join(format!("{comp}.txt")))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let unit = std::fs::read_to_string(out.join(format!(
+            "kubi-controller-01/etc/systemd/system/{comp}.service"
+        )))
+        .unwrap();
+        let used = flags(&unit);
+        assert!(used.len() > 3, "{comp}: {used:?}");
+        let bad: Vec<&String> = used.iter().filter(|f| !valid.contains(*f)).collect();
+        assert!(
+            bad.is_empty(),
+            "{comp} has flags 1.33 does not accept: {bad:?}"
+        );
+        let unique: BTreeSet<&String> = used.iter().collect();
+        assert_eq!(unique.len(), used.len(), "{comp}: a flag given twice");
+    }
+    let api = std::fs::read_to_string(
+        out.join("kubi-controller-01/etc/systemd/system/kube-apiserver.service"),
+    )
+    .unwrap();
+    for must in [
+        "--service-cluster-ip-range=10.32.0.0/24",
+        "--service-account-issuer=https://192.168.24.11:6443",
+        "--etcd-servers=https://192.168.24.11:2379",
+        "--authorization-mode=Node,RBAC",
+        "--encryption-provider-config=/var/lib/kubernetes/encryption-config.yaml",
+    ] {
+        assert!(api.contains(must), "apiserver lacks {must}");
+    }
+    assert!(
+        !api.contains("runtime-config"),
+        "no api/all=true (KTHW's mistake)"
+    );
+}
+
+#[test]
+fn three_controllers_bootstrap_one_etcd_cluster() {
+    let (_tmp, out) = render(3, &[]);
+    let members = "kubi-controller-01=https://192.168.24.11:2380,kubi-controller-02=https://192.168.24.12:2380,kubi-controller-03=https://192.168.24.13:2380";
+    for i in 1..=3 {
+        let n = out.join(format!("kubi-controller-{i:02}"));
+        let env = std::fs::read_to_string(n.join("etc/etcd/bootstrap.env")).unwrap();
+        assert!(
+            env.contains(&format!("ETCD_INITIAL_CLUSTER={members}\n")),
+            "{env}"
+        );
+        assert!(env.contains("ETCD_INITIAL_CLUSTER_STATE=new\n"));
+        let unit = std::fs::read_to_string(n.join("etc/systemd/system/etcd.service")).unwrap();
+        assert!(unit.contains(&format!("--name=kubi-controller-{i:02}")));
+        assert!(unit.contains(&format!("--listen-peer-urls=https://192.168.24.1{i}:2380")));
+        let api =
+            std::fs::read_to_string(n.join("etc/systemd/system/kube-apiserver.service")).unwrap();
+        assert!(api.contains("--etcd-servers=https://192.168.24.11:2379,https://192.168.24.12:2379,https://192.168.24.13:2379"));
+        insta::assert_snapshot!(
+            format!("c3_etcd_{i}"),
+            std::fs::read_to_string(n.join("etc/systemd/system/etcd.service")).unwrap()
+        );
+    }
+}
+
+#[test]
+fn render_refuses_without_a_pki_and_touches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(tmp.path())
+        .args(["render", "--out", "out"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no PKI") && err.contains("kubicluster cnc"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}

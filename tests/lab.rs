@@ -1,7 +1,14 @@
 //! The VM lab tier, for real: a private libvirtd in a network namespace, the template image built
 //! with mmdebstrap, three TCG VMs created in parallel; from inside the namespace each answers SSH
 //! with its pinned host key, has the right hostname and both addresses, and reaches the others
-//! over the cluster network; a second create-vms does nothing; destroy and lab down leave no
+//! over the cluster network; a second create-vms does nothing. Then `create-controllers` with
+//! etcd from Debian packages (the `deb` source; the lab VMs have no route out): a real TLS etcd
+//! on the controller, health checked by the tool and independently with etcdctl, a second run
+//! that changes and restarts nothing, an empty `plan`; then a second controller added to the
+//! spec joins as a member (`member add` + `existing`) and a key written before is still there.
+//! kube-apiserver, kube-controller-manager and kube-scheduler are NOT started here (their
+//! binaries cannot be downloaded on this machine): their units and configs are installed and
+//! checked by content, and the run lists them as not started. destroy and lab down leave no
 //! domain, network, disk, process or namespace. Bad inputs along the way change nothing.
 //! Gate: KUBICLUSTER_TEST_LAB=1 (set by `make test`); with the gate set, missing tools fail.
 
@@ -37,7 +44,9 @@ impl Lab {
             .env("KUBICLUSTER_MEMORY_MIB", "1024")
             .env("KUBICLUSTER_BOOT_TIMEOUT", "300")
             // Larger than the template's 8 GiB: each VM grows its root filesystem at boot.
-            .env("KUBICLUSTER_DISK_GIB", "10");
+            .env("KUBICLUSTER_DISK_GIB", "10")
+            // Node components from Debian packages: the lab VMs have no route out.
+            .env("KUBICLUSTER_ARTIFACTS", "deb");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -52,7 +61,11 @@ impl Lab {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubicluster(args, &[]);
+        self.ok_env(args, &[])
+    }
+
+    fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.kubicluster(args, env);
         assert!(out.status.success(), "kubicluster {args:?} failed");
         format!(
             "{}{}",
@@ -99,6 +112,26 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Run `script` on `node` with OpenSSH from inside the namespace, trusting only the pinned keys.
+fn ssh(c: &spec::Cluster, node: &str, script: &str) -> Output {
+    let n = c.node(node).unwrap_or_else(|| panic!("{node} in the spec"));
+    let o = Command::new("ip")
+        .args(["netns", "exec", &kubicluster::lab::netns_name(c), "ssh"])
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", c.known_hosts().display()))
+        .arg("-i")
+        .arg(&c.ssh_key)
+        .arg(format!("root@{}", n.hypervisor_ip))
+        .arg(script)
+        .output()
+        .unwrap();
+    eprintln!("$ ssh {node} {script}\n{}", text(&o));
+    o
+}
+
+const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/etcd-ca.pem --cert=/etc/etcd/server.pem --key=/etc/etcd/server-key.pem";
 
 fn processes_mentioning(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -317,9 +350,12 @@ fn lab_vms_end_to_end() {
     assert!(!out.contains("kubi-controller-01"), "{out}");
     assert_eq!(lab.domains().len(), 3);
 
+    controllers(&lab, &c);
+
     // destroy, then lab down: nothing left.
-    let out = lab.ok(&["destroy"]);
-    assert!(out.contains("removed 3 VM(s)"), "{out}");
+    let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
+    let out = lab.ok_env(&["destroy"], &two);
+    assert!(out.contains("removed 4 VM(s)"), "{out}");
     assert!(lab.domains().is_empty());
     let pool = c.storage_dir();
     let disks: Vec<_> = std::fs::read_dir(&pool)
@@ -345,4 +381,156 @@ fn lab_vms_end_to_end() {
     let o = lab.kubicluster(&["status"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("the lab of cluster") && text(&o).contains("is not running"));
+}
+
+const TWO_CONTROLLERS: &str = "kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12";
+
+/// create-controllers on the lab: etcd for real, the control plane by content, then a second
+/// controller joins.
+fn controllers(lab: &Lab, c: &spec::Cluster) {
+    eprintln!(
+        "NOTE: kube-apiserver, kube-controller-manager and kube-scheduler are not started in this \
+         test: their binaries cannot be downloaded here. etcd runs for real; the control plane's \
+         units and configs are checked by content."
+    );
+    // Without the Kubernetes binaries nothing is changed unless that is allowed.
+    let o = lab.kubicluster(&["create-controllers"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot be had, nothing was changed")
+            && text(&o).contains("kube-apiserver"),
+        "{}",
+        text(&o)
+    );
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        "test -e /etc/etcd || echo untouched",
+    );
+    assert!(text(&o).contains("untouched"));
+    // A dry run lists the plan and changes nothing.
+    let out = lab.ok(&[
+        "create-controllers",
+        "--dry-run",
+        "--allow-missing-binaries",
+    ]);
+    assert!(
+        out.contains("change(s) pending")
+            && out.contains("write /etc/etcd/server-key.pem (0600, secret): missing"),
+        "{out}"
+    );
+    assert!(out.contains("dry run, nothing changed"), "{out}");
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        "test -e /etc/etcd || echo untouched",
+    );
+    assert!(text(&o).contains("untouched"), "a dry run changes nothing");
+
+    // The real run: etcd from the deb source, verified healthy by the tool.
+    // -d lists every change applied.
+    let out = lab.ok(&["create-controllers", "-d", "--allow-missing-binaries"]);
+    assert!(out.contains("run: install etcd-server 3.5"), "{out}");
+    assert!(
+        out.contains("NOT started (3)")
+            && out.contains("kube-apiserver.service on kubi-controller-01"),
+        "{out}"
+    );
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        &format!(
+            "systemctl is-active etcd; {ETCDCTL} endpoint health 2>&1; {ETCDCTL} put /kubicluster/test before-join; \
+         stat -c '%a %n' /var/lib/etcd /etc/etcd/server-key.pem /var/lib/kubernetes/encryption-config.yaml; \
+         systemctl is-enabled kube-apiserver || true; test -e /var/lib/kubernetes/ca-key.pem || echo no-ca-key"
+        ),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.starts_with("active\n") && t.contains("is healthy") && t.contains("OK\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("700 /var/lib/etcd")
+            && t.contains("600 /etc/etcd/server-key.pem")
+            && t.contains("600 /var/lib/kubernetes/encryption-config.yaml"),
+        "{t}"
+    );
+    assert!(
+        t.contains("disabled"),
+        "a unit without its binary is not enabled: {t}"
+    );
+    assert!(
+        t.contains("no-ca-key"),
+        "the cluster CA key stays on the hypervisor: {t}"
+    );
+    // TLS is enforced: no client certificate, no answer.
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/etcd-ca.pem --dial-timeout=3s get /kubicluster/test 2>&1 || echo refused",
+    );
+    assert!(text(&o).contains("refused"), "{}", text(&o));
+
+    // A second run changes and restarts nothing; plan agrees the cluster is converged.
+    let out = lab.ok(&["create-controllers", "--allow-missing-binaries"]);
+    assert!(
+        out.contains("made 0 change(s)") && out.contains(" 0 restart(s)"),
+        "{out}"
+    );
+    let json = lab.ok(&["plan", "--output", "json"]);
+    let start = json.find("{\n").expect("json in the plan output");
+    let v: serde_json::Value =
+        serde_json::from_str(&json[start..json.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(v["changes"], 0, "plan after create-controllers: {json}");
+    assert_eq!(v["not_started"].as_array().unwrap().len(), 3);
+
+    // A second controller: VM, certificates, then it joins the running etcd cluster.
+    let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
+    lab.ok_env(&["create-vms"], &two);
+    lab.ok_env(&["cnc"], &two);
+    let out = lab.ok_env(&["create-controllers", "--allow-missing-binaries"], &two);
+    assert!(
+        out.contains("etcd member add kubi-controller-02 https://192.168.24.12:2380"),
+        "{out}"
+    );
+    let mut c2 = c.clone();
+    c2.nodes.push(spec::Node {
+        name: "kubi-controller-02".into(),
+        role: spec::Role::Controller,
+        cluster_ip: "192.168.24.12".parse().unwrap(),
+        hypervisor_ip: "192.168.122.12".parse().unwrap(),
+        vcpus: 1,
+        memory_mib: 1024,
+    });
+    let o = ssh(
+        &c2,
+        "kubi-controller-02",
+        &format!(
+            "cat /etc/etcd/bootstrap.env; {ETCDCTL} member list; {ETCDCTL} get /kubicluster/test --print-value-only; \
+         {ETCDCTL} --endpoints=https://192.168.24.11:2379,https://192.168.24.12:2379 endpoint health 2>&1"
+        ),
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("ETCD_INITIAL_CLUSTER_STATE=existing"), "{t}");
+    assert_eq!(
+        t.matches(", started, ").count(),
+        2,
+        "both members started: {t}"
+    );
+    assert!(
+        t.contains("before-join\n"),
+        "the key written before the join is still there: {t}"
+    );
+    assert_eq!(t.matches("is healthy").count(), 2, "{t}");
+    // Controller 1 kept its bootstrap settings; a re-run with two controllers changes nothing.
+    let o = ssh(c, "kubi-controller-01", "cat /etc/etcd/bootstrap.env");
+    assert!(text(&o).contains("ETCD_INITIAL_CLUSTER_STATE=new"));
+    let out = lab.ok_env(&["create-controllers", "--allow-missing-binaries"], &two);
+    assert!(
+        out.contains("made 0 change(s)") && out.contains(" 0 restart(s)"),
+        "{out}"
+    );
 }

@@ -7,6 +7,7 @@
 //! when it has to cross SSH, and arguments marked secret print as `[REDACTED]` in logs and errors.
 //! Errors are typed ([`HostError`]) so callers branch on the kind, never on the message text.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod local;
 pub mod pins;

@@ -116,19 +116,47 @@ fn malformed_node_flags_and_no_controller() {
 #[test]
 fn reserved_names_and_ip_clash_between_flags() {
     let ov = Overrides {
-        controllers: vec!["admin,192.168.24.11,192.168.122.11".into()],
-        workers: vec!["w1,192.168.24.11,192.168.122.21".into()],
+        controllers: vec!["c1,192.168.24.11,192.168.122.11".into()],
+        workers: vec!["admin,192.168.24.11,192.168.122.21".into()],
         ..Overrides::default()
     };
     let p = problems(None, &ov, &no_env);
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(
-        p[0].starts_with("spec.nodes[0].name: \"admin\" is reserved"),
+        p[0].starts_with("spec.nodes[1].name: \"admin\" would make the PKI file admin.pem, which the cluster's admin files already use"),
         "{p:?}"
     );
     assert!(
         p[1].starts_with("spec.nodes[1].clusterIP: 192.168.24.11 is already used by spec.nodes[0]"),
         "{p:?}"
+    );
+}
+
+#[test]
+fn every_name_whose_pki_files_collide_is_refused_with_the_file() {
+    let ov = Overrides {
+        controllers: vec![
+            "c1,192.168.24.11,192.168.122.11".into(),
+            // A controller's files are etcd-server-/etcd-peer-<name>: "admin" is fine there.
+            "admin,192.168.24.12,192.168.122.12".into(),
+        ],
+        workers: vec![
+            "ca-key,192.168.24.21,192.168.122.21".into(),
+            "w,192.168.24.22,192.168.122.22".into(),
+            "w-key,192.168.24.23,192.168.122.23".into(),
+            "etcd-server-c1,192.168.24.24,192.168.122.24".into(),
+            "fine,192.168.24.25,192.168.122.25".into(),
+        ],
+        ..Overrides::default()
+    };
+    let p = problems(None, &ov, &no_env);
+    assert_eq!(
+        p,
+        [
+            "spec.nodes[2].name: \"ca-key\" would make the PKI file ca-key.pem, which the cluster's ca files already use (help: pick another node name)",
+            "spec.nodes[4].name: \"w-key\" would make the PKI file w-key.pem, which node w already use (help: pick another node name)",
+            "spec.nodes[5].name: \"etcd-server-c1\" would make the PKI file etcd-server-c1.pem, which node c1 already use (help: pick another node name)",
+        ]
     );
 }
 

@@ -28,10 +28,23 @@ pub fn is_dns_subdomain(s: &str) -> bool {
 }
 
 /// Node names that would collide with the PKI's own file names.
-fn is_reserved(name: &str) -> bool {
-    crate::pki::catalog::RESERVED_FILE_NAMES.contains(&name)
-        || name.starts_with("etcd-server-")
-        || name.starts_with("etcd-peer-")
+/// The PKI file stems a node brings (`<stem>.pem`, `<stem>-key.pem`, `<stem>.kubeconfig`).
+fn pki_stems(role: Role, name: &str) -> Vec<String> {
+    match role {
+        Role::Worker => vec![name.to_string()],
+        Role::Controller => vec![format!("etcd-server-{name}"), format!("etcd-peer-{name}")],
+    }
+}
+
+/// The file two stems would both write, if any (`w-key.pem` is both `w-key`'s cert and `w`'s key).
+fn stem_clash(a: &str, b: &str) -> Option<String> {
+    if a == b || a.strip_suffix("-key") == Some(b) {
+        Some(format!("{a}.pem"))
+    } else if b.strip_suffix("-key") == Some(a) {
+        Some(format!("{b}.pem"))
+    } else {
+        None
+    }
 }
 
 /// Linux interface names: 1–15 characters, no `/`, whitespace or `:`.
@@ -279,6 +292,36 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 .hint("a cluster needs at least one node with role: controller (or --controller NAME,CLUSTER_IP,HYPERVISOR_IP)"),
         );
     }
+    // Every file of the PKI belongs to exactly one owner: a node name must not make one of its
+    // files (for its role) the same as a fixed file or another node's file.
+    let mut stems: Vec<(String, String)> = crate::pki::catalog::RESERVED_FILE_NAMES
+        .iter()
+        .map(|r| (r.to_string(), format!("the cluster's {r} files")))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if !is_dns_label(&n.name) || !seen.insert(n.name.as_str()) {
+            continue; // reported below
+        }
+        let mine = pki_stems(n.role, &n.name);
+        if let Some((file, owner)) = mine.iter().find_map(|m| {
+            stems
+                .iter()
+                .find_map(|(o, owner)| stem_clash(m, o).map(|f| (f, owner.clone())))
+        }) {
+            c.push(
+                Problem::new(
+                    format!("spec.nodes[{i}].name"),
+                    format!(
+                        "{:?} would make the PKI file {file}, which {owner} already use",
+                        n.name
+                    ),
+                )
+                .hint("pick another node name"),
+            );
+        }
+        stems.extend(mine.into_iter().map(|m| (m, format!("node {}", n.name))));
+    }
     let mut names: BTreeMap<&str, usize> = BTreeMap::new();
     let mut cluster_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     let mut hv_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
@@ -289,11 +332,6 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 Problem::new(at("name"), format!("{:?} is not a valid hostname", n.name)).hint(
                     "use 1-63 lowercase letters, digits or '-' (RFC 1123), e.g. kubi-worker-01",
                 ),
-            );
-        } else if is_reserved(&n.name) {
-            c.push(
-                Problem::new(at("name"), format!("{:?} is reserved", n.name))
-                    .hint("it would clash with a certificate file of the same name; pick another node name"),
             );
         } else if let Some(first) = names.insert(&n.name, i) {
             c.push(

@@ -18,6 +18,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>) -> u8 {
     printer.verbose |= cli.debug;
+    commands::DEBUG.store(cli.debug, std::sync::atomic::Ordering::Relaxed);
     let mut ctx = Ctx { printer, env };
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&mut ctx, a),

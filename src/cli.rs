@@ -128,6 +128,14 @@ pub struct CncArgs {
     /// Print what would be created, re-issued (and why) or kept; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Make a new CA where this cluster's CA files are gone. Every certificate is re-issued and
+    /// every node needs the new files; without this flag a missing CA is an error.
+    #[arg(long)]
+    pub new_ca: bool,
+    /// Make a new encryption key where the encryption config is gone. Every Secret already stored
+    /// in etcd becomes unreadable; without this flag a missing key is an error.
+    #[arg(long)]
+    pub new_encryption_key: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

@@ -103,14 +103,40 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .mode(SECRET)
         .open(&path)
         .with_context(|| format!("open lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(DirLock { _file: file, path }),
-        Err(fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another kubicluster run holds {} (wait for it to finish)",
-            path.display()
-        ),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("lock {}", path.display()))
+    // A short grace period: a lock just released can linger for a moment in a child process
+    // that is between fork and exec.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1000);
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                // Say who holds it, for the run that finds it taken.
+                let mut f = &file;
+                let _ = f.set_len(0);
+                let _ = writeln!(
+                    f,
+                    "pid {} ({})",
+                    std::process::id(),
+                    std::env::args().collect::<Vec<_>>().join(" ")
+                );
+                return Ok(DirLock { _file: file, path });
+            }
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another kubicluster run holds {}{} (wait for it to finish)",
+                    path.display(),
+                    match holder.trim() {
+                        "" => String::new(),
+                        h => format!(": {h}"),
+                    }
+                )
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("lock {}", path.display()));
+            }
         }
     }
 }

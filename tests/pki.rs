@@ -702,3 +702,106 @@ fn dry_run_writes_nothing_and_predicts_the_real_run() {
     assert_eq!(planned["kubi-worker-03.kubeconfig"], Outcome::Created);
     assert_eq!(planned["admin.kubeconfig"], Outcome::Kept);
 }
+
+#[test]
+fn a_missing_ca_or_encryption_key_is_refused_unless_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = cluster(tmp.path(), 1, 2);
+    let dir = cl.certs_dir();
+    pki::generate(&cl, &Options::default()).unwrap();
+    let enc_before = read(&dir, "encryption-config.yaml");
+    // The whole CA gone: refused, nothing written.
+    std::fs::remove_file(dir.join("ca.pem")).unwrap();
+    std::fs::remove_file(dir.join("ca-key.pem")).unwrap();
+    let before = snapshot_dir(&dir);
+    let e = pki::generate(&cl, &Options::default()).unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("ca.pem") && msg.contains("created before") && msg.contains("break every node"), "{msg}");
+    let (code, hint) = kubicluster::error::classify(&e);
+    assert_eq!(code, 1);
+    assert!(hint.unwrap().contains("--new-ca"));
+    assert_eq!(snapshot_dir(&dir), before, "nothing written");
+    // Asked for explicitly: a new CA, and every leaf it signed is re-issued.
+    let r = pki::generate(&cl, &Options { new_ca: true, ..Default::default() }).unwrap();
+    let o = outcomes(&r);
+    assert_eq!(o["ca.pem"], Outcome::Created);
+    assert!(matches!(&o["admin.pem"], Outcome::Reissued(_)), "{:?}", o["admin.pem"]);
+    assert!(r.entries.iter().any(|e| e.file == "ca.pem" && matches!(&e.outcome, Outcome::Warning(w) if w.contains("NEW CA"))));
+    // The encryption config gone: refused; with the flag, a new one.
+    std::fs::remove_file(dir.join("encryption-config.yaml")).unwrap();
+    let e = pki::generate(&cl, &Options::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("unreadable"), "{e:#}");
+    assert!(!dir.join("encryption-config.yaml").exists());
+    pki::generate(&cl, &Options { new_encryption_key: true, ..Default::default() }).unwrap();
+    assert_ne!(read(&dir, "encryption-config.yaml"), enc_before);
+}
+
+#[test]
+fn an_encryption_config_without_a_usable_key_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = cluster(tmp.path(), 1, 1);
+    let dir = cl.certs_dir();
+    pki::generate(&cl, &Options::default()).unwrap();
+    let full = read(&dir, "encryption-config.yaml");
+    // Every truncation that still parses as YAML must be refused, not "kept".
+    let mut refused = 0;
+    for len in 1..full.len() {
+        std::fs::write(dir.join("encryption-config.yaml"), &full[..len]).unwrap();
+        match pki::generate(&cl, &Options::default()) {
+            Ok(r) => assert_eq!(
+                outcomes(&r)["encryption-config.yaml"],
+                Outcome::Kept,
+                "only a complete config is kept (length {len})"
+            ),
+            Err(e) => {
+                assert!(format!("{e:#}").contains("not a valid encryption config"), "length {len}: {e:#}");
+                refused += 1;
+            }
+        }
+        if let Ok(text) = std::str::from_utf8(&full[..len])
+            && kubicluster::pki::encryption::EncryptionConfiguration::from_yaml(text).is_ok()
+        {
+            let c = kubicluster::pki::encryption::EncryptionConfiguration::from_yaml(text).unwrap();
+            assert!(!c.resources.is_empty(), "length {len} accepted without resources");
+        }
+    }
+    assert!(refused > full.len() / 2, "{refused} of {} truncations refused", full.len());
+}
+
+#[test]
+fn an_interrupted_first_ca_is_made_again_and_temp_files_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = cluster(tmp.path(), 1, 1);
+    let dir = cl.certs_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // A key without its certificate, never recorded: a first run killed midway.
+    std::fs::write(dir.join("ca-key.pem"), b"half").unwrap();
+    std::fs::write(dir.join(".admin.pem.tmp-4242"), b"x").unwrap();
+    let r = pki::generate(&cl, &Options::default()).unwrap();
+    assert_eq!(outcomes(&r)["ca.pem"], Outcome::Created);
+    assert!(!dir.join(".admin.pem.tmp-4242").exists(), "stale temp file removed");
+    assert!(verifies(&read(&dir, "admin.pem"), &read(&dir, "ca.pem")));
+    // Once recorded, a missing half is an error (restore from backup), not a silent new CA.
+    std::fs::remove_file(dir.join("ca.pem")).unwrap();
+    let e = pki::generate(&cl, &Options::default()).unwrap_err();
+    assert!(format!("{e:#}").contains("is missing"), "{e:#}");
+}
+
+#[test]
+fn loose_modes_on_secrets_are_tightened_and_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = cluster(tmp.path(), 1, 1);
+    let dir = cl.certs_dir();
+    pki::generate(&cl, &Options::default()).unwrap();
+    for f in ["ca-key.pem", "admin-key.pem", "admin.kubeconfig", "encryption-config.yaml"] {
+        std::fs::set_permissions(dir.join(f), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    let r = pki::generate(&cl, &Options::default()).unwrap();
+    for f in ["ca-key.pem", "admin-key.pem", "admin.kubeconfig", "encryption-config.yaml"] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        assert!(
+            r.entries.iter().any(|e| e.file == f && matches!(&e.outcome, Outcome::Warning(w) if w.contains("tightened to 0600"))),
+            "{f} reported"
+        );
+    }
+}

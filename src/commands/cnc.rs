@@ -19,6 +19,8 @@ pub fn run(ctx: &mut Ctx, args: &CncArgs) -> Result<()> {
         force: args.force,
         groups: args.only.iter().map(|p| (*p).into()).collect(),
         dry_run: args.dry_run,
+        new_ca: args.new_ca,
+        new_encryption_key: args.new_encryption_key,
     };
     let report = pki::generate(&cluster, &opts)?;
     ctx.printer.pki_report(&report);

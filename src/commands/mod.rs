@@ -25,6 +25,9 @@ use crate::lab as sandbox;
 use crate::spec::{self, Cluster, HypervisorMode, Source};
 use crate::ui::Printer;
 
+/// `-d` was given: passed on to the command re-run inside the lab.
+pub static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// What every command gets: the printer and a view of the environment.
 pub struct Ctx<'a> {
     pub printer: &'a mut Printer,
@@ -63,16 +66,29 @@ pub fn reexec_in_lab(cluster: &Cluster, args: &[&str]) -> Result<bool> {
         return Ok(false);
     }
     connect(cluster)?; // fail here, with a hint, if the lab is down
-    let file = cluster.cluster_dir().join("cluster.yaml");
+    // The resolved spec for the child only (removed after), so a dry run leaves nothing behind.
+    let path = cluster
+        .cluster_dir()
+        .join(format!(".run-{}.yaml", std::process::id()));
     fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
     fsutil::write_atomic(
-        &file,
+        &path,
         spec::to_yaml(&cluster.file).as_bytes(),
         fsutil::PUBLIC,
     )?;
-    let file = file.display().to_string();
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(path.clone());
+    let file = path.display().to_string();
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--file", file.as_str()]);
+    if DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
+        all.push("--debug");
+    }
     match sandbox::exec_inside(cluster, &all)? {
         0 => Ok(true),
         code => Err(Exit(code).into()),

@@ -28,6 +28,7 @@ pub fn create(
     if reexec_in_lab(cluster, &args)? {
         return Ok(());
     }
+    let _lock = if dry_run { None } else { Some(lock(cluster)?) };
     let hv = connect(cluster)?;
     let plan = vms::plan(cluster, &hv, force)?;
     for p in &plan {
@@ -100,6 +101,7 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     let lab_running =
         cluster.hypervisor.mode == HypervisorMode::Lab && lab::state(&cluster)?.is_some();
     if cluster.hypervisor.mode == HypervisorMode::Host || lab_running {
+        let _lock = lock(&cluster)?;
         let hv = connect(&cluster)?;
         let removed = vms::destroy(&cluster, &hv, &args.nodes)?;
         ctx.printer.status(&format!(
@@ -145,4 +147,14 @@ pub fn run_status(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
     }
     ctx.printer.result(&text);
     Ok(())
+}
+
+/// The cluster lock, for commands that change the cluster: a second run says who holds it.
+pub fn lock(cluster: &Cluster) -> Result<crate::fsutil::DirLock> {
+    crate::fsutil::ensure_dir(&cluster.cluster_dir(), crate::fsutil::PRIVATE_DIR)?;
+    crate::fsutil::lock_dir(&cluster.cluster_dir()).map_err(|e| {
+        crate::error::Failure::new(format!("{e:#}"))
+            .hint("another kubicluster command is changing this cluster; wait for it to finish")
+            .into()
+    })
 }

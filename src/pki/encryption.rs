@@ -100,6 +100,17 @@ impl EncryptionConfiguration {
                 c.api_version, c.kind
             ));
         }
+        // Usable means: `secrets` is covered, and its first provider encrypts with a key.
+        let secrets = c
+            .resources
+            .iter()
+            .find(|r| r.resources.iter().any(|x| x == "secrets"))
+            .ok_or("no resources entry covers secrets")?;
+        match secrets.providers.first() {
+            Some(Provider { secretbox: Some(k), .. }) | Some(Provider { aescbc: Some(k), .. })
+                if !k.keys.is_empty() => {}
+            _ => return Err("its first provider for secrets is not secretbox or aescbc with a key".into()),
+        }
         for r in &c.resources {
             for p in &r.providers {
                 for kp in [&p.secretbox, &p.aescbc].into_iter().flatten() {

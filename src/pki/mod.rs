@@ -27,6 +27,10 @@ pub use catalog::{Authority, CertSpec, Group, KubeconfigSpec};
 pub struct Options {
     /// Re-issue every selected leaf (never a CA, never the encryption key).
     pub force: bool,
+    /// Make new CAs where they are missing although this cluster had them (`--new-ca`).
+    pub new_ca: bool,
+    /// Make a new encryption key where it is missing although this cluster had one.
+    pub new_encryption_key: bool,
     /// Limit the run to these groups; empty = everything.
     pub groups: BTreeSet<Group>,
     /// Decide and report, write nothing (not even the work directories).
@@ -95,6 +99,50 @@ pub fn key_path(dir: &Path, base: &str) -> PathBuf {
 
 pub const ENCRYPTION_CONFIG: &str = "encryption-config.yaml";
 
+/// What this cluster's PKI was made with, kept beside it (`pki-state`): the sha256 of each CA
+/// certificate and of the encryption config, written the moment they are created. A CA or an
+/// encryption config that disappears afterwards is refused instead of silently re-created.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PkiState(BTreeMap<String, String>);
+
+impl PkiState {
+    fn path(cluster: &Cluster) -> PathBuf {
+        cluster.cluster_dir().join("pki-state")
+    }
+
+    fn load(cluster: &Cluster) -> Result<PkiState> {
+        let Some(b) = fsutil::read_optional(&PkiState::path(cluster))? else {
+            return Ok(PkiState::default());
+        };
+        Ok(PkiState(
+            String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+                .collect(),
+        ))
+    }
+
+    fn record(&mut self, cluster: &Cluster, what: &str, data: &[u8], wet: &Wet) -> Result<()> {
+        self.0.insert(what.to_string(), crate::host::sha256_hex(data));
+        let mut text = String::from("# sha256 of what this cluster's PKI was created with; kubicluster refuses to re-create these silently\n");
+        for (k, v) in &self.0 {
+            text.push_str(&format!("{k} {v}\n"));
+        }
+        wet.write(&PkiState::path(cluster), text.as_bytes(), PUBLIC)
+    }
+}
+
+/// Remove temp files (`.NAME.tmp-PID`) a killed run left in `dir`.
+fn remove_stale_temps(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') && (n.contains(".tmp-") || n.ends_with(".new")) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 /// The one gate every write of `cnc` goes through, so a dry run writes nothing.
 struct Wet {
     dry: bool,
@@ -123,11 +171,32 @@ fn ensure_ca(
     cluster: &Cluster,
     report: &mut Report,
     wet: &Wet,
+    state: &mut PkiState,
+    new_ca: bool,
 ) -> Result<LoadedCa> {
     let (cp, kp) = (cert_path(dir, a.file()), key_path(dir, a.file()));
-    let cert = fsutil::read_optional(&cp)?;
-    let key = fsutil::read_optional(&kp)?;
+    let mut cert = fsutil::read_optional(&cp)?;
+    let mut key = fsutil::read_optional(&kp)?;
     let file = format!("{}.pem", a.file());
+    let recorded = state.0.contains_key(a.file());
+    // A lone half of a CA whose creation never completed (killed between the two renames) is
+    // not a CA: made again. A half of a recorded CA is an error below.
+    if !recorded && cert.is_some() != key.is_some() {
+        report.push(&file, Outcome::Warning("an incomplete CA from an interrupted run was made again".into()));
+        cert = None;
+        key = None;
+    }
+    if recorded && cert.is_none() && key.is_none() && !new_ca {
+        return Err(Failure::new(format!(
+            "{} and {} are gone, but this cluster's {} CA was created before (recorded in {}); a new CA would break every node",
+            cp.display(),
+            kp.display(),
+            a.file(),
+            PkiState::path(cluster).display()
+        ))
+        .hint("restore both files from your backup of the work dir; or pass --new-ca to make a new CA (every certificate is re-issued and every node must get the new files)")
+        .into());
+    }
     match (cert, key) {
         (Some(pem), Some(key_pem)) => {
             let key = std::str::from_utf8(&key_pem)
@@ -154,6 +223,9 @@ fn ensure_ca(
                     )),
                 );
             }
+            if !recorded {
+                state.record(cluster, a.file(), &pem, wet)?;
+            }
             report.push(&file, Outcome::Kept);
             let days_left = u32::try_from(left.max(0) / 86_400).unwrap_or(u32::MAX);
             Ok(LoadedCa { pem, key, days_left })
@@ -161,8 +233,18 @@ fn ensure_ca(
         (None, None) => {
             let key = issue::generate_key(cluster.pki.key_algorithm)?;
             let pem = issue::self_signed_ca(a, &key, cluster.pki.ca_validity_days)?;
-            wet.write(&kp, key.serialize_pem().as_bytes(), SECRET)?;
-            wet.write(&cp, pem.as_bytes(), PUBLIC)?;
+            // All or nothing: both halves under temp names, then renamed, then recorded.
+            let (tk, tc) = (dir.join(format!(".{}-key.pem.new", a.file())), dir.join(format!(".{}.pem.new", a.file())));
+            wet.write(&tk, key.serialize_pem().as_bytes(), SECRET)?;
+            wet.write(&tc, pem.as_bytes(), PUBLIC)?;
+            if !wet.dry {
+                std::fs::rename(&tk, &kp).with_context(|| format!("rename into {}", kp.display()))?;
+                std::fs::rename(&tc, &cp).with_context(|| format!("rename into {}", cp.display()))?;
+            }
+            state.record(cluster, a.file(), pem.as_bytes(), wet)?;
+            if recorded {
+                report.push(&file, Outcome::Warning("a NEW CA was made (--new-ca): every node needs the new certificates".into()));
+            }
             report.push(&file, Outcome::Created);
             Ok(LoadedCa {
                 pem: pem.into_bytes(),
@@ -193,7 +275,9 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
     };
     if !opts.dry_run {
         fsutil::ensure_dir(&dir, PRIVATE_DIR)?;
+        remove_stale_temps(&dir);
     }
+    let mut state = PkiState::load(cluster)?;
     let mut report = Report {
         dir: dir.clone(),
         entries: Vec::new(),
@@ -210,7 +294,10 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
     }
     let mut cas = BTreeMap::new();
     for a in authorities {
-        cas.insert(a, ensure_ca(&dir, a, cluster, &mut report, &wet)?);
+        cas.insert(
+            a,
+            ensure_ca(&dir, a, cluster, &mut report, &wet, &mut state, opts.new_ca)?,
+        );
     }
 
     // Decide, then issue what needs issuing in parallel (RSA key generation is slow).
@@ -309,16 +396,56 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
                         "restore it from your backup; kubicluster never replaces it, because a new key makes stored secrets unreadable",
                     )
                 })?;
+                if !state.0.contains_key("encryption-config") {
+                    state.record(cluster, "encryption-config", &old, &wet)?;
+                }
                 report.push(ENCRYPTION_CONFIG, Outcome::Kept);
+            }
+            None if state.0.contains_key("encryption-config") && !opts.new_encryption_key => {
+                return Err(Failure::new(format!(
+                    "{} is gone, but this cluster's encryption key was created before (recorded in {}); a new key makes every Secret stored in etcd unreadable",
+                    path.display(),
+                    PkiState::path(cluster).display()
+                ))
+                .hint("restore it from your backup of the work dir; or pass --new-encryption-key if the cluster has no secrets worth keeping")
+                .into());
             }
             None => {
                 let yaml =
                     encryption::EncryptionConfiguration::generate(cluster.pki.encryption_provider)
                         .to_yaml();
                 wet.write(&path, yaml.as_bytes(), SECRET)?;
+                state.record(cluster, "encryption-config", yaml.as_bytes(), &wet)?;
                 report.push(ENCRYPTION_CONFIG, Outcome::Created);
             }
         }
     }
+    tighten_modes(&dir, &mut report, &wet)?;
     Ok(report)
+}
+
+/// Keys, kubeconfigs and the encryption config are 0600: a looser mode is tightened and said.
+fn tighten_modes(dir: &Path, report: &mut Report, wet: &Wet) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for n in names {
+        let secret = n.ends_with("-key.pem") || n.ends_with(".kubeconfig") || n == ENCRYPTION_CONFIG;
+        if !secret || n.starts_with('.') {
+            continue;
+        }
+        let p = dir.join(&n);
+        let mode = std::fs::metadata(&p)?.permissions().mode() & 0o7777;
+        if mode != SECRET {
+            if !wet.dry {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(SECRET))
+                    .with_context(|| format!("chmod 0600 {}", p.display()))?;
+            }
+            report.push(n, Outcome::Warning(format!("mode was {mode:04o}, tightened to 0600")));
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,8 @@ use std::fmt;
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// `status`: the command worked, but a node is not healthy.
+pub const EXIT_UNHEALTHY: u8 = 3;
 
 /// A failure with a hint for the user and an exit code.
 #[derive(Debug)]

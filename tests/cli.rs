@@ -349,3 +349,74 @@ fn legacy_prepare_rejects_a_non_qcow2_template() {
     assert!(stderr(&o).contains("template missing.qcow2: No such file"));
     assert!(!tmp.path().join("work").exists(), "nothing created");
 }
+
+#[test]
+fn a_broken_implicit_cluster_file_is_an_error_not_the_default() {
+    for (what, make, expect) in [
+        (
+            "dangling link",
+            "ln -s nowhere.yaml kubicluster.yaml",
+            "No such file",
+        ),
+        (
+            "directory",
+            "mkdir kubicluster.yaml",
+            "is a directory, not a file",
+        ),
+        (
+            "link loop",
+            "ln -s kubicluster.yaml kubicluster.yaml",
+            "symbolic link loop",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg(make)
+                .current_dir(tmp.path())
+                .status()
+                .unwrap()
+                .success()
+        );
+        let o = kubicluster(tmp.path(), &["cnc"]);
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("cannot read cluster file kubicluster.yaml") && err.contains(expect),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            err.matches(expect).count(),
+            1,
+            "{what}: the cause is printed once: {err}"
+        );
+        assert!(!tmp.path().join("work").exists(), "{what}: nothing created");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("kubicluster.yaml"),
+        b"apiVersion: x\n\xff\xfe\n",
+    )
+    .unwrap();
+    let o = kubicluster(tmp.path(), &["validate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid UTF-8 at line 2"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_work_dir_that_is_a_file_is_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notadir"), b"x").unwrap();
+    let o = kubicluster(tmp.path(), &["cnc", "--work-dir", "notadir"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("spec.workDir: notadir exists and is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+}

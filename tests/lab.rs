@@ -322,12 +322,18 @@ fn lab_vms_end_to_end() {
     let saved = std::fs::read(&pinned).unwrap();
     std::fs::remove_file(&pinned).unwrap();
     std::fs::remove_file(pinned.with_extension("pub")).unwrap();
-    let out = lab.ok(&["status"]);
+    let o = lab.kubicluster(&["status"], &[]);
+    assert_eq!(o.status.code(), Some(3), "an unhealthy node: exit 3");
+    let out = text(&o);
     let row = out
         .lines()
         .find(|l| l.starts_with("kubi-worker-01"))
         .unwrap();
     assert!(row.ends_with("WRONG HOST KEY"), "{row}");
+    assert!(
+        out.contains("status: 1 node(s) not healthy: kubi-worker-01 (SSH: WRONG HOST KEY)"),
+        "{out}"
+    );
     std::fs::write(&pinned, saved).unwrap();
 
     // Nothing changed: nothing to do.

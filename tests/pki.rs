@@ -716,23 +716,49 @@ fn a_missing_ca_or_encryption_key_is_refused_unless_asked_for() {
     let before = snapshot_dir(&dir);
     let e = pki::generate(&cl, &Options::default()).unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("ca.pem") && msg.contains("created before") && msg.contains("break every node"), "{msg}");
+    assert!(
+        msg.contains("ca.pem")
+            && msg.contains("created before")
+            && msg.contains("break every node"),
+        "{msg}"
+    );
     let (code, hint) = kubicluster::error::classify(&e);
     assert_eq!(code, 1);
     assert!(hint.unwrap().contains("--new-ca"));
     assert_eq!(snapshot_dir(&dir), before, "nothing written");
     // Asked for explicitly: a new CA, and every leaf it signed is re-issued.
-    let r = pki::generate(&cl, &Options { new_ca: true, ..Default::default() }).unwrap();
+    let r = pki::generate(
+        &cl,
+        &Options {
+            new_ca: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let o = outcomes(&r);
     assert_eq!(o["ca.pem"], Outcome::Created);
-    assert!(matches!(&o["admin.pem"], Outcome::Reissued(_)), "{:?}", o["admin.pem"]);
-    assert!(r.entries.iter().any(|e| e.file == "ca.pem" && matches!(&e.outcome, Outcome::Warning(w) if w.contains("NEW CA"))));
+    assert!(
+        matches!(&o["admin.pem"], Outcome::Reissued(_)),
+        "{:?}",
+        o["admin.pem"]
+    );
+    assert!(
+        r.entries.iter().any(|e| e.file == "ca.pem"
+            && matches!(&e.outcome, Outcome::Warning(w) if w.contains("NEW CA")))
+    );
     // The encryption config gone: refused; with the flag, a new one.
     std::fs::remove_file(dir.join("encryption-config.yaml")).unwrap();
     let e = pki::generate(&cl, &Options::default()).unwrap_err();
     assert!(format!("{e:#}").contains("unreadable"), "{e:#}");
     assert!(!dir.join("encryption-config.yaml").exists());
-    pki::generate(&cl, &Options { new_encryption_key: true, ..Default::default() }).unwrap();
+    pki::generate(
+        &cl,
+        &Options {
+            new_encryption_key: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_ne!(read(&dir, "encryption-config.yaml"), enc_before);
 }
 
@@ -754,7 +780,10 @@ fn an_encryption_config_without_a_usable_key_is_refused() {
                 "only a complete config is kept (length {len})"
             ),
             Err(e) => {
-                assert!(format!("{e:#}").contains("not a valid encryption config"), "length {len}: {e:#}");
+                assert!(
+                    format!("{e:#}").contains("not a valid encryption config"),
+                    "length {len}: {e:#}"
+                );
                 refused += 1;
             }
         }
@@ -762,10 +791,17 @@ fn an_encryption_config_without_a_usable_key_is_refused() {
             && kubicluster::pki::encryption::EncryptionConfiguration::from_yaml(text).is_ok()
         {
             let c = kubicluster::pki::encryption::EncryptionConfiguration::from_yaml(text).unwrap();
-            assert!(!c.resources.is_empty(), "length {len} accepted without resources");
+            assert!(
+                !c.resources.is_empty(),
+                "length {len} accepted without resources"
+            );
         }
     }
-    assert!(refused > full.len() / 2, "{refused} of {} truncations refused", full.len());
+    assert!(
+        refused > full.len() / 2,
+        "{refused} of {} truncations refused",
+        full.len()
+    );
 }
 
 #[test]
@@ -779,7 +815,10 @@ fn an_interrupted_first_ca_is_made_again_and_temp_files_are_removed() {
     std::fs::write(dir.join(".admin.pem.tmp-4242"), b"x").unwrap();
     let r = pki::generate(&cl, &Options::default()).unwrap();
     assert_eq!(outcomes(&r)["ca.pem"], Outcome::Created);
-    assert!(!dir.join(".admin.pem.tmp-4242").exists(), "stale temp file removed");
+    assert!(
+        !dir.join(".admin.pem.tmp-4242").exists(),
+        "stale temp file removed"
+    );
     assert!(verifies(&read(&dir, "admin.pem"), &read(&dir, "ca.pem")));
     // Once recorded, a missing half is an error (restore from backup), not a silent new CA.
     std::fs::remove_file(dir.join("ca.pem")).unwrap();
@@ -793,14 +832,29 @@ fn loose_modes_on_secrets_are_tightened_and_said() {
     let cl = cluster(tmp.path(), 1, 1);
     let dir = cl.certs_dir();
     pki::generate(&cl, &Options::default()).unwrap();
-    for f in ["ca-key.pem", "admin-key.pem", "admin.kubeconfig", "encryption-config.yaml"] {
-        std::fs::set_permissions(dir.join(f), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    for f in [
+        "ca-key.pem",
+        "admin-key.pem",
+        "admin.kubeconfig",
+        "encryption-config.yaml",
+    ] {
+        std::fs::set_permissions(
+            dir.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
     }
     let r = pki::generate(&cl, &Options::default()).unwrap();
-    for f in ["ca-key.pem", "admin-key.pem", "admin.kubeconfig", "encryption-config.yaml"] {
+    for f in [
+        "ca-key.pem",
+        "admin-key.pem",
+        "admin.kubeconfig",
+        "encryption-config.yaml",
+    ] {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
         assert!(
-            r.entries.iter().any(|e| e.file == f && matches!(&e.outcome, Outcome::Warning(w) if w.contains("tightened to 0600"))),
+            r.entries.iter().any(|e| e.file == f
+                && matches!(&e.outcome, Outcome::Warning(w) if w.contains("tightened to 0600"))),
             "{f} reported"
         );
     }

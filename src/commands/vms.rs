@@ -139,13 +139,28 @@ pub fn run_status(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
         "{:<20} {:<10} {:<9} {:<15} {:<15} {}\n",
         "NODE", "ROLE", "VM", "CLUSTER-IP", "HYPERVISOR-IP", "SSH"
     );
-    for r in rows {
+    let mut unhealthy = Vec::new();
+    for r in &rows {
         text.push_str(&format!(
             "{:<20} {:<10} {:<9} {:<15} {:<15} {}\n",
             r.node, r.role, r.vm, r.cluster_ip, r.hypervisor_ip, r.ssh
         ));
+        if r.vm != "running" {
+            unhealthy.push(format!("{} (VM {})", r.node, r.vm));
+        } else if probe && r.ssh != "ok" {
+            unhealthy.push(format!("{} (SSH: {})", r.node, r.ssh));
+        }
     }
     ctx.printer.result(&text);
+    if !unhealthy.is_empty() {
+        ctx.printer.status(&format!(
+            "status: {} node(s) not healthy: {}",
+            unhealthy.len(),
+            unhealthy.join(", ")
+        ));
+        // 3: the command worked, the cluster is not healthy (documented in the README).
+        return Err(crate::error::Exit(crate::error::EXIT_UNHEALTHY).into());
+    }
     Ok(())
 }
 

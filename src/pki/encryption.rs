@@ -107,9 +107,17 @@ impl EncryptionConfiguration {
             .find(|r| r.resources.iter().any(|x| x == "secrets"))
             .ok_or("no resources entry covers secrets")?;
         match secrets.providers.first() {
-            Some(Provider { secretbox: Some(k), .. }) | Some(Provider { aescbc: Some(k), .. })
-                if !k.keys.is_empty() => {}
-            _ => return Err("its first provider for secrets is not secretbox or aescbc with a key".into()),
+            Some(Provider {
+                secretbox: Some(k), ..
+            })
+            | Some(Provider {
+                aescbc: Some(k), ..
+            }) if !k.keys.is_empty() => {}
+            _ => {
+                return Err(
+                    "its first provider for secrets is not secretbox or aescbc with a key".into(),
+                );
+            }
         }
         for r in &c.resources {
             for p in &r.providers {

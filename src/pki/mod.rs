@@ -118,14 +118,20 @@ impl PkiState {
             String::from_utf8_lossy(&b)
                 .lines()
                 .filter(|l| !l.starts_with('#'))
-                .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+                .filter_map(|l| {
+                    l.split_once(' ')
+                        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                })
                 .collect(),
         ))
     }
 
     fn record(&mut self, cluster: &Cluster, what: &str, data: &[u8], wet: &Wet) -> Result<()> {
-        self.0.insert(what.to_string(), crate::host::sha256_hex(data));
-        let mut text = String::from("# sha256 of what this cluster's PKI was created with; kubicluster refuses to re-create these silently\n");
+        self.0
+            .insert(what.to_string(), crate::host::sha256_hex(data));
+        let mut text = String::from(
+            "# sha256 of what this cluster's PKI was created with; kubicluster refuses to re-create these silently\n",
+        );
         for (k, v) in &self.0 {
             text.push_str(&format!("{k} {v}\n"));
         }
@@ -135,7 +141,9 @@ impl PkiState {
 
 /// Remove temp files (`.NAME.tmp-PID`) a killed run left in `dir`.
 fn remove_stale_temps(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
         if n.starts_with('.') && (n.contains(".tmp-") || n.ends_with(".new")) {
@@ -182,7 +190,10 @@ fn ensure_ca(
     // A lone half of a CA whose creation never completed (killed between the two renames) is
     // not a CA: made again. A half of a recorded CA is an error below.
     if !recorded && cert.is_some() != key.is_some() {
-        report.push(&file, Outcome::Warning("an incomplete CA from an interrupted run was made again".into()));
+        report.push(
+            &file,
+            Outcome::Warning("an incomplete CA from an interrupted run was made again".into()),
+        );
         cert = None;
         key = None;
     }
@@ -430,10 +441,14 @@ fn tighten_modes(dir: &Path, report: &mut Report, wet: &Wet) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
     };
-    let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for n in names {
-        let secret = n.ends_with("-key.pem") || n.ends_with(".kubeconfig") || n == ENCRYPTION_CONFIG;
+        let secret =
+            n.ends_with("-key.pem") || n.ends_with(".kubeconfig") || n == ENCRYPTION_CONFIG;
         if !secret || n.starts_with('.') {
             continue;
         }
@@ -444,7 +459,10 @@ fn tighten_modes(dir: &Path, report: &mut Report, wet: &Wet) -> Result<()> {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(SECRET))
                     .with_context(|| format!("chmod 0600 {}", p.display()))?;
             }
-            report.push(n, Outcome::Warning(format!("mode was {mode:04o}, tightened to 0600")));
+            report.push(
+                n,
+                Outcome::Warning(format!("mode was {mode:04o}, tightened to 0600")),
+            );
         }
     }
     Ok(())

@@ -29,10 +29,10 @@ pub const DEFAULT_FILE: &str = "kubicluster.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read cluster file {path}: {source}")]
+    #[error("cannot read cluster file {}: {}", .path.display(), describe_io(.error))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -51,6 +51,15 @@ impl SpecError {
             }
             SpecError::Invalid(_) => None,
         }
+    }
+}
+
+/// An I/O error in words a user recognises (a symlink loop is not "No such file").
+fn describe_io(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(40) => "symbolic link loop".into(),
+        Some(21) => "is a directory, not a file".into(),
+        _ => e.to_string(),
     }
 }
 
@@ -185,9 +194,17 @@ impl Cluster {
 /// Read and parse a cluster file. Unknown fields are returned as problems (all of them, with
 /// their paths) rather than failing on the first; type errors stop parsing.
 pub fn load(path: &Path) -> Result<(ClusterFile, Vec<Problem>), SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+    let bytes = std::fs::read(path).map_err(|error| SpecError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
+        SpecError::Parse {
+            path: path.to_path_buf(),
+            message: format!("invalid UTF-8 at line {line}, byte {}", upto.len()),
+        }
     })?;
     parse(&text).map_err(|message| SpecError::Parse {
         path: path.to_path_buf(),
@@ -263,7 +280,9 @@ pub fn resolve(
             let (f, unknown) = load(p)?;
             (f, unknown, Source::File(p.to_path_buf()))
         }
-        None if implicit.is_file() => {
+        // Present in any form (even a dangling link, a loop, a directory): it is the cluster
+        // file, and an unreadable one is an error, never a silent fall back to the default.
+        None if implicit.symlink_metadata().is_ok() => {
             let (f, unknown) = load(implicit)?;
             (f, unknown, Source::File(implicit.to_path_buf()))
         }

@@ -100,10 +100,18 @@ impl Overrides {
         fill(&mut o.bridge_port, "BRIDGE_PORT");
         fill(&mut o.etcd_cluster_token, "ETCD_CLUSTER_TOKEN");
         fill(&mut o.storage_dir, "VIRT_STORAGE_DIR");
-        let mut number = |k: &str| -> Option<u64> {
+        // A number in range, or a problem naming the variable (never clamped).
+        let mut number = |k: &str, max: u64| -> Option<u64> {
             let v = get(k)?;
             match v.parse::<u64>() {
-                Ok(n) => Some(n),
+                Ok(n) if n <= max => Some(n),
+                Ok(_) => {
+                    problems.push(
+                        Problem::new(format!("${k}"), format!("{v} is out of range"))
+                            .hint(format!("give a number from 0 to {max}, or unset {k}")),
+                    );
+                    None
+                }
                 Err(_) => {
                     problems.push(
                         Problem::new(format!("${k}"), format!("{v:?} is not a number"))
@@ -114,17 +122,18 @@ impl Overrides {
             }
         };
         if o.vcpus.is_none() {
-            o.vcpus = number("VCPUS").map(|n| n.min(u32::MAX as u64) as u32);
+            o.vcpus = number("VCPUS", u32::MAX.into()).map(|n| n as u32);
         }
         if o.memory_mib.is_none() {
             // The original's VMEM is in KiB.
-            o.memory_mib = number("VMEM").map(|kib| (kib / 1024).min(u32::MAX as u64) as u32);
+            o.memory_mib =
+                number("VMEM", u64::from(u32::MAX) * 1024).map(|kib| (kib / 1024) as u32);
         }
         if o.etcd_client_port.is_none() {
-            o.etcd_client_port = number("ETCD_CLIENT_PORT").map(|n| n.min(u16::MAX as u64) as u16);
+            o.etcd_client_port = number("ETCD_CLIENT_PORT", u16::MAX.into()).map(|n| n as u16);
         }
         if o.etcd_peer_port.is_none() {
-            o.etcd_peer_port = number("ETCD_PEER_PORT").map(|n| n.min(u16::MAX as u64) as u16);
+            o.etcd_peer_port = number("ETCD_PEER_PORT", u16::MAX.into()).map(|n| n as u16);
         }
         if o.cluster_net_mode.is_none() && get("USE_DEV_VM_NET").as_deref() == Some("true") {
             o.cluster_net_mode = Some(ClusterNetMode::Isolated);

@@ -241,3 +241,37 @@ fn hostnames_follow_rfc1123() {
         assert!(!is_dns_label(bad), "{bad}");
     }
 }
+
+#[test]
+fn ports_dns_and_memory_that_cannot_work_are_refused() {
+    let mut f = crate::spec::default_cluster_file();
+    f.spec.kubernetes.api_server_port = 2379;
+    f.spec.kubernetes.cluster_dns = "10.32.0.255".into();
+    f.spec.node_defaults.memory_mib = 4_000_000_000;
+    let Err(Problems(p)) = validate(&f) else {
+        panic!("accepted")
+    };
+    let text: Vec<String> = p.iter().map(|x| x.to_string()).collect();
+    let all = text.join("\n");
+    assert!(
+        all.contains("spec.kubernetes.apiServerPort: 2379 is also an etcd port"),
+        "{all}"
+    );
+    assert!(all.contains("spec.kubernetes.clusterDNS: 10.32.0.255 is the network or broadcast address of 10.32.0.0/24"), "{all}");
+    assert!(
+        all.contains("memoryMiB: 4000000000 MiB is more than any host has"),
+        "{all}"
+    );
+}
+
+#[test]
+fn an_out_of_range_legacy_variable_is_refused_not_clamped() {
+    let env = |k: &str| (k == "ETCD_CLIENT_PORT").then(|| "99999".to_string());
+    let p = problems(None, &Overrides::default(), &env);
+    assert_eq!(
+        p,
+        [
+            "$ETCD_CLIENT_PORT: 99999 is out of range (help: give a number from 0 to 65535, or unset ETCD_CLIENT_PORT)"
+        ]
+    );
+}

@@ -170,6 +170,16 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     let spec = &file.spec;
     if spec.work_dir.trim().is_empty() {
         c.push(Problem::new("spec.workDir", "is empty").hint("set a directory, e.g. work"));
+    } else if let Ok(m) = std::fs::metadata(&spec.work_dir)
+        && !m.is_dir()
+    {
+        c.push(
+            Problem::new(
+                "spec.workDir",
+                format!("{} exists and is not a directory", spec.work_dir),
+            )
+            .hint("point --work-dir at a directory (it is created if missing)"),
+        );
     }
 
     // Networks.
@@ -225,6 +235,14 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 )
                 .hint(format!("pick an address in {svc}, e.g. its .10")),
             );
+        } else if dns == svc.network() || dns == svc.broadcast() {
+            c.push(
+                Problem::new(
+                    "spec.kubernetes.clusterDNS",
+                    format!("{dns} is the network or broadcast address of {svc}"),
+                )
+                .hint(format!("pick a host address in {svc}, e.g. its .10")),
+            );
         } else if svc.hosts().next() == Some(dns) {
             c.push(
                 Problem::new(
@@ -256,6 +274,17 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         c.push(
             Problem::new("spec.kubernetes.apiServerPort", "must not be 0")
                 .hint("the usual port is 6443"),
+        );
+    } else if [spec.etcd.client_port, spec.etcd.peer_port].contains(&k.api_server_port) {
+        c.push(
+            Problem::new(
+                "spec.kubernetes.apiServerPort",
+                format!(
+                    "{} is also an etcd port; both run on every controller",
+                    k.api_server_port
+                ),
+            )
+            .hint("use 6443 for the API server and 2379/2380 for etcd"),
         );
     }
 
@@ -378,6 +407,14 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                     format!("{memory_mib} MiB is too little for a node"),
                 )
                 .hint("give a node at least 512 MiB (2048 or more for a controller)"),
+            );
+        } else if memory_mib > 4 << 20 {
+            c.push(
+                Problem::new(
+                    at("memoryMiB"),
+                    format!("{memory_mib} MiB is more than any host has"),
+                )
+                .hint("memoryMiB is in MiB: 4096 is 4 GiB (the original's -m= is in KiB)"),
             );
         }
         if let (Some(cluster_ip), Some(hypervisor_ip)) = (cip, hip) {

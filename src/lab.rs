@@ -264,6 +264,29 @@ pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
             cmd.env(keep, v);
         }
     }
-    let status = cmd.status().context("enter the lab namespace")?;
-    Ok(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1))
+    let mut child = cmd.spawn().context("enter the lab namespace")?;
+    // Ctrl-C (or a SIGINT sent to this process alone) is forwarded to the command inside the
+    // namespace, which finishes its changes in flight and exits 130; then we exit with it.
+    let pid = child.id().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("signal runtime")?;
+    let status = rt.block_on(async {
+        let wait = tokio::task::spawn_blocking(move || child.wait());
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                r = &mut wait => break r,
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::debug!(pid, "forwarding SIGINT into the lab");
+                    let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+                }
+            }
+        }
+    });
+    let status = status
+        .context("wait for the lab command")?
+        .context("wait for the lab command")?;
+    Ok(u8::try_from(status.code().unwrap_or(130)).unwrap_or(1))
 }

@@ -186,7 +186,7 @@ fn lab_vms_end_to_end() {
     let o = lab.kubicluster(&["create-vms", "--image", notes.to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("is not a qcow2 file"));
-    let o = lab.kubicluster(&["create-vms", "--memory-mib", "100000000"], &[]);
+    let o = lab.kubicluster(&["create-vms", "--memory-mib", "1000000"], &[]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("MiB free"));
     assert!(lab.domains().is_empty(), "bad input created nothing");

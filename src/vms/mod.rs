@@ -318,21 +318,10 @@ fn legacy(cluster: &Cluster) -> bool {
     cluster.hypervisor.template_kind == TemplateKind::Legacy
 }
 
-/// The host key a node must present: the one kubicluster generated and handed over (kubicluster
-/// templates), or the one the VM generated while re-addressed over an authenticated channel (legacy).
+/// The host key a node must present, from the pin store (never minted here: reading a pin
+/// must not create one; `create-vms` makes host keys before a VM first boots).
 pub fn pinned_key(cluster: &Cluster, node: &str) -> Result<PublicKey> {
-    if !legacy(cluster) {
-        return Ok(host_key(cluster, node)?.public_key().clone());
-    }
-    let path = VmFiles::for_node(cluster, node)
-        .host_key
-        .with_extension("pub");
-    PublicKey::read_openssh_file(&path).with_context(|| {
-        format!(
-            "{node}: no pinned host key at {} (the VM was not re-addressed)",
-            path.display()
-        )
-    })
+    crate::host::pins::require(cluster, node)
 }
 
 fn write_known_hosts(cluster: &Cluster) -> Result<()> {

@@ -317,11 +317,18 @@ fn lab_vms_end_to_end() {
         }
     }
 
-    // A VM whose key is not the pinned one is refused.
+    // A VM whose key is not the pinned one is refused: the pin is replaced by another key.
     let pinned = c.vm_dir("kubi-worker-01").join("ssh_host_ed25519_key");
     let saved = std::fs::read(&pinned).unwrap();
+    let saved_pub = std::fs::read(pinned.with_extension("pub")).unwrap();
     std::fs::remove_file(&pinned).unwrap();
     std::fs::remove_file(pinned.with_extension("pub")).unwrap();
+    // With no pin at all, status says so and mints nothing.
+    let o = lab.kubicluster(&["status"], &[]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).contains("NO PINNED KEY"), "{}", text(&o));
+    assert!(!pinned.exists(), "reading a pin never creates one");
+    kubicluster::sshkeys::ensure_key(&pinned, "another key").unwrap();
     let o = lab.kubicluster(&["status"], &[]);
     assert_eq!(o.status.code(), Some(3), "an unhealthy node: exit 3");
     let out = text(&o);
@@ -335,6 +342,7 @@ fn lab_vms_end_to_end() {
         "{out}"
     );
     std::fs::write(&pinned, saved).unwrap();
+    std::fs::write(pinned.with_extension("pub"), saved_pub).unwrap();
 
     // Nothing changed: nothing to do.
     let out = lab.ok(&["create-vms"]);
@@ -496,7 +504,7 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
     lab.ok_env(&["create-vms"], &two);
     lab.ok_env(&["cnc"], &two);
-    let out = lab.ok_env(&["create-controllers", "--allow-missing-binaries"], &two);
+    let out = lab.ok_env(&["create-controllers", "-d", "--allow-missing-binaries"], &two);
     assert!(
         out.contains("etcd member add kubi-controller-02 https://192.168.24.12:2380"),
         "{out}"

@@ -803,6 +803,8 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
             };
             let ssh = if !probe_ssh || vm != "running" {
                 "-".into()
+            } else if crate::host::pins::pinned(cluster, &n.name).ok().flatten().is_none() {
+                "NO PINNED KEY".into()
             } else {
                 match connect(cluster, n, Duration::from_secs(3))
                     .and_then(|h| verify(cluster, n, &h))

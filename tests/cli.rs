@@ -420,3 +420,37 @@ fn a_work_dir_that_is_a_file_is_bad_input() {
         stderr(&o)
     );
 }
+
+#[test]
+fn up_remembers_how_the_cluster_was_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    // libvirt is unreachable, so up stops early; what it was asked for is remembered first.
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "up",
+            "--memory-mib",
+            "2048",
+            "--artifacts",
+            "deb",
+            "--libvirt-uri",
+            "test:///no/such/file.xml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = kubicluster(tmp.path(), &["validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cluster.yaml (as `up` made it)"),
+        "{}",
+        stderr(&o)
+    );
+    let yaml = stdout(&o);
+    assert!(
+        yaml.contains("memoryMiB: 2048") && yaml.contains("source: deb"),
+        "{yaml}"
+    );
+    // Flags still override it.
+    let o = kubicluster(tmp.path(), &["validate", "--memory-mib", "3072"]);
+    assert!(stdout(&o).contains("memoryMiB: 3072"));
+}

@@ -504,7 +504,10 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
     lab.ok_env(&["create-vms"], &two);
     lab.ok_env(&["cnc"], &two);
-    let out = lab.ok_env(&["create-controllers", "-d", "--allow-missing-binaries"], &two);
+    let out = lab.ok_env(
+        &["create-controllers", "-d", "--allow-missing-binaries"],
+        &two,
+    );
     assert!(
         out.contains("etcd member add kubi-controller-02 https://192.168.24.12:2380"),
         "{out}"

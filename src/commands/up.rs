@@ -11,6 +11,8 @@ use crate::{image, lab, pki};
 
 pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
+    // Later commands (status, plan, destroy …) find this cluster without the flags.
+    crate::spec::remember(&cluster)?;
     ctx.printer
         .status(&format!("up: cluster {} from {source}", cluster.name));
     if cluster.hypervisor.mode == HypervisorMode::Lab {

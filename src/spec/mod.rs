@@ -251,14 +251,31 @@ pub fn to_yaml(file: &ClusterFile) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     File(PathBuf),
+    /// `<workDir>/<name>/cluster.yaml`, written by `up`: how the cluster was made.
+    Remembered(PathBuf),
     Flags,
     Embedded,
+}
+
+/// The file `up` leaves in the cluster's work dir, so later commands find the same cluster
+/// (lab mode, sizes, sources) without repeating the flags. Flags and env still override it.
+pub const REMEMBERED: &str = "cluster.yaml";
+
+/// Record how the cluster was made (the resolved spec), for later commands.
+pub fn remember(cluster: &Cluster) -> std::io::Result<()> {
+    let dir = cluster.cluster_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(REMEMBERED);
+    let tmp = dir.join(format!(".{REMEMBERED}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, to_yaml(&cluster.file))?;
+    std::fs::rename(&tmp, path)
 }
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::File(p) => write!(f, "{}", p.display()),
+            Source::Remembered(p) => write!(f, "{} (as `up` made it)", p.display()),
             Source::Flags => f.write_str("command-line nodes"),
             Source::Embedded => f.write_str("embedded default (1 controller, 2 workers)"),
         }
@@ -286,8 +303,22 @@ pub fn resolve(
             let (f, unknown) = load(implicit)?;
             (f, unknown, Source::File(implicit.to_path_buf()))
         }
-        None if nodes_from_flags => (ClusterFile::default(), Vec::new(), Source::Flags),
-        None => (default_cluster_file(), Vec::new(), Source::Embedded),
+        None => {
+            // The name and work dir from flags/env (or the defaults) locate a remembered spec.
+            let mut probe = default_cluster_file();
+            let _ = ov.apply(&mut probe, env);
+            let remembered = Path::new(&probe.spec.work_dir)
+                .join(&probe.metadata.name)
+                .join(REMEMBERED);
+            if remembered.is_file() {
+                let (f, unknown) = load(&remembered)?;
+                (f, unknown, Source::Remembered(remembered))
+            } else if nodes_from_flags {
+                (ClusterFile::default(), Vec::new(), Source::Flags)
+            } else {
+                (default_cluster_file(), Vec::new(), Source::Embedded)
+            }
+        }
     };
     problems.extend(ov.apply(&mut base, env));
     match validate(&base) {

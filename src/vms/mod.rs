@@ -30,6 +30,8 @@ pub enum Action {
     Keep,
     /// The domain differs from the spec; reported, applied only with `--force`.
     Drift(String),
+    /// Stopped and differs from the spec: started as it is, the drift reported.
+    StartDrifted(String),
     Recreate(String),
 }
 
@@ -45,6 +47,10 @@ impl Planned {
             Action::Create => format!("{}: create and start", self.node),
             Action::Start => format!("{}: start (defined, not running)", self.node),
             Action::Keep => format!("{}: up to date", self.node),
+            Action::StartDrifted(d) => format!(
+                "{}: start (defined, not running); it differs from the spec ({d}): run with --force to recreate it",
+                self.node
+            ),
             Action::Drift(d) => format!(
                 "{}: differs from the spec ({d}); run with --force to recreate it",
                 self.node
@@ -127,11 +133,13 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
                     ));
                 }
                 let drift = (!drift.is_empty()).then(|| drift.join(", "));
+                let running = d.state == VmState::Running;
                 match (drift, force) {
                     (Some(d), true) => Action::Recreate(d),
                     (None, true) => Action::Recreate("--force".into()),
+                    (Some(d), false) if !running => Action::StartDrifted(d),
                     (Some(d), false) => Action::Drift(d),
-                    (None, false) if d.state != VmState::Running => Action::Start,
+                    (None, false) if !running => Action::Start,
                     (None, false) => Action::Keep,
                 }
             }
@@ -158,7 +166,7 @@ pub fn check_memory(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
         .filter(|p| {
             matches!(
                 p.action,
-                Action::Create | Action::Recreate(_) | Action::Start
+                Action::Create | Action::Recreate(_) | Action::Start | Action::StartDrifted(_)
             )
         })
         .filter_map(|p| cluster.node(&p.node))
@@ -612,7 +620,7 @@ pub fn apply(
                     kvm,
                 )?;
             }
-            Action::Start => hv.start_domain(&n.name)?,
+            Action::Start | Action::StartDrifted(_) => hv.start_domain(&n.name)?,
             Action::Keep | Action::Drift(_) => continue,
         }
         started.push(n.name.clone());
@@ -803,7 +811,11 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
             };
             let ssh = if !probe_ssh || vm != "running" {
                 "-".into()
-            } else if crate::host::pins::pinned(cluster, &n.name).ok().flatten().is_none() {
+            } else if crate::host::pins::pinned(cluster, &n.name)
+                .ok()
+                .flatten()
+                .is_none()
+            {
                 "NO PINNED KEY".into()
             } else {
                 match connect(cluster, n, Duration::from_secs(3))

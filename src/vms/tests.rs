@@ -334,3 +334,29 @@ fn an_address_another_machine_answers_on_is_refused_before_creating() {
         .collect();
     check_addresses_free(&c, &kept).unwrap();
 }
+
+#[test]
+fn a_stopped_vm_that_drifted_is_started_and_the_drift_reported() {
+    let (_tmp, mut c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    apply(&c, &hv, &p, false).unwrap();
+    hv.stop_domain("kubi-worker-02").unwrap();
+    c.nodes[2].memory_mib = 2048;
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(
+        p[2].action,
+        Action::StartDrifted("memory 1024 → 2048 MiB".into())
+    );
+    assert!(
+        p[2].describe().contains("start (defined, not running)")
+            && p[2].describe().contains("--force")
+    );
+    hv.clear_calls();
+    apply(&c, &hv, &p, false).unwrap();
+    assert_eq!(
+        hv.calls(),
+        ["start_domain kubi-worker-02"],
+        "started as it is, not recreated"
+    );
+}

@@ -54,6 +54,7 @@ pub fn create(
         started.join(", ")
     ));
     for (name, took) in vms::wait_all(cluster, &hv, &started)? {
+        vms::mark_verified(cluster, &name)?;
         ctx.printer.status(&format!(
             "  {name}: SSH answers with its pinned key, hostname and addresses verified ({} s)",
             took.as_secs()

@@ -32,6 +32,8 @@ pub enum Action {
     Drift(String),
     /// Stopped and differs from the spec: started as it is, the drift reported.
     StartDrifted(String),
+    /// Running, but never confirmed answering SSH (an interrupted run): waited for and verified.
+    Verify,
     Recreate(String),
 }
 
@@ -46,6 +48,10 @@ impl Planned {
         match &self.action {
             Action::Create => format!("{}: create and start", self.node),
             Action::Start => format!("{}: start (defined, not running)", self.node),
+            Action::Verify => format!(
+                "{}: running, not yet verified (an earlier run stopped before it answered): wait for SSH and verify",
+                self.node
+            ),
             Action::Keep => format!("{}: up to date", self.node),
             Action::StartDrifted(d) => format!(
                 "{}: start (defined, not running); it differs from the spec ({d}): run with --force to recreate it",
@@ -102,6 +108,24 @@ fn check_address_clash(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
         .into())
 }
 
+/// `vms/<node>/verified`: the VM answered SSH with its pinned key and its identity checked out
+/// since it was last started. Only then is a running VM "up to date".
+fn verified_marker(cluster: &Cluster, node: &str) -> std::path::PathBuf {
+    cluster.vm_dir(node).join("verified")
+}
+
+pub fn is_verified(cluster: &Cluster, node: &str) -> bool {
+    verified_marker(cluster, node).is_file()
+}
+
+pub fn mark_verified(cluster: &Cluster, node: &str) -> Result<()> {
+    fsutil::write_atomic(&verified_marker(cluster, node), b"", fsutil::PUBLIC)
+}
+
+fn forget_verified(cluster: &Cluster, node: &str) {
+    let _ = std::fs::remove_file(verified_marker(cluster, node));
+}
+
 /// Read-only: what `apply` would do for each node.
 pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<Planned>> {
     check_address_clash(cluster, hv)?;
@@ -140,6 +164,7 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
                     (Some(d), false) if !running => Action::StartDrifted(d),
                     (Some(d), false) => Action::Drift(d),
                     (None, false) if !running => Action::Start,
+                    (None, false) if !is_verified(cluster, &n.name) => Action::Verify,
                     (None, false) => Action::Keep,
                 }
             }
@@ -602,6 +627,9 @@ pub fn apply(
     };
     for p in plan {
         let n = cluster.node(&p.node).expect("planned from the cluster");
+        if matches!(p.action, Action::Create) {
+            forget_verified(cluster, &n.name);
+        }
         match &p.action {
             Action::Create => create_vm(
                 cluster,
@@ -611,6 +639,7 @@ pub fn apply(
                 kvm,
             )?,
             Action::Recreate(_) => {
+                forget_verified(cluster, &n.name);
                 remove_vm(cluster, hv, &n.name)?;
                 create_vm(
                     cluster,
@@ -620,7 +649,11 @@ pub fn apply(
                     kvm,
                 )?;
             }
-            Action::Start | Action::StartDrifted(_) => hv.start_domain(&n.name)?,
+            Action::Start | Action::StartDrifted(_) => {
+                forget_verified(cluster, &n.name);
+                hv.start_domain(&n.name)?
+            }
+            Action::Verify => {}
             Action::Keep | Action::Drift(_) => continue,
         }
         started.push(n.name.clone());

@@ -27,6 +27,15 @@ fn actions(plan: &[Planned]) -> Vec<String> {
         .collect()
 }
 
+/// `apply`, then what `create-vms` does once each VM answered SSH: mark it verified.
+fn apply(c: &Cluster, hv: &dyn Hypervisor, p: &[Planned], kvm: bool) -> Result<Vec<String>> {
+    let started = super::apply(c, hv, p, kvm)?;
+    for n in &started {
+        mark_verified(c, n)?;
+    }
+    Ok(started)
+}
+
 #[test]
 fn create_then_nothing_to_do() {
     let (_tmp, c, hv) = setup();
@@ -358,5 +367,37 @@ fn a_stopped_vm_that_drifted_is_started_and_the_drift_reported() {
         hv.calls(),
         ["start_domain kubi-worker-02"],
         "started as it is, not recreated"
+    );
+}
+
+#[test]
+fn a_running_vm_never_verified_is_waited_for_not_called_up_to_date() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    // Created and started, then the run was interrupted before the VMs answered.
+    super::apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    assert!(
+        p.iter().all(|x| x.action == Action::Verify),
+        "{:?}",
+        actions(&p)
+    );
+    assert!(p[0].describe().contains("not yet verified"));
+    hv.clear_calls();
+    let waited = super::apply(&c, &hv, &p, false).unwrap();
+    assert_eq!(waited.len(), 3, "all are waited for and verified again");
+    assert!(
+        hv.calls().is_empty(),
+        "nothing is restarted or recreated: {:?}",
+        hv.calls()
+    );
+    for n in &waited {
+        mark_verified(&c, n).unwrap();
+    }
+    assert!(
+        plan(&c, &hv, false)
+            .unwrap()
+            .iter()
+            .all(|x| x.action == Action::Keep)
     );
 }

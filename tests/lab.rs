@@ -552,4 +552,26 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
         out.contains("made 0 change(s)") && out.contains(" 0 restart(s)"),
         "{out}"
     );
+
+    // Taken out of the spec again, kubi-controller-02 is removed from the etcd cluster.
+    let out = lab.ok(&["create-controllers", "-d", "--allow-missing-binaries"]);
+    assert!(
+        out.contains("run: etcd: remove members that are no longer controllers"),
+        "{out}"
+    );
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        &format!("{ETCDCTL} member list; {ETCDCTL} get /kubicluster/test --print-value-only"),
+    );
+    let t = text(&o);
+    assert_eq!(t.matches(", started, ").count(), 1, "one member left: {t}");
+    assert!(
+        t.contains("kubi-controller-01")
+            && !t.contains("kubi-controller-02")
+            && t.contains("before-join"),
+        "{t}"
+    );
+    let out = lab.ok(&["create-controllers", "--allow-missing-binaries"]);
+    assert!(out.contains("made 0 change(s)"), "{out}");
 }

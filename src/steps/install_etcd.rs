@@ -2,7 +2,8 @@
 //! TLS on client and peer ports with per-member certs from the etcd CA, one member per
 //! controller, and correct membership. A cluster is bootstrapped (`new`) only while no
 //! controller has data; a controller added later is `member add`ed through a running member and
-//! starts `existing`. The bootstrap settings live in `/etc/etcd/bootstrap.env`, written once and
+//! starts `existing`; a controller taken out of the spec is `member remove`d through the first
+//! member with data. The bootstrap settings live in `/etc/etcd/bootstrap.env`, written once and
 //! never updated (etcd ignores them once it has data), so the unit stays identical on every
 //! member and a re-run changes nothing. Data is never wiped.
 
@@ -218,6 +219,31 @@ impl Step for InstallEtcd {
                 ),
                 restarts: Vec::new(),
                 after_units: false,
+            });
+        }
+        // The first member with data removes members that are no longer controllers (a
+        // controller taken out of the spec), so the quorum counts only real members.
+        if with_data.first().is_some_and(|m| m.name == node.name) {
+            let ctl =
+                etcdctl(&bin, &format!("https://127.0.0.1:{}", c.etcd.client_port)).shell_line();
+            let allowed: Vec<String> = c.controllers().map(|m| peer_url(c, m)).collect();
+            let scan = |act: &str| {
+                format!(
+                    "allowed=\" $* \"\n{ctl} member list | while IFS=', ' read -r id status name peer rest; do\n\
+                     case \"$allowed\" in *\" $peer \"*) ;; *) {act} ;; esac; done"
+                )
+            };
+            want.command(GuardedCmd {
+                what: "etcd: remove members that are no longer controllers".into(),
+                check: Cmd::script(&scan("exit 1"), &allowed),
+                run: Cmd::script(
+                    &scan(&format!(
+                        "echo \"removing $name $peer\"; {ctl} member remove \"$id\" || exit 1"
+                    )),
+                    &allowed,
+                ),
+                restarts: Vec::new(),
+                after_units: true,
             });
         }
         let unit = render::render(

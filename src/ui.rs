@@ -12,6 +12,9 @@ pub struct Printer {
     err: Box<dyn Write>,
     /// `-d`: every change of every node, not only on dry runs.
     pub verbose: bool,
+    /// stderr is a terminal: a progress bar per step (plain lines otherwise).
+    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Default for Printer {
@@ -20,6 +23,8 @@ impl Default for Printer {
             out: Box::new(std::io::stdout()),
             err: Box::new(std::io::stderr()),
             verbose: false,
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            bar: None,
         }
     }
 }
@@ -30,6 +35,8 @@ impl Printer {
             out,
             err,
             verbose: false,
+            tty: false,
+            bar: None,
         }
     }
 
@@ -39,9 +46,37 @@ impl Printer {
         let _ = self.out.flush();
     }
 
-    /// A status line (stderr).
+    /// A status line (stderr), above the progress bar when there is one.
     pub fn status(&mut self, line: &str) {
-        let _ = writeln!(self.err, "{line}");
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => {
+                let _ = writeln!(self.err, "{line}");
+            }
+        }
+    }
+
+    /// A step begins on `nodes` nodes: its line, and on a terminal a bar counting the nodes.
+    pub fn step_started(&mut self, step: &str, index: usize, of: usize, nodes: usize) {
+        self.finish_bar();
+        self.status(&format!("[{index}/{of}] {step} on {nodes} node(s)"));
+        if self.tty && nodes > 0 {
+            let b = indicatif::ProgressBar::new(nodes as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {pos}/{len} nodes, {elapsed}",
+            ) {
+                b.set_style(style);
+            }
+            b.set_message(step.to_string());
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            self.bar = Some(b);
+        }
+    }
+
+    fn finish_bar(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
     }
 
     /// The error, printed once: `error: …` and, when there is one, `help: …`.
@@ -76,10 +111,14 @@ impl Printer {
         for (unit, why) in &r.not_started {
             self.status(&format!("      not started: {unit}: {why}"));
         }
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
     }
 
     /// The end of an engine run: duration, changes, restarts, and what was not started.
     pub fn run_summary(&mut self, title: &str, r: &crate::engine::Report) {
+        self.finish_bar();
         let mut not_started: Vec<String> = Vec::new();
         for n in &r.nodes {
             for (unit, why) in &n.not_started {

@@ -367,7 +367,10 @@ fn lab_vms_end_to_end() {
     controllers(&lab, &c);
 
     // destroy, then lab down: nothing left.
-    let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
+    let two = [
+        ("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS),
+        ("KUBICLUSTER_WORKERS", WORKERS),
+    ];
     let out = lab.ok_env(&["destroy"], &two);
     assert!(out.contains("removed 4 VM(s)"), "{out}");
     assert!(lab.domains().is_empty());
@@ -397,6 +400,9 @@ fn lab_vms_end_to_end() {
     assert!(text(&o).contains("the lab of cluster") && text(&o).contains("is not running"));
 }
 
+/// Node flags replace the whole node list: the workers are named too.
+const WORKERS: &str =
+    "kubi-worker-01,192.168.24.21,192.168.122.21 kubi-worker-02,192.168.24.22,192.168.122.22";
 const TWO_CONTROLLERS: &str = "kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12";
 
 /// create-controllers on the lab: etcd for real, the control plane by content, then a second
@@ -501,7 +507,10 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     assert_eq!(v["not_started"].as_array().unwrap().len(), 3);
 
     // A second controller: VM, certificates, then it joins the running etcd cluster.
-    let two = [("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS)];
+    let two = [
+        ("KUBICLUSTER_CONTROLLERS", TWO_CONTROLLERS),
+        ("KUBICLUSTER_WORKERS", WORKERS),
+    ];
     lab.ok_env(&["create-vms"], &two);
     lab.ok_env(&["cnc"], &two);
     let out = lab.ok_env(

@@ -75,6 +75,7 @@ test: lab-deps test-deps lint
 bench: bench-deps
 	bench/cnc.sh
 	bench/create-vms.sh
+	bench/converge.sh
 
 clean:
 	$(CARGO) clean

@@ -14,9 +14,10 @@ cargo build --release --locked -q
 BIN=$PWD/target/release/kubicluster
 IMAGE=${KUBICLUSTER_IMAGE:-$PWD/target/lab-image/kubicluster-bookworm.qcow2}
 TMP=$(mktemp -d /tmp/kubibench.XXXXXX)
+# One controller only: node flags replace the whole node list.
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchc KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
   KUBICLUSTER_MEMORY_MIB=1024 KUBICLUSTER_ARTIFACTS=deb \
-  KUBICLUSTER_CONTROLLERS=kubi-controller-01,192.168.24.11,192.168.122.11 KUBICLUSTER_WORKERS=
+  KUBICLUSTER_CONTROLLERS=kubi-controller-01,192.168.24.11,192.168.122.11
 cleanup() { "$BIN" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 
@@ -39,7 +40,7 @@ noop=$(run "$BIN" create-controllers --allow-missing-binaries)
 echo "  no-op run:  ${noop} s   $(summary)   (first / no-op: $(ratio "$first" "$noop")x; goal < 3 s)"
 "$BIN" cnc etcd --force >/dev/null 2>&1
 changed=$(run "$BIN" create-controllers -d --allow-missing-binaries)
-echo "  etcd certs re-issued: ${changed} s   $(summary); restarted: $(grep -o 'restart [a-z.-]*' "$TMP/out" | sort -u | tr '\n' ' ')"
+echo "  etcd certs re-issued: ${changed} s   $(summary); restarted: $(grep -oE '^ +restart [a-z.-]+ \(changed' "$TMP/out" | awk '{print $2}' | sort -u | tr '\n' ' ')"
 
 echo "(b) engine fan-out with FakeHosts"
 cargo run --release --locked -q --features testing --example fanout -- 16 20

@@ -66,10 +66,21 @@ fn start_sshd() -> Sshd {
         .spawn()
         .expect("start sshd");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
+    // Ready once it answers with its banner (listening alone is not enough).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let banner =
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).and_then(|mut t| {
+                t.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut b = [0u8; 8];
+                std::io::Read::read_exact(&mut t, &mut b)?;
+                Ok(b)
+            });
+        if banner.is_ok_and(|b| b.starts_with(b"SSH-2.0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sshd did not answer on {addr}");
+        std::thread::sleep(Duration::from_millis(100));
     }
     Sshd {
         child,
@@ -107,7 +118,7 @@ fn commands_files_and_stats_over_real_ssh() {
         return;
     }
     let s = start_sshd();
-    let h = SshHost::connect(target(&s, s.host_key.clone())).unwrap();
+    let h = SshHost::connect_retrying(target(&s, s.host_key.clone()), 5).unwrap();
     let o = h
         .run(&Cmd::new(["sh", "-c", "cat; echo err >&2; exit 7"]).stdin(b"in put\n".to_vec()))
         .unwrap();
@@ -175,13 +186,13 @@ fn a_wrong_host_key_is_refused_and_a_dropped_connection_comes_back() {
     }
     let s = start_sshd();
     let other = kubicluster::sshkeys::ensure_key(&s.dir.path().join("other"), "x").unwrap();
-    let e = SshHost::connect(target(&s, other.public_key().clone()))
+    let e = SshHost::connect_retrying(target(&s, other.public_key().clone()), 5)
         .err()
         .expect("refused");
     assert!(matches!(e, HostError::HostKeyMismatch { .. }), "{e}");
     assert!(e.hint().unwrap().contains("pinned key"));
 
-    let h = SshHost::connect(target(&s, s.host_key.clone())).unwrap();
+    let h = SshHost::connect_retrying(target(&s, s.host_key.clone()), 5).unwrap();
     let port_of = |h: &SshHost| {
         h.check(&Cmd::script(
             "echo \"$SSH_CONNECTION\" | cut -d' ' -f2",
@@ -204,7 +215,7 @@ fn the_engine_converges_over_ssh_and_then_plans_nothing() {
         return;
     }
     let s = start_sshd();
-    let h = SshHost::connect(target(&s, s.host_key.clone())).unwrap();
+    let h = SshHost::connect_retrying(target(&s, s.host_key.clone()), 5).unwrap();
     let root = s.dir.path().join("node");
     let p = |x: &str| format!("{}/{x}", root.display());
     let mut want = Desired::default();

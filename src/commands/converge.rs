@@ -82,7 +82,7 @@ fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc
         targets,
         nodes.len(),
         Duration::from_secs(60),
-        |(_, t)| SshHost::connect(t.clone()),
+        |(_, t)| SshHost::connect_retrying(t.clone(), 3),
         |_, _| {},
     );
     let mut hosts: BTreeMap<String, Arc<dyn Host>> = BTreeMap::new();

@@ -46,6 +46,23 @@ impl SshHost {
         })
     }
 
+    /// Connect, trying again (up to `attempts` times, a second apart) while the node is only
+    /// unreachable — an sshd that is starting, or busy, may drop a connection before its banner.
+    /// A wrong host key or a refused login is never retried.
+    pub fn connect_retrying(target: SshTarget, attempts: u32) -> HostResult<Self> {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match SshHost::connect(target.clone()) {
+                Err(e) if e.is_connection() && n < attempts => {
+                    tracing::debug!(node = %target.name, "{e}; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Compatibility with the VM layer's call shape.
     pub fn connect_to(
         name: &str,

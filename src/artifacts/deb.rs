@@ -51,18 +51,13 @@ pub fn mirror_from(texts: &[String]) -> Option<String> {
             }
         }
         // one-line form: deb [opts] URI SUITE COMPONENTS
-        for l in t.lines().map(str::trim).filter(|l| l.starts_with("deb ")) {
-            let words: Vec<&str> = l
-                .split_whitespace()
-                .skip(1)
-                .skip_while(|w| w.starts_with('['))
-                .collect();
-            let words: Vec<&str> = if l.contains('[') {
-                let after = l.split(']').nth(1).unwrap_or("");
-                after.split_whitespace().collect()
-            } else {
-                words
+        for l in t.lines().filter_map(|l| l.trim().strip_prefix("deb ")) {
+            // Options, if any, are one bracketed group before the URI.
+            let rest = match l.trim_start().strip_prefix('[') {
+                Some(opts) => opts.split_once(']').map_or("", |(_, r)| r),
+                None => l,
             };
+            let words: Vec<&str> = rest.split_whitespace().collect();
             if let [uri, suite, ..] = words.as_slice()
                 && debian(uri, suite)
             {

@@ -63,16 +63,6 @@ impl Provided {
             _ => "/usr/local/bin",
         }
     }
-
-    pub fn version(&self) -> String {
-        match self {
-            Provided::Files { version, .. } => version.clone(),
-            Provided::Debs { debs, .. } => {
-                debs.first().map(|d| d.version.clone()).unwrap_or_default()
-            }
-            Provided::Missing { .. } => String::new(),
-        }
-    }
 }
 
 /// The lock: file name → sha256 used.

@@ -67,14 +67,7 @@ fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc
         .map(|n| {
             Ok((
                 n.clone(),
-                SshTarget {
-                    name: n.name.clone(),
-                    addr: std::net::SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
-                    user: cluster.ssh_user.clone(),
-                    key: cluster.ssh_key.clone(),
-                    pinned: pins::require(cluster, &n.name)?,
-                    connect_timeout: Duration::from_secs(10),
-                },
+                pins::ssh_target(cluster, n, Duration::from_secs(10))?,
             ))
         })
         .collect::<Result<_>>()?;

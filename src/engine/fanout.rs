@@ -2,7 +2,6 @@
 //! blocking C bindings), at most `concurrency` at a time, each under a deadline. Results come
 //! back per node as they finish; one node failing never stops the others' work halfway.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,11 +64,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// Run one future to completion on a fresh runtime (for commands outside the engine).
-pub fn block_on<F: Future>(f: F) -> F::Output {
-    runtime().block_on(f)
 }
 
 #[cfg(test)]

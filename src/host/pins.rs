@@ -43,3 +43,20 @@ pub fn require(cluster: &Cluster, node: &str) -> Result<PublicKey> {
         .into()
     })
 }
+
+/// How to reach `node` over SSH: its hypervisor-net address, the cluster's SSH user and key,
+/// and its pinned host key (required).
+pub fn ssh_target(
+    cluster: &Cluster,
+    node: &crate::spec::Node,
+    connect_timeout: std::time::Duration,
+) -> Result<super::ssh::SshTarget> {
+    Ok(super::ssh::SshTarget {
+        name: node.name.clone(),
+        addr: std::net::SocketAddr::new(node.hypervisor_ip.into(), cluster.ssh_port),
+        user: cluster.ssh_user.clone(),
+        key: cluster.ssh_key.clone(),
+        pinned: require(cluster, &node.name)?,
+        connect_timeout,
+    })
+}

@@ -673,15 +673,9 @@ pub fn apply(
 
 /// Connect to a node over SSH, pinning its host key.
 pub fn connect(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<SshHost> {
-    let key = pinned_key(cluster, &n.name)?;
-    Ok(SshHost::connect_to(
-        &n.name,
-        SocketAddr::new(n.hypervisor_ip.into(), cluster.ssh_port),
-        &cluster.ssh_user,
-        &cluster.ssh_key,
-        &key,
-        timeout,
-    )?)
+    Ok(SshHost::connect(crate::host::pins::ssh_target(
+        cluster, n, timeout,
+    )?)?)
 }
 
 /// What a VM reports about itself, checked against the spec.

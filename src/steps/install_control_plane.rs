@@ -109,7 +109,7 @@ impl Step for InstallControlPlane {
         for comp in COMPONENTS {
             let provided = cx.inputs.artifact(comp);
             let unit = format!("{comp}.service");
-            super::install_etcd::install_artifact(&mut want, provided, &[unit.as_str()]);
+            super::install_artifact(&mut want, provided, &[unit.as_str()]);
             let not_started = match provided {
                 Some(Provided::Missing { reason, .. }) => Some(format!("no binary: {reason}")),
                 None => Some("binaries not resolved (render)".into()),

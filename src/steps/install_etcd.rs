@@ -9,7 +9,6 @@
 
 use anyhow::Result;
 
-use crate::artifacts::Provided;
 use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
 use crate::host::{Cmd, Stat};
 use crate::render;
@@ -81,58 +80,6 @@ fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
     Ok(out)
 }
 
-/// Packages or binaries, with the command that installs them.
-pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: &[&str]) {
-    match provided {
-        Some(Provided::Files { files, .. }) => {
-            for f in files {
-                want.file(&f.path, f.blob.clone(), f.mode, units);
-            }
-        }
-        Some(Provided::Debs { debs, .. }) => {
-            let dir = "/var/cache/kubicluster/debs";
-            want.dir("/var/cache/kubicluster", 0o755).dir(dir, 0o755);
-            let what = format!(
-                "install {} (dpkg)",
-                debs.iter()
-                    .map(|d| format!("{} {}", d.package, d.version))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut expect = String::new();
-            let mut names = Vec::new();
-            let mut paths = Vec::new();
-            for d in debs {
-                let path = format!("{dir}/{}", d.file_name);
-                want.file(&path, d.blob.clone(), 0o644, &[]);
-                want.files.last_mut().expect("pushed").payload_of = Some(what.clone());
-                expect.push_str(&format!("{} ", d.version));
-                names.push(d.package.clone());
-                paths.push(path);
-            }
-            let mut check_args = vec![expect];
-            check_args.extend(names.iter().cloned());
-            want.command(GuardedCmd {
-                what,
-                check: Cmd::script(
-                    r#"want="$1"; shift; [ "$(dpkg-query -W -f='${Version} ' "$@" 2>/dev/null)" = "$want" ]"#,
-                    check_args,
-                ),
-                // policy-rc.d keeps the packages' own services from starting at install time.
-                run: Cmd::script(
-                    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d\n\
-                     DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold \"$@\"; rc=$?\n\
-                     rm -f /usr/sbin/policy-rc.d; exit $rc",
-                    paths,
-                ),
-                restarts: units.iter().map(|u| u.to_string()).collect(),
-                after_units: false,
-            });
-        }
-        Some(Provided::Missing { .. }) | None => {}
-    }
-}
-
 impl Step for InstallEtcd {
     fn name(&self) -> &'static str {
         "install_etcd"
@@ -147,7 +94,7 @@ impl Step for InstallEtcd {
         let bin = bin_dir(cx);
         let mut want = Desired::default();
         want.dir("/etc/etcd", 0o700).dir(DATA, 0o700);
-        install_artifact(&mut want, cx.inputs.artifact("etcd"), &[UNIT]);
+        super::install_artifact(&mut want, cx.inputs.artifact("etcd"), &[UNIT]);
         want.file(
             "/etc/etcd/etcd-ca.pem",
             cx.inputs.pki("etcd-ca.pem")?,

@@ -8,22 +8,12 @@
 # not started (--allow-missing-binaries).
 # Usage: bench/converge.sh   (needs `make lab-deps`; builds the image if it is missing)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "error: run as root (the lab needs network namespaces)" >&2; exit 1; }
-cargo build --release --locked -q
-BIN=$PWD/target/release/kubicluster
-IMAGE=${KUBICLUSTER_IMAGE:-$PWD/target/lab-image/kubicluster-bookworm.qcow2}
-TMP=$(mktemp -d /tmp/kubibench.XXXXXX)
+. "$(dirname "$0")/lab-common.sh"
 # One controller only: node flags replace the whole node list.
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchc KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
   KUBICLUSTER_MEMORY_MIB=1024 KUBICLUSTER_ARTIFACTS=deb \
   KUBICLUSTER_CONTROLLERS=kubi-controller-01,192.168.24.11,192.168.122.11
-cleanup() { "$BIN" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"; }
-trap cleanup EXIT
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 run() { local t0 t1; t0=$(now); "$@" >"$TMP/out" 2>&1 || { cat "$TMP/out" >&2; exit 1; }; t1=$(now); secs "$t0" "$t1"; }
 summary() { grep -E '(made|would make) [0-9]+ change' "$TMP/out" | sed 's/^[a-z-]*: //'; }
 

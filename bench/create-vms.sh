@@ -6,19 +6,9 @@
 #  (c) create-vms again with nothing changed.
 # Usage: bench/create-vms.sh   (needs `make lab-deps`; builds the image if it is missing)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "error: run as root (the lab needs network namespaces)" >&2; exit 1; }
-cargo build --release --locked -q
-BIN=$PWD/target/release/kubicluster
-IMAGE=${KUBICLUSTER_IMAGE:-$PWD/target/lab-image/kubicluster-bookworm.qcow2}
-TMP=$(mktemp -d /tmp/kubibench.XXXXXX)
+. "$(dirname "$0")/lab-common.sh"
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=bench KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE KUBICLUSTER_MEMORY_MIB=1024
-cleanup() { "$BIN" lab down >/dev/null 2>&1 || true; rm -rf "$TMP"; }
-trap cleanup EXIT
 
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 
 "$BIN" image build >/dev/null 2>&1

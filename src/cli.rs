@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pki::Group;
 use crate::spec::{
-    self, ArtifactSource, ClusterNetMode, DomainTypeChoice, KeyAlgorithm, Overrides, TemplateKind,
+    self, ArtifactSource, ClusterNetMode, Cni, DomainTypeChoice, KeyAlgorithm, Overrides, Runtime,
+    TemplateKind,
 };
 
 const AFTER_HELP: &str = "\
@@ -66,6 +67,13 @@ pub enum Command {
         after_help = "Legacy: `kubicluster create-controllers -c SPEC … [-ev=] [-kv=] [-f] [install_etcd|install_kubernetes_controllers|update_certs|update_configs]`.\n\nBinaries come from spec.artifacts (upstream download, a local dir, or Debian packages for etcd). Without the Kubernetes binaries nothing is changed unless --allow-missing-binaries is given."
     )]
     CreateControllers(CreateControllersArgs),
+    /// containerd + runc (+ kata where it can run), CNI plugins and the pod network, kubelet and
+    /// kube-proxy on every worker, over SSH.
+    #[command(
+        name = "create-workers",
+        after_help = "Legacy: `kubicluster create-workers -c CTRL … -w WORKER … [-kv=] [-cdv=] [-katav=] [-runcv=] [-cnipv=] [-calicov=] [-cidr=] [-f] [install_kata|install_runc|install_containerd|install_kubernetes_workers|install_cni_calico]`.\n\nAdding a worker: add it to the cluster file and run `up` (or create-vms, cnc for_worker_nodes and create-workers -w NEW): only the new worker is provisioned; in bridge mode the other nodes get its route. Without the kubelet/kube-proxy binaries nothing is changed unless --allow-missing-binaries is given."
+    )]
+    CreateWorkers(CreateWorkersArgs),
     /// Every pending change of the whole cluster (PKI, VMs, node files and units), per node.
     Plan(PlanArgs),
     /// Write every file kubicluster would place on each node to DIR/<node>/<path> (offline).
@@ -286,6 +294,65 @@ pub struct CreateControllersArgs {
     pub force_etcd_data_reset: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateWorkersArgs {
+    /// Only one part (the original's subcommands); default: everything.
+    #[arg(value_enum)]
+    pub only: Option<WorkerPart>,
+    /// Print the plan per node and change nothing, anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Install every unit and config even where a binary cannot be had; start what can run
+    /// and list what was not started.
+    #[arg(long)]
+    pub allow_missing_binaries: bool,
+    /// Nodes worked on at once (0 = all).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub concurrency: usize,
+    /// Legacy -f: accepted; files are rewritten whenever they differ anyway.
+    #[arg(long, alias = "force-update")]
+    pub force: bool,
+    /// The whole node pipeline, controllers first (what `up` runs inside the lab).
+    #[arg(long, hide = true)]
+    pub all_steps: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkerPart {
+    /// Kernel modules, sysctls, swap off, tools check.
+    #[value(name = "prepare_worker_nodes")]
+    PrepareWorkerNodes,
+    /// runc only.
+    #[value(name = "install_runc")]
+    InstallRunc,
+    /// containerd (and its runtimes) only.
+    #[value(name = "install_containerd")]
+    InstallContainerd,
+    /// The kata check and containerd's runtimes (same step as install_containerd).
+    #[value(name = "install_kata")]
+    InstallKata,
+    /// CNI plugins and the pod network's node side.
+    #[value(name = "install_cni_calico", alias = "install_cni")]
+    InstallCni,
+    /// kubelet and kube-proxy only.
+    #[value(name = "install_kubernetes_workers")]
+    InstallKubernetesWorkers,
+}
+
+impl WorkerPart {
+    pub fn step(self) -> &'static str {
+        match self {
+            WorkerPart::PrepareWorkerNodes => "prepare_worker_nodes",
+            WorkerPart::InstallRunc => "install_runc",
+            WorkerPart::InstallContainerd | WorkerPart::InstallKata => "install_containerd",
+            WorkerPart::InstallCni => "install_cni",
+            WorkerPart::InstallKubernetesWorkers => "install_kubernetes_workers",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -540,6 +607,32 @@ pub struct SpecArgs {
     /// Debian suite for the deb source (trixie: etcd 3.5; sid: containerd 2.x).
     #[arg(long, env = "KUBICLUSTER_DEB_SUITE", value_name = "SUITE")]
     pub deb_suite: Option<String>,
+    /// Pod network: calico (manifest applied through the API) or bridge (per-worker subnets + routes).
+    #[arg(long, value_enum, env = "KUBICLUSTER_CNI", value_name = "CNI")]
+    pub cni: Option<CniChoice>,
+    /// Runtime of pods without a runtimeClassName (kata falls back to runc where a worker has no KVM).
+    #[arg(
+        long,
+        value_enum,
+        env = "KUBICLUSTER_DEFAULT_RUNTIME",
+        value_name = "RUNTIME"
+    )]
+    pub default_runtime: Option<RuntimeChoice>,
+    /// Directory of image archives (*.tar, OCI or docker) to import on every worker.
+    #[arg(long, env = "KUBICLUSTER_IMAGES_DIR", value_name = "DIR")]
+    pub images_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CniChoice {
+    Calico,
+    Bridge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeChoice {
+    Kata,
+    Runc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -625,6 +718,15 @@ impl SpecArgs {
             }),
             artifacts_dir: self.artifacts_dir.clone(),
             deb_suite: self.deb_suite.clone(),
+            cni: self.cni.map(|c| match c {
+                CniChoice::Calico => Cni::Calico,
+                CniChoice::Bridge => Cni::Bridge,
+            }),
+            default_runtime: self.default_runtime.map(|r| match r {
+                RuntimeChoice::Kata => Runtime::Kata,
+                RuntimeChoice::Runc => Runtime::Runc,
+            }),
+            images_dir: self.images_dir.clone(),
         }
     }
 }

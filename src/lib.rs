@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod host;
 pub mod hypervisor;
 pub mod image;
+pub mod images;
 pub mod lab;
 pub mod legacy;
 pub mod logfile;

@@ -47,6 +47,50 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/controller/kube-apiserver-to-kubelet.yaml.j2"),
     ),
     (
+        "worker/containerd-config-v3.toml.j2",
+        include_str!("../templates/worker/containerd-config-v3.toml.j2"),
+    ),
+    (
+        "worker/containerd-config-v2.toml.j2",
+        include_str!("../templates/worker/containerd-config-v2.toml.j2"),
+    ),
+    (
+        "worker/containerd.service.j2",
+        include_str!("../templates/worker/containerd.service.j2"),
+    ),
+    (
+        "worker/kubelet-config.yaml.j2",
+        include_str!("../templates/worker/kubelet-config.yaml.j2"),
+    ),
+    (
+        "worker/kubelet.service.j2",
+        include_str!("../templates/worker/kubelet.service.j2"),
+    ),
+    (
+        "worker/kube-proxy-config.yaml.j2",
+        include_str!("../templates/worker/kube-proxy-config.yaml.j2"),
+    ),
+    (
+        "worker/kube-proxy.service.j2",
+        include_str!("../templates/worker/kube-proxy.service.j2"),
+    ),
+    (
+        "worker/10-bridge.conflist.j2",
+        include_str!("../templates/worker/10-bridge.conflist.j2"),
+    ),
+    (
+        "worker/pod-routes.service.j2",
+        include_str!("../templates/worker/pod-routes.service.j2"),
+    ),
+    (
+        "addons/runtimeclasses.yaml.j2",
+        include_str!("../templates/addons/runtimeclasses.yaml.j2"),
+    ),
+    (
+        "addons/coredns.yaml.j2",
+        include_str!("../templates/addons/coredns.yaml.j2"),
+    ),
+    (
         "volume.xml.j2",
         include_str!("../vm-templates/volume.xml.j2"),
     ),

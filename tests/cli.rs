@@ -237,6 +237,7 @@ fn help_for_every_command() {
         vec!["image", "build", "--help"],
         vec!["create-vms", "--help"],
         vec!["create-controllers", "--help"],
+        vec!["create-workers", "--help"],
         vec!["plan", "--help"],
         vec!["render", "--help"],
         vec!["destroy", "--help"],

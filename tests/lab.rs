@@ -365,6 +365,7 @@ fn lab_vms_end_to_end() {
     assert_eq!(lab.domains().len(), 3);
 
     controllers(&lab, &c);
+    workers(&lab, &c);
 
     // destroy, then lab down: nothing left.
     let two = [
@@ -583,4 +584,246 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     );
     let out = lab.ok(&["create-controllers", "--allow-missing-binaries"]);
     assert!(out.contains("made 0 change(s)"), "{out}");
+}
+
+/// An OCI image archive built here from the host's busybox-static (no registry anywhere).
+fn busybox_oci(dir: &Path) -> PathBuf {
+    use kubicluster::host::sha256_hex;
+    let tar_of = |entries: &mut dyn FnMut(&mut tar::Builder<Vec<u8>>)| {
+        let mut b = tar::Builder::new(Vec::new());
+        entries(&mut b);
+        b.into_inner().unwrap()
+    };
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static on the host");
+    let layer = tar_of(&mut |b| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "bin/", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(busybox.len() as u64);
+        b.append_data(&mut h, "bin/busybox", busybox.as_slice())
+            .unwrap();
+        for app in ["sh", "ping", "ip", "sleep", "cat"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            b.append_link(&mut h, format!("bin/{app}"), "busybox")
+                .unwrap();
+        }
+    });
+    let lsha = sha256_hex(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lsha}")]}
+    }))
+    .unwrap();
+    let csha = sha256_hex(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{csha}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lsha}"), "size": layer.len()}]
+    }))
+    .unwrap();
+    let msha = sha256_hex(&manifest);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{msha}"), "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": "docker.io/kubicluster/busybox:lab",
+                "org.opencontainers.image.ref.name": "lab"
+            }
+        }]
+    }))
+    .unwrap();
+    let archive = tar_of(&mut |b| {
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        add("index.json", &index);
+        add(&format!("blobs/sha256/{msha}"), &manifest);
+        add(&format!("blobs/sha256/{csha}"), &config);
+        add(&format!("blobs/sha256/{lsha}"), &layer);
+    });
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("busybox-lab.tar");
+    std::fs::write(&path, archive).unwrap();
+    path
+}
+
+/// create-workers on the lab: containerd, runc and the CNI plugins from Debian packages, for
+/// real; the bridge pod network across two workers; kubelet and kube-proxy by content.
+fn workers(lab: &Lab, c: &spec::Cluster) {
+    eprintln!(
+        "NOTE: kubelet and kube-proxy are not started in this test (their binaries cannot be \
+         downloaded here), kata cannot run (no nested virtualisation under TCG), calico and \
+         CoreDNS need images from a registry: those are checked by content. containerd, runc, \
+         the CNI plugins and the bridge pod network run for real."
+    );
+    let images = lab.work.path().join("images");
+    busybox_oci(&images);
+    let env = [
+        ("KUBICLUSTER_CNI", "bridge"),
+        ("KUBICLUSTER_IMAGES_DIR", images.to_str().unwrap()),
+    ];
+    // Without kubelet/kube-proxy binaries nothing changes unless allowed.
+    let o = lab.kubicluster(&["create-workers"], &env);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("kubelet"), "{}", text(&o));
+    let o = ssh(
+        c,
+        "kubi-worker-01",
+        "test -e /etc/containerd/config.toml || echo untouched",
+    );
+    assert!(text(&o).contains("untouched"));
+
+    let out = lab.ok_env(&["create-workers", "-d", "--allow-missing-binaries"], &env);
+    assert!(out.contains("run: install containerd 2."), "{out}");
+    assert!(
+        out.contains("kubelet.service on kubi-worker-01")
+            && out.contains("kube-proxy.service on kubi-worker-02"),
+        "{out}"
+    );
+    assert!(
+        out.contains("kata on kubi-worker-01: no /dev/kvm"),
+        "kata's fallback is said per worker: {out}"
+    );
+    for (w, subnet) in [
+        ("kubi-worker-01", "10.200.21."),
+        ("kubi-worker-02", "10.200.22."),
+    ] {
+        let o = ssh(
+            c,
+            w,
+            "systemctl is-active containerd; ctr plugins ls | awk '$2 == \"cri\"'; \
+             containerd config dump | grep -E 'default_runtime_name|BinaryName|SystemdCgroup'; \
+             ctr -n k8s.io images ls -q; ls -l /opt/cni/bin/bridge; ip -4 route show proto static; \
+             systemctl is-enabled kubelet || true; cat /proc/sys/net/ipv4/ip_forward; \
+             stat -c '%a %n' /var/lib/kubelet/kubelet-key.pem /var/lib/kubelet/kubeconfig",
+        );
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(t.starts_with("active\n"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.contains("io.containerd.grpc.v1") && l.trim_end().ends_with("ok")),
+            "CRI plugin loaded: {t}"
+        );
+        assert!(
+            t.contains("default_runtime_name = 'runc'")
+                || t.contains("default_runtime_name = \"runc\""),
+            "runc is the default where kata cannot run: {t}"
+        );
+        assert!(t.contains("SystemdCgroup = true"), "{t}");
+        assert!(
+            t.contains("docker.io/kubicluster/busybox:lab"),
+            "image imported: {t}"
+        );
+        assert!(
+            t.contains("/opt/cni/bin/bridge -> /usr/lib/cni/bridge"),
+            "{t}"
+        );
+        assert!(
+            t.contains("disabled"),
+            "kubelet installed, not enabled: {t}"
+        );
+        assert!(t.contains("\n1\n"), "ip_forward: {t}");
+        assert!(
+            t.contains("600 /var/lib/kubelet/kubelet-key.pem")
+                && t.contains("600 /var/lib/kubelet/kubeconfig"),
+            "{t}"
+        );
+        let other = if subnet.ends_with("21.") {
+            "10.200.22.0/24 via 192.168.24.22"
+        } else {
+            "10.200.21.0/24 via 192.168.24.21"
+        };
+        assert!(t.contains(other), "route to the other worker's pods: {t}");
+    }
+    let o = ssh(c, "kubi-controller-01", "ip -4 route show proto static");
+    let t = text(&o);
+    assert!(
+        t.contains("10.200.21.0/24 via 192.168.24.21")
+            && t.contains("10.200.22.0/24 via 192.168.24.22"),
+        "the controller routes both pod subnets: {t}"
+    );
+
+    // Containers started by ctr with the CNI config get addresses from their worker's subnet
+    // and reach each other across workers over the pod network.
+    let o = ssh(
+        c,
+        "kubi-worker-02",
+        "ctr -n k8s.io run --cni -d docker.io/kubicluster/busybox:lab target sleep 600 >/dev/null && \
+         ctr -n k8s.io tasks exec --exec-id addr target ip -4 -o addr show eth0",
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let ip2 = t
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("container address on kubi-worker-02: {t}"))
+        .to_string();
+    assert!(
+        ip2.starts_with("10.200.22."),
+        "in kubi-worker-02's pod subnet: {ip2}"
+    );
+    let o = ssh(
+        c,
+        "kubi-worker-01",
+        &format!(
+            "ctr -n k8s.io run --cni --rm docker.io/kubicluster/busybox:lab probe \
+             sh -c 'ip -4 -o addr show eth0; ping -c 3 -W 5 {ip2}'"
+        ),
+    );
+    let t = text(&o);
+    assert!(
+        o.status.success(),
+        "a container on kubi-worker-01 pings {ip2} on kubi-worker-02: {t}"
+    );
+    assert!(
+        t.contains("inet 10.200.21."),
+        "in kubi-worker-01's pod subnet: {t}"
+    );
+    assert!(
+        t.contains("3 packets received") || t.contains(" 0% packet loss"),
+        "{t}"
+    );
+    ssh(
+        c,
+        "kubi-worker-02",
+        "ctr -n k8s.io tasks kill -s KILL target; sleep 1; ctr -n k8s.io containers rm target",
+    );
+
+    // A second run changes and restarts nothing.
+    let out = lab.ok_env(&["create-workers", "--allow-missing-binaries"], &env);
+    assert!(
+        out.contains("made 0 change(s)") && out.contains(" 0 restart(s)"),
+        "{out}"
+    );
+    let o = ssh(
+        c,
+        "kubi-worker-01",
+        "cat /var/lib/kubelet/kubelet-config.yaml /var/lib/kube-proxy/kube-proxy-config.yaml",
+    );
+    let t = text(&o);
+    assert!(
+        t.contains("clusterDNS:\n  - 10.32.0.10")
+            && t.contains("podCIDR: 10.200.21.0/24")
+            && t.contains("clusterCIDR: 10.200.0.0/16"),
+        "{t}"
+    );
 }

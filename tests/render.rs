@@ -139,8 +139,12 @@ fn one_controller_files_by_content() {
         binding.contains("name: kube-apiserver-kubelet-client"),
         "bound to the apiserver's kubelet client cert CN: {binding}"
     );
-    // Workers get nothing from the controller steps.
-    assert!(!out.join("kubi-worker-01").exists());
+    // Workers get no controller files.
+    assert!(!out.join("kubi-worker-01/etc/etcd").exists());
+    assert!(
+        !out.join("kubi-worker-01/var/lib/kubernetes/kubernetes-key.pem")
+            .exists()
+    );
 }
 
 #[test]
@@ -232,4 +236,104 @@ fn render_refuses_without_a_pki_and_touches_nothing() {
         "{err}"
     );
     assert!(!tmp.path().join("out").exists());
+}
+
+const WORKER_FILES: &[&str] = &[
+    "etc/containerd/config.toml",
+    "etc/systemd/system/containerd.service",
+    "etc/systemd/system/kubelet.service",
+    "etc/systemd/system/kube-proxy.service",
+    "var/lib/kubelet/kubelet-config.yaml",
+    "var/lib/kube-proxy/kube-proxy-config.yaml",
+    "etc/cni/net.d/99-loopback.conf",
+    "etc/modules-load.d/kubicluster.conf",
+    "etc/sysctl.d/90-kubicluster.conf",
+];
+
+/// Every worker file for a 2-worker cluster, in both pod-network modes, by content. Neither
+/// kubelet nor kube-proxy is started anywhere in this suite (no binaries here).
+#[test]
+fn worker_files_by_content_in_both_cni_modes() {
+    for cni in ["bridge", "calico"] {
+        let (_tmp, out) = render(1, &["--cni", cni]);
+        for (i, w) in ["kubi-worker-01", "kubi-worker-02"].iter().enumerate() {
+            let node = out.join(w);
+            let rel: Vec<String> = files_under(&node)
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {:04o}",
+                        p.strip_prefix(&node).unwrap().display(),
+                        mode(p)
+                    )
+                })
+                .collect();
+            insta::assert_snapshot!(format!("{cni}_worker_{}_files", i + 1), rel.join("\n"));
+            let mut files: Vec<&str> = WORKER_FILES.to_vec();
+            if cni == "bridge" {
+                files.push("etc/cni/net.d/10-bridge.conflist");
+                files.push("etc/systemd/system/kubicluster-pod-routes.service");
+            }
+            for f in files {
+                let text = std::fs::read_to_string(node.join(f))
+                    .unwrap_or_else(|e| panic!("{w}/{f}: {e}"));
+                insta::assert_snapshot!(
+                    format!("{cni}_w{}_{}", i + 1, f.rsplit('/').next().unwrap()),
+                    text
+                );
+            }
+            for secret in [
+                "var/lib/kubelet/kubelet-key.pem",
+                "var/lib/kubelet/kubeconfig",
+                "var/lib/kube-proxy/kubeconfig",
+            ] {
+                assert_eq!(mode(&node.join(secret)), 0o600, "{w}/{secret}");
+            }
+        }
+        let routes =
+            out.join("kubi-controller-01/etc/systemd/system/kubicluster-pod-routes.service");
+        if cni == "bridge" {
+            let t = std::fs::read_to_string(&routes).unwrap();
+            assert!(
+                t.contains("ip route replace 10.200.21.0/24 via 192.168.24.21 proto static")
+                    && t.contains("ip route replace 10.200.22.0/24 via 192.168.24.22 proto static"),
+                "the controller routes both pod subnets: {t}"
+            );
+            let w1 = std::fs::read_to_string(
+                out.join("kubi-worker-01/etc/cni/net.d/10-bridge.conflist"),
+            )
+            .unwrap();
+            assert!(w1.contains(r#""subnet": "10.200.21.0/24""#), "{w1}");
+        } else {
+            assert!(!routes.exists(), "calico routes pods itself");
+            assert!(
+                !out.join("kubi-worker-01/etc/cni/net.d/10-bridge.conflist")
+                    .exists()
+            );
+        }
+    }
+}
+
+#[test]
+fn every_worker_flag_is_valid_in_kubernetes_1_33() {
+    let (_tmp, out) = render(1, &["--cni", "bridge"]);
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flags-1.33");
+    for comp in ["kubelet", "kube-proxy"] {
+        let valid: BTreeSet<String> = std::fs::read_to_string(fixtures.join(format!("{comp}.txt")))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let unit = std::fs::read_to_string(
+            out.join(format!("kubi-worker-01/etc/systemd/system/{comp}.service")),
+        )
+        .unwrap();
+        let used = flags(&unit);
+        assert!(!used.is_empty(), "{comp}: {used:?}");
+        let bad: Vec<&String> = used.iter().filter(|f| !valid.contains(*f)).collect();
+        assert!(
+            bad.is_empty(),
+            "{comp} has flags 1.33 does not accept: {bad:?}"
+        );
+    }
 }

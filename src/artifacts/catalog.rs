@@ -39,6 +39,9 @@ pub struct Component {
 
 macro_rules! k8s_binary {
     ($name:literal) => {
+        k8s_binary!($name, &[])
+    };
+    ($name:literal, $pinned:expr) => {
         Component {
             name: $name,
             version_of: "kubernetes",
@@ -53,7 +56,7 @@ macro_rules! k8s_binary {
                 },
                 SumFile::Single,
             )),
-            pinned: &[],
+            pinned: $pinned,
             members: &[],
             dest: concat!("/usr/local/bin/", $name),
             debs: &[],
@@ -98,6 +101,144 @@ pub fn all() -> Vec<Component> {
         k8s_binary!("kube-apiserver"),
         k8s_binary!("kube-controller-manager"),
         k8s_binary!("kube-scheduler"),
+        k8s_binary!(
+            "kubelet",
+            &[
+                (
+                    "1.33.0",
+                    "dd416d94850c342226d3dcdce838518b040ccea16548bfeaf2595934af88ef60"
+                ),
+                (
+                    "1.33.11",
+                    "4a3d265ee760ee4490b55989e5c3d87deffefa86a6f100f2a7453d353a1ae255"
+                ),
+            ]
+        ),
+        k8s_binary!("kube-proxy"),
+        Component {
+            name: "containerd",
+            version_of: "containerd",
+            file: |v| format!("containerd-{v}-linux-amd64.tar.gz"),
+            url: |v| {
+                format!(
+                    "https://github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-amd64.tar.gz"
+                )
+            },
+            sum_url: Some((
+                |v| {
+                    format!(
+                        "https://github.com/containerd/containerd/releases/download/v{v}/containerd-{v}-linux-amd64.tar.gz.sha256sum"
+                    )
+                },
+                SumFile::Single,
+            )),
+            pinned: &[
+                (
+                    "2.1.4",
+                    "316d510a0428276d931023f72c09fdff1a6ba81d6cc36f31805fea6a3c88f515",
+                ),
+                (
+                    "1.7.28",
+                    "7a8c262deb63becc877e82d23749e4f99f4a17e8e660f9b8c257ca87a5c056b6",
+                ),
+            ],
+            members: &[
+                ("bin/containerd", "/usr/local/bin/containerd"),
+                (
+                    "bin/containerd-shim-runc-v2",
+                    "/usr/local/bin/containerd-shim-runc-v2",
+                ),
+                ("bin/ctr", "/usr/local/bin/ctr"),
+            ],
+            dest: "/usr/local/bin",
+            debs: &["containerd"],
+            deb_bin_dir: "/usr/bin",
+        },
+        Component {
+            name: "runc",
+            version_of: "runc",
+            file: |_| "runc.amd64".to_string(),
+            url: |v| {
+                format!("https://github.com/opencontainers/runc/releases/download/v{v}/runc.amd64")
+            },
+            sum_url: Some((
+                |v| {
+                    format!(
+                        "https://github.com/opencontainers/runc/releases/download/v{v}/runc.sha256sum"
+                    )
+                },
+                SumFile::List,
+            )),
+            pinned: &[(
+                "1.3.3",
+                "8781ab9f71c12f314d21c8e85f13ca1a82d90cf475aa5131a7b543fcc5487543",
+            )],
+            members: &[],
+            dest: "/usr/local/bin/runc",
+            debs: &["runc"],
+            deb_bin_dir: "/usr/sbin",
+        },
+        Component {
+            name: "cni-plugins",
+            version_of: "cni-plugins",
+            file: |v| format!("cni-plugins-linux-amd64-v{v}.tgz"),
+            url: |v| {
+                format!(
+                    "https://github.com/containernetworking/plugins/releases/download/v{v}/cni-plugins-linux-amd64-v{v}.tgz"
+                )
+            },
+            sum_url: Some((
+                |v| {
+                    format!(
+                        "https://github.com/containernetworking/plugins/releases/download/v{v}/cni-plugins-linux-amd64-v{v}.tgz.sha256"
+                    )
+                },
+                SumFile::Single,
+            )),
+            pinned: &[
+                (
+                    "1.6.2",
+                    "b8e811578fb66023f90d2e238d80cec3bdfca4b44049af74c374d4fae0f9c090",
+                ),
+                (
+                    "1.7.1",
+                    "1a28a0506bfe5bcdc981caf1a49eeab7e72da8321f1119b7be85f22621013098",
+                ),
+            ],
+            members: &[
+                ("bridge", "/opt/cni/bin/bridge"),
+                ("host-local", "/opt/cni/bin/host-local"),
+                ("loopback", "/opt/cni/bin/loopback"),
+                ("portmap", "/opt/cni/bin/portmap"),
+                ("bandwidth", "/opt/cni/bin/bandwidth"),
+                ("tuning", "/opt/cni/bin/tuning"),
+                ("firewall", "/opt/cni/bin/firewall"),
+            ],
+            dest: "/opt/cni/bin",
+            debs: &["containernetworking-plugins"],
+            deb_bin_dir: "/usr/lib/cni",
+        },
+        Component {
+            name: "calico",
+            version_of: "calico",
+            file: |v| format!("calico-v{v}.yaml"),
+            url: |v| {
+                format!(
+                    "https://raw.githubusercontent.com/projectcalico/calico/v{v}/manifests/calico.yaml"
+                )
+            },
+            // No checksum is published for the manifest; this digest was computed from the git
+            // blob at the tag.
+            sum_url: None,
+            pinned: &[(
+                "3.30.5",
+                "55af477d939927a87d2383725e2986bca71497d00913becefabeca3795e9288a",
+            )],
+            members: &[],
+            dest: "",
+            debs: &[],
+            deb_bin_dir: "",
+        },
     ]
 }
 

@@ -74,9 +74,9 @@ struct Apt {
 }
 
 impl Apt {
-    fn new(cluster: &Cluster) -> Result<Apt> {
+    fn new(cluster: &Cluster, suite: &str) -> Result<Apt> {
         let a = &cluster.artifacts;
-        let dir = super::downloads_dir(cluster).join(format!("deb-{}", a.deb_suite));
+        let dir = super::downloads_dir(cluster).join(format!("deb-{suite}"));
         let mirror = if a.deb_mirror.is_empty() {
             host_mirror().ok_or_else(|| {
                 Failure::bad_input("no Debian archive found in this machine's apt sources")
@@ -88,7 +88,7 @@ impl Apt {
         for d in ["lists/partial", "cache/archives/partial", "parts", "debs"] {
             fsutil::ensure_dir(&dir.join(d), 0o755)?;
         }
-        let sources = format!("deb [signed-by={KEYRING}] {mirror} {} main\n", a.deb_suite);
+        let sources = format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n");
         let list = dir.join("sources.list");
         if fsutil::read_optional(&list)?.as_deref() != Some(sources.as_bytes()) {
             fsutil::write_atomic(&list, sources.as_bytes(), fsutil::PUBLIC)?;
@@ -182,10 +182,9 @@ impl Apt {
     }
 }
 
-/// Fetch `packages` (verified) into the cache and return them.
-pub fn fetch(cluster: &Cluster, packages: &[&str]) -> Result<Vec<DebPackage>> {
-    let apt = Apt::new(cluster)?;
-    let suite = &cluster.artifacts.deb_suite;
+/// Fetch `packages` of Debian `suite` (verified) into the cache and return them.
+pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str]) -> Result<Vec<DebPackage>> {
+    let apt = Apt::new(cluster, suite)?;
     let mut updated = false;
     let mut out = Vec::new();
     for pkg in packages {

@@ -56,6 +56,19 @@ pub enum Provided {
 }
 
 impl Provided {
+    /// The version installed: the upstream version, or the (first) package's Debian version
+    /// without its revision (`2.1.9~ds1-1` → `2.1.9`).
+    pub fn version(&self) -> Option<String> {
+        match self {
+            Provided::Files { version, .. } => Some(version.clone()),
+            Provided::Debs { debs, .. } => debs.first().map(|d| {
+                let v = d.version.split(':').next_back().unwrap_or(&d.version);
+                v.split(['~', '-', '+']).next().unwrap_or(v).to_string()
+            }),
+            Provided::Missing { .. } => None,
+        }
+    }
+
     /// Directory of the component's binaries on the node.
     pub fn bin_dir(&self) -> &str {
         match self {
@@ -130,6 +143,18 @@ fn version_for(cluster: &Cluster, c: &Component) -> String {
     match c.version_of {
         "kubernetes" => cluster.kubernetes.version.to_string(),
         "etcd" => cluster.versions.etcd.trim_start_matches('v').to_string(),
+        "containerd" => cluster
+            .versions
+            .containerd
+            .trim_start_matches('v')
+            .to_string(),
+        "runc" => cluster.versions.runc.trim_start_matches('v').to_string(),
+        "cni-plugins" => cluster
+            .versions
+            .cni_plugins
+            .trim_start_matches('v')
+            .to_string(),
+        "calico" => cluster.versions.calico.trim_start_matches('v').to_string(),
         other => panic!("no version for {other}"),
     }
 }
@@ -162,7 +187,8 @@ fn unpack(c: &Component, version: &str, data: Vec<u8>) -> Result<Vec<NodeFile>> 
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data.as_slice()));
     for entry in ar.entries().context("read tar.gz")? {
         let mut e = entry.context("read tar entry")?;
-        let path = e.path().context("tar entry path")?.display().to_string();
+        let raw = e.path().context("tar entry path")?.display().to_string();
+        let path = raw.trim_start_matches("./").to_string();
         if let Some(dest) = want.remove(&path) {
             let mut buf = Vec::new();
             std::io::Read::read_to_end(&mut e, &mut buf).context("read tar member")?;
@@ -191,7 +217,8 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
     let file = (c.file)(&version);
     let a = &cluster.artifacts;
     if a.source == ArtifactSource::Deb && !c.debs.is_empty() {
-        let debs = deb::fetch(cluster, c.debs)?;
+        let suite = a.deb_suites.get(name).unwrap_or(&a.deb_suite);
+        let debs = deb::fetch(cluster, suite, c.debs)?;
         for d in &debs {
             lock.check(&d.file_name, &d.blob.sha256)?;
         }

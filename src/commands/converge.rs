@@ -183,6 +183,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         run.title,
         nodes.len()
     ));
+    let images = steps::ImageInput::load(cluster)?;
     let hosts = connect_all(cluster, &nodes)?;
     let cx = Arc::new(Cx {
         cluster: cluster.clone(),
@@ -190,6 +191,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         inputs: Inputs {
             pki: Inputs::load_pki(cluster)?,
             artifacts: Some(artifacts),
+            images,
         },
     });
     let opts = engine::Options {

@@ -14,6 +14,7 @@ pub mod render;
 pub mod up;
 pub mod validate;
 pub mod vms;
+pub mod workers;
 
 use anyhow::Result;
 

@@ -52,6 +52,7 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
         inputs: Inputs {
             pki,
             artifacts: None,
+            images: Vec::new(),
         },
     });
     let out = &args.out;

@@ -1,6 +1,6 @@
 //! `kubicluster up`: the whole pipeline, in order. Each stage is idempotent, so a second `up`
 //! changes nothing: (lab up) → prepare → image build if missing → cnc → create-vms → the node
-//! steps of [`crate::steps::pipeline`] on the engine (today: etcd and the control plane).
+//! steps of [`crate::steps::pipeline`] on the engine (controllers, then workers).
 
 use anyhow::Result;
 
@@ -45,8 +45,9 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     ));
     ctx.printer.status("[5/6] create-vms");
     super::vms::create(ctx, &cluster, args.force, false, &[])?;
-    ctx.printer.status("[6/6] node steps: etcd, control plane");
-    let mut a = vec!["create-controllers".to_string()];
+    ctx.printer
+        .status("[6/6] node steps: etcd, control plane, workers, pod network");
+    let mut a = vec!["create-workers".to_string(), "--all-steps".to_string()];
     if args.allow_missing_binaries {
         a.push("--allow-missing-binaries".into());
     }

@@ -96,6 +96,9 @@ pub struct Desired {
     pub files: Vec<FileSpec>,
     pub commands: Vec<GuardedCmd>,
     pub units: Vec<UnitSpec>,
+    /// Things the step could not do on this node and why (kata without KVM, …), reported once
+    /// with the units that are not started.
+    pub notes: Vec<(String, String)>,
 }
 
 impl Desired {
@@ -130,6 +133,12 @@ impl Desired {
 
     pub fn unit(&mut self, u: UnitSpec) -> &mut Self {
         self.units.push(u);
+        self
+    }
+
+    /// Report that `what` is not in effect on this node, and why.
+    pub fn note(&mut self, what: &str, why: impl Into<String>) -> &mut Self {
+        self.notes.push((what.to_string(), why.into()));
         self
     }
 

@@ -148,6 +148,7 @@ fn work_one(step: &dyn Step, cx: &Cx, node: &Node, opts: &Options) -> NodeReport
             .units
             .iter()
             .filter_map(|u| u.not_started.clone().map(|why| (u.name.clone(), why)))
+            .chain(want.notes.iter().cloned())
             .collect();
         let host = cx.host(&node.name)?;
         r.changes = plan::plan(host.as_ref(), &want)?;

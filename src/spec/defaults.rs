@@ -35,6 +35,8 @@ impl Default for ClusterSpec {
             hypervisor: HypervisorEntry::default(),
             artifacts: ArtifactsEntry::default(),
             controller_manager: ControllerManagerEntry::default(),
+            containerd: ContainerdEntry::default(),
+            images: Vec::new(),
         }
     }
 }
@@ -109,11 +111,11 @@ impl Default for Versions {
     fn default() -> Self {
         Versions {
             etcd: "3.5.24".into(),
-            containerd: "1.7.24".into(),
-            runc: "1.2.4".into(),
-            kata: "3.13.0".into(),
-            cni_plugins: "1.6.2".into(),
-            calico: "3.29.1".into(),
+            containerd: "2.1.4".into(),
+            runc: "1.3.3".into(),
+            kata: "3.20.0".into(),
+            cni_plugins: "1.7.1".into(),
+            calico: "3.30.5".into(),
         }
     }
 }
@@ -183,6 +185,14 @@ impl Default for ArtifactsEntry {
             source: ArtifactSource::Upstream,
             dir: String::new(),
             deb_suite: "trixie".into(),
+            deb_suites: [
+                ("containerd", "sid"),
+                ("cni-plugins", "sid"),
+                ("runc", "bookworm"),
+            ]
+            .into_iter()
+            .map(|(c, s)| (c.to_string(), s.to_string()))
+            .collect(),
             deb_mirror: String::new(),
             sha256: Default::default(),
         }

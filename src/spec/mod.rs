@@ -128,6 +128,9 @@ pub struct Cluster {
     pub hypervisor: HypervisorEntry,
     pub artifacts: ArtifactsEntry,
     pub controller_manager: ControllerManagerEntry,
+    pub cni: Cni,
+    pub containerd: ContainerdEntry,
+    pub images: Vec<PathBuf>,
     /// The resolved spec in file form (what `validate` prints).
     pub file: ClusterFile,
 }
@@ -186,9 +189,31 @@ impl Cluster {
         self.cluster_dir().join("ssh").join("known_hosts")
     }
 
+    /// A worker's pod subnet in bridge mode: the /24 of the pod CIDR numbered like the node's
+    /// address on the cluster network (192.168.24.21 → 10.200.21.0/24 in 10.200.0.0/16). Derived
+    /// from the node's own address, so adding or removing a worker never moves another's subnet.
+    /// `None` when the pod CIDR has no /24 for that number (validation reports it).
+    pub fn pod_subnet(&self, node: &Node) -> Option<Ipv4Net> {
+        pod_subnet(
+            self.networks.cluster,
+            self.kubernetes.pod_cidr,
+            node.cluster_ip,
+        )
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
+}
+
+pub fn pod_subnet(cluster_net: Ipv4Net, pod_cidr: Ipv4Net, ip: Ipv4Addr) -> Option<Ipv4Net> {
+    let index = u32::from(ip).checked_sub(u32::from(cluster_net.network()))?;
+    let prefix = pod_cidr.prefix_len();
+    if prefix > 24 || index >= 1u32 << (24 - prefix) {
+        return None;
+    }
+    let base = u32::from(pod_cidr.network()) + (index << 8);
+    Ipv4Net::new(Ipv4Addr::from(base), 24).ok()
 }
 
 /// Read and parse a cluster file. Unknown fields are returned as problems (all of them, with

@@ -50,6 +50,10 @@ pub struct Overrides {
     pub artifacts_source: Option<ArtifactSource>,
     pub artifacts_dir: Option<String>,
     pub deb_suite: Option<String>,
+    pub cni: Option<Cni>,
+    pub default_runtime: Option<Runtime>,
+    /// Every `*.tar` in it is added to `spec.images`.
+    pub images_dir: Option<String>,
 }
 
 /// Parse `NAME,CLUSTER_IP,HYPERVISOR_IP` (the original's node format). Addresses and the name
@@ -184,6 +188,33 @@ impl Overrides {
         set(&mut s.artifacts.deb_suite, &o.deb_suite);
         if let Some(a) = o.artifacts_source {
             s.artifacts.source = a;
+        }
+        if let Some(c) = o.cni {
+            s.networks.cni = c;
+        }
+        if let Some(r) = o.default_runtime {
+            s.containerd.default_runtime = r;
+        }
+        if let Some(d) = &o.images_dir {
+            match std::fs::read_dir(d) {
+                Ok(rd) => {
+                    let mut found: Vec<String> = rd
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    found.sort();
+                    for f in found {
+                        if !s.images.contains(&f) {
+                            s.images.push(f);
+                        }
+                    }
+                }
+                Err(e) => problems.push(
+                    Problem::new("--images-dir", format!("{d}: {e}"))
+                        .hint("name a directory holding image archives (*.tar)"),
+                ),
+            }
         }
         if let Some(k) = o.template_kind {
             s.hypervisor.template_kind = k;

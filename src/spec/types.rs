@@ -41,6 +41,11 @@ pub struct ClusterSpec {
     pub hypervisor: HypervisorEntry,
     pub artifacts: ArtifactsEntry,
     pub controller_manager: ControllerManagerEntry,
+    pub containerd: ContainerdEntry,
+    /// OCI or docker image archives (`.tar`) imported into containerd's `k8s.io` namespace on
+    /// every worker, so a cluster can come up without a registry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +94,64 @@ pub struct NodeEntry {
 pub struct Networks {
     pub hypervisor: HypervisorNet,
     pub cluster: ClusterNet,
+    /// The pod network.
+    pub cni: Cni,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    /// Calico's manifest (the original's choice), applied through the API.
+    #[default]
+    Calico,
+    /// KTHW's way: a /24 of the pod CIDR per worker, bridge + host-local CNI configs, and routes
+    /// between the nodes over the cluster network. No images needed.
+    Bridge,
+}
+
+impl std::fmt::Display for Cni {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cni::Calico => "calico",
+            Cni::Bridge => "bridge",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// Kata Containers (the original's default) where the worker has KVM; runc elsewhere.
+    #[default]
+    Kata,
+    Runc,
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runtime::Kata => "kata",
+            Runtime::Runc => "runc",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerdEntry {
+    /// Runtime of pods without a `runtimeClassName`. Both get a RuntimeClass (`kata`, `runc`).
+    pub default_runtime: Runtime,
+    /// The pod sandbox image, pinned.
+    pub sandbox_image: String,
+}
+
+impl Default for ContainerdEntry {
+    fn default() -> Self {
+        ContainerdEntry {
+            default_runtime: Runtime::Kata,
+            sandbox_image: "registry.k8s.io/pause:3.10".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,6 +390,9 @@ pub struct ArtifactsEntry {
     pub dir: String,
     /// Debian suite for the `deb` source (trixie carries etcd 3.5, sid containerd 2.x).
     pub deb_suite: String,
+    /// Suite per component where it differs from `debSuite` (containerd 2.x and CNI plugins 1.9
+    /// from sid; runc from bookworm, since sid's needs a newer libc than a Debian 12 guest has).
+    pub deb_suites: std::collections::BTreeMap<String, String>,
     /// Debian archive URL; empty = the one the hypervisor's own apt sources use.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub deb_mirror: String,

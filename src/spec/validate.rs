@@ -417,6 +417,19 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 .hint("memoryMiB is in MiB: 4096 is 4 GiB (the original's -m= is in KiB)"),
             );
         }
+        if let (Some(ip), Some(cl), Some(pods)) = (cip, cl_net, pod_net)
+            && nets.cni == Cni::Bridge
+            && n.role == Role::Worker
+            && super::pod_subnet(cl, pods, ip).is_none()
+        {
+            c.push(
+                Problem::new(
+                    at("clusterIP"),
+                    format!("{ip} has no /24 pod subnet in spec.kubernetes.podCIDR {pods}"),
+                )
+                .hint("with networks.cni bridge, worker N (Nth address of the cluster network) gets the Nth /24 of the pod CIDR: widen the pod CIDR (e.g. a /16)"),
+            );
+        }
         if let (Some(cluster_ip), Some(hypervisor_ip)) = (cip, hip) {
             nodes.push(Node {
                 name: n.name.clone(),
@@ -530,6 +543,22 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
                 .hint("copy it from the publisher's checksum file"),
             );
         }
+    }
+
+    // Images to import on the workers.
+    for (i, img) in spec.images.iter().enumerate() {
+        if !Path::new(img).is_file() {
+            c.push(
+                Problem::new(format!("spec.images[{i}]"), format!("{img} is not a file"))
+                    .hint("give OCI or docker image archives (.tar), e.g. from `ctr images export` or `docker save`"),
+            );
+        }
+    }
+    if spec.containerd.sandbox_image.trim().is_empty() {
+        c.push(
+            Problem::new("spec.containerd.sandboxImage", "is empty")
+                .hint("e.g. registry.k8s.io/pause:3.10"),
+        );
     }
 
     // SSH.
@@ -692,6 +721,9 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         hypervisor: spec.hypervisor.clone(),
         artifacts: spec.artifacts.clone(),
         controller_manager: spec.controller_manager.clone(),
+        cni: nets.cni,
+        containerd: spec.containerd.clone(),
+        images: spec.images.iter().map(PathBuf::from).collect(),
         file: resolved,
     })
 }

@@ -51,6 +51,8 @@ pub struct Supported {
     pub path: &'static str,
     pub major: u32,
     pub minors: std::ops::RangeInclusive<u32>,
+    /// Further lines of the next major: (major, first minor, last minor).
+    pub next: Option<(u32, u32, u32)>,
 }
 
 pub const SUPPORTED: &[Supported] = &[
@@ -59,52 +61,65 @@ pub const SUPPORTED: &[Supported] = &[
         path: "spec.kubernetes.version",
         major: 1,
         minors: 30..=33,
+        next: None,
     },
     Supported {
         component: "etcd",
         path: "spec.versions.etcd",
         major: 3,
         minors: 4..=5,
+        next: None,
     },
     Supported {
         component: "containerd",
         path: "spec.versions.containerd",
         major: 1,
-        minors: 6..=7,
+        minors: 7..=7,
+        next: Some((2, 0, 2)),
     },
     Supported {
         component: "runc",
         path: "spec.versions.runc",
         major: 1,
-        minors: 1..=2,
+        minors: 1..=4,
+        next: None,
     },
     Supported {
         component: "kata",
         path: "spec.versions.kata",
         major: 3,
         minors: 0..=99,
+        next: None,
     },
     Supported {
         component: "cni-plugins",
         path: "spec.versions.cniPlugins",
         major: 1,
-        minors: 1..=6,
+        minors: 1..=9,
+        next: None,
     },
     Supported {
         component: "calico",
         path: "spec.versions.calico",
         major: 3,
-        minors: 26..=29,
+        minors: 28..=31,
+        next: None,
     },
 ];
 
 impl Supported {
     pub fn describe(&self) -> String {
         let (lo, hi) = (self.minors.start(), self.minors.end());
-        if *hi == 99 {
+        let first = if *hi == 99 {
             format!("{}.x", self.major)
+        } else if lo == hi {
+            format!("{}.{lo}", self.major)
         } else {
             format!("{m}.{lo} to {m}.{hi}", m = self.major)
+        };
+        match self.next {
+            Some((m, lo, hi)) => format!("{first} and {m}.{lo} to {m}.{hi}"),
+            None => first,
         }
     }
 
@@ -120,7 +135,10 @@ impl Supported {
                 ),
             )
         })?;
-        if v.major != self.major || !self.minors.contains(&v.minor) {
+        let in_next = self
+            .next
+            .is_some_and(|(m, lo, hi)| v.major == m && (lo..=hi).contains(&v.minor));
+        if !in_next && (v.major != self.major || !self.minors.contains(&v.minor)) {
             return Err((
                 format!("{} {v} is not a supported release line", self.component),
                 format!(

@@ -9,7 +9,6 @@
 
 use anyhow::Result;
 
-use crate::artifacts::Provided;
 use crate::engine::{Blob, Cx, Desired, Step, UnitSpec};
 use crate::render;
 use crate::spec::{Cluster, Node};
@@ -110,11 +109,7 @@ impl Step for InstallControlPlane {
             let provided = cx.inputs.artifact(comp);
             let unit = format!("{comp}.service");
             super::install_artifact(&mut want, provided, &[unit.as_str()]);
-            let not_started = match provided {
-                Some(Provided::Missing { reason, .. }) => Some(format!("no binary: {reason}")),
-                None => Some("binaries not resolved (render)".into()),
-                _ => None,
-            };
+            let not_started = super::missing_binary(cx, comp);
             want.unit(UnitSpec {
                 name: unit,
                 file: Blob::new(render::render(

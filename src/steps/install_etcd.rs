@@ -12,7 +12,7 @@ use anyhow::Result;
 use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
 use crate::host::{Cmd, Stat};
 use crate::render;
-use crate::spec::{ArtifactSource, Cluster, Node};
+use crate::spec::{Cluster, Node};
 
 pub struct InstallEtcd;
 
@@ -56,13 +56,8 @@ pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
     ])
 }
 
-/// Where the binaries are on the node, from the artifacts (or the source, for `render`).
 fn bin_dir(cx: &Cx) -> String {
-    match cx.inputs.artifact("etcd") {
-        Some(p) => p.bin_dir().to_string(),
-        None if cx.cluster.artifacts.source == ArtifactSource::Deb => "/usr/bin".into(),
-        None => "/usr/local/bin".into(),
-    }
+    super::bin_dir(cx, "etcd")
 }
 
 /// Which controllers already hold etcd data (read-only).

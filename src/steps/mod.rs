@@ -5,8 +5,13 @@
 //! the artifacts made ready there) from the command, so `desired` is a pure function of the
 //! spec, the inputs and read-only facts from the nodes.
 
+pub mod install_cni;
+pub mod install_containerd;
 pub mod install_control_plane;
 pub mod install_etcd;
+pub mod install_kubernetes_workers;
+pub mod install_runc;
+pub mod prepare_worker_nodes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +32,36 @@ pub struct Inputs {
     /// Artifacts by component name; `None` for `render` (no network, no downloads): binaries
     /// are then left out and the source's binary directory is assumed.
     pub artifacts: Option<BTreeMap<String, Provided>>,
+    /// `spec.images`, read on the hypervisor (empty for `render`).
+    pub images: Vec<ImageInput>,
+}
+
+/// An image archive to import on the workers.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub file_name: String,
+    /// Normalised names inside (what `ctr images ls -q` shows once imported).
+    pub names: Vec<String>,
+    pub blob: Blob,
+}
+
+impl ImageInput {
+    pub fn load(cluster: &Cluster) -> Result<Vec<ImageInput>> {
+        cluster
+            .images
+            .iter()
+            .map(|p| {
+                Ok(ImageInput {
+                    file_name: p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "image.tar".into()),
+                    names: crate::images::names(p)?,
+                    blob: Blob::new(std::fs::read(p)?),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Inputs {
@@ -59,6 +94,32 @@ impl Inputs {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where `component`'s binaries are on the node: from the artifacts, or (for `render`, which
+/// resolves none) where the configured source puts them.
+pub fn bin_dir(cx: &crate::engine::Cx, component: &str) -> String {
+    match cx.inputs.artifact(component) {
+        Some(p @ (Provided::Files { .. } | Provided::Debs { .. })) => p.bin_dir().to_string(),
+        _ => {
+            let c = crate::artifacts::catalog::find(component);
+            if cx.cluster.artifacts.source == crate::spec::ArtifactSource::Deb && !c.debs.is_empty()
+            {
+                c.deb_bin_dir.to_string()
+            } else {
+                "/usr/local/bin".into()
+            }
+        }
+    }
+}
+
+/// Why a unit whose binary is `component` cannot be started, if it cannot.
+pub fn missing_binary(cx: &crate::engine::Cx, component: &str) -> Option<String> {
+    match cx.inputs.artifact(component) {
+        Some(Provided::Missing { reason, .. }) => Some(format!("no binary: {reason}")),
+        None => Some("binaries not resolved (render)".into()),
+        _ => None,
     }
 }
 
@@ -123,6 +184,12 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>]) -> Vec<&'static str> {
             "install_kubernetes_controllers" => {
                 v.extend(install_control_plane::COMPONENTS.iter().copied())
             }
+            "install_runc" => v.push("runc"),
+            "install_containerd" => v.push("containerd"),
+            "install_cni" => v.push("cni-plugins"),
+            "install_kubernetes_workers" => {
+                v.extend(install_kubernetes_workers::COMPONENTS.iter().copied())
+            }
             _ => {}
         }
     }
@@ -134,13 +201,41 @@ pub fn pipeline() -> Vec<Arc<dyn Step>> {
     vec![
         Arc::new(install_etcd::InstallEtcd),
         Arc::new(install_control_plane::InstallControlPlane),
+        Arc::new(prepare_worker_nodes::PrepareWorkerNodes),
+        Arc::new(install_runc::InstallRunc),
+        Arc::new(install_containerd::InstallContainerd),
+        Arc::new(install_cni::InstallCni),
+        Arc::new(install_kubernetes_workers::InstallKubernetesWorkers),
     ]
+}
+
+/// The controller steps (what `create-controllers` runs).
+pub const CONTROLLER_STEPS: [&str; 2] = ["install_etcd", "install_kubernetes_controllers"];
+
+/// The steps of `create-workers`, or of one of its legacy subcommands (`install_kata` and
+/// `install_containerd` both run the containerd step, which decides about kata;
+/// `install_cni_calico` runs the pod-network step).
+pub fn workers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
+    let only = only.map(|o| match o {
+        "install_kata" => "install_containerd",
+        "install_cni_calico" => "install_cni",
+        o => o,
+    });
+    pipeline()
+        .into_iter()
+        .filter(|s| !CONTROLLER_STEPS.contains(&s.name()))
+        .filter(|s| only.is_none_or(|o| o == s.name()))
+        .collect()
 }
 
 /// The steps of `create-controllers` (or one of its legacy subcommands).
 pub fn controllers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
     pipeline()
         .into_iter()
+        .filter(|s| CONTROLLER_STEPS.contains(&s.name()))
         .filter(|s| only.is_none_or(|o| o == s.name()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! `kubicluster create-workers`: the worker slice of the pipeline on the engine (node
+//! preparation, runc, containerd, CNI and pod network, kubelet and kube-proxy). The original's
+//! subcommands pick one step. In bridge mode the controllers are targets too (routes to the
+//! pod subnets).
+
+use anyhow::Result;
+
+use super::Ctx;
+use super::converge::{Run, converge};
+use crate::cli::CreateWorkersArgs;
+use crate::error::Failure;
+use crate::steps;
+
+pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
+    let (cluster, _) = ctx.cluster(&args.spec)?;
+    if cluster.workers().next().is_none() {
+        return Err(Failure::bad_input("the cluster has no workers")
+            .hint("add nodes with role: worker to the cluster file, or pass -w NAME,CLUSTER_IP,HYPERVISOR_IP")
+            .into());
+    }
+    let only = args.only.map(|p| p.step());
+    let mut a = vec!["create-workers".to_string()];
+    if let Some(o) = only {
+        a.push(o.to_string());
+    }
+    if args.dry_run {
+        a.push("--dry-run".into());
+    }
+    if args.allow_missing_binaries {
+        a.push("--allow-missing-binaries".into());
+    }
+    if args.concurrency > 0 {
+        a.push(format!("--concurrency={}", args.concurrency));
+    }
+    if args.all_steps {
+        a.push("--all-steps".into());
+    }
+    converge(
+        ctx,
+        &cluster,
+        Run {
+            args: a,
+            steps: if args.all_steps {
+                steps::pipeline()
+            } else {
+                steps::workers(only)
+            },
+            dry_run: args.dry_run,
+            allow_missing_binaries: args.allow_missing_binaries,
+            concurrency: args.concurrency,
+            title: if args.all_steps {
+                "up"
+            } else {
+                "create-workers"
+            },
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `install_kubernetes_workers` — KTHW lab 09's kubelet and kube-proxy: a KubeletConfiguration
+//! (webhook authn/authz, the cluster CA as client CA, containerd's socket, cluster DNS and
+//! domain, systemd cgroups, the worker's own serving/client cert) and a KubeProxyConfiguration
+//! (iptables mode, the pod CIDR), each with its kubeconfig. The node registers under its name
+//! with its cluster-network address; where kata works it carries `kubicluster.io/kata=true`.
+//! Without binaries (`--allow-missing-binaries`) the units and configs are installed, not started.
+
+use anyhow::Result;
+
+use crate::engine::{Cx, Desired, Step, UnitSpec};
+use crate::render;
+use crate::spec::{Cluster, Cni, Node};
+
+pub struct InstallKubernetesWorkers;
+
+pub const COMPONENTS: [&str; 2] = ["kubelet", "kube-proxy"];
+const KUBELET: &str = "kubelet.service";
+const PROXY: &str = "kube-proxy.service";
+
+impl Step for InstallKubernetesWorkers {
+    fn name(&self) -> &'static str {
+        "install_kubernetes_workers"
+    }
+
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.workers().collect()
+    }
+
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
+        let c = &cx.cluster;
+        let k = &c.kubernetes;
+        let mut want = Desired::default();
+        want.dir("/var/lib/kubelet", 0o700)
+            .dir("/var/lib/kube-proxy", 0o700);
+        let pki = |f: &str| cx.inputs.pki(f);
+        want.file("/var/lib/kubelet/ca.pem", pki("ca.pem")?, 0o644, &[KUBELET]);
+        want.file(
+            "/var/lib/kubelet/kubelet.pem",
+            pki(&format!("{}.pem", node.name))?,
+            0o644,
+            &[KUBELET],
+        );
+        want.secret(
+            "/var/lib/kubelet/kubelet-key.pem",
+            pki(&format!("{}-key.pem", node.name))?,
+            &[KUBELET],
+        );
+        want.secret(
+            "/var/lib/kubelet/kubeconfig",
+            pki(&format!("{}.kubeconfig", node.name))?,
+            &[KUBELET],
+        );
+        want.secret(
+            "/var/lib/kube-proxy/kubeconfig",
+            pki("kube-proxy.kubeconfig")?,
+            &[PROXY],
+        );
+        let pod_cidr = match c.cni {
+            Cni::Bridge => c.pod_subnet(node).map(|s| s.to_string()),
+            Cni::Calico => None,
+        };
+        want.file(
+            "/var/lib/kubelet/kubelet-config.yaml",
+            crate::engine::Blob::new(render::render(
+                "worker/kubelet-config.yaml.j2",
+                &serde_json::json!({
+                    "cluster_domain": k.cluster_domain,
+                    "cluster_dns": k.cluster_dns.to_string(),
+                    "pod_cidr": pod_cidr,
+                }),
+            )?),
+            0o644,
+            &[KUBELET],
+        );
+        want.file(
+            "/var/lib/kube-proxy/kube-proxy-config.yaml",
+            crate::engine::Blob::new(render::render(
+                "worker/kube-proxy-config.yaml.j2",
+                &serde_json::json!({
+                    "pod_cidr": k.pod_cidr.to_string(),
+                    "name": node.name,
+                }),
+            )?),
+            0o644,
+            &[PROXY],
+        );
+        let kata = super::install_containerd::kata_usable(cx, node)?.is_ok();
+        for comp in COMPONENTS {
+            let unit = format!("{comp}.service");
+            super::install_artifact(&mut want, cx.inputs.artifact(comp), &[unit.as_str()]);
+            let not_started = super::missing_binary(cx, comp);
+            want.unit(UnitSpec {
+                name: unit,
+                file: crate::engine::Blob::new(render::render(
+                    &format!("worker/{comp}.service.j2"),
+                    &serde_json::json!({
+                        "cluster": c.name,
+                        "bin_dir": super::bin_dir(cx, comp),
+                        "name": node.name,
+                        "ip": node.cluster_ip.to_string(),
+                        "labels": if kata { "kubicluster.io/kata=true" } else { "" },
+                    }),
+                )?),
+                enable: not_started.is_none(),
+                start: not_started.is_none(),
+                no_block: false,
+                not_started,
+            });
+        }
+        Ok(want)
+    }
+}

@@ -1,0 +1,207 @@
+//! The worker steps on FakeHosts: a second run changes nothing; adding a worker provisions it
+//! and, on the other nodes, changes (and restarts) only the pod-routes unit; pod subnets of
+//! existing workers never move; kata's absence is reported per worker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::engine::{self, Change, Cx, Options, Report};
+use crate::host::fake::FakeHost;
+use crate::host::{Host, Output};
+use crate::spec::{self, Cluster, Cni, Overrides};
+
+fn cluster(dir: &std::path::Path, workers: u8) -> Cluster {
+    let ov = Overrides {
+        work_dir: Some(dir.display().to_string()),
+        controllers: vec!["kubi-controller-01,192.168.24.11,192.168.122.11".into()],
+        workers: (1..=workers)
+            .map(|i| {
+                format!(
+                    "kubi-worker-{i:02},192.168.24.{},192.168.122.{}",
+                    20 + i,
+                    20 + i
+                )
+            })
+            .collect(),
+        cni: Some(Cni::Bridge),
+        ..Overrides::default()
+    };
+    let c = spec::resolve(None, &ov, &|_| None).unwrap().0;
+    crate::pki::generate(&c, &crate::pki::Options::default()).unwrap();
+    c
+}
+
+fn out(status: i32, s: &str) -> Output {
+    Output {
+        status,
+        stdout: s.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
+}
+
+/// A fake node that answers like a worker without KVM, with the routes `c` wants.
+fn fake(c: &Cluster, name: &str) -> FakeHost {
+    let routes: String = c
+        .workers()
+        .filter(|w| w.name != name)
+        .map(|w| {
+            format!(
+                "{} via {} dev ens4 proto static\n",
+                c.pod_subnet(w).unwrap(),
+                w.cluster_ip
+            )
+        })
+        .collect();
+    FakeHost::new(name).with(|s| {
+        for d in [
+            "/etc",
+            "/etc/systemd",
+            "/etc/systemd/system",
+            "/var",
+            "/var/lib",
+            "/opt",
+        ] {
+            s.dirs.insert(d.into(), 0o755);
+        }
+        s.answers = vec![
+            (
+                "sh -c '[ -c /dev/kvm ]".into(),
+                out(1, "no /dev/kvm in this VM\n"),
+            ),
+            ("sh -c '\"$1\" plugins ls".into(), out(0, "ok\n")),
+            ("ip -4 route show proto static".into(), out(0, &routes)),
+            (
+                "/usr/local/bin/runc --version".into(),
+                out(0, "runc version 1.3.3\n"),
+            ),
+        ];
+    })
+}
+
+fn run(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Report {
+    let cx = Arc::new(Cx {
+        cluster: c.clone(),
+        hosts: hosts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Host>))
+            .collect(),
+        inputs: super::Inputs {
+            pki: super::Inputs::load_pki(c).unwrap(),
+            ..Default::default()
+        },
+    });
+    let r = engine::run(cx, super::workers(None), &Options::default(), |_| {});
+    assert!(r.failed().is_empty(), "{:?}", engine::failure_summary(&r));
+    r
+}
+
+fn changes_on<'r>(r: &'r Report, node: &str) -> Vec<&'r Change> {
+    r.nodes
+        .iter()
+        .filter(|n| n.node == node)
+        .flat_map(|n| n.changes.iter())
+        .collect()
+}
+
+#[test]
+fn workers_converge_once_and_adding_one_touches_only_routes_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c2 = cluster(tmp.path(), 2);
+    let mut hosts: BTreeMap<String, Arc<FakeHost>> = c2
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), Arc::new(fake(&c2, &n.name))))
+        .collect();
+    let first = run(&c2, &hosts);
+    assert!(first.changes() > 20, "{}", first.changes());
+    let kata: Vec<_> = first
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.not_started
+                .iter()
+                .map(move |(w, why)| (n.node.as_str(), w, why))
+        })
+        .filter(|(_, w, _)| *w == "kata")
+        .collect();
+    assert_eq!(
+        kata.len(),
+        2,
+        "kata's fallback said once per worker: {kata:?}"
+    );
+    assert!(kata[0].2.contains("no /dev/kvm") && kata[0].2.contains("runc is the default"));
+    let w1 = hosts["kubi-worker-01"]
+        .file("/etc/containerd/config.toml")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&w1.data).contains("default_runtime_name = \"runc\""));
+    assert_eq!(
+        hosts["kubi-worker-01"]
+            .file("/var/lib/kubelet/kubelet-key.pem")
+            .unwrap()
+            .mode,
+        0o600
+    );
+    let conflist = |h: &FakeHost| h.file("/etc/cni/net.d/10-bridge.conflist").unwrap().data;
+    let before = conflist(&hosts["kubi-worker-02"]);
+    assert!(String::from_utf8_lossy(&before).contains("10.200.22.0/24"));
+
+    let second = run(&c2, &hosts);
+    assert_eq!(second.changes(), 0, "a second run changes nothing");
+
+    // A third worker: provisioned; elsewhere only the routes unit changes and restarts.
+    let c3 = cluster(tmp.path(), 3);
+    for n in &c3.nodes {
+        let h = fake(&c3, &n.name);
+        match hosts.get(&n.name) {
+            Some(old) => old.state.lock().unwrap().answers = h.state.into_inner().unwrap().answers,
+            None => {
+                hosts.insert(n.name.clone(), Arc::new(h));
+            }
+        }
+    }
+    let third = run(&c3, &hosts);
+    assert!(changes_on(&third, "kubi-worker-03").len() > 20);
+    for n in ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"] {
+        let ch: Vec<String> = changes_on(&third, n)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert!(
+            !ch.is_empty() && ch.iter()
+                    .all(|c| c.contains("kubicluster-pod-routes") || c == "systemctl daemon-reload"),
+            "{n}: {ch:?}"
+        );
+        let restarts: Vec<&String> = third
+            .nodes
+            .iter()
+            .filter(|r| r.node == n)
+            .flat_map(|r| r.restarts.iter())
+            .collect();
+        assert_eq!(restarts, ["kubicluster-pod-routes.service"], "{n}");
+    }
+    assert_eq!(
+        conflist(&hosts["kubi-worker-02"]),
+        before,
+        "kubi-worker-02 keeps its subnet"
+    );
+}
+
+#[test]
+fn pod_subnets_follow_the_node_address_not_the_list_order() {
+    let net: ipnet::Ipv4Net = "192.168.24.0/24".parse().unwrap();
+    let pods: ipnet::Ipv4Net = "10.200.0.0/16".parse().unwrap();
+    let at = |ip: &str| spec::pod_subnet(net, pods, ip.parse().unwrap()).map(|s| s.to_string());
+    assert_eq!(at("192.168.24.21").as_deref(), Some("10.200.21.0/24"));
+    assert_eq!(at("192.168.24.254").as_deref(), Some("10.200.254.0/24"));
+    let small: ipnet::Ipv4Net = "10.200.0.0/20".parse().unwrap();
+    assert_eq!(
+        spec::pod_subnet(net, small, "192.168.24.15".parse().unwrap())
+            .map(|s| s.to_string())
+            .as_deref(),
+        Some("10.200.15.0/24")
+    );
+    assert_eq!(
+        spec::pod_subnet(net, small, "192.168.24.16".parse().unwrap()),
+        None
+    );
+}

@@ -30,6 +30,8 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::CreateVms(a) => commands::vms::run_create(&mut ctx, a),
         Command::CreateControllers(a) => commands::controllers::run(&mut ctx, a),
         Command::CreateWorkers(a) => commands::workers::run(&mut ctx, a),
+        Command::Remove(a) => commands::remove::run(&mut ctx, a),
+        Command::Test(a) => commands::smoke::run(&mut ctx, a),
         Command::Plan(a) => commands::plan::run(&mut ctx, a),
         Command::Render(a) => commands::render::run(&mut ctx, a),
         Command::Destroy(a) => commands::vms::run_destroy(&mut ctx, a),

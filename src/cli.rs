@@ -78,10 +78,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write every file kubicluster would place on each node to DIR/<node>/<path> (offline).
     Render(RenderArgs),
+    /// Smoke checks through the API: nodes Ready, pods under runc (and kata), DNS, a NodePort, a
+    /// Secret encrypted in etcd. Each prints PASS/FAIL/SKIP with its reason.
+    Test(SmokeArgs),
+    /// Take a worker out: drain and delete it through the API (where one answers), destroy its
+    /// VM and disk, remove its certificates.
+    Remove(RemoveArgs),
     /// Remove VMs and their disks (not the template; not the PKI unless --all).
     Destroy(DestroyArgs),
-    /// Each node's VM state, addresses and SSH reachability.
-    Status(SpecOnly),
+    /// Each node's VM state, addresses, SSH reachability, its units and (where the API answers)
+    /// readiness. Exit 3 when a node is not healthy.
+    Status(StatusArgs),
     /// The whole pipeline: (lab) → prepare → image if missing → cnc → create-vms → create-controllers.
     Up(UpArgs),
     /// A private libvirtd in a network namespace: a sandbox for the VMs (also used by the tests).
@@ -193,8 +200,15 @@ impl From<CncPart> for Group {
 #[derive(Debug, Args)]
 pub struct KubeconfigArgs {
     /// Write to this file (mode 0600) instead of stdout.
-    #[arg(long, short = 'o')]
+    #[arg(long, short = 'o', conflicts_with = "merge")]
     pub output: Option<PathBuf>,
+    /// Merge into ~/.kube/config (or $KUBECONFIG, or --kubeconfig): context named after the
+    /// cluster, made current; other contexts kept; file 0600.
+    #[arg(long)]
+    pub merge: bool,
+    /// The kubeconfig file --merge writes.
+    #[arg(long, value_name = "PATH", requires = "merge")]
+    pub kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -260,6 +274,26 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SmokeArgs {
+    /// Image of the test pods (needs sh, sleep, nslookup, httpd: busybox).
+    #[arg(long = "pod-image", default_value = crate::commands::smoke::DEFAULT_IMAGE, value_name = "IMAGE")]
+    pub pod_image: String,
+    /// Seconds to wait for the API server to be ready.
+    #[arg(long = "wait", default_value_t = 30, value_name = "SECONDS")]
+    pub wait_seconds: u64,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The worker to remove.
+    pub node: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct UpArgs {
     /// Recreate VMs that exist.
     #[arg(long)]
@@ -267,6 +301,9 @@ pub struct UpArgs {
     /// Install units and configs even where a binary cannot be had; start what can run.
     #[arg(long)]
     pub allow_missing_binaries: bool,
+    /// Do not run `kubicluster test` at the end.
+    #[arg(long)]
+    pub skip_test: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -314,9 +351,12 @@ pub struct CreateWorkersArgs {
     /// Legacy -f: accepted; files are rewritten whenever they differ anyway.
     #[arg(long, alias = "force-update")]
     pub force: bool,
-    /// The whole node pipeline, controllers first (what `up` runs inside the lab).
+    /// The whole node pipeline, controllers first, then the smoke test (what `up` runs).
     #[arg(long, hide = true)]
     pub all_steps: bool,
+    /// With --all-steps: no smoke test.
+    #[arg(long, hide = true)]
+    pub skip_test: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -375,6 +415,15 @@ pub enum ControllerPart {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// text, or json: the whole topology (nodes, addresses, VM, SSH, units, readiness) for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub spec: SpecArgs,
 }
 
 #[derive(Debug, Args)]

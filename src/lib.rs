@@ -16,6 +16,7 @@ pub mod host;
 pub mod hypervisor;
 pub mod image;
 pub mod images;
+pub mod kubeapi;
 pub mod lab;
 pub mod legacy;
 pub mod logfile;

@@ -238,6 +238,8 @@ fn help_for_every_command() {
         vec!["create-vms", "--help"],
         vec!["create-controllers", "--help"],
         vec!["create-workers", "--help"],
+        vec!["test", "--help"],
+        vec!["remove", "--help"],
         vec!["plan", "--help"],
         vec!["render", "--help"],
         vec!["destroy", "--help"],
@@ -454,4 +456,146 @@ fn up_remembers_how_the_cluster_was_made() {
     // Flags still override it.
     let o = kubicluster(tmp.path(), &["validate", "--memory-mib", "3072"]);
     assert!(stdout(&o).contains("memoryMiB: 3072"));
+}
+
+/// `kubicluster test` where no API server answers (the load-balancer address is set to a
+/// loopback port nothing listens on): one FAIL with the reason, the other checks SKIPped with
+/// why, exit 1. No traffic leaves 127.0.0.1.
+#[test]
+fn smoke_test_without_an_api_server_fails_plainly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let flags = ["--controller-lb-ip", "127.0.0.1"];
+    let o = kubicluster(tmp.path(), &[&["cnc"][..], &flags].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The admin kubeconfig points at 127.0.0.1:6443; the test client is pointed at `port` by
+    // rewriting the server line, so nothing can answer.
+    let kc = tmp
+        .path()
+        .join("work/kubicluster/certs_and_configs/admin.kubeconfig");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    std::fs::write(
+        &kc,
+        text.replace(
+            "https://127.0.0.1:6443",
+            &format!("https://127.0.0.1:{port}"),
+        ),
+    )
+    .unwrap();
+    let o = kubicluster(tmp.path(), &[&["test", "--wait", "1"][..], &flags].concat());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("FAIL  the API server is ready"), "{err}");
+    assert_eq!(err.matches("SKIP  ").count(), 6, "{err}");
+    assert!(
+        err.contains("needs the API server") && err.contains("test: 1 check(s) failed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn remove_refuses_controllers_and_unknown_nodes_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["remove", "kubi-controller-01"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a controller") && stderr(&o).contains("create-controllers"));
+    let o = kubicluster(tmp.path(), &["remove", "kubi-worker-09"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a node of cluster"));
+    assert!(!tmp.path().join("work").exists(), "nothing was created");
+}
+
+#[test]
+fn kubeconfig_merge_keeps_other_contexts_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(kubicluster(tmp.path(), &["cnc"]).status.success());
+    let target = tmp.path().join("home/.kube/config");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(
+        &target,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://10.9.9.9'}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\nusers:\n- name: other\n  user: {token: t}\ncurrent-context: other\n",
+    )
+    .unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "kubeconfig",
+            "--merge",
+            "--kubeconfig",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert!(text.contains("current-context: kubicluster"), "{text}");
+    assert!(
+        text.contains("name: other") && text.contains("name: kubicluster-admin"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A file that is not a kubeconfig is left alone.
+    std::fs::write(&target, "- not\n- a kubeconfig\n").unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "kubeconfig",
+            "--merge",
+            "--kubeconfig",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "- not\n- a kubeconfig\n"
+    );
+}
+
+#[test]
+fn create_workers_without_workers_or_with_bad_pod_space_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "create-workers",
+            "-c",
+            "kubi-controller-01,192.168.24.11,192.168.122.11",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the cluster has no workers"),
+        "{}",
+        stderr(&o)
+    );
+    // bridge mode: worker .200 has no /24 in a /20 pod CIDR.
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "create-workers",
+            "--cni",
+            "bridge",
+            "--pod-cidr",
+            "10.200.0.0/20",
+            "-c",
+            "kubi-controller-01,192.168.24.11,192.168.122.11",
+            "-w",
+            "kubi-worker-01,192.168.24.200,192.168.122.200",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has no /24 pod subnet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("work").exists(), "nothing was created");
 }

@@ -193,7 +193,8 @@ fn legacy_template_is_readdressed_one_by_one_with_pinned_keys() {
     for node in ["kubi-controller-01", "kubi-worker-01"] {
         let row = out.lines().find(|l| l.starts_with(node)).unwrap();
         assert!(
-            row.contains("running") && row.trim_end().ends_with("ok"),
+            row.split_whitespace().nth(2) == Some("running")
+                && row.split_whitespace().nth(5) == Some("ok"),
             "{row}"
         );
     }

@@ -40,7 +40,7 @@ pub fn resolve_artifacts(
     let mut lock = Lock::load(cluster)?;
     let mut out = BTreeMap::new();
     let mut missing = Vec::new();
-    for name in steps::artifacts_for(steps) {
+    for name in steps::artifacts_for(steps, cluster) {
         let p = artifacts::provide(cluster, &mut lock, name)?;
         if let Provided::Missing { reason, file } = &p {
             missing.push(format!("{name}: {reason} (file name: {file})"));

@@ -16,7 +16,7 @@ use crate::cli::RenderArgs;
 use crate::engine::Cx;
 use crate::error::Failure;
 use crate::fsutil;
-use crate::steps::{self, Inputs, install_control_plane};
+use crate::steps::{self, Inputs, install_addons};
 
 fn write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     if let Some(d) = path.parent() {
@@ -96,7 +96,7 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
             }
         }
     }
-    for (name, text) in install_control_plane::api_objects()? {
+    for (name, text) in install_addons::manifests(&cx)? {
         write(&out.join("api").join(name), text.as_bytes(), fsutil::PUBLIC)?;
         files += 1;
     }

@@ -51,7 +51,10 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     if args.allow_missing_binaries {
         a.push("--allow-missing-binaries".into());
     }
-    super::converge::converge(
+    if args.skip_test {
+        a.push("--skip-test".into());
+    }
+    let report = super::converge::converge(
         ctx,
         &cluster,
         super::converge::Run {
@@ -63,6 +66,10 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
             title: "up",
         },
     )?;
+    // In lab mode the run (and its smoke test) happened inside the namespace.
+    if let Some(report) = report {
+        super::workers::smoke_after(ctx, &cluster, &report, args.skip_test)?;
+    }
     ctx.printer.status(&format!(
         "up: done; see `kubicluster status{}`",
         if cluster.hypervisor.mode == HypervisorMode::Lab {

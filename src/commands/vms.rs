@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{Ctx, connect, reexec_in_lab};
-use crate::cli::{CreateVmsArgs, DestroyArgs, SpecOnly};
+use crate::cli::{CreateVmsArgs, DestroyArgs};
 use crate::hypervisor::{self, Hypervisor};
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
@@ -128,31 +128,118 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn run_status(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
+pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    if reexec_in_lab(&cluster, &["status"])? {
+    let json = args.output == crate::cli::OutputFormat::Json;
+    if reexec_in_lab(
+        &cluster,
+        if json {
+            &["status", "--output", "json"]
+        } else {
+            &["status"]
+        },
+    )? {
         return Ok(());
     }
     let hv = connect(&cluster)?;
     let probe = cluster.hypervisor.mode == HypervisorMode::Host || lab::inside(&cluster);
-    let rows = vms::status(&cluster, &hv, probe)?;
-    let mut text = format!(
-        "{:<20} {:<10} {:<9} {:<15} {:<15} {}\n",
-        "NODE", "ROLE", "VM", "CLUSTER-IP", "HYPERVISOR-IP", "SSH"
-    );
+    let mut rows = vms::status(&cluster, &hv, probe)?;
+    let api = if probe {
+        node_readiness(&cluster)
+    } else {
+        Err("not probed".into())
+    };
+    if let Ok(ready) = &api {
+        for r in &mut rows {
+            r.ready = Some(
+                ready
+                    .get(&r.node)
+                    .cloned()
+                    .unwrap_or_else(|| "absent".into()),
+            );
+        }
+    }
     let mut unhealthy = Vec::new();
     for r in &rows {
-        text.push_str(&format!(
-            "{:<20} {:<10} {:<9} {:<15} {:<15} {}\n",
-            r.node, r.role, r.vm, r.cluster_ip, r.hypervisor_ip, r.ssh
-        ));
         if r.vm != "running" {
             unhealthy.push(format!("{} (VM {})", r.node, r.vm));
         } else if probe && r.ssh != "ok" {
             unhealthy.push(format!("{} (SSH: {})", r.node, r.ssh));
         }
+        // A unit kubicluster enabled must run; one it could not start (no binary) stays disabled.
+        let down: Vec<&str> = r
+            .units
+            .iter()
+            .filter(|(_, e, a)| e == "enabled" && a != "active")
+            .map(|(u, _, _)| u.trim_end_matches(".service"))
+            .collect();
+        if !down.is_empty() {
+            unhealthy.push(format!("{} ({} not active)", r.node, down.join(", ")));
+        }
+        if r.role == "worker" && r.ready.as_deref().is_some_and(|s| s != "Ready") {
+            unhealthy.push(format!(
+                "{} (node {})",
+                r.node,
+                r.ready.as_deref().unwrap_or("")
+            ));
+        }
     }
-    ctx.printer.result(&text);
+    if json {
+        let v = serde_json::json!({
+            "cluster": cluster.name,
+            "api": {
+                "server": cluster.kubernetes.api_server_url(),
+                "answers": api.is_ok(),
+                "error": api.as_ref().err(),
+            },
+            "nodes": rows,
+            "unhealthy": unhealthy,
+        });
+        ctx.printer
+            .result(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+    } else {
+        let mut text = format!(
+            "{:<20} {:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+            "NODE", "ROLE", "VM", "CLUSTER-IP", "HYPERVISOR-IP", "SSH", "READY", "UNITS"
+        );
+        for r in &rows {
+            let units: Vec<String> = r
+                .units
+                .iter()
+                .map(|(u, e, a)| {
+                    let u = u.trim_end_matches(".service");
+                    match (e.as_str(), a.as_str()) {
+                        (_, "active") => format!("{u}=active"),
+                        ("enabled", a) => format!("{u}={a}"),
+                        ("not-found" | "unknown", _) => format!("{u}=absent"),
+                        (e, _) => format!("{u}={e}"),
+                    }
+                })
+                .collect();
+            text.push_str(&format!(
+                "{:<20} {:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+                r.node,
+                r.role,
+                r.vm,
+                r.cluster_ip,
+                r.hypervisor_ip,
+                r.ssh,
+                r.ready.as_deref().unwrap_or("-"),
+                if units.is_empty() {
+                    "-".into()
+                } else {
+                    units.join(" ")
+                }
+            ));
+        }
+        ctx.printer.result(&text);
+        if probe && let Err(e) = &api {
+            ctx.printer.status(&format!(
+                "status: no node readiness: the API server at {} does not answer ({e})",
+                cluster.kubernetes.api_server_url()
+            ));
+        }
+    }
     if !unhealthy.is_empty() {
         ctx.printer.status(&format!(
             "status: {} node(s) not healthy: {}",
@@ -163,6 +250,37 @@ pub fn run_status(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
         return Err(crate::error::Exit(crate::error::EXIT_UNHEALTHY).into());
     }
     Ok(())
+}
+
+/// Node name → "Ready"/"NotReady", from the API as the admin (3 s budget).
+fn node_readiness(
+    cluster: &Cluster,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    let kc = std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig"))
+        .map_err(|e| format!("no admin kubeconfig: {e}"))?;
+    let client =
+        crate::kubeapi::Client::from_kubeconfig(&kc, None).map_err(|e| format!("{e:#}"))?;
+    let (status, body) = client
+        .get_with_timeout("/api/v1/nodes", std::time::Duration::from_secs(3))
+        .map_err(|e| format!("{e:#}"))?;
+    if status != 200 {
+        return Err(format!("GET /api/v1/nodes: HTTP {status}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let name = n["metadata"]["name"].as_str()?.to_string();
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Some((name, if ready { "Ready" } else { "NotReady" }.to_string()))
+        })
+        .collect())
 }
 
 /// The cluster lock, for commands that change the cluster: a second run says who holds it.

@@ -35,7 +35,10 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
     if args.all_steps {
         a.push("--all-steps".into());
     }
-    converge(
+    if args.skip_test {
+        a.push("--skip-test".into());
+    }
+    let report = converge(
         ctx,
         &cluster,
         Run {
@@ -55,5 +58,41 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
             },
         },
     )?;
+    if args.all_steps
+        && let Some(report) = report
+    {
+        smoke_after(ctx, &cluster, &report, args.skip_test)?;
+    }
     Ok(())
+}
+
+/// `up`'s last step: the smoke test, unless skipped or the API server cannot run.
+pub fn smoke_after(
+    ctx: &mut Ctx,
+    cluster: &crate::spec::Cluster,
+    report: &crate::engine::Report,
+    skip: bool,
+) -> Result<()> {
+    if skip {
+        ctx.printer.status("up: smoke test skipped (--skip-test)");
+        return Ok(());
+    }
+    if let Some((_, why)) = report
+        .nodes
+        .iter()
+        .flat_map(|n| n.not_started.iter())
+        .find(|(u, _)| u == "kube-apiserver.service")
+    {
+        ctx.printer.status(&format!(
+            "up: smoke test (kubicluster test) NOT run: kube-apiserver is not started ({why})"
+        ));
+        return Ok(());
+    }
+    ctx.printer.status("up: smoke test");
+    let results = super::smoke::smoke(
+        cluster,
+        super::smoke::DEFAULT_IMAGE,
+        std::time::Duration::from_secs(180),
+    )?;
+    super::smoke::report(ctx, &results)
 }

@@ -37,7 +37,10 @@ pub fn kata_usable(cx: &Cx, node: &Node) -> Result<std::result::Result<(), Strin
 fn kata_check(h: &dyn Host) -> Result<std::result::Result<(), String>> {
     let o = h.run(&Cmd::script(
         r#"[ -c /dev/kvm ] || { echo "no /dev/kvm in this VM (nested virtualisation is off, or the VM runs under TCG)"; exit 1; }
-[ -x "$1" ] || { echo "the kata shim $1 is not installed (unpack kata-static into /opt/kata)"; exit 1; }"#,
+[ -x "$1" ] || { echo "the kata shim $1 is not installed (unpack kata-static into /opt/kata)"; exit 1; }
+if [ -x /opt/kata/bin/kata-runtime ] && ! out=$(/opt/kata/bin/kata-runtime check --no-network-checks 2>&1); then
+  echo "kata-runtime check failed: $(printf '%s' "$out" | tail -n 1)"; exit 1
+fi"#,
         [KATA_SHIM],
     ))?;
     Ok(if o.ok() {

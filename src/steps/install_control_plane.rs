@@ -125,29 +125,3 @@ impl Step for InstallControlPlane {
         Ok(want)
     }
 }
-
-/// The objects applied through the API once an apiserver answers (also written by `render`).
-pub fn api_objects() -> Result<Vec<(String, String)>> {
-    let text = render::render(
-        "controller/kube-apiserver-to-kubelet.yaml.j2",
-        &serde_json::json!({ "user": "kube-apiserver-kubelet-client" }),
-    )?;
-    Ok(text
-        .split("\n---\n")
-        .map(|doc| {
-            let kind = doc
-                .lines()
-                .find_map(|l| l.strip_prefix("kind: "))
-                .unwrap_or("Object");
-            let name = doc
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("name: "))
-                .unwrap_or("unnamed")
-                .replace(':', "-");
-            (
-                format!("{kind}-{name}.yaml"),
-                format!("{}\n", doc.trim_end()),
-            )
-        })
-        .collect())
-}

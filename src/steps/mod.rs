@@ -5,6 +5,7 @@
 //! the artifacts made ready there) from the command, so `desired` is a pure function of the
 //! spec, the inputs and read-only facts from the nodes.
 
+pub mod install_addons;
 pub mod install_cni;
 pub mod install_containerd;
 pub mod install_control_plane;
@@ -102,15 +103,17 @@ impl Inputs {
 pub fn bin_dir(cx: &crate::engine::Cx, component: &str) -> String {
     match cx.inputs.artifact(component) {
         Some(p @ (Provided::Files { .. } | Provided::Debs { .. })) => p.bin_dir().to_string(),
-        _ => {
-            let c = crate::artifacts::catalog::find(component);
-            if cx.cluster.artifacts.source == crate::spec::ArtifactSource::Deb && !c.debs.is_empty()
-            {
-                c.deb_bin_dir.to_string()
-            } else {
-                "/usr/local/bin".into()
-            }
-        }
+        _ => bin_dir_for(&cx.cluster, component),
+    }
+}
+
+/// Where `component`'s binaries are, from the spec alone (no artifacts resolved).
+pub fn bin_dir_for(cluster: &Cluster, component: &str) -> String {
+    let c = crate::artifacts::catalog::find(component);
+    if cluster.artifacts.source == crate::spec::ArtifactSource::Deb && !c.debs.is_empty() {
+        c.deb_bin_dir.to_string()
+    } else {
+        "/usr/local/bin".into()
     }
 }
 
@@ -176,7 +179,7 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
 }
 
 /// Artifacts each step needs.
-pub fn artifacts_for(steps: &[Arc<dyn Step>]) -> Vec<&'static str> {
+pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static str> {
     let mut v = Vec::new();
     for s in steps {
         match s.name() {
@@ -187,6 +190,7 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>]) -> Vec<&'static str> {
             "install_runc" => v.push("runc"),
             "install_containerd" => v.push("containerd"),
             "install_cni" => v.push("cni-plugins"),
+            "install_addons" if cluster.cni == crate::spec::Cni::Calico => v.push("calico"),
             "install_kubernetes_workers" => {
                 v.extend(install_kubernetes_workers::COMPONENTS.iter().copied())
             }
@@ -206,6 +210,7 @@ pub fn pipeline() -> Vec<Arc<dyn Step>> {
         Arc::new(install_containerd::InstallContainerd),
         Arc::new(install_cni::InstallCni),
         Arc::new(install_kubernetes_workers::InstallKubernetesWorkers),
+        Arc::new(install_addons::InstallAddons),
     ]
 }
 

@@ -811,7 +811,7 @@ pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Resul
 }
 
 /// One row of `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeStatus {
     pub node: String,
     pub role: String,
@@ -819,6 +819,44 @@ pub struct NodeStatus {
     pub cluster_ip: String,
     pub hypervisor_ip: String,
     pub ssh: String,
+    /// (unit, "enabled active" as systemctl says) for the role's units, when SSH answered.
+    pub units: Vec<(String, String, String)>,
+    /// Node readiness from the API ("Ready", "NotReady", "absent"), when the API answered.
+    pub ready: Option<String>,
+}
+
+/// The units of a role, for `status`.
+pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
+    match role {
+        crate::spec::Role::Controller => &[
+            "etcd.service",
+            "kube-apiserver.service",
+            "kube-controller-manager.service",
+            "kube-scheduler.service",
+        ],
+        crate::spec::Role::Worker => &[
+            "containerd.service",
+            "kubelet.service",
+            "kube-proxy.service",
+        ],
+    }
+}
+
+fn unit_states(h: &dyn crate::host::Host, units: &[&str]) -> Vec<(String, String, String)> {
+    let Ok(o) = h.run(&crate::host::Cmd::script(crate::host::UNITS_SCRIPT, units)) else {
+        return Vec::new();
+    };
+    o.stdout_text()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+            ))
+        })
+        .collect()
 }
 
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result<Vec<NodeStatus>> {
@@ -836,6 +874,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                     VmState::Other(s) => s.to_lowercase(),
                 },
             };
+            let mut units = Vec::new();
             let ssh = if !probe_ssh || vm != "running" {
                 "-".into()
             } else if crate::host::pins::pinned(cluster, &n.name)
@@ -845,9 +884,11 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
             {
                 "NO PINNED KEY".into()
             } else {
-                match connect(cluster, n, Duration::from_secs(3))
-                    .and_then(|h| verify(cluster, n, &h))
-                {
+                match connect(cluster, n, Duration::from_secs(3)).and_then(|h| {
+                    verify(cluster, n, &h)?;
+                    units = unit_states(&h, role_units(n.role));
+                    Ok(())
+                }) {
                     Ok(()) => "ok".into(),
                     Err(e) if is_key_mismatch(&e) => "WRONG HOST KEY".into(),
                     Err(_) => "no answer".into(),
@@ -860,6 +901,8 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                 cluster_ip: n.cluster_ip.to_string(),
                 hypervisor_ip: n.hypervisor_ip.to_string(),
                 ssh,
+                units,
+                ready: None,
             })
         })
         .collect()

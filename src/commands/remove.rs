@@ -1,0 +1,106 @@
+//! `kubicluster remove NODE`: take a worker out of the cluster — drained and deleted through
+//! the API where one answers (said plainly where none does), its VM and disk destroyed, its
+//! certificate, key and kubeconfig removed, and the node dropped from the cluster `up`
+//! remembered. The other nodes' routes (bridge mode) follow on the next `up`/`create-workers`.
+//! Controllers are not removed this way: etcd membership changes go through create-controllers.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Ctx, reexec_in_lab};
+use crate::cli::RemoveArgs;
+use crate::error::Failure;
+use crate::spec::{Role, Source};
+use crate::vms;
+
+pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
+    let (cluster, source) = ctx.cluster(&args.spec)?;
+    let Some(node) = cluster.node(&args.node).cloned() else {
+        return Err(Failure::bad_input(format!(
+            "{} is not a node of cluster {}",
+            args.node, cluster.name
+        ))
+        .hint("`kubicluster status` lists the nodes")
+        .into());
+    };
+    if node.role == Role::Controller {
+        return Err(Failure::bad_input(format!("{} is a controller", node.name))
+            .hint("take it out of the cluster file and run `kubicluster create-controllers` (its etcd member is removed), then `kubicluster destroy NODE`")
+            .into());
+    }
+    if reexec_in_lab(&cluster, &["remove", &node.name])? {
+        return Ok(());
+    }
+    let _lock = super::vms::lock(&cluster)?;
+    // 1. The API: drain, then delete the Node object.
+    let kc = std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig")).ok();
+    let api = kc
+        .as_deref()
+        .map(|k| crate::kubeapi::Client::from_kubeconfig(k, None))
+        .transpose()?;
+    match api.as_ref().map(|c| (c, c.ready())) {
+        Some((c, Ok(()))) => {
+            let evicted = c.drain(&node.name, Duration::from_secs(120))?;
+            c.delete(&format!("/api/v1/nodes/{}", node.name))?;
+            ctx.printer.status(&format!(
+                "remove: {} drained ({evicted} pod(s) evicted) and deleted from the API",
+                node.name
+            ));
+        }
+        Some((_, Err(e))) => ctx.printer.status(&format!(
+            "remove: the API server does not answer ({e:#}): {} was NOT drained and its Node object is left",
+            node.name
+        )),
+        None => ctx
+            .printer
+            .status("remove: no admin kubeconfig: nothing to drain through the API"),
+    }
+    // 2. The VM and its disk.
+    let hv = super::connect(&cluster)?;
+    let removed = vms::destroy(&cluster, &hv, std::slice::from_ref(&node.name))?;
+    ctx.printer.status(&format!(
+        "remove: VM {}",
+        if removed.is_empty() {
+            "already absent".to_string()
+        } else {
+            format!("{} destroyed", removed.join(", "))
+        }
+    ));
+    // 3. Its credentials.
+    let mut gone = Vec::new();
+    for f in [
+        format!("{}.pem", node.name),
+        format!("{}-key.pem", node.name),
+        format!("{}.kubeconfig", node.name),
+    ] {
+        let p = cluster.certs_dir().join(&f);
+        if p.exists() {
+            std::fs::remove_file(&p)?;
+            gone.push(f);
+        }
+    }
+    ctx.printer.status(&format!(
+        "remove: credentials removed: {}",
+        if gone.is_empty() {
+            "none left".into()
+        } else {
+            gone.join(", ")
+        }
+    ));
+    // 4. The cluster as `up` remembered it.
+    let mut left = cluster.clone();
+    left.nodes.retain(|n| n.name != node.name);
+    left.file.spec.nodes.retain(|n| n.name != node.name);
+    crate::spec::remember(&left)?;
+    let next = match source {
+        Source::File(p) => format!(
+            "delete {} from {} and run `kubicluster up` so the other nodes drop its route",
+            node.name,
+            p.display()
+        ),
+        _ => "run `kubicluster up` (or create-workers) so the other nodes drop its route".into(),
+    };
+    ctx.printer.status(&format!("remove: done; {next}"));
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! `kubicluster test`: KTHW's smoke checks (lab 12) through the API as the admin, each printed
+//! as PASS/FAIL/SKIP with its reason: the API is ready; every worker is Ready; a pod runs under
+//! runc, and one under kata where a worker can run it; a pod resolves the `kubernetes` service
+//! through CoreDNS; a NodePort answers from the hypervisor; a Secret is stored encrypted in
+//! etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
+//! Objects it creates live in the namespace `kubicluster-smoke`, deleted at the end.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::{Ctx, reexec_in_lab};
+use crate::cli::SmokeArgs;
+use crate::error::Failure;
+use crate::host::Host;
+use crate::kubeapi::Client;
+use crate::spec::Cluster;
+
+const NS: &str = "kubicluster-smoke";
+pub const DEFAULT_IMAGE: &str = "docker.io/library/busybox:1.36";
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+/// Is an etcd value of a Secret encrypted by the API server (and with which provider)?
+pub fn encrypted_prefix(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&value[..value.len().min(64)]).into_owned();
+    let rest = text.strip_prefix("k8s:enc:")?;
+    let mut parts = rest.split(':');
+    let provider = parts.next()?.to_string();
+    let version = parts.next()?;
+    Some(format!("k8s:enc:{provider}:{version}"))
+}
+
+fn wait_pod(c: &Client, name: &str, want: &[&str], timeout: Duration) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        let (s, body) = c.get(&format!("/api/v1/namespaces/{NS}/pods/{name}"))?;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let phase = v["status"]["phase"].as_str().unwrap_or("").to_string();
+        if s == 200 && want.contains(&phase.as_str()) {
+            return Ok(phase);
+        }
+        if phase == "Failed" {
+            bail!("pod {name} failed");
+        }
+        if start.elapsed() > timeout {
+            let why = v["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find_map(|c| c["message"].as_str()))
+                .unwrap_or("no condition message");
+            bail!(
+                "pod {name} is {} after {} s: {why}",
+                if phase.is_empty() {
+                    "not created"
+                } else {
+                    &phase
+                },
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn pod(name: &str, image: &str, runtime: &str, command: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+        "spec": {
+            "runtimeClassName": runtime,
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": image, "command": ["sh", "-c", command]}]
+        }
+    })
+}
+
+fn checks(
+    c: &Client,
+    cluster: &Cluster,
+    image: &str,
+    out: &mut Vec<(String, Outcome)>,
+) -> Result<()> {
+    // Nodes.
+    let (_, body) = c.get("/api/v1/nodes")?;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let ready = |name: &str| {
+        items.iter().any(|n| {
+            n["metadata"]["name"] == name
+                && n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        })
+    };
+    let not_ready: Vec<String> = cluster
+        .workers()
+        .filter(|w| !ready(&w.name))
+        .map(|w| w.name.clone())
+        .collect();
+    out.push((
+        "every worker is Ready".into(),
+        if not_ready.is_empty() {
+            Outcome::Pass(format!("{} worker(s)", cluster.workers().count()))
+        } else {
+            Outcome::Fail(format!("not Ready: {}", not_ready.join(", ")))
+        },
+    ));
+    c.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))?;
+    // runc
+    c.apply(&pod("runc", image, "runc", "sleep 3600"))?;
+    out.push((
+        "a pod runs under runc".into(),
+        match wait_pod(c, "runc", &["Running"], Duration::from_secs(180)) {
+            Ok(_) => Outcome::Pass("Running".into()),
+            Err(e) => Outcome::Fail(format!("{e:#}")),
+        },
+    ));
+    // kata, where a worker carries the label
+    let kata_nodes = items
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["kubicluster.io/kata"] == "true")
+        .count();
+    out.push((
+        "a pod runs under kata".into(),
+        if kata_nodes == 0 {
+            Outcome::Skip("no worker can run kata (see create-workers' report)".into())
+        } else {
+            c.apply(&pod("kata", image, "kata", "uname -r; sleep 3600"))?;
+            match wait_pod(c, "kata", &["Running"], Duration::from_secs(240)) {
+                Ok(_) => Outcome::Pass(format!("Running ({kata_nodes} kata worker(s))")),
+                Err(e) => Outcome::Fail(format!("{e:#}")),
+            }
+        },
+    ));
+    // DNS
+    let fqdn = format!(
+        "kubernetes.default.svc.{}",
+        cluster.kubernetes.cluster_domain
+    );
+    c.apply(&pod("dns", image, "runc", &format!("nslookup {fqdn}")))?;
+    out.push((
+        format!("{fqdn} resolves through CoreDNS"),
+        match wait_pod(c, "dns", &["Succeeded"], Duration::from_secs(180)) {
+            Ok(_) => Outcome::Pass(format!(
+                "nslookup answered ({})",
+                cluster.kubernetes.service_ip()
+            )),
+            Err(e) => Outcome::Fail(format!("{e:#}")),
+        },
+    ));
+    // NodePort
+    c.apply(&pod(
+        "web",
+        image,
+        "runc",
+        "mkdir -p /www && echo kubicluster-smoke > /www/index.html && httpd -f -p 8080 -h /www",
+    ))?;
+    c.apply(&json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))?;
+    let nodeport = wait_pod(c, "web", &["Running"], Duration::from_secs(180)).and_then(|_| {
+        let (_, body) = c.get(&format!("/api/v1/namespaces/{NS}/services/web"))?;
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        let port = v["spec"]["ports"][0]["nodePort"]
+            .as_u64()
+            .context("no nodePort")?;
+        let w = cluster.workers().next().context("no worker")?;
+        let url = format!("http://{}:{port}/", w.cluster_ip);
+        let mut r = ureq::get(&url)
+            .config()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let text = r.body_mut().read_to_string()?;
+        anyhow::ensure!(
+            text.contains("kubicluster-smoke"),
+            "{url} answered {text:?}"
+        );
+        Ok(url)
+    });
+    out.push((
+        "a NodePort answers".into(),
+        match nodeport {
+            Ok(url) => Outcome::Pass(url),
+            Err(e) => Outcome::Fail(format!("{e:#}")),
+        },
+    ));
+    // A Secret, encrypted at rest.
+    c.apply(&json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "kubicluster-smoke", "namespace": NS},
+        "stringData": {"k": "kubicluster"}
+    }))?;
+    out.push((
+        "a Secret is stored encrypted in etcd".into(),
+        secret_check(cluster),
+    ));
+    Ok(())
+}
+
+fn secret_check(cluster: &Cluster) -> Outcome {
+    let Some(ctrl) = cluster.controllers().next() else {
+        return Outcome::Skip("no controller".into());
+    };
+    let r = (|| -> Result<Outcome> {
+        let target = crate::host::pins::ssh_target(cluster, ctrl, Duration::from_secs(10))?;
+        let h = crate::host::ssh::SshHost::connect(target)?;
+        let mut cmd = crate::steps::install_etcd::etcdctl(
+            &crate::steps::bin_dir_for(cluster, "etcd"),
+            "https://127.0.0.1:2379",
+        );
+        cmd = cmd
+            .arg("get")
+            .arg(format!("/registry/secrets/{NS}/kubicluster-smoke"))
+            .arg("--print-value-only");
+        let o = h.run(&cmd)?;
+        if !o.ok() {
+            bail!("etcdctl get on {}: {}", ctrl.name, o.tail(3));
+        }
+        Ok(match encrypted_prefix(&o.stdout) {
+            Some(p) => Outcome::Pass(format!("value starts with {p}")),
+            None => Outcome::Fail(format!(
+                "the value in etcd is not encrypted (starts with {:?})",
+                String::from_utf8_lossy(&o.stdout[..o.stdout.len().min(20)])
+            )),
+        })
+    })();
+    r.unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")))
+}
+
+pub fn run(ctx: &mut Ctx, args: &SmokeArgs) -> Result<()> {
+    let (cluster, _) = ctx.cluster(&args.spec)?;
+    if reexec_in_lab(&cluster, &["test"])? {
+        return Ok(());
+    }
+    let results = smoke(
+        &cluster,
+        &args.pod_image,
+        Duration::from_secs(args.wait_seconds),
+    )?;
+    report(ctx, &results)
+}
+
+/// Run every check; the first (the API) gates the rest.
+pub fn smoke(cluster: &Cluster, image: &str, wait: Duration) -> Result<Vec<(String, Outcome)>> {
+    let kc =
+        std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig")).map_err(|e| {
+            Failure::bad_input(format!("no admin kubeconfig ({e})"))
+                .hint("run `kubicluster cnc` first")
+        })?;
+    let c = Client::from_kubeconfig(&kc, None)?;
+    let mut out = Vec::new();
+    match c.wait_ready(wait) {
+        Ok(()) => out.push((
+            "the API server is ready".into(),
+            Outcome::Pass(c.server.clone()),
+        )),
+        Err(e) => {
+            out.push((
+                "the API server is ready".into(),
+                Outcome::Fail(format!("{e:#}")),
+            ));
+            for name in [
+                "every worker is Ready",
+                "a pod runs under runc",
+                "a pod runs under kata",
+                "the kubernetes service resolves through CoreDNS",
+                "a NodePort answers",
+                "a Secret is stored encrypted in etcd",
+            ] {
+                out.push((name.into(), Outcome::Skip("needs the API server".into())));
+            }
+            return Ok(out);
+        }
+    }
+    if let Err(e) = checks(&c, cluster, image, &mut out) {
+        out.push((
+            "the smoke checks ran to the end".into(),
+            Outcome::Fail(format!("{e:#}")),
+        ));
+    }
+    let _ = c.delete(&format!("/api/v1/namespaces/{NS}"));
+    Ok(out)
+}
+
+pub fn report(ctx: &mut Ctx, results: &[(String, Outcome)]) -> Result<()> {
+    let mut failed = 0;
+    for (name, o) in results {
+        let line = match o {
+            Outcome::Pass(why) => format!("PASS  {name}: {why}"),
+            Outcome::Fail(why) => {
+                failed += 1;
+                format!("FAIL  {name}: {why}")
+            }
+            Outcome::Skip(why) => format!("SKIP  {name}: {why}"),
+        };
+        ctx.printer.status(&line);
+    }
+    if failed > 0 {
+        return Err(Failure::new(format!("test: {failed} check(s) failed"))
+            .hint("see each FAIL line; `kubicluster status` shows units and node readiness")
+            .into());
+    }
+    ctx.printer.status("test: every check passed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn etcd_values_of_encrypted_secrets_are_recognised() {
+        assert_eq!(
+            super::encrypted_prefix(b"k8s:enc:secretbox:v1:key1:\x00\x01garbage").as_deref(),
+            Some("k8s:enc:secretbox:v1")
+        );
+        assert_eq!(
+            super::encrypted_prefix(b"k8s\x00\x0a\x0dv1\x12\x06Secret"),
+            None
+        );
+    }
+}

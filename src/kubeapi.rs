@@ -1,0 +1,372 @@
+//! A small Kubernetes API client for what kubicluster itself must do through the API (no
+//! kubectl): wait for `/readyz`, server-side apply of manifests (RBAC, RuntimeClasses,
+//! CoreDNS, calico), read objects (nodes), delete a Node. It authenticates with a kubeconfig's
+//! embedded client certificate (the admin one) and trusts only that kubeconfig's CA.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
+
+use crate::pki::kubeconfig::Kubeconfig;
+
+pub struct Client {
+    agent: ureq::Agent,
+    pub server: String,
+}
+
+fn pem_items(pem: &[u8]) -> Result<Vec<PemItem<'static>>> {
+    ureq::tls::parse_pem(pem)
+        .map(|i| i.map_err(|e| anyhow!("PEM: {e}")))
+        .collect()
+}
+
+impl Client {
+    /// From a kubeconfig's text; `server` overrides its server URL.
+    pub fn from_kubeconfig(text: &str, server: Option<&str>) -> Result<Client> {
+        let kc = Kubeconfig::from_yaml(text).map_err(|e| anyhow!("kubeconfig: {e}"))?;
+        let cluster = kc.clusters.first().context("kubeconfig has no cluster")?;
+        let user = kc.users.first().context("kubeconfig has no user")?;
+        let b64 = |s: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .context("kubeconfig: bad base64")
+        };
+        let roots: Vec<_> = pem_items(&b64(&cluster.cluster.certificate_authority_data)?)?
+            .into_iter()
+            .filter_map(|i| match i {
+                PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let certs: Vec<_> = pem_items(&b64(&user.user.client_certificate_data)?)?
+            .into_iter()
+            .filter_map(|i| match i {
+                PemItem::Certificate(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let key = pem_items(&b64(&user.user.client_key_data)?)?
+            .into_iter()
+            .find_map(|i| match i {
+                PemItem::PrivateKey(k) => Some(k),
+                _ => None,
+            })
+            .context("kubeconfig: no client key")?;
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(&roots))
+            .client_cert(Some(ClientCert::new_with_certs(&certs, key)))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            server: server
+                .unwrap_or(&cluster.cluster.server)
+                .trim_end_matches('/')
+                .to_string(),
+        })
+    }
+
+    /// (status, body) of a GET.
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        let url = format!("{}{path}", self.server);
+        let mut r = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    /// A GET that gives up after `timeout` (status checks must not hang on a dead server).
+    pub fn get_with_timeout(&self, path: &str, timeout: Duration) -> Result<(u16, String)> {
+        let url = format!("{}{path}", self.server);
+        let mut r = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    /// Is the API server ready (`/readyz` answers 200)?
+    pub fn ready(&self) -> Result<()> {
+        match self.get("/readyz")? {
+            (200, _) => Ok(()),
+            (s, body) => bail!("/readyz answered {s}: {}", body.trim()),
+        }
+    }
+
+    /// Wait up to `timeout` for `/readyz`.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            match self.ready() {
+                Ok(()) => return Ok(()),
+                Err(e) if start.elapsed() >= timeout => {
+                    return Err(e.context(format!(
+                        "the API server at {} is not ready after {} s",
+                        self.server,
+                        timeout.as_secs()
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(2)),
+            }
+        }
+    }
+
+    /// Server-side apply of one object (field manager `kubicluster`, conflicts forced).
+    pub fn apply(&self, obj: &serde_json::Value) -> Result<()> {
+        let path = object_path(obj)?;
+        let url = format!("{}{path}?fieldManager=kubicluster&force=true", self.server);
+        let body = serde_json::to_vec(obj)?;
+        let mut r = self
+            .agent
+            .patch(&url)
+            .header("Content-Type", "application/apply-patch+yaml")
+            .send(&body[..])
+            .with_context(|| format!("PATCH {url}"))?;
+        let status = r.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            bail!("apply {path}: HTTP {status}: {}", message(&text));
+        }
+        Ok(())
+    }
+
+    /// POST or PATCH (merge patch) a JSON body; (status, body).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, String)> {
+        let url = format!("{}{path}", self.server);
+        let data = serde_json::to_vec(body)?;
+        let req = match method {
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json"),
+            _ => self
+                .agent
+                .patch(&url)
+                .header("Content-Type", "application/merge-patch+json"),
+        };
+        let mut r = req
+            .send(&data[..])
+            .with_context(|| format!("{method} {url}"))?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    /// Drain `node` the way `kubectl drain` does: cordon, evict every pod that is not a
+    /// DaemonSet's or a mirror pod, wait (up to `timeout`) until they are gone. Returns how many
+    /// pods were evicted.
+    pub fn drain(&self, node: &str, timeout: Duration) -> Result<usize> {
+        let (s, b) = self.send(
+            "PATCH",
+            &format!("/api/v1/nodes/{node}"),
+            &serde_json::json!({"spec": {"unschedulable": true}}),
+        )?;
+        if s == 404 {
+            return Ok(0);
+        }
+        anyhow::ensure!(
+            (200..300).contains(&s),
+            "cordon {node}: HTTP {s}: {}",
+            message(&b)
+        );
+        let list = format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{node}");
+        let evictable = |body: &str| -> Vec<(String, String)> {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    let daemon = p["metadata"]["ownerReferences"]
+                        .as_array()
+                        .is_some_and(|o| o.iter().any(|r| r["kind"] == "DaemonSet"));
+                    let mirror =
+                        p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
+                    !daemon && !mirror
+                })
+                .filter_map(|p| {
+                    Some((
+                        p["metadata"]["namespace"].as_str()?.to_string(),
+                        p["metadata"]["name"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        };
+        let (_, body) = self.get(&list)?;
+        let pods = evictable(&body);
+        for (ns, name) in &pods {
+            let (s, b) = self.send(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"),
+                &serde_json::json!({
+                    "apiVersion": "policy/v1", "kind": "Eviction",
+                    "metadata": {"name": name, "namespace": ns}
+                }),
+            )?;
+            anyhow::ensure!(
+                (200..300).contains(&s) || s == 404,
+                "evict {ns}/{name}: HTTP {s}: {}",
+                message(&b)
+            );
+        }
+        let start = Instant::now();
+        while !pods.is_empty() {
+            let (_, body) = self.get(&list)?;
+            if evictable(&body).is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < timeout,
+                "pods on {node} are still terminating after {} s",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        Ok(pods.len())
+    }
+
+    /// DELETE; an object already gone is fine.
+    pub fn delete(&self, path: &str) -> Result<()> {
+        let url = format!("{}{path}", self.server);
+        let mut r = self
+            .agent
+            .delete(&url)
+            .call()
+            .with_context(|| format!("DELETE {url}"))?;
+        let status = r.status().as_u16();
+        if status != 404 && !(200..300).contains(&status) {
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            bail!("delete {path}: HTTP {status}: {}", message(&text));
+        }
+        Ok(())
+    }
+}
+
+/// A Status object's message, or the text.
+fn message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.trim().chars().take(300).collect())
+}
+
+/// Kinds that are not namespaced (of those kubicluster applies, and the common ones).
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "RuntimeClass",
+    "PriorityClass",
+    "StorageClass",
+    "PersistentVolume",
+    "APIService",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "IPPool",
+    "FelixConfiguration",
+    "BGPConfiguration",
+    "ClusterInformation",
+];
+
+/// `Deployment` → `deployments`, `NetworkPolicy` → `networkpolicies`.
+pub fn plural(kind: &str) -> String {
+    let k = kind.to_lowercase();
+    if k == "endpoints" {
+        k
+    } else if let Some(stem) = k.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if k.ends_with('s') {
+        format!("{k}es")
+    } else {
+        format!("{k}s")
+    }
+}
+
+/// The REST path of an object: `/apis/apps/v1/namespaces/kube-system/deployments/coredns`.
+pub fn object_path(obj: &serde_json::Value) -> Result<String> {
+    let api = obj["apiVersion"]
+        .as_str()
+        .context("object without apiVersion")?;
+    let kind = obj["kind"].as_str().context("object without kind")?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .context("object without metadata.name")?;
+    let base = if api.contains('/') {
+        format!("/apis/{api}")
+    } else {
+        format!("/api/{api}")
+    };
+    let ns = if CLUSTER_SCOPED.contains(&kind) {
+        String::new()
+    } else {
+        format!(
+            "/namespaces/{}",
+            obj["metadata"]["namespace"].as_str().unwrap_or("default")
+        )
+    };
+    Ok(format!("{base}{ns}/{}/{name}", plural(kind)))
+}
+
+/// Split a multi-document YAML text into JSON objects (empty documents skipped; `List`s
+/// flattened).
+pub fn documents(text: &str) -> Result<Vec<serde_json::Value>> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v = serde_json::Value::deserialize(doc).context("YAML document")?;
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "List" {
+            out.extend(v["items"].as_array().cloned().unwrap_or_default());
+        } else {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_objects() {
+        let docs = documents(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: coredns, namespace: kube-system}\n---\n# empty\n---\napiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: runc}\nhandler: runc\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: x, namespace: kube-system}\n",
+        )
+        .unwrap();
+        let paths: Vec<String> = docs.iter().map(|d| object_path(d).unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/namespaces/kube-system/serviceaccounts/coredns",
+                "/apis/node.k8s.io/v1/runtimeclasses/runc",
+                "/apis/policy/v1/namespaces/kube-system/poddisruptionbudgets/x",
+            ]
+        );
+        assert_eq!(plural("NetworkPolicy"), "networkpolicies");
+        assert_eq!(plural("Ingress"), "ingresses");
+    }
+}

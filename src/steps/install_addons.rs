@@ -1,0 +1,150 @@
+//! `install_addons` — what the cluster needs through the API once an API server answers: the
+//! apiserver→kubelet RBAC (KTHW lab 08), RuntimeClasses `runc` and `kata`, CoreDNS at the
+//! cluster DNS address (the original had none), and with `networks.cni: calico` calico's
+//! version-pinned manifest with the pod CIDR and the cluster network's interface filled in.
+//!
+//! The manifests are written to `/etc/kubernetes/addons/` on the first controller (so `render`,
+//! `plan` and the node show exactly what is applied); after that, the hypervisor applies them
+//! with server-side apply as the cluster admin (no kubectl). Where the API server cannot run
+//! (no kube-apiserver binary), the step says the objects were not applied.
+
+use anyhow::{Context, Result};
+
+use crate::artifacts::Provided;
+use crate::engine::{Blob, Cx, Desired, Step};
+use crate::render;
+use crate::spec::{Cluster, Cni, Node};
+
+pub struct InstallAddons;
+
+pub const DIR: &str = "/etc/kubernetes/addons";
+pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
+
+/// Fill calico's manifest: the IPv4 pool = the pod CIDR (upstream leaves it commented out and
+/// defaults to 192.168.0.0/16), and the node address taken from the cluster network (the VMs
+/// have two NICs).
+pub fn patch_calico(text: &str, cluster: &Cluster) -> Result<String> {
+    let pool =
+        "            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+    anyhow::ensure!(
+        text.contains(pool),
+        "the calico manifest has no CALICO_IPV4POOL_CIDR block to fill (not calico.yaml of a 3.2x/3.3x release?)"
+    );
+    let auto = "            - name: IP\n              value: \"autodetect\"\n";
+    anyhow::ensure!(
+        text.contains(auto),
+        "the calico manifest has no IP=autodetect setting to extend"
+    );
+    Ok(text
+        .replace(
+            pool,
+            &format!(
+                "            - name: CALICO_IPV4POOL_CIDR\n              value: \"{}\"\n",
+                cluster.kubernetes.pod_cidr
+            ),
+        )
+        .replace(
+            auto,
+            &format!(
+                "{auto}            - name: IP_AUTODETECTION_METHOD\n              value: \"cidr={}\"\n",
+                cluster.networks.cluster
+            ),
+        ))
+}
+
+/// (file name, manifest) of every addon, in apply order.
+pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
+    let c = &cx.cluster;
+    let mut out = vec![
+        (
+            "10-apiserver-to-kubelet.yaml".to_string(),
+            render::render(
+                "controller/kube-apiserver-to-kubelet.yaml.j2",
+                &serde_json::json!({ "user": "kube-apiserver-kubelet-client" }),
+            )?,
+        ),
+        (
+            "20-runtimeclasses.yaml".to_string(),
+            render::render("addons/runtimeclasses.yaml.j2", &())?,
+        ),
+    ];
+    if c.cni == Cni::Calico
+        && let Some(Provided::Files { files, .. }) = cx.inputs.artifact("calico")
+        && let Some(f) = files.first()
+    {
+        let text =
+            String::from_utf8(f.blob.data.to_vec()).context("calico manifest is not UTF-8")?;
+        out.push(("30-calico.yaml".into(), patch_calico(&text, c)?));
+    }
+    out.push((
+        "40-coredns.yaml".to_string(),
+        render::render(
+            "addons/coredns.yaml.j2",
+            &serde_json::json!({
+                "cluster_domain": c.kubernetes.cluster_domain,
+                "cluster_dns": c.kubernetes.cluster_dns.to_string(),
+                "image": COREDNS_IMAGE,
+                "replicas": if c.workers().count() > 1 { 2 } else { 1 },
+            }),
+        )?,
+    ));
+    Ok(out)
+}
+
+/// Why the addons cannot be applied in this run, if they cannot.
+fn not_applicable(cx: &Cx) -> Option<String> {
+    if let Some(why) = super::missing_binary(cx, "kube-apiserver") {
+        return Some(format!("kube-apiserver is not started ({why})"));
+    }
+    if cx.cluster.workers().next().is_none() {
+        return Some("the cluster has no workers".into());
+    }
+    None
+}
+
+impl Step for InstallAddons {
+    fn name(&self) -> &'static str {
+        "install_addons"
+    }
+
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.controllers().take(1).collect()
+    }
+
+    fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
+        let mut want = Desired::default();
+        want.dir("/etc/kubernetes", 0o755).dir(DIR, 0o755);
+        for (name, text) in manifests(cx)? {
+            want.file(&format!("{DIR}/{name}"), Blob::new(text), 0o644, &[]);
+        }
+        if cx.cluster.cni == Cni::Calico
+            && let Some(Provided::Missing { reason, .. }) = cx.inputs.artifact("calico")
+        {
+            want.note("calico", format!("manifest not available: {reason}"));
+        }
+        if let Some(why) = not_applicable(cx) {
+            want.note("addons", format!("not applied through the API: {why}"));
+        }
+        Ok(want)
+    }
+
+    /// Apply every manifest through the API (server-side apply), once the API server is ready.
+    fn verify(&self, cx: &Cx, _node: &Node) -> Result<()> {
+        if not_applicable(cx).is_some() {
+            return Ok(());
+        }
+        let admin = cx.inputs.pki("admin.kubeconfig")?;
+        let client =
+            crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), None)?;
+        client.wait_ready(std::time::Duration::from_secs(180))?;
+        for (name, text) in manifests(cx)? {
+            for obj in crate::kubeapi::documents(&text)? {
+                client
+                    .apply(&obj)
+                    .with_context(|| format!("applying {name}"))?;
+            }
+        }
+        tracing::info!(server = %client.server, "addons applied");
+        Ok(())
+    }
+}

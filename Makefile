@@ -14,9 +14,10 @@ BENCH_PKGS := golang-cfssl
 LAB_PKGS := qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients \
 	dnsmasq-base iptables mmdebstrap fdisk extlinux syslinux-common e2fsprogs
 # make up: the embedded default cluster (1 controller, 2 workers) with small VMs, in a lab.
-# Node components from Debian packages (the lab VMs have no route out); the Kubernetes binaries
+# Node components from Debian packages (the lab VMs have no route out), the bridge pod network
+# (calico needs images from a registry); the Kubernetes binaries
 # cannot be had here, so their units and configs are installed but not started.
-UP_FLAGS ?= --lab --memory-mib 1536 --artifacts deb
+UP_FLAGS ?= --lab --memory-mib 1536 --artifacts deb --cni bridge
 UP_ONLY_FLAGS ?= --allow-missing-binaries
 
 .PHONY: up down status test deps test-deps lab-deps bench-deps build lint bench clean
@@ -76,6 +77,7 @@ bench: bench-deps
 	bench/cnc.sh
 	bench/create-vms.sh
 	bench/converge.sh
+	bench/up.sh
 
 clean:
 	$(CARGO) clean

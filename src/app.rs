@@ -10,9 +10,120 @@ use crate::commands::{self, Ctx};
 use crate::error::{self, EXIT_BAD_INPUT};
 use crate::ui::Printer;
 
+/// Why a command line was not accepted.
+pub enum ParseFailure {
+    /// clap's own report (also `--help` and `--version`, which are not errors).
+    Clap(clap::Error),
+    /// A message that names what the user typed (an original flag, an environment variable).
+    Input { message: String, hint: String },
+}
+
 /// Parse `args` (including the program name) after legacy translation.
-pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    Cli::try_parse_from(crate::legacy::translate(args))
+pub fn parse(args: Vec<OsString>) -> Result<Cli, ParseFailure> {
+    parse_env(args, &|k| std::env::var(k).ok())
+}
+
+pub fn parse_env(
+    args: Vec<OsString>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Cli, ParseFailure> {
+    let typed: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (translated, record) = crate::legacy::translate_recorded(args);
+    Cli::try_parse_from(translated).map_err(|e| explain(e, &typed, &record, env))
+}
+
+/// Subcommands (by name) that take `--long`.
+fn commands_taking(long: &str) -> Vec<String> {
+    let name = long.trim_start_matches("--");
+    Cli::command()
+        .get_subcommands()
+        .filter(|c| {
+            c.get_arguments().any(|a| {
+                a.get_long() == Some(name)
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+            })
+        })
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
+fn explain(
+    e: clap::Error,
+    typed: &[String],
+    record: &[crate::legacy::Translation],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> ParseFailure {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => return ParseFailure::Clap(e),
+    };
+    let flag = arg.split([' ', '=']).next().unwrap_or(&arg).to_string();
+    let sub = typed.get(1).cloned().unwrap_or_default();
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let Some(t) = record.iter().find(|t| t.long == flag) else {
+                return ParseFailure::Clap(e);
+            };
+            let long = flag.trim_start_matches("--");
+            if let Some((_, why)) = crate::legacy::UNSUPPORTED.iter().find(|(l, _)| *l == long) {
+                return ParseFailure::Input {
+                    message: format!(
+                        "{} (an option of the original kubicluster) is not supported",
+                        t.original
+                    ),
+                    hint: format!("{why}; drop it from the command line"),
+                };
+            }
+            let takers = commands_taking(&flag);
+            ParseFailure::Input {
+                message: format!(
+                    "{} ({flag}) is not an option of `kubicluster {sub}`",
+                    t.original
+                ),
+                hint: if takers.is_empty() {
+                    "see `kubicluster --help`".into()
+                } else {
+                    format!("it belongs to: {}", takers.join(", "))
+                },
+            }
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            // A value from an environment variable, not from the command line?
+            let typed_flag = typed
+                .iter()
+                .any(|a| a == &flag || a.starts_with(&format!("{flag}=")))
+                || record.iter().any(|t| t.long == flag);
+            let env_name = Cli::command()
+                .get_subcommands()
+                .find(|c| c.get_name() == sub)
+                .and_then(|c| {
+                    c.get_arguments()
+                        .find(|a| a.get_long() == Some(flag.trim_start_matches("--")))
+                        .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()))
+                });
+            match env_name {
+                Some(var) if !typed_flag => {
+                    let value = env(&var).unwrap_or_default();
+                    let text = e.render().to_string();
+                    let why = text
+                        .lines()
+                        .next()
+                        .and_then(|l| l.rsplit_once("': ").map(|(_, w)| w.to_string()))
+                        .unwrap_or_else(|| "invalid value".into());
+                    ParseFailure::Input {
+                        message: format!("{var}={value}: {why}"),
+                        hint: format!("fix or unset {var} (it stands for {flag})"),
+                    }
+                }
+                _ => ParseFailure::Clap(e),
+            }
+        }
+        _ => ParseFailure::Clap(e),
+    }
 }
 
 /// Run a parsed command line; returns the exit code.
@@ -69,9 +180,13 @@ pub fn main_with(
     printer: &mut Printer,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> u8 {
-    match parse(args) {
+    match parse_env(args, env) {
         Ok(cli) => run(cli, printer, env),
-        Err(e) => {
+        Err(ParseFailure::Input { message, hint }) => {
+            printer.error(&message, Some(&hint));
+            EXIT_BAD_INPUT
+        }
+        Err(ParseFailure::Clap(e)) => {
             let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };
             let text = e.render().to_string();
             if e.use_stderr() {

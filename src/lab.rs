@@ -88,12 +88,21 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 /// The recorded lab, if its daemon is still alive.
 pub fn state(cluster: &Cluster) -> Result<Option<LabState>> {
+    Ok(recorded(cluster)?.filter(|s| pid_alive(s.pid)))
+}
+
+/// The recorded lab, alive or not (a dead daemon leaves its record, namespace and VMs' files).
+pub fn recorded(cluster: &Cluster) -> Result<Option<LabState>> {
     let Some(bytes) = fsutil::read_optional(&state_path(cluster))? else {
         return Ok(None);
     };
-    let s: LabState = serde_yaml_ng::from_slice(&bytes).context("read lab state")?;
-    Ok(Some(s).filter(|s| pid_alive(s.pid)))
+    Ok(Some(
+        serde_yaml_ng::from_slice(&bytes).context("read lab state")?,
+    ))
 }
+
+/// The one line that says what to do when the lab's daemon died.
+pub const DEAD_DAEMON_HINT: &str = "`kubicluster lab up` starts it again and the VMs re-attach with their disks (`lab down` would delete every VM and disk)";
 
 /// Are we inside the lab's network namespace?
 pub fn inside(cluster: &Cluster) -> bool {

@@ -60,8 +60,49 @@ fn looks_like_file(next: Option<&OsString>) -> bool {
             || Path::new(next).is_file())
 }
 
+/// Original flags kubicluster does not take, with why (named in the error instead of clap's
+/// "unexpected argument --template-interface").
+pub const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "template-interface",
+        "the VMs' interfaces are found by MAC address; there is nothing to name",
+    ),
+    (
+        "template-cluster-interface",
+        "the VMs' interfaces are found by MAC address; there is nothing to name",
+    ),
+    ("kubelet-ip", "kubelet's node IP is each worker's clusterIP"),
+    (
+        "registry-node",
+        "registry nodes are not supported; use spec.images for offline images",
+    ),
+    (
+        "nexus-version",
+        "a Nexus registry is not supported; use spec.images for offline images",
+    ),
+];
+
+/// One legacy token and the long flag it became.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translation {
+    pub original: String,
+    pub long: String,
+}
+
 /// Translate legacy tokens; everything else passes through unchanged.
 pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
+    translate_recorded(args).0
+}
+
+/// [`translate`], also saying what became what (for error messages).
+pub fn translate_recorded(args: Vec<OsString>) -> (Vec<OsString>, Vec<Translation>) {
+    let mut record = Vec::new();
+    let mut note = |original: &str, long: &str| {
+        record.push(Translation {
+            original: original.to_string(),
+            long: format!("--{long}"),
+        })
+    };
     let mut out = Vec::with_capacity(args.len());
     let mut it = args.into_iter().peekable();
     if let Some(program) = it.next() {
@@ -86,25 +127,53 @@ pub fn translate(args: Vec<OsString>) -> Vec<OsString> {
         };
         if body == "f" {
             let long = if looks_like_file(it.peek()) {
-                "--file"
+                "file"
             } else {
-                "--force"
+                "force"
             };
-            out.push(long.into());
+            note(&s, long);
+            out.push(format!("--{long}").into());
             continue;
         }
         if let Some((key, value)) = body.split_once('=') {
             if let Some((_, long)) = WITH_VALUE.iter().find(|(k, _)| *k == key) {
+                note(&s, long);
                 out.push(format!("--{long}={value}").into());
                 continue;
             }
+            // `-ndev=true` / `-ndev=false`: a switch written with a value.
+            if let Some((_, long)) = SWITCHES.iter().find(|(k, _)| *k == key) {
+                match value {
+                    "true" | "yes" | "1" => {
+                        note(&s, long);
+                        out.push(format!("--{long}").into());
+                    }
+                    "false" | "no" | "0" => {}
+                    _ => {
+                        note(&s, long);
+                        out.push(format!("--{long}={value}").into());
+                    }
+                }
+                continue;
+            }
         } else if let Some((_, long)) = SPACED.iter().chain(SWITCHES).find(|(k, _)| *k == body) {
+            note(&s, long);
+            out.push(format!("--{long}").into());
+            continue;
+        } else if let Some((_, long)) = WITH_VALUE.iter().find(|(k, _)| *k == body)
+            && it
+                .peek()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('-'))
+        {
+            // `-kv 1.31.0`: the original's `-kv=1.31.0` written with a space.
+            note(&s, long);
             out.push(format!("--{long}").into());
             continue;
         }
         out.push(arg);
     }
-    out
+    (out, record)
 }
 
 #[cfg(test)]
@@ -170,6 +239,18 @@ mod tests {
         );
         assert_eq!(t("cnc -f for_worker_nodes"), "cnc --force for_worker_nodes");
         assert_eq!(t("cnc -f -c a,b,c"), "cnc --force --controller a,b,c");
+    }
+
+    #[test]
+    fn spaced_values_and_switches_with_values() {
+        assert_eq!(
+            t("validate -cl lab -kv 1.31.0"),
+            "validate --name lab --kubernetes-version 1.31.0"
+        );
+        assert_eq!(t("validate -ndev=true"), "validate --cluster-net-dev");
+        assert_eq!(t("validate -ndev=false"), "validate");
+        // -c alone is still a controller.
+        assert_eq!(t("cnc -c a,b,c"), "cnc --controller a,b,c");
     }
 
     #[test]

@@ -8,10 +8,15 @@ fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().collect();
     let cli = match kubicluster::app::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(kubicluster::app::ParseFailure::Clap(e)) => {
             // Prints help/version to stdout, errors to stderr.
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+        Err(kubicluster::app::ParseFailure::Input { message, hint }) => {
+            let mut p = Printer::default();
+            p.error(&message, Some(&hint));
+            return ExitCode::from(2);
         }
     };
     let default = if cli.debug {

@@ -599,3 +599,58 @@ fn create_workers_without_workers_or_with_bad_pod_space_is_refused() {
     );
     assert!(!tmp.path().join("work").exists(), "nothing was created");
 }
+
+/// Messages name what the user typed: the environment variable, or the original's flag (and
+/// the commands that take it), never a long flag they did not write.
+#[test]
+fn errors_name_the_variable_or_original_flag_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(tmp.path())
+        .args(["validate"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBICLUSTER_CPUS", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: KUBICLUSTER_CPUS=abc: "),
+        "{}",
+        stderr(&o)
+    );
+    for (args, want) in [
+        (
+            &["cnc", "-tif=eth0"][..],
+            "-tif=eth0 (an option of the original kubicluster) is not supported",
+        ),
+        (
+            &["cnc", "-r", "reg,1.2.3.4,5.6.7.8"][..],
+            "-r (an option of the original kubicluster) is not supported",
+        ),
+        (
+            &["validate", "-f"][..],
+            "-f (--force) is not an option of `kubicluster validate`",
+        ),
+        (
+            &["create-vms", "-fedr"][..],
+            "belongs to: create-controllers",
+        ),
+    ] {
+        let o = kubicluster(tmp.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("unexpected argument"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // The original's flags written with a space, and a switch written with a value, work.
+    let o = kubicluster(
+        tmp.path(),
+        &["validate", "-cl", "lab", "-kv", "1.31.0", "-ndev=true"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("name: lab") && stdout(&o).contains("version: 1.31.0"));
+}

@@ -367,6 +367,7 @@ fn lab_vms_end_to_end() {
 
     controllers(&lab, &c);
     workers(&lab, &c);
+    daemon_death(&lab, &c);
 
     // destroy, then lab down: nothing left.
     let two = [
@@ -374,7 +375,10 @@ fn lab_vms_end_to_end() {
         ("KUBICLUSTER_WORKERS", WORKERS),
     ];
     let out = lab.ok_env(&["destroy"], &two);
-    assert!(out.contains("removed 4 VM(s)"), "{out}");
+    assert!(
+        out.contains("removed 3 VM(s)"),
+        "kubi-worker-02 was removed before: {out}"
+    );
     assert!(lab.domains().is_empty());
     let pool = c.storage_dir();
     let disks: Vec<_> = std::fs::read_dir(&pool)
@@ -818,6 +822,33 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
         "ctr -n k8s.io tasks kill -s KILL target; sleep 1; ctr -n k8s.io containers rm target",
     );
 
+    // Everything persists across a reboot: identity, modules, sysctls, routes, containerd.
+    ssh(c, "kubi-worker-01", "systemctl reboot");
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let start = std::time::Instant::now();
+    let t = loop {
+        let o = ssh(
+            c,
+            "kubi-worker-01",
+            "hostname; cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables; \
+             systemctl is-active containerd kubicluster-pod-routes; ip -4 route show proto static",
+        );
+        if o.status.success() {
+            break text(&o);
+        }
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "kubi-worker-01 answers SSH again after a reboot: {}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    };
+    assert!(
+        t.starts_with("kubi-worker-01\n1\n1\nactive\nactive\n")
+            && t.contains("10.200.22.0/24 via 192.168.24.22"),
+        "after a reboot: {t}"
+    );
+
     // A second run changes and restarts nothing.
     let out = lab.ok_env(&["create-workers", "--allow-missing-binaries"], &env);
     assert!(
@@ -836,6 +867,47 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
             && t.contains("clusterCIDR: 10.200.0.0/16"),
         "{t}"
     );
+    // Removing a worker: no API answers here (said so), its VM and credentials go; the next
+    // create-workers changes only the routes unit on the nodes left, and restarts only it.
+    let out = lab.ok_env(&["remove", "kubi-worker-02"], &env);
+    assert!(
+        out.contains("does not answer") && out.contains("NOT drained"),
+        "{out}"
+    );
+    assert!(out.contains("kubi-worker-02 destroyed"), "{out}");
+    assert!(!lab.domains().contains(&"kubi-worker-02".to_string()));
+    assert!(!c.certs_dir().join("kubi-worker-02-key.pem").exists());
+    let one = [
+        ("KUBICLUSTER_CNI", "bridge"),
+        ("KUBICLUSTER_IMAGES_DIR", images.to_str().unwrap()),
+        (
+            "KUBICLUSTER_WORKERS",
+            "kubi-worker-01,192.168.24.21,192.168.122.21",
+        ),
+        (
+            "KUBICLUSTER_CONTROLLERS",
+            "kubi-controller-01,192.168.24.11,192.168.122.11",
+        ),
+    ];
+    let out = lab.ok_env(&["create-workers", "-d", "--allow-missing-binaries"], &one);
+    assert!(
+        out.contains("made 6 change(s)") && out.contains(" 2 restart(s)"),
+        "one unit file + daemon-reload + restart on each of 2 nodes: {out}"
+    );
+    assert_eq!(
+        out.matches("restart kubicluster-pod-routes.service")
+            .count(),
+        2,
+        "{out}"
+    );
+    let o = ssh(c, "kubi-controller-01", "ip -4 route show proto static");
+    let t = text(&o);
+    assert!(
+        t.contains("10.200.21.0/24 via 192.168.24.21") && !t.contains("10.200.22.0/24"),
+        "kubi-worker-02's route is gone: {t}"
+    );
+    let env = one;
+
     // The whole cluster is converged: plan has nothing left for any node.
     let json = lab.ok_env(&["plan", "--output", "json"], &env);
     let start = json.find("{\n").expect("json in the plan output");
@@ -880,4 +952,63 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
             .contains(&serde_json::json!(["etcd.service", "enabled", "active"])),
         "{c1}"
     );
+}
+
+/// The lab's libvirtd dies: `lab status` and every command say so and that `lab up` alone
+/// restarts it; after `lab up` the running VMs are re-attached, untouched.
+fn daemon_death(lab: &Lab, c: &spec::Cluster) {
+    let state = kubicluster::lab::recorded(c).unwrap().expect("lab state");
+    let pid = state.pid.to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..50 {
+        if !Path::new("/proc").join(&pid).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = lab.kubicluster(&["lab", "status"], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("DAEMON DEAD")
+            && text(&o).contains("`kubicluster lab up` starts it again"),
+        "{}",
+        text(&o)
+    );
+    let o = lab.kubicluster(&["create-vms"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not running") && text(&o).contains("VMs re-attach"),
+        "{}",
+        text(&o)
+    );
+    let out = lab.ok(&["lab", "up"]);
+    assert!(out.contains("lab started"), "{out}");
+    let one = [
+        (
+            "KUBICLUSTER_WORKERS",
+            "kubi-worker-01,192.168.24.21,192.168.122.21",
+        ),
+        (
+            "KUBICLUSTER_CONTROLLERS",
+            "kubi-controller-01,192.168.24.11,192.168.122.11",
+        ),
+    ];
+    let out = lab.ok_env(&["status"], &one);
+    for n in ["kubi-controller-01", "kubi-worker-01"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n}: {out}"));
+        assert!(
+            row.split_whitespace().nth(2) == Some("running")
+                && row.split_whitespace().nth(5) == Some("ok"),
+            "{n} re-attached and answering: {row}"
+        );
+    }
 }

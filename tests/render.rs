@@ -246,7 +246,7 @@ const WORKER_FILES: &[&str] = &[
     "var/lib/kubelet/kubelet-config.yaml",
     "var/lib/kube-proxy/kube-proxy-config.yaml",
     "etc/cni/net.d/99-loopback.conf",
-    "etc/modules-load.d/kubicluster.conf",
+    "etc/modules-load.d/kubicluster-containers.conf",
     "etc/sysctl.d/90-kubicluster.conf",
 ];
 

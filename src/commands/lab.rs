@@ -34,12 +34,21 @@ pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
                 "no lab to remove"
             });
         }
-        LabAction::Status(_) => match lab::state(&cluster)? {
-            Some(s) => ctx.printer.result(&format!(
+        LabAction::Status(_) => match (lab::state(&cluster)?, lab::recorded(&cluster)?) {
+            (Some(s), _) => ctx.printer.result(&format!(
                 "running: namespace {}, libvirtd pid {}, {}\n",
                 s.netns, s.pid, s.uri
             )),
-            None => ctx.printer.result("not running\n"),
+            (None, Some(dead)) => {
+                ctx.printer.result(&format!(
+                    "DAEMON DEAD: libvirtd pid {} is gone; namespace {} and the VMs' files are kept\n",
+                    dead.pid, dead.netns
+                ));
+                ctx.printer
+                    .status(&format!("lab status: {}", lab::DEAD_DAEMON_HINT));
+                return Err(crate::error::Exit(crate::error::EXIT_UNHEALTHY).into());
+            }
+            (None, None) => ctx.printer.result("not running\n"),
         },
     }
     Ok(())

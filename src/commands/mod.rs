@@ -48,10 +48,23 @@ impl Ctx<'_> {
 pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
     match cluster.hypervisor.mode {
         HypervisorMode::Lab => {
-            let state = sandbox::state(cluster)?.ok_or_else(|| {
-                Failure::new(format!("the lab of cluster {} is not running", cluster.name)).hint("start it with `kubicluster lab up --lab`")
-            })?;
-            Libvirt::connect(&state.uri).map_err(|e| Failure::new(format!("cannot reach the lab libvirtd: {e:#}")).hint("restart it: `kubicluster lab down` then `lab up`").into())
+            let Some(state) = sandbox::state(cluster)? else {
+                return Err(match sandbox::recorded(cluster)? {
+                    Some(dead) => Failure::new(format!(
+                        "the lab libvirtd of cluster {} (pid {}) is not running",
+                        cluster.name, dead.pid
+                    ))
+                    .hint(sandbox::DEAD_DAEMON_HINT),
+                    None => Failure::new(format!("the lab of cluster {} is not running", cluster.name))
+                        .hint("start it with `kubicluster lab up --lab`"),
+                }
+                .into());
+            };
+            Libvirt::connect(&state.uri).map_err(|e| {
+                Failure::new(format!("cannot reach the lab libvirtd: {e:#}"))
+                    .hint(sandbox::DEAD_DAEMON_HINT)
+                    .into()
+            })
         }
         HypervisorMode::Host => Libvirt::connect(&cluster.hypervisor.uri).map_err(|e| {
             Failure::new(format!("cannot reach libvirt at {}: {e:#}", cluster.hypervisor.uri))

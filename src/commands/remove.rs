@@ -1,7 +1,7 @@
 //! `kubicluster remove NODE`: take a worker out of the cluster — drained and deleted through
 //! the API where one answers (said plainly where none does), its VM and disk destroyed, its
 //! certificate, key and kubeconfig removed, and the node dropped from the cluster `up`
-//! remembered. The other nodes' routes (bridge mode) follow on the next `up`/`create-workers`.
+//! remembered (if it remembered one). The other nodes' routes (bridge mode) follow on the next `up`/`create-workers`.
 //! Controllers are not removed this way: etcd membership changes go through create-controllers.
 
 use std::time::Duration;
@@ -92,7 +92,9 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
     let mut left = cluster.clone();
     left.nodes.retain(|n| n.name != node.name);
     left.file.spec.nodes.retain(|n| n.name != node.name);
-    crate::spec::remember(&left)?;
+    if cluster.cluster_dir().join(crate::spec::REMEMBERED).exists() {
+        crate::spec::remember(&left)?;
+    }
     let next = match source {
         Source::File(p) => format!(
             "delete {} from {} and run `kubicluster up` so the other nodes drop its route",

@@ -44,6 +44,12 @@ pub fn create(
     }
     vms::check_addresses_free(cluster, &plan)?;
     let started = vms::apply(cluster, &hv, &plan, hypervisor::kvm_usable())?;
+    for n in vms::write_known_hosts(cluster)? {
+        ctx.printer.status(&format!(
+            "create-vms: the known_hosts line of {n} did not match its pinned key; rewritten from the pin store ({})",
+            cluster.known_hosts().display()
+        ));
+    }
     if started.is_empty() {
         ctx.printer.status("create-vms: nothing to do");
         return Ok(());

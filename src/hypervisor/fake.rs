@@ -42,6 +42,13 @@ impl FakeHypervisor {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// Pause a domain as libvirt would, with `reason`.
+    pub fn pause(&self, name: &str, reason: &str) {
+        if let Some(d) = self.state.lock().unwrap().domains.get_mut(name) {
+            d.state = VmState::Paused(reason.to_string());
+        }
+    }
+
     pub fn clear_calls(&self) {
         self.state.lock().unwrap().calls.clear();
     }
@@ -98,8 +105,22 @@ impl Hypervisor for FakeHypervisor {
             .domains
             .get_mut(name)
             .ok_or_else(|| anyhow!("no domain {name}"))?;
-        if d.state == VmState::Running {
-            bail!("domain {name} is already running");
+        if d.state != VmState::Off {
+            bail!("Requested operation is not valid: domain is already running");
+        }
+        d.state = VmState::Running;
+        Ok(())
+    }
+
+    fn resume_domain(&self, name: &str) -> Result<()> {
+        self.record(format!("resume_domain {name}"));
+        let mut s = self.state.lock().unwrap();
+        let d = s
+            .domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?;
+        if !matches!(d.state, VmState::Paused(_)) {
+            bail!("domain {name} is not paused");
         }
         d.state = VmState::Running;
         Ok(())

@@ -56,10 +56,16 @@ impl Libvirt {
     }
 
     fn info(&self, d: &Domain) -> Result<DomainInfo> {
-        let (state, _) = lv(d.state())?;
+        let (state, reason) = lv(d.state())?;
         let state = match state {
             virt::enumutil::Enum::Known(DomainState::Running) => VmState::Running,
             virt::enumutil::Enum::Known(DomainState::Shutoff) => VmState::Off,
+            virt::enumutil::Enum::Known(DomainState::Paused) => VmState::Paused(match reason {
+                virt::enumutil::Enum::Known(virt::domain::DomainStateReason::Paused(
+                    virt::enumutil::Enum::Known(virt::domain::DomainPausedReason::IOError),
+                )) => super::PAUSED_IO_ERROR.to_string(),
+                other => other.to_string(),
+            }),
             other => VmState::Other(other.to_string()),
         };
         Ok(DomainInfo {
@@ -101,6 +107,11 @@ impl Hypervisor for Libvirt {
     fn start_domain(&self, name: &str) -> Result<()> {
         let d = lv(self.conn.lookup_domain_by_name(name))?;
         lv(d.create()).map(|_| ())
+    }
+
+    fn resume_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.resume()).map(|_| ())
     }
 
     fn stop_domain(&self, name: &str) -> Result<()> {

@@ -22,7 +22,18 @@ pub const METADATA_NS: &str = "https://kubicluster.io/xmlns/node/1";
 pub enum VmState {
     Running,
     Off,
+    /// Paused, with libvirt's reason ("I/O error" when a disk write failed: the disk is full).
+    Paused(String),
     Other(String),
+}
+
+/// The pause reason of a VM whose disk write failed (a full disk, mostly).
+pub const PAUSED_IO_ERROR: &str = "I/O error";
+
+/// Free space of the file system holding `dir`, in MiB.
+pub fn free_mib(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize) >> 20)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +51,17 @@ impl DomainInfo {
         doc.descendants()
             .find(|n| {
                 n.tag_name().namespace() == Some(METADATA_NS) && n.tag_name().name() == "cluster"
+            })
+            .and_then(|n| n.text())
+            .map(str::to_string)
+    }
+
+    /// The fingerprint of the host key the VM was created with (kubicluster's metadata).
+    pub fn host_key_fingerprint(&self) -> Option<String> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        doc.descendants()
+            .find(|n| {
+                n.tag_name().namespace() == Some(METADATA_NS) && n.tag_name().name() == "hostKey"
             })
             .and_then(|n| n.text())
             .map(str::to_string)
@@ -117,6 +139,8 @@ pub trait Hypervisor: Send + Sync {
     fn domain(&self, name: &str) -> Result<Option<DomainInfo>>;
     fn define_domain(&self, xml: &str) -> Result<()>;
     fn start_domain(&self, name: &str) -> Result<()>;
+    /// Resume a paused domain.
+    fn resume_domain(&self, name: &str) -> Result<()>;
     /// Power off at once (libvirt "destroy").
     fn stop_domain(&self, name: &str) -> Result<()>;
     fn undefine_domain(&self, name: &str) -> Result<()>;
@@ -196,6 +220,8 @@ struct DomainCtx<'a> {
     disk: String,
     identity_file: String,
     host_key_file: String,
+    /// Recorded in the metadata: a pin replaced later is noticed.
+    host_key_fingerprint: Option<String>,
     console_log: String,
     mac_hypervisor: String,
     mac_cluster: String,
@@ -248,6 +274,10 @@ pub fn domain_xml(
             disk: disk.display().to_string(),
             identity_file: files.identity.display().to_string(),
             host_key_file: files.host_key.display().to_string(),
+            host_key_fingerprint: crate::host::pins::pinned(cluster, &node.name)
+                .ok()
+                .flatten()
+                .map(|k| k.fingerprint(Default::default()).to_string()),
             console_log: files.console_log.display().to_string(),
             mac_hypervisor: mac_address(&cluster.name, &node.name, 0),
             mac_cluster: mac_address(&cluster.name, &node.name, 1),

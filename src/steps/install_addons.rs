@@ -91,15 +91,34 @@ pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Why the addons cannot be applied in this run, if they cannot.
-fn not_applicable(cx: &Cx) -> Option<String> {
-    if let Some(why) = super::missing_binary(cx, "kube-apiserver") {
-        return Some(format!("kube-apiserver is not started ({why})"));
-    }
+/// Why the addons cannot be applied in this run, if they cannot: no API server binary, or
+/// (read from the controller) kube-apiserver not running there.
+fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
     if cx.cluster.workers().next().is_none() {
-        return Some("the cluster has no workers".into());
+        return Ok(Some("the cluster has no workers".into()));
     }
-    None
+    if let Some(Provided::Missing { reason, .. }) = cx.inputs.artifact("kube-apiserver") {
+        return Ok(Some(format!(
+            "kube-apiserver is not started (no binary: {reason})"
+        )));
+    }
+    let Ok(h) = cx.host(&node.name) else {
+        return Ok(Some("no connection to the controller (render)".into()));
+    };
+    let o = h.run(&crate::host::Cmd::new([
+        "systemctl",
+        "is-active",
+        "kube-apiserver.service",
+    ]))?;
+    Ok(if o.ok() {
+        None
+    } else {
+        Some(format!(
+            "kube-apiserver is not running on {} ({})",
+            node.name,
+            o.stdout_text().trim()
+        ))
+    })
 }
 
 impl Step for InstallAddons {
@@ -111,7 +130,7 @@ impl Step for InstallAddons {
         cluster.controllers().take(1).collect()
     }
 
-    fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
         let mut want = Desired::default();
         want.dir("/etc/kubernetes", 0o755).dir(DIR, 0o755);
         for (name, text) in manifests(cx)? {
@@ -122,15 +141,15 @@ impl Step for InstallAddons {
         {
             want.note("calico", format!("manifest not available: {reason}"));
         }
-        if let Some(why) = not_applicable(cx) {
+        if let Some(why) = not_applicable(cx, node)? {
             want.note("addons", format!("not applied through the API: {why}"));
         }
         Ok(want)
     }
 
     /// Apply every manifest through the API (server-side apply), once the API server is ready.
-    fn verify(&self, cx: &Cx, _node: &Node) -> Result<()> {
-        if not_applicable(cx).is_some() {
+    fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
+        if not_applicable(cx, node)?.is_some() {
             return Ok(());
         }
         let admin = cx.inputs.pki("admin.kubeconfig")?;
@@ -146,5 +165,37 @@ impl Step for InstallAddons {
         }
         tracing::info!(server = %client.server, "addons applied");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The two places of calico.yaml (v3.30.5, calico-node's env) the patch fills, verbatim.
+    const SNIPPET: &str = "            # Auto-detect the BGP IP address.\n            - name: IP\n              value: \"autodetect\"\n            # Enable IPIP\n            - name: CALICO_IPV4POOL_IPIP\n              value: \"Always\"\n            # The default IPv4 pool to create on startup if none exists. Pod IPs will be\n            # chosen from this range. Changing this value after installation will have\n            # no effect. This should fall within `--cluster-cidr`.\n            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+
+    #[test]
+    fn calico_gets_the_pod_cidr_and_the_cluster_network() {
+        let d = std::env::temp_dir();
+        let ov = crate::spec::Overrides {
+            work_dir: Some(d.display().to_string()),
+            ..Default::default()
+        };
+        let c = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+        let out = super::patch_calico(SNIPPET, &c).unwrap();
+        assert!(
+            out.contains(
+                "            - name: CALICO_IPV4POOL_CIDR\n              value: \"10.200.0.0/16\"\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("            - name: IP_AUTODETECTION_METHOD\n              value: \"cidr=192.168.24.0/24\"\n"),
+            "{out}"
+        );
+        assert!(!out.contains("192.168.0.0/16"));
+        assert!(
+            super::patch_calico("kind: DaemonSet\n", &c).is_err(),
+            "an unknown manifest is refused"
+        );
     }
 }

@@ -12,7 +12,8 @@ use crate::spec::{Cluster, Node};
 
 pub struct PrepareWorkerNodes;
 
-pub const MODULES: &str = "/etc/modules-load.d/kubicluster.conf";
+/// Not `kubicluster.conf`: the template image's file of that name loads qemu_fw_cfg (identity).
+pub const MODULES: &str = "/etc/modules-load.d/kubicluster-containers.conf";
 pub const SYSCTL: &str = "/etc/sysctl.d/90-kubicluster.conf";
 /// Programs the worker components call.
 pub const TOOLS: [&str; 3] = ["iptables", "conntrack", "socat"];
@@ -56,7 +57,8 @@ impl Step for PrepareWorkerNodes {
         want.command(GuardedCmd {
             what: format!("apply {SYSCTL}"),
             check: Cmd::script(
-                r#"sed -n 's/^\([a-z0-9_.-]*\) *= *\(.*\)$/\1 \2/p' "$1" | while read -r k v; do
+                r#"[ -f "$1" ] || exit 1
+sed -n 's/^\([a-z0-9_.-]*\) *= *\(.*\)$/\1 \2/p' "$1" | while read -r k v; do
   [ "$(cat "/proc/sys/$(echo "$k" | tr . /)" 2>/dev/null)" = "$v" ] || exit 1
 done"#,
                 [SYSCTL],

@@ -34,6 +34,9 @@ pub enum Action {
     StartDrifted(String),
     /// Running, but never confirmed answering SSH (an interrupted run): waited for and verified.
     Verify,
+    /// Paused (the reason from libvirt): resumed, then verified. After an I/O error (the
+    /// storage is full) it is resumed only once space is free again.
+    Resume(String),
     Recreate(String),
 }
 
@@ -62,6 +65,7 @@ impl Planned {
                 self.node
             ),
             Action::Recreate(why) => format!("{}: recreate ({why})", self.node),
+            Action::Resume(why) => format!("{}: resume (paused: {why}), then verify", self.node),
         }
     }
 }
@@ -108,6 +112,27 @@ fn check_address_clash(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
         .into())
 }
 
+/// The pin store is the truth, and a pin that is not the key the VM was created with (recorded
+/// in its libvirt metadata) is an error: somebody replaced it.
+fn check_pin(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result<()> {
+    let Some(recorded) = d.host_key_fingerprint() else {
+        return Ok(()); // created before the fingerprint was recorded, or a legacy template
+    };
+    let current = crate::host::pins::pinned(cluster, &d.name)?
+        .map(|k| k.fingerprint(Default::default()).to_string());
+    if current.as_deref() == Some(recorded.as_str()) {
+        return Ok(());
+    }
+    Err(Failure::new(format!(
+        "{}: the pinned host key ({}) is {}, not the key the VM was created with ({recorded})",
+        d.name,
+        crate::host::pins::host_key_path(cluster, &d.name).display(),
+        current.as_deref().unwrap_or("missing"),
+    ))
+    .hint("restore that file from a backup; or recreate the VM with `create-vms --force` (a new key is made and pinned)")
+    .into())
+}
+
 /// `vms/<node>/verified`: the VM answered SSH with its pinned key and its identity checked out
 /// since it was last started. Only then is a running VM "up to date".
 fn verified_marker(cluster: &Cluster, node: &str) -> std::path::PathBuf {
@@ -135,6 +160,7 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
             None => Action::Create,
             Some(d) => {
                 owned_by_us(cluster, &d)?;
+                check_pin(cluster, &d)?;
                 let mut drift = Vec::new();
                 if let Some((vcpus, mib)) = d.size() {
                     // Only what differs is named.
@@ -158,6 +184,15 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
                 }
                 let drift = (!drift.is_empty()).then(|| drift.join(", "));
                 let running = d.state == VmState::Running;
+                if let VmState::Paused(why) = &d.state
+                    && !force
+                {
+                    out.push(Planned {
+                        node: n.name.clone(),
+                        action: Action::Resume(why.clone()),
+                    });
+                    continue;
+                }
                 match (drift, force) {
                     (Some(d), true) => Action::Recreate(d),
                     (None, true) => Action::Recreate("--force".into()),
@@ -357,7 +392,9 @@ pub fn pinned_key(cluster: &Cluster, node: &str) -> Result<PublicKey> {
     crate::host::pins::require(cluster, node)
 }
 
-fn write_known_hosts(cluster: &Cluster) -> Result<()> {
+/// `known_hosts`, rewritten from the pin store. Returns the nodes whose line there differed
+/// from their pin (tampered or stale), so the caller can say so.
+pub fn write_known_hosts(cluster: &Cluster) -> Result<Vec<String>> {
     let mut text = String::new();
     for n in &cluster.nodes {
         let Ok(key) = pinned_key(cluster, &n.name) else {
@@ -371,8 +408,26 @@ fn write_known_hosts(cluster: &Cluster) -> Result<()> {
         ));
     }
     let path = cluster.known_hosts();
-    fsutil::ensure_dir(path.parent().expect("has a parent"), fsutil::PRIVATE_DIR)?;
-    fsutil::write_atomic(&path, text.as_bytes(), fsutil::PUBLIC)
+    let old = fsutil::read_optional(&path)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut differed = Vec::new();
+    for want in text.lines() {
+        let host = want.split(' ').next().unwrap_or_default();
+        if let Some(have) = old.lines().find(|l| l.split(' ').next() == Some(host))
+            && have != want
+        {
+            differed.push(host.split(',').next().unwrap_or(host).to_string());
+        }
+    }
+    for n in &differed {
+        tracing::warn!(node = %n, "known_hosts line differed from the pinned key; rewritten from the pin store");
+    }
+    if old != text {
+        fsutil::ensure_dir(path.parent().expect("has a parent"), fsutil::PRIVATE_DIR)?;
+        fsutil::write_atomic(&path, text.as_bytes(), fsutil::PUBLIC)?;
+    }
+    Ok(differed)
 }
 
 fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> Result<()> {
@@ -654,6 +709,13 @@ pub fn apply(
                 hv.start_domain(&n.name)?
             }
             Action::Verify => {}
+            Action::Resume(why) => {
+                forget_verified(cluster, &n.name);
+                if why == hypervisor::PAUSED_IO_ERROR {
+                    disk_space_or_explain(cluster, &n.name)?;
+                }
+                hv.resume_domain(&n.name)?
+            }
             Action::Keep | Action::Drift(_) => continue,
         }
         started.push(n.name.clone());
@@ -667,8 +729,32 @@ pub fn apply(
             readdress(cluster, hv, n)?;
         }
     }
-    write_known_hosts(cluster)?;
     Ok(started)
+}
+
+/// Space needed on the storage before a VM paused by an I/O error is resumed.
+const MIN_FREE_MIB: u64 = 256;
+
+/// A VM paused after an I/O error: its disk's file system is full. Say where, and how much is
+/// free; `Ok` once there is room again.
+fn disk_space_or_explain(cluster: &Cluster, node: &str) -> Result<()> {
+    let dir = cluster.storage_dir();
+    match disk_full(node, &dir, hypervisor::free_mib(&dir)) {
+        Some(f) => Err(f.into()),
+        None => Ok(()),
+    }
+}
+
+/// The error for a VM paused on a full disk, if the space free (MiB) is too little.
+pub fn disk_full(node: &str, dir: &std::path::Path, free: Option<u64>) -> Option<Failure> {
+    let free = free.filter(|f| *f < MIN_FREE_MIB)?;
+    Some(
+        Failure::new(format!(
+            "{node}: the VM is paused after an I/O error: the file system of {} is full ({free} MiB free)",
+            dir.display()
+        ))
+        .hint("free space there, then run the same command again: the VM is resumed where it stopped (no --force needed)"),
+    )
 }
 
 /// Connect to a node over SSH, pinning its host key.
@@ -706,11 +792,42 @@ fn console_tail(cluster: &Cluster, node: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Wait until `n` answers SSH with its pinned key and passes [`verify`].
-pub fn wait_ready(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<()> {
+/// Wait until `n` answers SSH with its pinned key and passes [`verify`]. A VM that pauses on
+/// an I/O error meanwhile (a full disk) ends the wait at once, saying so.
+pub fn wait_ready(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    n: &Node,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = anyhow::anyhow!("no attempt");
     while Instant::now() < deadline {
+        if let Some(d) = hv.domain(&n.name)? {
+            match &d.state {
+                VmState::Paused(why) if why == hypervisor::PAUSED_IO_ERROR => {
+                    disk_space_or_explain(cluster, &n.name)?;
+                    return Err(Failure::new(format!(
+                        "{}: the VM paused after an I/O error writing its disk",
+                        n.name
+                    ))
+                    .hint(format!(
+                        "check the storage under {}; run the same command again to resume it",
+                        cluster.storage_dir().display()
+                    ))
+                    .into());
+                }
+                VmState::Off => {
+                    return Err(Failure::new(format!(
+                        "{}: the VM powered off while booting",
+                        n.name
+                    ))
+                    .hint("see its console log; run the same command again to start it")
+                    .into());
+                }
+                _ => {}
+            }
+        }
         match connect(cluster, n, Duration::from_secs(5)) {
             Ok(h) => return verify(cluster, n, &h),
             Err(e) if is_key_mismatch(&e) => return Err(e),
@@ -736,13 +853,15 @@ pub fn wait_all(
     let start = Instant::now();
     let results: Vec<(String, Result<Duration>)> = par::map(names, |name| {
         let n = cluster.node(name).expect("a cluster node");
-        let first = wait_ready(cluster, n, timeout);
+        let first = wait_ready(cluster, hv, n, timeout);
         let r = match first {
+            // A full disk is not cured by a restart.
+            Err(e) if e.downcast_ref::<Failure>().is_some() => Err(e),
             Err(e) if !is_key_mismatch(&e) => {
                 tracing::warn!(node = %n.name, "no SSH answer, restarting once: {e:#}");
                 hv.stop_domain(&n.name)
                     .and_then(|_| hv.start_domain(&n.name))
-                    .and_then(|_| wait_ready(cluster, n, timeout))
+                    .and_then(|_| wait_ready(cluster, hv, n, timeout))
             }
             other => other,
         };
@@ -871,6 +990,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                 Some(d) => match &d.state {
                     VmState::Running => "running".into(),
                     VmState::Off => "off".into(),
+                    VmState::Paused(_) => "paused".into(),
                     VmState::Other(s) => s.to_lowercase(),
                 },
             };

@@ -30,6 +30,7 @@ fn actions(plan: &[Planned]) -> Vec<String> {
 /// `apply`, then what `create-vms` does once each VM answered SSH: mark it verified.
 fn apply(c: &Cluster, hv: &dyn Hypervisor, p: &[Planned], kvm: bool) -> Result<Vec<String>> {
     let started = super::apply(c, hv, p, kvm)?;
+    write_known_hosts(c)?;
     for n in &started {
         mark_verified(c, n)?;
     }
@@ -400,4 +401,93 @@ fn a_running_vm_never_verified_is_waited_for_not_called_up_to_date() {
             .iter()
             .all(|x| x.action == Action::Keep)
     );
+}
+
+#[test]
+fn a_paused_vm_is_resumed_not_started() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    hv.pause("kubi-worker-01", "paused by a user");
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(p[1].action, Action::Resume("paused by a user".into()));
+    assert!(
+        p[1].describe()
+            .contains("resume (paused: paused by a user)")
+    );
+    hv.clear_calls();
+    apply(&c, &hv, &p, false).unwrap();
+    assert!(
+        hv.calls()
+            .iter()
+            .any(|c| c == "resume_domain kubi-worker-01"),
+        "{:?}",
+        hv.calls()
+    );
+    assert!(
+        !hv.calls().iter().any(|c| c.starts_with("start_domain")),
+        "{:?}",
+        hv.calls()
+    );
+    assert_eq!(
+        hv.domain("kubi-worker-01").unwrap().unwrap().state,
+        VmState::Running
+    );
+}
+
+#[test]
+fn a_full_disk_is_named_with_where_and_how_much_is_free() {
+    let f = disk_full(
+        "kubi-worker-01",
+        std::path::Path::new("/var/lib/libvirt/images"),
+        Some(12),
+    )
+    .unwrap();
+    assert_eq!(
+        f.message,
+        "kubi-worker-01: the VM is paused after an I/O error: the file system of /var/lib/libvirt/images is full (12 MiB free)"
+    );
+    assert!(f.hint.unwrap().contains("no --force needed"));
+    assert!(
+        disk_full("w", std::path::Path::new("/x"), Some(10_000)).is_none(),
+        "space again: resume"
+    );
+    assert!(disk_full("w", std::path::Path::new("/x"), None).is_none());
+}
+
+#[test]
+fn a_replaced_pin_is_an_error_and_a_tampered_known_hosts_line_is_reported() {
+    let (_tmp, c, hv) = setup();
+    ensure_infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    assert!(write_known_hosts(&c).unwrap().is_empty());
+    let d = hv.domain("kubi-worker-01").unwrap().unwrap();
+    let recorded = d
+        .host_key_fingerprint()
+        .expect("fingerprint in the metadata");
+    assert!(recorded.starts_with("SHA256:"), "{recorded}");
+    // known_hosts tampered: reported, rewritten from the pins.
+    let kh = c.known_hosts();
+    let text = std::fs::read_to_string(&kh).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("kubi-worker-02,"))
+        .unwrap()
+        .to_string();
+    std::fs::write(&kh, text.replace(&line, "kubi-worker-02,192.168.122.22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogusBogusBogusBogusBogusBogusBogusBogusBog")).unwrap();
+    assert_eq!(write_known_hosts(&c).unwrap(), ["kubi-worker-02"]);
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), text);
+    // The pin replaced by another key: plan refuses, naming both fingerprints.
+    let pin = crate::host::pins::host_key_path(&c, "kubi-worker-01");
+    std::fs::remove_file(&pin).unwrap();
+    let _ = std::fs::remove_file(pin.with_extension("pub"));
+    crate::sshkeys::ensure_key(&pin, "another").unwrap();
+    let err = plan(&c, &hv, false).unwrap_err();
+    let f = err.downcast_ref::<Failure>().unwrap();
+    assert!(
+        f.message.contains("kubi-worker-01: the pinned host key") && f.message.contains(&recorded),
+        "{}",
+        f.message
+    );
+    assert!(f.hint.as_deref().unwrap().contains("--force"));
 }

@@ -72,6 +72,7 @@ fn converge(nodes: usize, delay: Duration, concurrency: usize) -> f64 {
         cluster,
         hosts,
         inputs: Default::default(),
+        facts: Default::default(),
     });
     let opts = Options {
         concurrency,

@@ -308,11 +308,9 @@ pub struct UpArgs {
     pub spec: SpecArgs,
 }
 
+/// What every node-step command takes.
 #[derive(Debug, Args)]
-pub struct CreateControllersArgs {
-    /// Only one part (the original's subcommands); default: everything.
-    #[arg(value_enum)]
-    pub only: Option<ControllerPart>,
+pub struct ConvergeArgs {
     /// Print the plan per node and change nothing, anywhere.
     #[arg(long)]
     pub dry_run: bool,
@@ -326,9 +324,43 @@ pub struct CreateControllersArgs {
     /// Legacy -f: accepted; files are rewritten whenever they differ anyway.
     #[arg(long, alias = "force-update")]
     pub force: bool,
-    /// Legacy -fedr: wipe etcd data (refused: not available).
+}
+
+impl ConvergeArgs {
+    /// The command line that repeats this run inside the lab: `cmd`, the part, these flags.
+    pub fn reexec(&self, cmd: &str, only: Option<&str>) -> Vec<String> {
+        let mut a = vec![cmd.to_string()];
+        a.extend(only.map(str::to_string));
+        if self.dry_run {
+            a.push("--dry-run".into());
+        }
+        if self.allow_missing_binaries {
+            a.push("--allow-missing-binaries".into());
+        }
+        if self.concurrency > 0 {
+            a.push(format!("--concurrency={}", self.concurrency));
+        }
+        a
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CreateControllersArgs {
+    /// Only one part (the original's subcommands); default: everything.
+    #[arg(value_enum)]
+    pub only: Option<ControllerPart>,
+    #[command(flatten)]
+    pub run: ConvergeArgs,
+    /// Legacy -fedr: start etcd over with no data. A snapshot is saved to the hypervisor first and
+    /// the old data is moved aside on each controller, never deleted. Needs --yes.
     #[arg(long)]
     pub force_etcd_data_reset: bool,
+    /// Confirm --force-etcd-data-reset.
+    #[arg(long)]
+    pub yes: bool,
+    /// The reset's timestamp (set by kubicluster when it re-runs itself in the lab).
+    #[arg(long, hide = true)]
+    pub reset_stamp: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -338,19 +370,8 @@ pub struct CreateWorkersArgs {
     /// Only one part (the original's subcommands); default: everything.
     #[arg(value_enum)]
     pub only: Option<WorkerPart>,
-    /// Print the plan per node and change nothing, anywhere.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Install every unit and config even where a binary cannot be had; start what can run
-    /// and list what was not started.
-    #[arg(long)]
-    pub allow_missing_binaries: bool,
-    /// Nodes worked on at once (0 = all).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub concurrency: usize,
-    /// Legacy -f: accepted; files are rewritten whenever they differ anyway.
-    #[arg(long, alias = "force-update")]
-    pub force: bool,
+    #[command(flatten)]
+    pub run: ConvergeArgs,
     /// The whole node pipeline, controllers first, then the smoke test (what `up` runs).
     #[arg(long, hide = true)]
     pub all_steps: bool,

@@ -261,6 +261,33 @@ impl Client {
     }
 }
 
+/// GET `url` (a component's `/healthz` on its self-signed serving cert: not verified, as
+/// kubeadm does) until it answers 200 `ok` or `timeout` passes.
+pub fn wait_healthz(url: &str, timeout: Duration) -> Result<()> {
+    let agent = ureq::Agent::config_builder()
+        .tls_config(TlsConfig::builder().disable_verification(true).build())
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .new_agent();
+    let start = Instant::now();
+    loop {
+        let last = match agent.get(url).call() {
+            Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+            Ok(mut r) => format!(
+                "HTTP {}: {}",
+                r.status().as_u16(),
+                r.body_mut().read_to_string().unwrap_or_default().trim()
+            ),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() >= timeout {
+            bail!("{url} is not healthy after {} s: {last}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// A Status object's message, or the text.
 fn message(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)

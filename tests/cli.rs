@@ -654,3 +654,17 @@ fn errors_name_the_variable_or_original_flag_typed() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("name: lab") && stdout(&o).contains("version: 1.31.0"));
 }
+
+#[test]
+fn etcd_reset_needs_yes_and_touches_nothing_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["create-controllers", "-fedr"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("every object of the cluster is lost")
+            && stderr(&o).contains("pass --yes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("work").exists());
+}

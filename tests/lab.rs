@@ -595,6 +595,47 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     );
     let out = lab.ok(&["create-controllers", "--allow-missing-binaries"]);
     assert!(out.contains("made 0 change(s)"), "{out}");
+
+    // The original's -fedr: refused without --yes; with it, a snapshot first (on the
+    // hypervisor), the old data moved aside, a new etcd cluster without the old keys.
+    let o = lab.kubicluster(
+        &["create-controllers", "-fedr", "--allow-missing-binaries"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("pass --yes"), "{}", text(&o));
+    let out = lab.ok(&[
+        "create-controllers",
+        "-fedr",
+        "--yes",
+        "--allow-missing-binaries",
+    ]);
+    assert!(
+        out.contains("snapshot_etcd") && out.contains("reset_etcd_data"),
+        "{out}"
+    );
+    let backups: Vec<_> = std::fs::read_dir(c.cluster_dir().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(std::fs::metadata(&backups[0]).unwrap().len() > 1024);
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        &format!(
+            "{ETCDCTL} endpoint health 2>&1; echo value=$({ETCDCTL} get /kubicluster/test --print-value-only); \
+             ls -d /var/lib/etcd.reset-*; grep STATE /etc/etcd/bootstrap.env"
+        ),
+    );
+    let t = text(&o);
+    assert!(
+        t.contains("is healthy")
+            && t.contains("value=\n")
+            && t.contains("/var/lib/etcd.reset-")
+            && t.contains("ETCD_INITIAL_CLUSTER_STATE=new"),
+        "a new, empty etcd; the old data kept aside: {t}"
+    );
 }
 
 /// An OCI image archive built here from the host's busybox-static (no registry anywhere).
@@ -830,7 +871,8 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
         let o = ssh(
             c,
             "kubi-worker-01",
-            "hostname; cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables; \
+            "for i in $(seq 60); do systemctl is-active -q containerd && break; sleep 1; done; \
+             hostname; cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables; \
              systemctl is-active containerd kubicluster-pod-routes; ip -4 route show proto static",
         );
         if o.status.success() {

@@ -18,10 +18,12 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
             .hint("add nodes with role: controller to the cluster file, or pass -c NAME,CLUSTER_IP,HYPERVISOR_IP")
             .into());
     }
-    if args.force_etcd_data_reset {
-        return Err(Failure::bad_input("--force-etcd-data-reset (-fedr) is not available yet: kubicluster never wipes etcd data")
-            .hint("to start over, `kubicluster destroy` the controllers and create them again")
-            .into());
+    if args.force_etcd_data_reset && !args.yes {
+        return Err(Failure::bad_input(
+            "--force-etcd-data-reset (-fedr) starts etcd over: every object of the cluster is lost",
+        )
+        .hint("a snapshot is saved to the hypervisor and the old data moved aside first; pass --yes to go ahead")
+        .into());
     }
     let only = match args.only {
         Some(ControllerPart::InstallEtcd) => Some("install_etcd"),
@@ -30,18 +32,31 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
         }
         Some(ControllerPart::UpdateCerts | ControllerPart::UpdateConfigs) | None => None,
     };
-    let mut a = vec!["create-controllers".to_string()];
-    if let Some(o) = only {
-        a.push(o.to_string());
-    }
-    if args.dry_run {
-        a.push("--dry-run".into());
-    }
-    if args.allow_missing_binaries {
-        a.push("--allow-missing-binaries".into());
-    }
-    if args.concurrency > 0 {
-        a.push(format!("--concurrency={}", args.concurrency));
+    let mut a = args.run.reexec("create-controllers", only);
+    let mut steps = steps::controllers(only);
+    if args.force_etcd_data_reset {
+        // One stamp for the snapshot and every controller's data set aside; passed into the
+        // lab so the run inside uses the same.
+        let stamp = args.reset_stamp.clone().unwrap_or_else(|| {
+            time::OffsetDateTime::now_utc()
+                .format(&time::macros::format_description!(
+                    "[year][month][day]T[hour][minute][second]"
+                ))
+                .unwrap_or_else(|_| "now".into())
+        });
+        a.extend([
+            "--force-etcd-data-reset".to_string(),
+            "--yes".into(),
+            format!("--reset-stamp={stamp}"),
+        ]);
+        let mut reset: Vec<std::sync::Arc<dyn crate::engine::Step>> = vec![
+            std::sync::Arc::new(steps::snapshot_etcd::SnapshotEtcd {
+                stamp: stamp.clone(),
+            }),
+            std::sync::Arc::new(steps::reset_etcd_data::ResetEtcdData { stamp }),
+        ];
+        reset.append(&mut steps);
+        steps = reset;
     }
     // install_etcd alone never needs the Kubernetes binaries.
     converge(
@@ -49,10 +64,10 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
         &cluster,
         Run {
             args: a,
-            steps: steps::controllers(only),
-            dry_run: args.dry_run,
-            allow_missing_binaries: args.allow_missing_binaries,
-            concurrency: args.concurrency,
+            steps,
+            dry_run: args.run.dry_run,
+            allow_missing_binaries: args.run.allow_missing_binaries,
+            concurrency: args.run.concurrency,
             title: "create-controllers",
         },
     )?;

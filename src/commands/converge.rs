@@ -193,6 +193,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
             artifacts: Some(artifacts),
             images,
         },
+        facts: Default::default(),
     });
     let opts = engine::Options {
         dry_run: run.dry_run,

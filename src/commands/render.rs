@@ -54,6 +54,7 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
             artifacts: None,
             images: Vec::new(),
         },
+        facts: Default::default(),
     });
     let out = &args.out;
     fsutil::ensure_dir(out, fsutil::PRIVATE_DIR)?;

@@ -19,19 +19,7 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
             .into());
     }
     let only = args.only.map(|p| p.step());
-    let mut a = vec!["create-workers".to_string()];
-    if let Some(o) = only {
-        a.push(o.to_string());
-    }
-    if args.dry_run {
-        a.push("--dry-run".into());
-    }
-    if args.allow_missing_binaries {
-        a.push("--allow-missing-binaries".into());
-    }
-    if args.concurrency > 0 {
-        a.push(format!("--concurrency={}", args.concurrency));
-    }
+    let mut a = args.run.reexec("create-workers", only);
     if args.all_steps {
         a.push("--all-steps".into());
     }
@@ -48,9 +36,9 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
             } else {
                 steps::workers(only)
             },
-            dry_run: args.dry_run,
-            allow_missing_binaries: args.allow_missing_binaries,
-            concurrency: args.concurrency,
+            dry_run: args.run.dry_run,
+            allow_missing_binaries: args.run.allow_missing_binaries,
+            concurrency: args.run.concurrency,
             title: if args.all_steps {
                 "up"
             } else {

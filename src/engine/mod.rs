@@ -32,9 +32,38 @@ pub struct Cx {
     pub cluster: Cluster,
     pub hosts: BTreeMap<String, Arc<dyn Host>>,
     pub inputs: crate::steps::Inputs,
+    /// Facts read from the nodes during one step (which controllers hold etcd data, can a
+    /// worker run kata), shared by that step's nodes; cleared when the next step starts.
+    pub facts: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Cx {
+    pub fn new(
+        cluster: Cluster,
+        hosts: BTreeMap<String, Arc<dyn Host>>,
+        inputs: crate::steps::Inputs,
+    ) -> Self {
+        Cx {
+            cluster,
+            hosts,
+            inputs,
+            facts: Default::default(),
+        }
+    }
+
+    /// A fact, read once per step: `read` runs only if no node of this step asked before.
+    pub fn fact(&self, key: &str, read: impl FnOnce() -> Result<String>) -> Result<String> {
+        if let Some(v) = self.facts.lock().expect("facts lock").get(key) {
+            return Ok(v.clone());
+        }
+        let v = read()?;
+        self.facts
+            .lock()
+            .expect("facts lock")
+            .insert(key.to_string(), v.clone());
+        Ok(v)
+    }
+
     pub fn host(&self, node: &str) -> Result<&Arc<dyn Host>> {
         self.hosts
             .get(node)
@@ -208,6 +237,7 @@ pub fn run(
             report.interrupted = true;
             break;
         }
+        cx.facts.lock().expect("facts lock").clear();
         let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();
         progress(Event::StepStarted {
             step: step.name(),

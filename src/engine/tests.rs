@@ -98,6 +98,7 @@ fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
             .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Host>))
             .collect(),
         inputs: Default::default(),
+        facts: Default::default(),
     })
 }
 

@@ -31,7 +31,13 @@ pub fn kata_usable(cx: &Cx, node: &Node) -> Result<std::result::Result<(), Strin
     let Ok(h) = cx.host(&node.name) else {
         return Ok(Ok(()));
     };
-    kata_check(h.as_ref())
+    let v = cx.fact(&format!("kata:{}", node.name), || {
+        Ok(match kata_check(h.as_ref())? {
+            Ok(()) => String::new(),
+            Err(why) => why,
+        })
+    })?;
+    Ok(if v.is_empty() { Ok(()) } else { Err(v) })
 }
 
 fn kata_check(h: &dyn Host) -> Result<std::result::Result<(), String>> {
@@ -46,7 +52,12 @@ fi"#,
     Ok(if o.ok() {
         Ok(())
     } else {
-        Err(o.stdout_text().trim().to_string())
+        let why = o.stdout_text().trim().to_string();
+        Err(if why.is_empty() {
+            format!("the kata check failed ({})", o.tail(2))
+        } else {
+            why
+        })
     })
 }
 

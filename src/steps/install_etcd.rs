@@ -65,10 +65,15 @@ fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
     let mut out = Vec::new();
     for c in cx.cluster.controllers() {
         let Ok(h) = cx.host(&c.name) else { continue };
-        if matches!(
-            h.stat_many(&[format!("{DATA}/member")])?[0],
-            Stat::Dir { .. }
-        ) {
+        // Read once per step, not once per (node, controller).
+        let has = cx.fact(&format!("etcd-data:{}", c.name), || {
+            Ok(matches!(
+                h.stat_many(&[format!("{DATA}/member")])?[0],
+                Stat::Dir { .. }
+            )
+            .to_string())
+        })?;
+        if has == "true" {
             out.push(c.clone());
         }
     }

@@ -13,6 +13,8 @@ pub mod install_etcd;
 pub mod install_kubernetes_workers;
 pub mod install_runc;
 pub mod prepare_worker_nodes;
+pub mod reset_etcd_data;
+pub mod snapshot_etcd;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -183,7 +185,11 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static
     let mut v = Vec::new();
     for s in steps {
         match s.name() {
-            "install_etcd" => v.push("etcd"),
+            "install_etcd" | "snapshot_etcd" => {
+                if !v.contains(&"etcd") {
+                    v.push("etcd")
+                }
+            }
             "install_kubernetes_controllers" => {
                 v.extend(install_control_plane::COMPONENTS.iter().copied())
             }

@@ -89,6 +89,7 @@ fn run(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Report {
             pki: super::Inputs::load_pki(c).unwrap(),
             ..Default::default()
         },
+        facts: Default::default(),
     });
     let r = engine::run(cx, super::workers(None), &Options::default(), |_| {});
     assert!(r.failed().is_empty(), "{:?}", engine::failure_summary(&r));

@@ -185,11 +185,7 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static
     let mut v = Vec::new();
     for s in steps {
         match s.name() {
-            "install_etcd" | "snapshot_etcd" => {
-                if !v.contains(&"etcd") {
-                    v.push("etcd")
-                }
-            }
+            "install_etcd" | "snapshot_etcd" => v.push("etcd"),
             "install_kubernetes_controllers" => {
                 v.extend(install_control_plane::COMPONENTS.iter().copied())
             }
@@ -203,6 +199,8 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static
             _ => {}
         }
     }
+    let mut seen = std::collections::BTreeSet::new();
+    v.retain(|c| seen.insert(*c));
     v
 }
 

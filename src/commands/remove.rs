@@ -96,12 +96,22 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
         crate::spec::remember(&left)?;
     }
     let next = match source {
-        Source::File(p) => format!(
-            "delete {} from {} and run `kubicluster up` so the other nodes drop its route",
-            node.name,
-            p.display()
+        // Inside the lab the spec arrives as a temporary copy; that is not the user's file.
+        Source::File(p)
+            if !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".run-")) =>
+        {
+            format!(
+                "delete {} from {} and run `kubicluster up` so the other nodes drop its route",
+                node.name,
+                p.display()
+            )
+        }
+        _ => format!(
+            "take {} out of the cluster file if it is listed there, and run `kubicluster up` (or create-workers) so the other nodes drop its route",
+            node.name
         ),
-        _ => "run `kubicluster up` (or create-workers) so the other nodes drop its route".into(),
     };
     ctx.printer.status(&format!("remove: done; {next}"));
     Ok(())

@@ -84,7 +84,8 @@ pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
                 "cluster_domain": c.kubernetes.cluster_domain,
                 "cluster_dns": c.kubernetes.cluster_dns.to_string(),
                 "image": COREDNS_IMAGE,
-                "replicas": if c.workers().count() > 1 { 2 } else { 1 },
+                // Fixed (not per worker count), so adding a worker does not touch CoreDNS.
+                "replicas": 2,
             }),
         )?,
     ));

@@ -29,9 +29,9 @@ pub fn normalize(name: &str) -> String {
 
 /// Names in an archive: OCI `index.json` (`io.containerd.image.name`, else a full
 /// `org.opencontainers.image.ref.name`) or docker `manifest.json` (`RepoTags`).
-pub fn names(path: &Path) -> Result<Vec<String>> {
-    let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut ar = tar::Archive::new(f);
+/// `data` is the archive (read once by the caller, who also uploads it); `path` names it.
+pub fn names(data: &[u8], path: &Path) -> Result<Vec<String>> {
+    let mut ar = tar::Archive::new(data);
     let (mut index, mut manifest) = (None, None);
     for e in ar.entries().context("read the archive")? {
         let mut e = e.context("read the archive")?;

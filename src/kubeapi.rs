@@ -22,7 +22,41 @@ fn pem_items(pem: &[u8]) -> Result<Vec<PemItem<'static>>> {
         .collect()
 }
 
+/// The certificates of a PEM text.
+pub fn pem_certs(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    Ok(pem_items(pem)?
+        .into_iter()
+        .filter_map(|i| match i {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Does a Node object report `Ready=True`?
+pub fn node_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Where time runs out for a call when the caller sets none.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Client {
+    /// From the admin kubeconfig `cnc` wrote for `cluster`; `None` if there is none yet.
+    pub fn admin(cluster: &crate::spec::Cluster) -> Result<Option<Client>> {
+        let path = cluster.admin_kubeconfig();
+        match crate::fsutil::read_optional(&path)? {
+            Some(b) => Ok(Some(Client::from_kubeconfig(
+                &String::from_utf8_lossy(&b),
+                None,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
     /// From a kubeconfig's text; `server` overrides its server URL.
     pub fn from_kubeconfig(text: &str, server: Option<&str>) -> Result<Client> {
         let kc = Kubeconfig::from_yaml(text).map_err(|e| anyhow!("kubeconfig: {e}"))?;
@@ -33,20 +67,8 @@ impl Client {
                 .decode(s.trim())
                 .context("kubeconfig: bad base64")
         };
-        let roots: Vec<_> = pem_items(&b64(&cluster.cluster.certificate_authority_data)?)?
-            .into_iter()
-            .filter_map(|i| match i {
-                PemItem::Certificate(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let certs: Vec<_> = pem_items(&b64(&user.user.client_certificate_data)?)?
-            .into_iter()
-            .filter_map(|i| match i {
-                PemItem::Certificate(c) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let roots = pem_certs(&b64(&cluster.cluster.certificate_authority_data)?)?;
+        let certs = pem_certs(&b64(&user.user.client_certificate_data)?)?;
         let key = pem_items(&b64(&user.user.client_key_data)?)?
             .into_iter()
             .find_map(|i| match i {
@@ -61,7 +83,7 @@ impl Client {
         let agent = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
+            .timeout_global(Some(CALL_TIMEOUT))
             .build()
             .new_agent();
         Ok(Client {
@@ -75,14 +97,7 @@ impl Client {
 
     /// (status, body) of a GET.
     pub fn get(&self, path: &str) -> Result<(u16, String)> {
-        let url = format!("{}{path}", self.server);
-        let mut r = self
-            .agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?;
-        let status = r.status().as_u16();
-        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+        self.get_with_timeout(path, CALL_TIMEOUT)
     }
 
     /// A GET that gives up after `timeout` (status checks must not hang on a dead server).

@@ -208,12 +208,7 @@ fn addons_are_server_side_applied_as_admin_over_mutual_tls() {
         .tls_config(
             ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::new_with_certs(
-                    &ureq::tls::parse_pem(&ca)
-                        .filter_map(|i| match i.unwrap() {
-                            ureq::tls::PemItem::Certificate(c) => Some(c),
-                            _ => None,
-                        })
-                        .collect::<Vec<_>>(),
+                    &kubicluster::kubeapi::pem_certs(&ca).unwrap(),
                 ))
                 .build(),
         )

@@ -52,6 +52,21 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+/// `path mode` of every file under a node's directory, one per line.
+fn listing(node: &Path) -> String {
+    files_under(node)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {:04o}",
+                p.strip_prefix(node).unwrap().display(),
+                mode(p)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn render(controllers: u8, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = vec![];
@@ -92,17 +107,7 @@ fn one_controller_files_by_content() {
     let (_tmp, out) = render(1, &[]);
     assert_eq!(mode(&out), 0o700, "the render dir holds keys");
     let node = out.join("kubi-controller-01");
-    let rel: Vec<String> = files_under(&node)
-        .iter()
-        .map(|p| {
-            format!(
-                "{} {:04o}",
-                p.strip_prefix(&node).unwrap().display(),
-                mode(p)
-            )
-        })
-        .collect();
-    insta::assert_snapshot!("controller_files_1", rel.join("\n"));
+    insta::assert_snapshot!("controller_files_1", listing(&node));
     for f in SNAPSHOTTED {
         let text = std::fs::read_to_string(node.join(f)).unwrap();
         insta::assert_snapshot!(format!("c1_{}", f.rsplit('/').next().unwrap()), text);
@@ -258,17 +263,7 @@ fn worker_files_by_content_in_both_cni_modes() {
         let (_tmp, out) = render(1, &["--cni", cni]);
         for (i, w) in ["kubi-worker-01", "kubi-worker-02"].iter().enumerate() {
             let node = out.join(w);
-            let rel: Vec<String> = files_under(&node)
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{} {:04o}",
-                        p.strip_prefix(&node).unwrap().display(),
-                        mode(p)
-                    )
-                })
-                .collect();
-            insta::assert_snapshot!(format!("{cni}_worker_{}_files", i + 1), rel.join("\n"));
+            insta::assert_snapshot!(format!("{cni}_worker_{}_files", i + 1), listing(&node));
             let mut files: Vec<&str> = WORKER_FILES.to_vec();
             if cni == "bridge" {
                 files.push("etc/cni/net.d/10-bridge.conflist");

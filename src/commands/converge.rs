@@ -183,7 +183,12 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         run.title,
         nodes.len()
     ));
-    let images = steps::ImageInput::load(cluster)?;
+    // Image archives can be large: read them only for the step that imports them.
+    let images = if run.steps.iter().any(|s| s.name() == "install_containerd") {
+        steps::ImageInput::load(cluster)?
+    } else {
+        Vec::new()
+    };
     let hosts = connect_all(cluster, &nodes)?;
     let cx = Arc::new(Cx {
         cluster: cluster.clone(),

@@ -15,7 +15,7 @@ use crate::fsutil;
 
 pub fn run(ctx: &mut Ctx, args: &KubeconfigArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    let path = cluster.certs_dir().join("admin.kubeconfig");
+    let path = cluster.admin_kubeconfig();
     let Some(data) = fsutil::read_optional(&path)? else {
         return Err(Failure::new(format!("{} does not exist", path.display()))
             .hint("run `kubicluster cnc` (with the same cluster file and flags) first")

@@ -34,7 +34,7 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
     }
     let _lock = super::vms::lock(&cluster)?;
     // 1. The API: drain, then delete the Node object.
-    let kc = std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig")).ok();
+    let kc = std::fs::read_to_string(cluster.admin_kubeconfig()).ok();
     let api = kc
         .as_deref()
         .map(|k| crate::kubeapi::Client::from_kubeconfig(k, None))

@@ -91,13 +91,9 @@ fn checks(
     let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let items = v["items"].as_array().cloned().unwrap_or_default();
     let ready = |name: &str| {
-        items.iter().any(|n| {
-            n["metadata"]["name"] == name
-                && n["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-        })
+        items
+            .iter()
+            .any(|n| n["metadata"]["name"] == name && crate::kubeapi::node_ready(n))
     };
     let not_ready: Vec<String> = cluster
         .workers()
@@ -213,8 +209,7 @@ fn secret_check(cluster: &Cluster) -> Outcome {
         return Outcome::Skip("no controller".into());
     };
     let r = (|| -> Result<Outcome> {
-        let target = crate::host::pins::ssh_target(cluster, ctrl, Duration::from_secs(10))?;
-        let h = crate::host::ssh::SshHost::connect(target)?;
+        let h = crate::vms::connect(cluster, ctrl, Duration::from_secs(10))?;
         let mut cmd = crate::steps::install_etcd::etcdctl(
             &crate::steps::bin_dir_for(cluster, "etcd"),
             "https://127.0.0.1:2379",
@@ -253,12 +248,13 @@ pub fn run(ctx: &mut Ctx, args: &SmokeArgs) -> Result<()> {
 
 /// Run every check; the first (the API) gates the rest.
 pub fn smoke(cluster: &Cluster, image: &str, wait: Duration) -> Result<Vec<(String, Outcome)>> {
-    let kc =
-        std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig")).map_err(|e| {
-            Failure::bad_input(format!("no admin kubeconfig ({e})"))
-                .hint("run `kubicluster cnc` first")
-        })?;
-    let c = Client::from_kubeconfig(&kc, None)?;
+    let c = Client::admin(cluster)?.ok_or_else(|| {
+        Failure::bad_input(format!(
+            "no admin kubeconfig ({} does not exist)",
+            cluster.admin_kubeconfig().display()
+        ))
+        .hint("run `kubicluster cnc` first")
+    })?;
     let mut out = Vec::new();
     match c.wait_ready(wait) {
         Ok(()) => out.push((

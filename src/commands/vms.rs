@@ -262,10 +262,9 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
 fn node_readiness(
     cluster: &Cluster,
 ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
-    let kc = std::fs::read_to_string(cluster.certs_dir().join("admin.kubeconfig"))
-        .map_err(|e| format!("no admin kubeconfig: {e}"))?;
-    let client =
-        crate::kubeapi::Client::from_kubeconfig(&kc, None).map_err(|e| format!("{e:#}"))?;
+    let client = crate::kubeapi::Client::admin(cluster)
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or("no admin kubeconfig")?;
     let (status, body) = client
         .get_with_timeout("/api/v1/nodes", std::time::Duration::from_secs(3))
         .map_err(|e| format!("{e:#}"))?;
@@ -279,11 +278,7 @@ fn node_readiness(
         .flatten()
         .filter_map(|n| {
             let name = n["metadata"]["name"].as_str()?.to_string();
-            let ready = n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let ready = crate::kubeapi::node_ready(n);
             Some((name, if ready { "Ready" } else { "NotReady" }.to_string()))
         })
         .collect())

@@ -154,6 +154,11 @@ impl Cluster {
         self.cluster_dir().join("certs_and_configs")
     }
 
+    /// The admin kubeconfig `cnc` writes (what kubicluster uses to talk to the API).
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.certs_dir().join("admin.kubeconfig")
+    }
+
     /// `<workDir>/<name>/lab`: the private libvirtd's state in lab mode.
     pub fn lab_dir(&self) -> PathBuf {
         self.cluster_dir().join("lab")

@@ -106,20 +106,24 @@ fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
     let Ok(h) = cx.host(&node.name) else {
         return Ok(Some("no connection to the controller (render)".into()));
     };
-    let o = h.run(&crate::host::Cmd::new([
-        "systemctl",
-        "is-active",
-        "kube-apiserver.service",
-    ]))?;
-    Ok(if o.ok() {
-        None
-    } else {
-        Some(format!(
-            "kube-apiserver is not running on {} ({})",
-            node.name,
-            o.stdout_text().trim()
-        ))
-    })
+    // Read once per step: `desired` and `verify` both ask.
+    let why = cx.fact(&format!("apiserver-inactive:{}", node.name), || {
+        let o = h.run(&crate::host::Cmd::new([
+            "systemctl",
+            "is-active",
+            "kube-apiserver.service",
+        ]))?;
+        Ok(if o.ok() {
+            String::new()
+        } else {
+            format!(
+                "kube-apiserver is not running on {} ({})",
+                node.name,
+                o.stdout_text().trim()
+            )
+        })
+    })?;
+    Ok((!why.is_empty()).then_some(why))
 }
 
 impl Step for InstallAddons {

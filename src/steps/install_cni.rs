@@ -23,6 +23,14 @@ pub const ROUTES_UNIT: &str = "kubicluster-pod-routes.service";
 pub const BRIDGE_CONF: &str = "/etc/cni/net.d/10-bridge.conflist";
 pub const LOOPBACK_CONF: &str = "/etc/cni/net.d/99-loopback.conf";
 
+/// Where CNI configs and plugins live (containerd's config points there too).
+pub fn cni_dirs(want: &mut Desired) {
+    want.dir("/etc/cni", 0o755)
+        .dir("/etc/cni/net.d", 0o755)
+        .dir("/opt/cni", 0o755)
+        .dir("/opt/cni/bin", 0o755);
+}
+
 #[derive(serde::Serialize)]
 struct Route {
     subnet: String,
@@ -45,15 +53,8 @@ impl Step for InstallCni {
         let c = &cx.cluster;
         let mut want = Desired::default();
         if node.role == Role::Worker {
-            if let Some(why) = super::missing_binary(cx, "cni-plugins")
-                && cx.inputs.artifacts.is_some()
-            {
-                bail!("the CNI plugins are needed on every worker and cannot be had: {why}");
-            }
-            want.dir("/etc/cni", 0o755)
-                .dir("/etc/cni/net.d", 0o755)
-                .dir("/opt/cni", 0o755)
-                .dir("/opt/cni/bin", 0o755);
+            super::require_binary(cx, "cni-plugins", "the CNI plugins are")?;
+            cni_dirs(&mut want);
             let provided = cx.inputs.artifact("cni-plugins");
             super::install_artifact(&mut want, provided, &[]);
             if let Some(Provided::Debs { bin_dir, .. }) = provided {

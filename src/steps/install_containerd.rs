@@ -107,16 +107,9 @@ impl Step for InstallContainerd {
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
         let c = &cx.cluster;
         let mut want = Desired::default();
-        if let Some(why) = super::missing_binary(cx, "containerd")
-            && cx.inputs.artifacts.is_some()
-        {
-            bail!("containerd is needed on every worker and cannot be had: {why}");
-        }
-        want.dir("/etc/containerd", 0o755)
-            .dir("/etc/cni", 0o755)
-            .dir("/etc/cni/net.d", 0o755)
-            .dir("/opt/cni", 0o755)
-            .dir("/opt/cni/bin", 0o755);
+        super::require_binary(cx, "containerd", "containerd is")?;
+        want.dir("/etc/containerd", 0o755);
+        super::install_cni::cni_dirs(&mut want);
         super::install_artifact(&mut want, cx.inputs.artifact("containerd"), &[UNIT]);
         let kata = kata_usable(cx, node)?;
         if let Err(why) = &kata

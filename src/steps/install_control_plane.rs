@@ -9,7 +9,7 @@
 
 use anyhow::Result;
 
-use crate::engine::{Blob, Cx, Desired, Step, UnitSpec};
+use crate::engine::{Blob, Cx, Desired, Step};
 use crate::render;
 use crate::spec::{Cluster, Node};
 
@@ -106,21 +106,8 @@ impl Step for InstallControlPlane {
             csr_signing: c.controller_manager.csr_signing,
         };
         for comp in COMPONENTS {
-            let provided = cx.inputs.artifact(comp);
-            let unit = format!("{comp}.service");
-            super::install_artifact(&mut want, provided, &[unit.as_str()]);
-            let not_started = super::missing_binary(cx, comp);
-            want.unit(UnitSpec {
-                name: unit,
-                file: Blob::new(render::render(
-                    &format!("controller/{comp}.service.j2"),
-                    &ctx,
-                )?),
-                enable: not_started.is_none(),
-                start: not_started.is_none(),
-                no_block: false,
-                not_started,
-            });
+            let file = render::render(&format!("controller/{comp}.service.j2"), &ctx)?;
+            super::binary_unit(&mut want, cx, comp, Blob::new(file));
         }
         Ok(want)
     }

@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 
-use crate::engine::{Cx, Desired, Step, UnitSpec};
+use crate::engine::{Cx, Desired, Step};
 use crate::render;
 use crate::spec::{Cluster, Cni, Node};
 
@@ -86,26 +86,17 @@ impl Step for InstallKubernetesWorkers {
         );
         let kata = super::install_containerd::kata_usable(cx, node)?.is_ok();
         for comp in COMPONENTS {
-            let unit = format!("{comp}.service");
-            super::install_artifact(&mut want, cx.inputs.artifact(comp), &[unit.as_str()]);
-            let not_started = super::missing_binary(cx, comp);
-            want.unit(UnitSpec {
-                name: unit,
-                file: crate::engine::Blob::new(render::render(
-                    &format!("worker/{comp}.service.j2"),
-                    &serde_json::json!({
-                        "cluster": c.name,
-                        "bin_dir": super::bin_dir(cx, comp),
-                        "name": node.name,
-                        "ip": node.cluster_ip.to_string(),
-                        "labels": if kata { "kubicluster.io/kata=true" } else { "" },
-                    }),
-                )?),
-                enable: not_started.is_none(),
-                start: not_started.is_none(),
-                no_block: false,
-                not_started,
-            });
+            let file = render::render(
+                &format!("worker/{comp}.service.j2"),
+                &serde_json::json!({
+                    "cluster": c.name,
+                    "bin_dir": super::bin_dir(cx, comp),
+                    "name": node.name,
+                    "ip": node.cluster_ip.to_string(),
+                    "labels": if kata { "kubicluster.io/kata=true" } else { "" },
+                }),
+            )?;
+            super::binary_unit(&mut want, cx, comp, crate::engine::Blob::new(file));
         }
         Ok(want)
     }

@@ -26,11 +26,7 @@ impl Step for InstallRunc {
     fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
         let mut want = Desired::default();
         super::install_artifact(&mut want, cx.inputs.artifact("runc"), &[]);
-        if let Some(why) = super::missing_binary(cx, "runc")
-            && cx.inputs.artifacts.is_some()
-        {
-            bail!("runc is needed on every worker and cannot be had: {why}");
-        }
+        super::require_binary(cx, "runc", "runc is")?;
         Ok(want)
     }
 

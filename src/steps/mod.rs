@@ -19,7 +19,7 @@ pub mod snapshot_etcd;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
 use crate::engine::{Blob, Desired, GuardedCmd, Step};
@@ -54,13 +54,14 @@ impl ImageInput {
             .images
             .iter()
             .map(|p| {
+                let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
                 Ok(ImageInput {
                     file_name: p
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "image.tar".into()),
-                    names: crate::images::names(p)?,
-                    blob: Blob::new(std::fs::read(p)?),
+                    names: crate::images::names(&data, p)?,
+                    blob: Blob::new(data),
                 })
             })
             .collect()
@@ -126,6 +127,33 @@ pub fn missing_binary(cx: &crate::engine::Cx, component: &str) -> Option<String>
         None => Some("binaries not resolved (render)".into()),
         _ => None,
     }
+}
+
+/// A worker cannot go without `component` (`what` in messages): an error when the run's
+/// artifacts lack it (`render`, which resolves none, goes on).
+pub fn require_binary(cx: &crate::engine::Cx, component: &str, what: &str) -> Result<()> {
+    match missing_binary(cx, component) {
+        Some(why) if cx.inputs.artifacts.is_some() => {
+            anyhow::bail!("{what} needed on every worker and cannot be had: {why}")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A component's binary (packages or files) and its unit `<component>.service`, which is
+/// enabled and started only where the binary can be had (else installed, and said why not).
+pub fn binary_unit(want: &mut Desired, cx: &crate::engine::Cx, component: &str, unit_file: Blob) {
+    let unit = format!("{component}.service");
+    install_artifact(want, cx.inputs.artifact(component), &[unit.as_str()]);
+    let not_started = missing_binary(cx, component);
+    want.unit(crate::engine::UnitSpec {
+        name: unit,
+        file: unit_file,
+        enable: not_started.is_none(),
+        start: not_started.is_none(),
+        no_block: false,
+        not_started,
+    });
 }
 
 /// Packages or binaries, with the command that installs them.

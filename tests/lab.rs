@@ -17,131 +17,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::lab::*;
 use common::*;
 use kubicluster::hypervisor::Hypervisor;
-use kubicluster::hypervisor::libvirt::Libvirt;
-use kubicluster::spec::{self, Overrides};
-
-struct Lab {
-    work: tempfile::TempDir,
-    name: String,
-    image: PathBuf,
-}
-
-impl Lab {
-    fn kubicluster(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubicluster"));
-        cmd.current_dir(self.work.path())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBICLUSTER_LAB", "1")
-            .env("KUBICLUSTER_NAME", &self.name)
-            .env("KUBICLUSTER_WORK_DIR", self.work.path().join("work"))
-            .env("KUBICLUSTER_IMAGE", &self.image)
-            .env("KUBICLUSTER_MEMORY_MIB", "1024")
-            .env("KUBICLUSTER_BOOT_TIMEOUT", "300")
-            // Larger than the template's 8 GiB: each VM grows its root filesystem at boot.
-            .env("KUBICLUSTER_DISK_GIB", "10")
-            // Node components from Debian packages: the lab VMs have no route out.
-            .env("KUBICLUSTER_ARTIFACTS", "deb");
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run kubicluster");
-        eprintln!(
-            "$ kubicluster {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_env(args, &[])
-    }
-
-    fn ok_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.kubicluster(args, env);
-        assert!(out.status.success(), "kubicluster {args:?} failed");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    fn cluster(&self) -> spec::Cluster {
-        let ov = Overrides {
-            lab: true,
-            name: Some(self.name.clone()),
-            work_dir: Some(self.work.path().join("work").display().to_string()),
-            ..Overrides::default()
-        };
-        spec::resolve(None, &ov, &no_env).unwrap().0
-    }
-
-    fn libvirt(&self) -> Libvirt {
-        Libvirt::connect(&kubicluster::lab::uri(&self.cluster())).expect("lab libvirtd answers")
-    }
-
-    fn domains(&self) -> Vec<String> {
-        self.libvirt()
-            .domains()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name)
-            .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Leave nothing behind, even when an assertion failed.
-        let _ = self.kubicluster(&["lab", "down"], &[]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Run `script` on `node` with OpenSSH from inside the namespace, trusting only the pinned keys.
-fn ssh(c: &spec::Cluster, node: &str, script: &str) -> Output {
-    let n = c.node(node).unwrap_or_else(|| panic!("{node} in the spec"));
-    let o = Command::new("ip")
-        .args(["netns", "exec", &kubicluster::lab::netns_name(c), "ssh"])
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", c.known_hosts().display()))
-        .arg("-i")
-        .arg(&c.ssh_key)
-        .arg(format!("root@{}", n.hypervisor_ip))
-        .arg(script)
-        .output()
-        .unwrap();
-    eprintln!("$ ssh {node} {script}\n{}", text(&o));
-    o
-}
+use kubicluster::spec;
 
 const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/etcd/etcd-ca.pem --cert=/etc/etcd/server.pem --key=/etc/etcd/server-key.pem";
-
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(needle))
-        .collect()
-}
 
 #[test]
 fn lab_vms_end_to_end() {
@@ -158,17 +41,16 @@ fn lab_vms_end_to_end() {
     ) {
         return;
     }
-    // The image is cached in target/ between local runs; CI builds it fresh.
-    let image = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/lab-image/kubicluster-bookworm.qcow2");
-    let lab = Lab {
-        work: tempfile::Builder::new()
-            .prefix("kubilab")
-            .tempdir_in("/tmp")
-            .unwrap(),
-        name: format!("lab{}", std::process::id()),
-        image,
-    };
+    let lab = Lab::new(
+        "kubilab",
+        "lab",
+        &[
+            // Larger than the template's 8 GiB: each VM grows its root filesystem at boot.
+            ("KUBICLUSTER_DISK_GIB", "10"),
+            // Node components from Debian packages: the lab VMs have no route out.
+            ("KUBICLUSTER_ARTIFACTS", "deb"),
+        ],
+    );
     let c = lab.cluster();
     let ns = kubicluster::lab::netns_name(&c);
 

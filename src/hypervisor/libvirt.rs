@@ -55,6 +55,13 @@ impl Libvirt {
         })
     }
 
+    /// Pause a running domain (`virsh suspend`). Not part of [`Hypervisor`]: kubicluster never
+    /// pauses a VM; the lab tests use it to make the state a user can find a VM in.
+    pub fn suspend(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.suspend()).map(|_| ())
+    }
+
     fn info(&self, d: &Domain) -> Result<DomainInfo> {
         let (state, reason) = lv(d.state())?;
         let state = match state {

@@ -2,6 +2,8 @@
 #![allow(clippy::print_stderr)]
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::path::Path;
 
 use kubicluster::spec::{self, Cluster, Overrides};

@@ -10,6 +10,7 @@
 
 pub mod desired;
 pub mod fanout;
+pub mod hv;
 pub mod journal;
 pub mod plan;
 

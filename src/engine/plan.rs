@@ -49,6 +49,12 @@ pub enum Change {
     RunAfter {
         what: String,
     },
+    /// A change on the hypervisor (a VM, a libvirt network, a PKI file, a host setting); see
+    /// [`super::hv`].
+    Hypervisor {
+        object: String,
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -73,6 +79,7 @@ impl std::fmt::Display for Change {
             Change::Restart { unit, because } => {
                 write!(f, "restart {unit} (changed: {})", because.join(", "))
             }
+            Change::Hypervisor { object, what } => write!(f, "{object}: {what}"),
         }
     }
 }
@@ -325,6 +332,8 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
             }
             host.check(&c.arg(unit.as_str()))?;
         }
+        // Never in a node plan: hypervisor steps apply their own changes through `hv::Gate`.
+        Change::Hypervisor { .. } => {}
     }
     Ok(())
 }

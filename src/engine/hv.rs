@@ -1,0 +1,243 @@
+//! Steps on the hypervisor itself — its packages and settings, libvirt's networks, pool and
+//! VMs, the PKI in the work dir — in the vocabulary of the node steps: every mutation is a typed
+//! [`Change`] that passes one [`Gate`] (k0sctl's `Wet`). On a dry run the gate records the
+//! change and does nothing; on a real run it records it and does it. A step's code is the same
+//! either way, so a dry run lists exactly what the real run does, and a second run lists
+//! nothing. Reported like a node step, with the node [`HYPERVISOR`].
+//!
+//! Why not [`super::Step`]: those declare files and units that the engine diffs by content;
+//! a VM, a network or a certificate has no content to diff (a new certificate is never the same
+//! bytes), so these steps decide themselves what differs and hand each change to the gate.
+//! The steps run in order on the calling thread; a step fans out itself where that pays (the
+//! VMs boot and are waited for in parallel). A failing step ends the run with its own error
+//! (its hint and exit code kept), after the lines of what it did.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{Change, NodeReport, Report};
+use crate::hypervisor::Hypervisor;
+use crate::spec::Cluster;
+
+/// The node name hypervisor steps report under.
+pub const HYPERVISOR: &str = "hypervisor";
+
+/// What hypervisor steps see.
+pub struct Hx<'a> {
+    pub cluster: &'a Cluster,
+    /// The libvirt connection, for the steps that need one (the PKI does not).
+    pub hv: Option<&'a dyn Hypervisor>,
+}
+
+impl Hx<'_> {
+    pub fn hv(&self) -> Result<&dyn Hypervisor> {
+        self.hv
+            .ok_or_else(|| anyhow::anyhow!("no libvirt connection in this run"))
+    }
+}
+
+/// Every mutation of a hypervisor step goes through here.
+pub struct Gate<'a> {
+    dry_run: bool,
+    step: &'static str,
+    cancel: Arc<AtomicBool>,
+    say: Box<dyn FnMut(&str) + 'a>,
+    pub changes: Vec<Change>,
+    pub applied: usize,
+    /// (object, note): what was found and left alone (drift), said once.
+    pub notes: Vec<(String, String)>,
+}
+
+impl<'a> Gate<'a> {
+    pub fn new(dry_run: bool, say: impl FnMut(&str) + 'a) -> Self {
+        Gate {
+            dry_run,
+            step: "",
+            cancel: Arc::new(AtomicBool::new(false)),
+            say: Box::new(say),
+            changes: Vec::new(),
+            applied: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    /// A gate that prints nothing (tests, library callers).
+    pub fn quiet(dry_run: bool) -> Gate<'static> {
+        Gate::new(dry_run, |_| {})
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// Record `change` and, unless this is a dry run, do it. `Ok(true)` when it was done.
+    /// After Ctrl-C nothing new starts.
+    pub fn wet(&mut self, change: Change, apply: impl FnOnce() -> Result<()>) -> Result<bool> {
+        anyhow::ensure!(
+            !self.cancel.load(Ordering::SeqCst),
+            "interrupted before: {change}"
+        );
+        tracing::info!(node = HYPERVISOR, step = self.step, dry_run = self.dry_run, "{change}");
+        (self.say)(&format!("  {change}"));
+        self.changes.push(change);
+        if self.dry_run {
+            return Ok(false);
+        }
+        apply()?;
+        self.applied += 1;
+        Ok(true)
+    }
+
+    /// A change a library made through its own gate (the PKI's): recorded, said, counted.
+    pub fn done(&mut self, change: Change) {
+        tracing::info!(node = HYPERVISOR, step = self.step, dry_run = self.dry_run, "{change}");
+        self.changes.push(change);
+        if !self.dry_run {
+            self.applied += 1;
+        }
+    }
+
+    /// Something found and deliberately left alone.
+    pub fn note(&mut self, object: &str, text: impl Into<String>) {
+        let text = text.into();
+        tracing::warn!(node = HYPERVISOR, step = self.step, %object, "{text}");
+        self.notes.push((object.to_string(), text));
+    }
+
+    /// A progress line that is not a change.
+    pub fn say(&mut self, text: &str) {
+        (self.say)(text);
+    }
+}
+
+/// `Change::Hypervisor` for `object`.
+pub fn change(object: impl Into<String>, what: impl Into<String>) -> Change {
+    Change::Hypervisor {
+        object: object.into(),
+        what: what.into(),
+    }
+}
+
+/// One step on the hypervisor; one file per step under `steps/`.
+pub trait HvStep {
+    /// `verb_noun`, like the node steps (`create_vms`).
+    fn name(&self) -> &'static str;
+    /// Read what is, and pass every difference through `gate`; then wait for and check
+    /// what was done (not on a dry run).
+    fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()>;
+}
+
+/// Run `steps` in order. `say` gets every line the steps print; `cancel` stops new changes.
+pub fn run(
+    hx: &Hx,
+    steps: &[&dyn HvStep],
+    dry_run: bool,
+    cancel: Arc<AtomicBool>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    let start = Instant::now();
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    for step in steps {
+        let t = Instant::now();
+        let mut gate = Gate::new(dry_run, &mut *say);
+        gate.step = step.name();
+        gate.cancel = cancel.clone();
+        let result = step.run(hx, &mut gate);
+        let mut r = NodeReport::empty(step.name(), HYPERVISOR);
+        r.changes = std::mem::take(&mut gate.changes);
+        r.applied = gate.applied;
+        r.not_started = std::mem::take(&mut gate.notes);
+        r.seconds = t.elapsed().as_secs_f64();
+        drop(gate);
+        result?;
+        report.nodes.push(r);
+        if cancel.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step shaped like the real ones: one object that may need creating, through the gate.
+    struct Touch(std::path::PathBuf);
+
+    impl HvStep for Touch {
+        fn name(&self) -> &'static str {
+            "touch_file"
+        }
+        fn run(&self, _hx: &Hx, gate: &mut Gate) -> Result<()> {
+            if !self.0.exists() {
+                let p = self.0.clone();
+                gate.wet(change(p.display().to_string(), "create"), || {
+                    Ok(std::fs::write(&p, b"x")?)
+                })?;
+            } else {
+                gate.say("up to date");
+            }
+            Ok(())
+        }
+    }
+
+    fn cluster() -> Cluster {
+        crate::spec::resolve(None, &Default::default(), &|_| None)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn a_dry_run_predicts_the_run_and_a_second_run_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cluster();
+        let hx = Hx {
+            cluster: &c,
+            hv: None,
+        };
+        let step = Touch(tmp.path().join("f"));
+        let mut lines = Vec::new();
+        let mut say = |l: &str| lines.push(l.to_string());
+        let no = || Arc::new(AtomicBool::new(false));
+        let dry = run(&hx, &[&step], true, no(), &mut say).unwrap();
+        assert!(!step.0.exists(), "a dry run changes nothing");
+        let real = run(&hx, &[&step], false, no(), &mut say).unwrap();
+        assert_eq!(dry.nodes[0].changes, real.nodes[0].changes);
+        assert_eq!((dry.nodes[0].applied, real.nodes[0].applied), (0, 1));
+        assert!(step.0.exists());
+        let again = run(&hx, &[&step], false, no(), &mut say).unwrap();
+        assert_eq!(again.changes(), 0);
+        assert_eq!(again.nodes[0].node, HYPERVISOR);
+        assert_eq!(lines.last().map(String::as_str), Some("up to date"));
+    }
+
+    #[test]
+    fn after_ctrl_c_nothing_new_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = cluster();
+        let hx = Hx {
+            cluster: &c,
+            hv: None,
+        };
+        let step = Touch(tmp.path().join("f"));
+        let e = run(
+            &hx,
+            &[&step],
+            false,
+            Arc::new(AtomicBool::new(true)),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("interrupted before"), "{e:#}");
+        assert!(!step.0.exists());
+    }
+}

@@ -1,0 +1,121 @@
+//! What the VMs stand on: the libvirt networks, the storage pool, the client SSH key and the
+//! template volume, each made through the gate only when missing.
+
+use super::*;
+
+/// Networks, storage pool and the client SSH key; returns what was changed.
+pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    let nets = &cluster.networks;
+    let mut wanted = vec![(
+        nets.hypervisor_name.clone(),
+        true,
+        hypervisor::nat_bridge(&nets.hypervisor_name),
+        nets.hypervisor,
+    )];
+    match nets.mode {
+        ClusterNetMode::Isolated => wanted.push((
+            nets.cluster_name.clone(),
+            false,
+            nets.bridge.clone(),
+            nets.cluster,
+        )),
+        ClusterNetMode::Bridged => {
+            if !Path::new("/sys/class/net")
+                .join(&nets.bridge)
+                .join("bridge")
+                .exists()
+            {
+                return Err(Failure::new(format!("bridged cluster network: host bridge {} does not exist", nets.bridge))
+                    .hint(format!("create it (bridge-ports {}) in /etc/network/interfaces, or use networks.cluster.mode: isolated", nets.bridge_port))
+                    .into());
+            }
+        }
+    }
+    for (name, nat, bridge, cidr) in wanted {
+        let gateway = cidr.hosts().next().expect("validated");
+        match hv.network(&name)? {
+            None => {
+                hv.create_network(&hypervisor::network_xml(&name, nat, &bridge, cidr))?;
+                changed.push(format!("network {name} ({cidr}) created"));
+            }
+            Some(n) => {
+                if n.address() != Some((gateway, cidr.netmask())) {
+                    return Err(Failure::new(format!(
+                        "libvirt network {name} exists with another address than {gateway}/{}",
+                        cidr.prefix_len()
+                    ))
+                    .hint("change the network in the cluster file, or remove that libvirt network")
+                    .into());
+                }
+                if !n.active {
+                    hv.start_network(&name)?;
+                    changed.push(format!("network {name} started"));
+                }
+            }
+        }
+    }
+    let pool = &cluster.hypervisor.storage_pool;
+    let dir = cluster.storage_dir();
+    match hv.pool(pool)? {
+        None => {
+            fsutil::ensure_dir(&dir, 0o711)?;
+            hv.create_pool(&hypervisor::pool_xml(pool, &dir))?;
+            changed.push(format!("storage pool {pool} ({}) created", dir.display()));
+        }
+        Some(p) if p.path != dir => {
+            return Err(Failure::new(format!("storage pool {pool} exists at {}, the spec wants {}", p.path.display(), dir.display()))
+                .hint("set hypervisor.storageDir to the pool's directory or pick another storagePool name")
+                .into());
+        }
+        Some(p) if !p.active => {
+            hv.start_pool(pool)?;
+            changed.push(format!("storage pool {pool} started"));
+        }
+        Some(_) => {}
+    }
+    if !cluster.ssh_key.exists() {
+        sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
+        changed.push(format!("SSH key {} created", cluster.ssh_key.display()));
+    }
+    Ok(changed)
+}
+
+/// The template image, as a volume of the pool (copied in once, named by its content hash).
+pub fn template_volume(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<VolumeInfo> {
+    let image = cluster.image_path();
+    let mut f = std::fs::File::open(&image).map_err(|e| {
+        Failure::bad_input(format!("template image {}: {e}", image.display())).hint(
+            "build one with `kubicluster image build`, or give an existing qcow2 with --image",
+        )
+    })?;
+    let mut magic = [0u8; 4];
+    use std::io::Read;
+    if f.read_exact(&mut magic).is_err() || &magic != b"QFI\xfb" {
+        return Err(Failure::bad_input(format!(
+            "template image {} is not a qcow2 file",
+            image.display()
+        ))
+        .hint("convert it with `qemu-img convert -O qcow2`")
+        .into());
+    }
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(&image)?;
+    std::io::copy(&mut f, &mut hasher)?;
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let name = format!("kubicluster-template-{hex}.qcow2");
+    let pool = &cluster.hypervisor.storage_pool;
+    if let Some(v) = hv.volume(pool, &name)? {
+        return Ok(v);
+    }
+    let dir = cluster.storage_dir();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(&image, &tmp)
+        .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    std::fs::rename(&tmp, dir.join(&name))?;
+    hv.refresh_pool(pool)?;
+    hv.volume(pool, &name)?
+        .with_context(|| format!("template volume {name} did not appear in pool {pool}"))
+}

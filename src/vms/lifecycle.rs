@@ -1,0 +1,289 @@
+//! Making and removing VMs: overlay disks, domains, the identity a VM reads at boot, the
+//! original's re-addressing of a hand-made template, and destroying.
+
+use super::*;
+
+pub(crate) fn identity_text(cluster: &Cluster, n: &Node, client: &PublicKey) -> String {
+    let hv = cluster.networks.hypervisor;
+    let cl = cluster.networks.cluster;
+    let gw = hv.hosts().next().expect("validated");
+    format!(
+        "HOSTNAME={}\nETH0_ADDRESS={}/{}\nETH0_GATEWAY={gw}\nETH1_ADDRESS={}/{}\nDNS={gw}\nAUTHORIZED_KEY={}\n",
+        n.name,
+        n.hypervisor_ip,
+        hv.prefix_len(),
+        n.cluster_ip,
+        cl.prefix_len(),
+        sshkeys::public_line(client)
+    )
+}
+
+pub(crate) fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> Result<()> {
+    if let Some(d) = hv.domain(name)? {
+        owned_by_us(cluster, &d)?;
+        hv.stop_domain(name)?;
+        hv.undefine_domain(name)?;
+    }
+    let pool = &cluster.hypervisor.storage_pool;
+    let vol = volume_name(name);
+    if hv.pool(pool)?.is_some() && hv.volume(pool, &vol)?.is_some() {
+        hv.delete_volume(pool, &vol)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn create_vm(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    n: &Node,
+    template: &VolumeInfo,
+    kvm: bool,
+) -> Result<()> {
+    let client = sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
+    let files = VmFiles::for_node(cluster, &n.name);
+    fsutil::ensure_dir(&cluster.vm_dir(&n.name), fsutil::PRIVATE_DIR)?;
+    if legacy(cluster) {
+        // The VM makes its own key while being re-addressed; an old pin must not survive.
+        let _ = std::fs::remove_file(files.host_key.with_extension("pub"));
+    } else {
+        host_key(cluster, &n.name)?;
+        fsutil::write_atomic(
+            &files.identity,
+            identity_text(cluster, n, client.public_key()).as_bytes(),
+            fsutil::SECRET,
+        )?;
+    }
+    let _ = std::fs::remove_file(&files.console_log);
+    let pool = &cluster.hypervisor.storage_pool;
+    let vol_name = volume_name(&n.name);
+    if hv.volume(pool, &vol_name)?.is_some() {
+        // Left over from an interrupted run: start from a fresh disk.
+        hv.delete_volume(pool, &vol_name)?;
+    }
+    let capacity = disk_bytes(cluster).max(template.capacity);
+    let vol = hv.create_volume(
+        pool,
+        &hypervisor::overlay_volume_xml(&vol_name, capacity, &template.path),
+    )?;
+    let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
+    hv.define_domain(&hypervisor::domain_xml(cluster, n, &vol.path, dtype, &cpu))?;
+    if legacy(cluster) {
+        // Started one at a time by `readdress`: every clone boots with the template's address.
+        return Ok(());
+    }
+    hv.start_domain(&n.name)
+}
+
+/// The original's flow for a hand-made template, made safe: boot the clone alone, reach it at the
+/// template address with the template's (pinned) host key, give it its name, addresses and a new
+/// host key, pin that key, reboot it. Only one clone may hold the template address at a time.
+pub(crate) fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
+    let h = &cluster.hypervisor;
+    let tip: Ipv4Addr = h.template_ip.parse().expect("validated");
+    let tcip: Ipv4Addr = h.template_cluster_ip.parse().expect("validated");
+    let template_key =
+        PublicKey::read_openssh_file(Path::new(&h.template_host_key)).map_err(|e| {
+            Failure::bad_input(format!("template host key {}: {e}", h.template_host_key))
+                .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub")
+        })?;
+    let timeout = Duration::from_secs(h.boot_timeout_seconds.into());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers(tip, cluster.ssh_port) {
+        if Instant::now() > deadline {
+            return Err(
+                Failure::new(format!("{tip} (the template address) is still in use"))
+                    .hint("a VM from an interrupted run may hold it; destroy it, then run again")
+                    .into(),
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    hv.start_domain(&n.name)?;
+    let reach = || -> Result<SshHost> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match SshHost::connect_to(
+                &n.name,
+                SocketAddr::new(tip.into(), cluster.ssh_port),
+                &cluster.ssh_user,
+                &cluster.ssh_key,
+                &template_key,
+                Duration::from_secs(5),
+            ) {
+                Ok(h) => return Ok(h),
+                Err(e)
+                    if matches!(e, HostError::HostKeyMismatch { .. })
+                        || Instant::now() > deadline =>
+                {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "{}: reach the clone at the template address {tip}",
+                        n.name
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(2)),
+            }
+        }
+    };
+    let host = match reach() {
+        Ok(h) => h,
+        Err(e) if !is_key_mismatch(&e) => {
+            // A boot that never answers happens now and then under load: restart once.
+            tracing::warn!(node = %n.name, "no SSH answer at the template address, restarting once: {e:#}");
+            hv.stop_domain(&n.name)?;
+            hv.start_domain(&n.name)?;
+            reach().map_err(|e| {
+                e.context(format!(
+                    "console: {}",
+                    VmFiles::for_node(cluster, &n.name).console_log.display()
+                ))
+            })?
+        }
+        Err(e) => return Err(e),
+    };
+    let re = |ip: Ipv4Addr| ip.to_string().replace('.', "\\.");
+    let script = format!(
+        "set -e\n\
+         echo {name} >/etc/hostname\n\
+         printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n' {name} >/etc/hosts\n\
+         for f in /etc/network/interfaces /etc/network/interfaces.d/*; do\n\
+           if [ -f \"$f\" ]; then sed -i -e 's/{tip}\\b/{hip}/g' -e 's/{tcip}\\b/{cip}/g' \"$f\"; fi\n\
+         done\n\
+         rm -f /etc/ssh/ssh_host_*\n\
+         ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key\n\
+         rm -f /var/lib/dbus/machine-id; : >/etc/machine-id\n\
+         cat /etc/ssh/ssh_host_ed25519_key.pub\n",
+        name = n.name,
+        tip = re(tip),
+        tcip = re(tcip),
+        hip = n.hypervisor_ip,
+        cip = n.cluster_ip,
+    );
+    let out = host.run(&Cmd::new(["sh", "-c", &script]))?;
+    anyhow::ensure!(
+        out.status == 0,
+        "{}: re-addressing failed: {}",
+        n.name,
+        out.tail(10)
+    );
+    let stdout = out.stdout_text();
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ssh-ed25519 "))
+        .with_context(|| format!("{}: no new host key in the re-addressing output", n.name))?;
+    let key = PublicKey::from_openssh(line).with_context(|| format!("{}: new host key", n.name))?;
+    let pub_path = VmFiles::for_node(cluster, &n.name)
+        .host_key
+        .with_extension("pub");
+    fsutil::write_atomic(
+        &pub_path,
+        format!("{}\n", sshkeys::public_line(&key)).as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    // Reboot into the new identity; the channel may close under us.
+    let _ = host.run(&Cmd::new([
+        "sh",
+        "-c",
+        "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &",
+    ]));
+    Ok(())
+}
+
+/// Apply a plan: create, recreate or start VMs (all before waiting for any). Drift is left alone.
+pub fn apply(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    plan: &[Planned],
+    kvm: bool,
+) -> Result<Vec<String>> {
+    let mut started = Vec::new();
+    let needs_template = plan
+        .iter()
+        .any(|p| matches!(p.action, Action::Create | Action::Recreate(_)));
+    let template = if needs_template {
+        Some(template_volume(cluster, hv)?)
+    } else {
+        None
+    };
+    for p in plan {
+        let n = cluster.node(&p.node).expect("planned from the cluster");
+        if matches!(p.action, Action::Create) {
+            forget_verified(cluster, &n.name);
+        }
+        match &p.action {
+            Action::Create => create_vm(
+                cluster,
+                hv,
+                n,
+                template.as_ref().expect("loaded above"),
+                kvm,
+            )?,
+            Action::Recreate(_) => {
+                forget_verified(cluster, &n.name);
+                remove_vm(cluster, hv, &n.name)?;
+                create_vm(
+                    cluster,
+                    hv,
+                    n,
+                    template.as_ref().expect("loaded above"),
+                    kvm,
+                )?;
+            }
+            Action::Start | Action::StartDrifted(_) => {
+                forget_verified(cluster, &n.name);
+                hv.start_domain(&n.name)?
+            }
+            Action::Verify => {}
+            Action::Resume(why) => {
+                forget_verified(cluster, &n.name);
+                if why == hypervisor::PAUSED_IO_ERROR {
+                    disk_space_or_explain(cluster, &n.name)?;
+                }
+                hv.resume_domain(&n.name)?
+            }
+            Action::Keep | Action::Drift(_) => continue,
+        }
+        started.push(n.name.clone());
+    }
+    if legacy(cluster) {
+        for p in plan
+            .iter()
+            .filter(|p| matches!(p.action, Action::Create | Action::Recreate(_)))
+        {
+            let n = cluster.node(&p.node).expect("planned from the cluster");
+            readdress(cluster, hv, n)?;
+        }
+    }
+    Ok(started)
+}
+
+/// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.
+pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Result<Vec<String>> {
+    let names: Vec<String> = if only.is_empty() {
+        cluster.nodes.iter().map(|n| n.name.clone()).collect()
+    } else {
+        only.to_vec()
+    };
+    for name in &names {
+        if let Some(d) = hv.domain(name)? {
+            owned_by_us(cluster, &d)?;
+        }
+    }
+    let mut removed = Vec::new();
+    for name in names {
+        let existed = hv.domain(&name)?.is_some();
+        remove_vm(cluster, hv, &name)?;
+        let dir = cluster.vm_dir(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        if existed {
+            removed.push(name);
+        }
+    }
+    if only.is_empty() {
+        let _ = std::fs::remove_file(cluster.known_hosts());
+        let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));
+    }
+    Ok(removed)
+}

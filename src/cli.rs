@@ -226,6 +226,9 @@ pub struct PrepareArgs {
     /// eth1) to /etc/network/interfaces.d/. Never done without this flag.
     #[arg(long)]
     pub write_bridge_config: bool,
+    /// Print what would be installed, written, loaded, set or created; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -269,6 +272,9 @@ pub struct DestroyArgs {
     /// Also remove the cluster's PKI, keys and work files (and the lab, in lab mode).
     #[arg(long)]
     pub all: bool,
+    /// Print what would be removed; remove nothing.
+    #[arg(long, conflicts_with = "all")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

@@ -4,8 +4,6 @@
 
 use std::io::Write;
 
-use crate::pki::{Outcome, Report};
-
 /// Where output goes; tests capture it in buffers.
 pub struct Printer {
     out: Box<dyn Write>,
@@ -146,29 +144,5 @@ impl Printer {
                 self.status(&format!("  - {l}"));
             }
         }
-    }
-
-    /// What `cnc` did, one line per file, then a summary.
-    pub fn pki_report(&mut self, report: &Report) {
-        for e in &report.entries {
-            let line = match &e.outcome {
-                Outcome::Created => format!("  created   {}", e.file),
-                Outcome::Reissued(why) => format!("  reissued  {} ({why})", e.file),
-                Outcome::Updated => format!("  updated   {}", e.file),
-                Outcome::Kept => format!("  kept      {}", e.file),
-                Outcome::Warning(w) => format!("  warning   {}: {w}", e.file),
-            };
-            self.status(&line);
-        }
-        let (created, changed, kept) = report.counts();
-        let dry = if report.dry_run {
-            "dry run, nothing written: would have "
-        } else {
-            ""
-        };
-        self.status(&format!(
-            "cnc: {dry}{created} created, {changed} re-issued or updated, {kept} kept in {}",
-            report.dir.display()
-        ));
     }
 }

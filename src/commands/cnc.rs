@@ -18,11 +18,14 @@ pub fn run(ctx: &mut Ctx, args: &CncArgs) -> Result<()> {
     let opts = pki::Options {
         force: args.force,
         groups: args.only.iter().map(|p| (*p).into()).collect(),
-        dry_run: args.dry_run,
+        dry_run: false, // decided by the run's gate
         new_ca: args.new_ca,
         new_encryption_key: args.new_encryption_key,
     };
-    let report = pki::generate(&cluster, &opts)?;
-    ctx.printer.pki_report(&report);
+    let step = crate::steps::generate_pki::GeneratePki {
+        opts,
+        list_kept: true,
+    };
+    super::converge::run_hypervisor(ctx, &cluster, "cnc", &[&step], args.dry_run)?;
     Ok(())
 }

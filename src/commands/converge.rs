@@ -12,6 +12,7 @@ use anyhow::Result;
 
 use super::{Ctx, reexec_in_lab};
 use crate::artifacts::{self, Lock, Provided};
+use crate::engine::hv::{HvStep, Hx};
 use crate::engine::{self, Cx, Event, Report, Step, journal};
 use crate::error::{Exit, Failure};
 use crate::fsutil;
@@ -123,6 +124,45 @@ fn watch_ctrl_c(cancel: Arc<AtomicBool>) {
             });
         }
     });
+}
+
+/// Run hypervisor steps (`prepare`, `cnc`, `create-vms`, `destroy`, and `up`'s first part) on
+/// the engine: the cluster lock unless a dry run, a log file, the libvirt connection when a
+/// step needs one, every line through the printer. The caller has entered the lab if needed.
+pub fn run_hypervisor(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    title: &str,
+    steps: &[&dyn HvStep],
+    dry_run: bool,
+) -> Result<Report> {
+    engine::hv::preflight(cluster, steps, dry_run)?;
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(super::vms::lock(cluster)?)
+    };
+    if !dry_run {
+        let log = crate::logfile::open(&cluster.cluster_dir(), title)?;
+        tracing::info!(log = %log.display(), "{title} started");
+    }
+    let hv = if steps.iter().any(|s| s.needs_libvirt()) {
+        Some(super::connect(cluster)?)
+    } else {
+        None
+    };
+    let hx = Hx {
+        cluster,
+        hv: hv.as_ref().map(|h| h as &dyn crate::hypervisor::Hypervisor),
+    };
+    let printer = &mut *ctx.printer;
+    engine::hv::run(
+        &hx,
+        steps,
+        dry_run,
+        Arc::new(AtomicBool::new(false)),
+        &mut |l| printer.status(l),
+    )
 }
 
 /// Run the steps. `Ok(None)` when the work ran inside the lab (it printed its own report).

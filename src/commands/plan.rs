@@ -1,6 +1,7 @@
-//! `kubicluster plan`: every pending change of the whole cluster, read-only: the PKI (what `cnc`
-//! would create or re-issue), the VMs (what `create-vms` would do) and every node step (what the
-//! engine would write, run, enable, start or restart), per node in a stable order.
+//! `kubicluster plan`: every pending change of the whole cluster, read-only — a dry run of every
+//! step of `up`: the hypervisor steps (networks, image, the PKI `cnc` would create or re-issue,
+//! the VMs `create-vms` would make, start or resume, and their drift) and every node step (what
+//! the engine would write, run, enable, start or restart), per node in a stable order.
 //! `--output json` prints one object; its `changes` is the total (0 = converged).
 
 use std::collections::BTreeMap;
@@ -11,14 +12,16 @@ use serde::Serialize;
 use super::converge::{Run, converge, resolve_artifacts};
 use super::{Ctx, connect, reexec_in_lab};
 use crate::cli::{OutputFormat, PlanArgs};
+use crate::engine::hv::{HvStep, Hx};
 use crate::hypervisor::Hypervisor;
-use crate::vms::{self, Action};
-use crate::{pki, steps};
+use crate::{engine, steps};
 
 #[derive(Debug, Serialize)]
 struct PlanOut {
     cluster: String,
     changes: usize,
+    /// Networks, pool, SSH key, template image.
+    hypervisor: Vec<String>,
     pki: Vec<String>,
     vms: Vec<String>,
     nodes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
@@ -40,30 +43,32 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     if reexec_in_lab(&cluster, &argv)? {
         return Ok(());
     }
-    let report = pki::generate(
-        &cluster,
-        &pki::Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )?;
-    let pki_changes: Vec<String> = report
-        .entries
-        .iter()
-        .filter_map(|e| match &e.outcome {
-            pki::Outcome::Created => Some(format!("create {}", e.file)),
-            pki::Outcome::Reissued(why) => Some(format!("re-issue {} ({why})", e.file)),
-            pki::Outcome::Updated => Some(format!("update {}", e.file)),
-            _ => None,
-        })
-        .collect();
+    // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv = connect(&cluster)?;
-    let vm_plan = vms::plan(&cluster, &hv, false)?;
-    let vm_changes: Vec<String> = vm_plan
-        .iter()
-        .filter(|p| p.action != Action::Keep)
-        .map(|p| p.describe())
-        .collect();
+    let hv_steps = steps::hypervisor_pipeline(false);
+    let refs: Vec<&dyn HvStep> = hv_steps.iter().map(|s| s.as_ref()).collect();
+    let hx = Hx {
+        cluster: &cluster,
+        hv: Some(&hv),
+    };
+    let hv_report = engine::hv::run(&hx, &refs, true, Default::default(), &mut |_| {})?;
+    // Changes, and what a step found and leaves alone (a VM's drift) — pending too.
+    let lines = |names: &[&str]| -> Vec<String> {
+        hv_report
+            .nodes
+            .iter()
+            .filter(|n| names.contains(&n.step.as_str()))
+            .flat_map(|n| {
+                n.changes
+                    .iter()
+                    .map(|c| c.to_string())
+                    .chain(n.not_started.iter().map(|(o, w)| format!("{o}: {w}")))
+            })
+            .collect()
+    };
+    let hypervisor_changes = lines(&["prepare_networks", "build_image"]);
+    let pki_changes = lines(&["generate_pki"]);
+    let vm_changes = lines(&["create_vms"]);
     let running: Vec<String> = hv
         .domains()?
         .into_iter()
@@ -78,6 +83,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let mut out = PlanOut {
         cluster: cluster.name.clone(),
         changes: 0,
+        hypervisor: hypervisor_changes,
         pki: pki_changes,
         vms: vm_changes,
         nodes: BTreeMap::new(),
@@ -115,7 +121,11 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         .map(Vec::len)
         .sum();
     // A node that cannot be planned yet has (at least) every step pending.
-    out.changes = out.pki.len() + out.vms.len() + node_changes + out.unplanned.len() * all.len();
+    out.changes = out.hypervisor.len()
+        + out.pki.len()
+        + out.vms.len()
+        + node_changes
+        + out.unplanned.len() * all.len();
     match args.output {
         OutputFormat::Json => {
             ctx.printer
@@ -123,6 +133,10 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         }
         OutputFormat::Text => {
             let mut t = String::new();
+            t.push_str(&format!("hypervisor ({} pending)\n", out.hypervisor.len()));
+            for c in &out.hypervisor {
+                t.push_str(&format!("  {c}\n"));
+            }
             t.push_str(&format!("PKI ({} pending)\n", out.pki.len()));
             for c in &out.pki {
                 t.push_str(&format!("  {c}\n"));

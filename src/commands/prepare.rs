@@ -1,367 +1,28 @@
-//! `kubicluster prepare`: ready the hypervisor. On the host: Debian packages (apt, only what is
-//! missing), kernel modules (loaded and persisted), sysctls (only valid keys; bridge netfilter is
-//! left off on the hypervisor), then the libvirt NAT and cluster networks, the storage pool and
-//! the SSH key. In lab mode only the libvirt part applies. `--check` reports and changes nothing.
+//! `kubicluster prepare`: ready the hypervisor — the steps `prepare_host` (packages, kernel
+//! modules, sysctls; host mode) and `prepare_networks` (libvirt networks, storage pool, SSH
+//! key). `--check` reports readiness and changes nothing; `--dry-run` lists the changes.
 
-use std::path::Path;
-use std::process::Command;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{Ctx, connect};
 use crate::cli::PrepareArgs;
+use crate::engine::hv::HvStep;
 use crate::error::Failure;
-use crate::hypervisor::{self, Hypervisor};
-use crate::spec::{Cluster, ClusterNetMode, HypervisorMode};
-use crate::{fsutil, vms};
-
-const PACKAGES: &[&str] = &[
-    "qemu-system-x86",
-    "qemu-utils",
-    "libvirt-daemon-system",
-    "libvirt-daemon-driver-qemu",
-    "libvirt-clients",
-    "dnsmasq-base",
-    "iptables",
-];
-const MODULES: &[&str] = &["br_netfilter", "overlay", "vhost_net"];
-const SYSCTLS: &[(&str, &str)] = &[
-    ("net.ipv4.ip_forward", "1"),
-    ("net.ipv6.conf.all.forwarding", "1"),
-    ("net.ipv6.conf.default.forwarding", "1"),
-];
-
-fn installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("ok installed"))
-        .unwrap_or(false)
-}
-
-fn sysctl_path(key: &str) -> String {
-    format!("/proc/sys/{}", key.replace('.', "/"))
-}
-
-// The host facts `--check` reports and `prepare` acts on: one reading for both.
-fn missing_packages() -> Vec<&'static str> {
-    PACKAGES.iter().filter(|p| !installed(p)).copied().collect()
-}
-
-fn unloaded_modules() -> Vec<&'static str> {
-    MODULES
-        .iter()
-        .filter(|m| !Path::new("/sys/module").join(m).exists())
-        .copied()
-        .collect()
-}
-
-fn unset_sysctls() -> Vec<(&'static str, &'static str)> {
-    SYSCTLS
-        .iter()
-        .filter(|(k, v)| {
-            std::fs::read_to_string(sysctl_path(k))
-                .map(|s| s.trim() != *v)
-                .unwrap_or(true)
-        })
-        .copied()
-        .collect()
-}
-
-/// One line of the readiness report: (what, state, blocking?).
-type Row = (String, String, bool);
-
-fn check(cluster: &Cluster) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
-    let kvm = hypervisor::kvm_usable();
-    let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
-    rows.push((
-        "CPU virtualisation".into(),
-        if kvm {
-            "usable: VMs run with kvm".into()
-        } else {
-            format!(
-                "not usable: VMs run under emulation ({dtype}, cpu {cpu}), several times slower"
-            )
-        },
-        dtype == "kvm" && !kvm,
-    ));
-    rows.push((
-        "/dev/kvm".into(),
-        if Path::new("/dev/kvm").exists() {
-            "present".into()
-        } else {
-            "absent".into()
-        },
-        false,
-    ));
-    if cluster.hypervisor.mode == HypervisorMode::Host {
-        let missing = missing_packages();
-        rows.push((
-            "packages".into(),
-            if missing.is_empty() {
-                "installed".into()
-            } else {
-                format!("missing: {}", missing.join(" "))
-            },
-            !missing.is_empty(),
-        ));
-        let unloaded = unloaded_modules();
-        rows.push((
-            "kernel modules".into(),
-            if unloaded.is_empty() {
-                "loaded".into()
-            } else {
-                format!("not loaded: {}", unloaded.join(" "))
-            },
-            false,
-        ));
-        let wrong: Vec<_> = unset_sysctls().into_iter().map(|(k, _)| k).collect();
-        rows.push((
-            "sysctls".into(),
-            if wrong.is_empty() {
-                "set".into()
-            } else {
-                format!("not set: {}", wrong.join(" "))
-            },
-            false,
-        ));
-    }
-    match connect(cluster) {
-        Ok(hv) => {
-            rows.push((
-                "libvirt".into(),
-                format!("reachable at {}", hv.describe()),
-                false,
-            ));
-            for name in [
-                &cluster.networks.hypervisor_name,
-                &cluster.networks.cluster_name,
-            ] {
-                if name == &cluster.networks.cluster_name
-                    && cluster.networks.mode == ClusterNetMode::Bridged
-                {
-                    continue;
-                }
-                let state = match hv.network(name) {
-                    Ok(Some(n)) if n.active => "active".to_string(),
-                    Ok(Some(_)) => "defined, inactive".into(),
-                    Ok(None) => "missing (prepare creates it)".into(),
-                    Err(e) => format!("error: {e:#}"),
-                };
-                rows.push((format!("network {name}"), state, false));
-            }
-            let pool = &cluster.hypervisor.storage_pool;
-            let state = match hv.pool(pool) {
-                Ok(Some(p)) => format!(
-                    "{} at {}",
-                    if p.active { "active" } else { "inactive" },
-                    p.path.display()
-                ),
-                Ok(None) => "missing (prepare creates it)".into(),
-                Err(e) => format!("error: {e:#}"),
-            };
-            rows.push((format!("storage pool {pool}"), state, false));
-        }
-        Err(e) => rows.push(("libvirt".into(), format!("{e:#}"), true)),
-    }
-    if cluster.networks.mode == ClusterNetMode::Bridged {
-        let ok = Path::new("/sys/class/net")
-            .join(&cluster.networks.bridge)
-            .join("bridge")
-            .exists();
-        rows.push((
-            format!("bridge {}", cluster.networks.bridge),
-            if ok {
-                "present".into()
-            } else {
-                "missing".into()
-            },
-            !ok,
-        ));
-    }
-    let image = cluster.image_path();
-    rows.push((
-        "template image".into(),
-        if image.is_file() {
-            format!("{}", image.display())
-        } else {
-            format!("missing: {} (kubicluster image build)", image.display())
-        },
-        false,
-    ));
-    let need: u64 = cluster.nodes.iter().map(|n| u64::from(n.memory_mib)).sum();
-    let free = vms::available_mib().unwrap_or(0);
-    rows.push((
-        "free memory".into(),
-        format!("{free} MiB free, the VMs need {need} MiB"),
-        need > free,
-    ));
-    let disk = Command::new("df")
-        .args(["-Pm"])
-        .arg(
-            cluster
-                .work_dir
-                .canonicalize()
-                .unwrap_or_else(|_| ".".into()),
-        )
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .nth(1)
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        });
-    rows.push((
-        "free disk (work dir)".into(),
-        disk.map(|d| format!("{d} MiB"))
-            .unwrap_or_else(|| "unknown".into()),
-        disk.is_some_and(|d| d < 2048),
-    ));
-    rows
-}
-
-fn install_packages() -> Result<Vec<String>> {
-    let missing = missing_packages();
-    if missing.is_empty() {
-        return Ok(vec![]);
-    }
-    let run = |args: &[&str]| -> Result<()> {
-        let st = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("run apt-get")?;
-        anyhow::ensure!(st.success(), "apt-get {} failed", args.join(" "));
-        Ok(())
-    };
-    run(&["update", "-q"])?;
-    // A newer qemu-utils (from backports) conflicts with bookworm's QEMU: pin bookworm's.
-    let mut args = vec![
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        "--allow-downgrades",
-    ];
-    let pinned: Vec<String> = missing
-        .iter()
-        .map(|p| {
-            if *p == "qemu-utils" || *p == "qemu-system-x86" {
-                format!("{p}/bookworm")
-            } else {
-                p.to_string()
-            }
-        })
-        .collect();
-    args.extend(pinned.iter().map(String::as_str));
-    if !missing.contains(&"qemu-utils") && missing.contains(&"qemu-system-x86") {
-        args.push("qemu-utils/bookworm");
-    }
-    run(&args)?;
-    Ok(vec![format!("installed {}", missing.join(" "))])
-}
-
-fn host_settings() -> Result<Vec<String>> {
-    let mut changed = Vec::new();
-    let conf = MODULES.join("\n") + "\n";
-    let path = Path::new("/etc/modules-load.d/kubicluster.conf");
-    if fsutil::read_optional(path)?.as_deref() != Some(conf.as_bytes()) {
-        fsutil::write_atomic(path, conf.as_bytes(), 0o644)?;
-        changed.push(format!("wrote {}", path.display()));
-    }
-    for m in unloaded_modules() {
-        let st = Command::new("modprobe")
-            .arg(m)
-            .status()
-            .context("run modprobe")?;
-        anyhow::ensure!(st.success(), "modprobe {m} failed");
-        changed.push(format!("loaded {m}"));
-    }
-    let text: String = SYSCTLS
-        .iter()
-        .map(|(k, v)| format!("{k} = {v}\n"))
-        .collect();
-    let path = Path::new("/etc/sysctl.d/90-kubicluster.conf");
-    if fsutil::read_optional(path)?.as_deref() != Some(text.as_bytes()) {
-        fsutil::write_atomic(path, text.as_bytes(), 0o644)?;
-        changed.push(format!("wrote {}", path.display()));
-    }
-    for (k, v) in unset_sysctls() {
-        std::fs::write(sysctl_path(k), v).with_context(|| format!("set {k}"))?;
-        changed.push(format!("set {k} = {v}"));
-    }
-    Ok(changed)
-}
-
-/// The ifupdown stanza for the cluster bridge in bridged mode (needs bridge-utils).
-pub fn bridge_stanza(cluster: &Cluster) -> String {
-    let net = cluster.networks.cluster;
-    let gw = net.hosts().next().expect("validated");
-    format!(
-        "# written by kubicluster prepare --write-bridge-config\nauto {b}\niface {b} inet static\n    address {gw}/{p}\n    bridge-ports {port}\n    bridge-stp off\n    bridge-fd 0\n",
-        b = cluster.networks.bridge,
-        p = net.prefix_len(),
-        port = cluster.networks.bridge_port
-    )
-}
-
-fn write_bridge_config(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
-    if cluster.networks.mode != ClusterNetMode::Bridged {
-        return Err(Failure::bad_input(
-            "--write-bridge-config is for networks.cluster.mode: bridged",
-        )
-        .hint("pass --cluster-net-mode bridged, or drop the flag")
-        .into());
-    }
-    let path = Path::new("/etc/network/interfaces.d")
-        .join(format!("kubicluster-{}", cluster.networks.bridge));
-    let text = bridge_stanza(cluster);
-    match fsutil::read_optional(&path)? {
-        Some(old) if old == text.as_bytes() => {}
-        Some(_) => {
-            return Err(Failure::new(format!("{} exists with other content", path.display()))
-                .hint("compare it with the spec and remove it if kubicluster should write it again")
-                .into());
-        }
-        None => {
-            fsutil::ensure_dir(path.parent().expect("has a parent"), 0o755)?;
-            fsutil::write_atomic(&path, text.as_bytes(), 0o644)?;
-            ctx.printer.status(&format!(
-                "  wrote {}; bring the bridge up with `ifup {}` (needs bridge-utils; moves {}'s address to the bridge)",
-                path.display(),
-                cluster.networks.bridge,
-                cluster.networks.bridge_port
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The libvirt part of prepare (networks, pool, key); shared with `up`.
-pub fn ensure(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
-    let hv = connect(cluster)?;
-    let changed = vms::ensure_infra(cluster, &hv)?;
-    for c in &changed {
-        ctx.printer.status(&format!("  {c}"));
-    }
-    ctx.printer.status(&format!(
-        "prepare: {} on {}",
-        if changed.is_empty() {
-            "nothing to do"
-        } else {
-            "done"
-        },
-        hv.describe()
-    ));
-    Ok(())
-}
+use crate::hypervisor::Hypervisor;
+use crate::steps::prepare_host::{PrepareHost, readiness};
+use crate::steps::prepare_networks::PrepareNetworks;
 
 pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     if args.check {
-        let rows = check(&cluster);
+        let hv = connect(&cluster);
+        let rows = readiness(
+            &cluster,
+            match &hv {
+                Ok(h) => Ok(h as &dyn Hypervisor),
+                Err(e) => Err(format!("{e:#}")),
+            },
+        );
         let mut text = String::new();
         for (what, state, blocking) in &rows {
             text.push_str(&format!(
@@ -380,70 +41,19 @@ pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
         }
         return Ok(());
     }
-    if let Some(t) = &args.template {
-        let bytes = std::fs::read(t).map_err(|e| {
-            Failure::bad_input(format!("template {}: {e}", t.display()))
-                .hint("give the path of a qcow2 image")
-        })?;
-        if !bytes.starts_with(b"QFI\xfb") {
-            return Err(
-                Failure::bad_input(format!("{} is not a qcow2 image", t.display()))
-                    .hint("only qcow2 templates are supported")
-                    .into(),
-            );
+    let host = PrepareHost {
+        template: args.template.clone().map(|t| (t, args.key.clone())),
+        write_bridge_config: args.write_bridge_config,
+    };
+    let steps: [&dyn HvStep; 2] = [&host, &PrepareNetworks];
+    let report = super::converge::run_hypervisor(ctx, &cluster, "prepare", &steps, args.dry_run)?;
+    ctx.printer.status(&format!(
+        "prepare: {}",
+        match (report.changes(), args.dry_run) {
+            (0, _) => "nothing to do".to_string(),
+            (n, true) => format!("dry run, nothing changed: would make {n} change(s)"),
+            (n, false) => format!("done, {n} change(s)"),
         }
-        let key = args.key.as_ref().ok_or_else(|| {
-            Failure::bad_input("a template needs its root SSH key")
-                .hint("kubicluster prepare TEMPLATE.qcow2 KEY")
-        })?;
-        let key_bytes = std::fs::read(key)
-            .map_err(|e| Failure::bad_input(format!("key {}: {e}", key.display())))?;
-        let out = cluster.image_path();
-        fsutil::ensure_dir(out.parent().expect("has a parent"), 0o755)?;
-        fsutil::write_atomic(&out, &bytes, 0o644)?;
-        fsutil::ensure_dir(
-            cluster.ssh_key.parent().expect("has a parent"),
-            fsutil::PRIVATE_DIR,
-        )?;
-        fsutil::write_atomic(&cluster.ssh_key, &key_bytes, fsutil::SECRET)?;
-        ctx.printer.status(&format!(
-            "prepare: template {} and key {} taken",
-            out.display(),
-            cluster.ssh_key.display()
-        ));
-    }
-    if cluster.hypervisor.mode == HypervisorMode::Host {
-        if !fsutil::is_root() {
-            return Err(Failure::new(
-                "prepare changes the host (packages, modules, sysctls, libvirt)",
-            )
-            .hint("run it as root, or `prepare --check` to only look")
-            .into());
-        }
-        for c in install_packages()?.into_iter().chain(host_settings()?) {
-            ctx.printer.status(&format!("  {c}"));
-        }
-        if args.write_bridge_config {
-            write_bridge_config(ctx, &cluster)?;
-        }
-    }
-    ensure(ctx, &cluster)
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::spec::{ClusterNetMode, Overrides, resolve};
-
-    #[test]
-    fn bridge_stanza_matches_the_original_layout() {
-        let ov = Overrides {
-            cluster_net_mode: Some(ClusterNetMode::Bridged),
-            ..Overrides::default()
-        };
-        let c = resolve(None, &ov, &|_| None).unwrap().0;
-        assert_eq!(
-            super::bridge_stanza(&c),
-            "# written by kubicluster prepare --write-bridge-config\nauto vmbr24\niface vmbr24 inet static\n    address 192.168.24.1/24\n    bridge-ports eth1\n    bridge-stp off\n    bridge-fd 0\n"
-        );
-    }
+    ));
+    Ok(())
 }

@@ -58,7 +58,8 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
     }
     // 2. The VM and its disk.
     let hv = super::connect(&cluster)?;
-    let removed = vms::destroy(&cluster, &hv, std::slice::from_ref(&node.name))?;
+    let mut gate = crate::engine::hv::Gate::quiet(false);
+    let removed = vms::destroy(&cluster, &hv, std::slice::from_ref(&node.name), &mut gate)?;
     ctx.printer.status(&format!(
         "remove: VM {}",
         if removed.is_empty() {

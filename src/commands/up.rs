@@ -1,13 +1,15 @@
-//! `kubicluster up`: the whole pipeline, in order. Each stage is idempotent, so a second `up`
-//! changes nothing: (lab up) → prepare → image build if missing → cnc → create-vms → the node
-//! steps of [`crate::steps::pipeline`] on the engine (controllers, then workers).
+//! `kubicluster up`: the whole pipeline, in order, every step on the engine, so a second `up`
+//! changes nothing: (lab up) → [`crate::steps::hypervisor_pipeline`] (prepare_networks,
+//! build_image, generate_pki, create_vms) → [`crate::steps::pipeline`] on the nodes
+//! (controllers, then workers) → the smoke test.
 
 use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::UpArgs;
+use crate::engine::hv::HvStep;
+use crate::lab;
 use crate::spec::HypervisorMode;
-use crate::{image, lab, pki};
 
 pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
@@ -18,35 +20,33 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(
-            "[1/6] lab {}: namespace {}",
+            "[1/4] lab {}: namespace {}",
             if started { "started" } else { "running" },
             s.netns
         ));
     } else {
         ctx.printer.status(
-            "[1/6] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
+            "[1/4] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
         );
     }
-    ctx.printer
-        .status("[2/6] prepare: networks, storage pool, SSH key");
-    super::prepare::ensure(ctx, &cluster)?;
-    let path = cluster.image_path();
-    ctx.printer
-        .status(&format!("[3/6] image {}", path.display()));
-    if image::build(&path, false)? {
-        ctx.printer.status("  built");
-    }
-    ctx.printer.status("[4/6] cnc: certificates and configs");
-    let report = pki::generate(&cluster, &pki::Options::default())?;
-    let (created, changed, kept) = report.counts();
+    // The hypervisor steps, in order; the last (the VMs) runs inside the lab namespace.
+    let hv_steps = crate::steps::hypervisor_pipeline(args.force);
+    let (here, vms): (Vec<&dyn HvStep>, Vec<&dyn HvStep>) = hv_steps
+        .iter()
+        .map(|s| s.as_ref())
+        .partition(|s| s.name() != "create_vms");
     ctx.printer.status(&format!(
-        "  {created} created, {changed} re-issued or updated, {kept} kept in {}",
-        report.dir.display()
+        "[2/4] hypervisor: {}",
+        here.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
     ));
-    ctx.printer.status("[5/6] create-vms");
+    super::converge::run_hypervisor(ctx, &cluster, "up", &here, false)?;
+    ctx.printer.status(&format!(
+        "[3/4] {}",
+        vms.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+    ));
     super::vms::create(ctx, &cluster, args.force, false, &[])?;
     ctx.printer
-        .status("[6/6] node steps: etcd, control plane, workers, pod network");
+        .status("[4/4] node steps: etcd, control plane, workers, pod network");
     let mut a = vec!["create-workers".to_string(), "--all-steps".to_string()];
     if args.allow_missing_binaries {
         a.push("--allow-missing-binaries".into());

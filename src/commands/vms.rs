@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::{Ctx, connect, reexec_in_lab};
 use crate::cli::{CreateVmsArgs, DestroyArgs};
-use crate::hypervisor::{self, Hypervisor};
+use crate::engine::hv::HvStep;
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
 
@@ -28,49 +28,12 @@ pub fn create(
     if reexec_in_lab(cluster, &args)? {
         return Ok(());
     }
-    let _lock = if dry_run { None } else { Some(lock(cluster)?) };
-    let hv = connect(cluster)?;
-    let plan = vms::plan(cluster, &hv, force)?;
-    for p in &plan {
-        ctx.printer.status(&format!("  {}", p.describe()));
-    }
+    let steps = crate::steps::create_vms_steps(force);
+    let steps: Vec<&dyn HvStep> = steps.iter().map(|s| s.as_ref()).collect();
+    super::converge::run_hypervisor(ctx, cluster, "create-vms", &steps, dry_run)?;
     if dry_run {
         ctx.printer.status("dry run: nothing changed");
-        return Ok(());
     }
-    vms::check_memory(cluster, &plan)?;
-    for c in vms::ensure_infra(cluster, &hv)? {
-        ctx.printer.status(&format!("  {c}"));
-    }
-    vms::check_addresses_free(cluster, &plan)?;
-    let started = vms::apply(cluster, &hv, &plan, hypervisor::kvm_usable())?;
-    for n in vms::write_known_hosts(cluster)? {
-        ctx.printer.status(&format!(
-            "create-vms: the known_hosts line of {n} did not match its pinned key; rewritten from the pin store ({})",
-            cluster.known_hosts().display()
-        ));
-    }
-    if started.is_empty() {
-        ctx.printer.status("create-vms: nothing to do");
-        return Ok(());
-    }
-    ctx.printer.status(&format!(
-        "create-vms: waiting for {} VM(s) to answer SSH: {}",
-        started.len(),
-        started.join(", ")
-    ));
-    for (name, took) in vms::wait_all(cluster, &hv, &started)? {
-        vms::mark_verified(cluster, &name)?;
-        ctx.printer.status(&format!(
-            "  {name}: SSH answers with its pinned key, hostname and addresses verified ({} s)",
-            took.as_secs()
-        ));
-    }
-    ctx.printer.status(&format!(
-        "create-vms: {} VM(s) up, host keys pinned in {}",
-        started.len(),
-        cluster.known_hosts().display()
-    ));
     Ok(())
 }
 
@@ -108,15 +71,14 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     let lab_running =
         cluster.hypervisor.mode == HypervisorMode::Lab && lab::state(&cluster)?.is_some();
     if cluster.hypervisor.mode == HypervisorMode::Host || lab_running {
-        let _lock = lock(&cluster)?;
-        let hv = connect(&cluster)?;
-        let removed = vms::destroy(&cluster, &hv, &args.nodes)?;
-        ctx.printer.status(&format!(
-            "destroy: removed {} VM(s) on {}: {}",
-            removed.len(),
-            hv.describe(),
-            removed.join(", ")
-        ));
+        let step = crate::steps::destroy_vms::DestroyVms {
+            only: args.nodes.clone(),
+        };
+        super::converge::run_hypervisor(ctx, &cluster, "destroy", &[&step], args.dry_run)?;
+        if args.dry_run {
+            ctx.printer.status("dry run: nothing removed");
+            return Ok(());
+        }
     }
     if args.all {
         if cluster.hypervisor.mode == HypervisorMode::Lab && lab::down(&cluster)? {
@@ -151,7 +113,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
     let probe = cluster.hypervisor.mode == HypervisorMode::Host || lab::inside(&cluster);
     let mut rows = vms::status(&cluster, &hv, probe)?;
     let api = if probe {
-        node_readiness(&cluster)
+        vms::node_readiness(&cluster)
     } else {
         Err("not probed".into())
     };
@@ -165,31 +127,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             );
         }
     }
-    let mut unhealthy = Vec::new();
-    for r in &rows {
-        if r.vm != "running" {
-            unhealthy.push(format!("{} (VM {})", r.node, r.vm));
-        } else if probe && r.ssh != "ok" {
-            unhealthy.push(format!("{} (SSH: {})", r.node, r.ssh));
-        }
-        // A unit kubicluster enabled must run; one it could not start (no binary) stays disabled.
-        let down: Vec<&str> = r
-            .units
-            .iter()
-            .filter(|(_, e, a)| e == "enabled" && a != "active")
-            .map(|(u, _, _)| u.trim_end_matches(".service"))
-            .collect();
-        if !down.is_empty() {
-            unhealthy.push(format!("{} ({} not active)", r.node, down.join(", ")));
-        }
-        if r.role == "worker" && r.ready.as_deref().is_some_and(|s| s != "Ready") {
-            unhealthy.push(format!(
-                "{} (node {})",
-                r.node,
-                r.ready.as_deref().unwrap_or("")
-            ));
-        }
-    }
+    let unhealthy = vms::unhealthy(&rows, probe);
     if json {
         let v = serde_json::json!({
             "cluster": cluster.name,
@@ -256,32 +194,6 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         return Err(crate::error::Exit(crate::error::EXIT_UNHEALTHY).into());
     }
     Ok(())
-}
-
-/// Node name → "Ready"/"NotReady", from the API as the admin (3 s budget).
-fn node_readiness(
-    cluster: &Cluster,
-) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
-    let client = crate::kubeapi::Client::admin(cluster)
-        .map_err(|e| format!("{e:#}"))?
-        .ok_or("no admin kubeconfig")?;
-    let (status, body) = client
-        .get_with_timeout("/api/v1/nodes", std::time::Duration::from_secs(3))
-        .map_err(|e| format!("{e:#}"))?;
-    if status != 200 {
-        return Err(format!("GET /api/v1/nodes: HTTP {status}"));
-    }
-    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    Ok(v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| {
-            let name = n["metadata"]["name"].as_str()?.to_string();
-            let ready = crate::kubeapi::node_ready(n);
-            Some((name, if ready { "Ready" } else { "NotReady" }.to_string()))
-        })
-        .collect())
 }
 
 /// The cluster lock, for commands that change the cluster: a second run says who holds it.

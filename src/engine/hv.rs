@@ -80,7 +80,12 @@ impl<'a> Gate<'a> {
             !self.cancel.load(Ordering::SeqCst),
             "interrupted before: {change}"
         );
-        tracing::info!(node = HYPERVISOR, step = self.step, dry_run = self.dry_run, "{change}");
+        tracing::info!(
+            node = HYPERVISOR,
+            step = self.step,
+            dry_run = self.dry_run,
+            "{change}"
+        );
         (self.say)(&format!("  {change}"));
         self.changes.push(change);
         if self.dry_run {
@@ -93,7 +98,12 @@ impl<'a> Gate<'a> {
 
     /// A change a library made through its own gate (the PKI's): recorded, said, counted.
     pub fn done(&mut self, change: Change) {
-        tracing::info!(node = HYPERVISOR, step = self.step, dry_run = self.dry_run, "{change}");
+        tracing::info!(
+            node = HYPERVISOR,
+            step = self.step,
+            dry_run = self.dry_run,
+            "{change}"
+        );
         self.changes.push(change);
         if !self.dry_run {
             self.applied += 1;
@@ -125,9 +135,24 @@ pub fn change(object: impl Into<String>, what: impl Into<String>) -> Change {
 pub trait HvStep {
     /// `verb_noun`, like the node steps (`create_vms`).
     fn name(&self) -> &'static str;
+    /// Whether it needs the libvirt connection (the PKI and the image do not, so `cnc` works
+    /// with no lab running).
+    fn needs_libvirt(&self) -> bool {
+        true
+    }
+    /// Checks of the step's own inputs before anything is locked, connected or changed (bad
+    /// input is refused with nothing touched).
+    fn preflight(&self, _cluster: &Cluster, _dry_run: bool) -> Result<()> {
+        Ok(())
+    }
     /// Read what is, and pass every difference through `gate`; then wait for and check
     /// what was done (not on a dry run).
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()>;
+}
+
+/// Every step's [`HvStep::preflight`], before the run.
+pub fn preflight(cluster: &Cluster, steps: &[&dyn HvStep], dry_run: bool) -> Result<()> {
+    steps.iter().try_for_each(|s| s.preflight(cluster, dry_run))
 }
 
 /// Run `steps` in order. `say` gets every line the steps print; `cancel` stops new changes.

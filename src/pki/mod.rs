@@ -279,11 +279,7 @@ pub fn generate(cluster: &Cluster, opts: &Options) -> Result<Report> {
     if !opts.dry_run {
         fsutil::ensure_dir(&cluster.cluster_dir(), PRIVATE_DIR)?;
     }
-    let _lock = if cluster.cluster_dir().is_dir() {
-        Some(fsutil::lock_dir(&cluster.cluster_dir())?)
-    } else {
-        None
-    };
+    // The caller holds the cluster lock (`cnc` and `up` run this as the generate_pki step).
     if !opts.dry_run {
         fsutil::ensure_dir(&dir, PRIVATE_DIR)?;
         remove_stale_temps(&dir);

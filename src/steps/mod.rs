@@ -1,10 +1,17 @@
-//! The node steps, one file each, named as the original's subcommands. [`pipeline`] is the
-//! literal, ordered list `up` runs after the VMs exist; the legacy commands run slices of it.
+//! The steps, one file each, named as the original's subcommands. `up` is two literal,
+//! ordered lists: [`hypervisor_pipeline`] (on the hypervisor: networks, image, PKI, VMs) then
+//! [`pipeline`] (on the nodes, once the VMs answer); the legacy commands run slices of them.
+//! Hypervisor steps ([`crate::engine::hv::HvStep`]) pass each change through the engine's
+//! gate; node steps ([`Step`]) declare each node's files and units for the engine to diff.
 //!
 //! Steps get their inputs ([`Inputs`]: the PKI files read from the hypervisor's work dir and
 //! the artifacts made ready there) from the command, so `desired` is a pure function of the
 //! spec, the inputs and read-only facts from the nodes.
 
+pub mod build_image;
+pub mod create_vms;
+pub mod destroy_vms;
+pub mod generate_pki;
 pub mod install_addons;
 pub mod install_cni;
 pub mod install_containerd;
@@ -12,6 +19,8 @@ pub mod install_control_plane;
 pub mod install_etcd;
 pub mod install_kubernetes_workers;
 pub mod install_runc;
+pub mod prepare_host;
+pub mod prepare_networks;
 pub mod prepare_worker_nodes;
 pub mod reset_etcd_data;
 pub mod snapshot_etcd;
@@ -22,6 +31,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
+use crate::engine::hv::HvStep;
 use crate::engine::{Blob, Desired, GuardedCmd, Step};
 use crate::error::Failure;
 use crate::host::Cmd;
@@ -232,7 +242,29 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static
     v
 }
 
-/// Every node step, in order (after prepare, image, cnc and create-vms).
+/// `up` on the hypervisor, in order: networks, pool and key; the template image if missing;
+/// the PKI; the VMs (the last one needs the lab namespace in lab mode, see `up`).
+pub fn hypervisor_pipeline(force_vms: bool) -> Vec<Box<dyn HvStep>> {
+    vec![
+        Box::new(prepare_networks::PrepareNetworks),
+        Box::new(build_image::BuildImage),
+        Box::new(generate_pki::GeneratePki {
+            opts: Default::default(),
+            list_kept: false,
+        }),
+        Box::new(create_vms::CreateVms { force: force_vms }),
+    ]
+}
+
+/// The steps of `create-vms`: what the VMs stand on, then the VMs.
+pub fn create_vms_steps(force: bool) -> Vec<Box<dyn HvStep>> {
+    hypervisor_pipeline(force)
+        .into_iter()
+        .filter(|s| ["prepare_networks", "create_vms"].contains(&s.name()))
+        .collect()
+}
+
+/// Every node step, in order (after the hypervisor steps).
 pub fn pipeline() -> Vec<Arc<dyn Step>> {
     vec![
         Arc::new(install_etcd::InstallEtcd),
@@ -274,5 +306,7 @@ pub fn controllers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
         .collect()
 }
 
+#[cfg(test)]
+mod hv_tests;
 #[cfg(test)]
 mod tests;

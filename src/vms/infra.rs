@@ -3,9 +3,10 @@
 
 use super::*;
 
-/// Networks, storage pool and the client SSH key; returns what was changed.
-pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String>> {
-    let mut changed = Vec::new();
+/// Networks, storage pool and the client SSH key, each made or started through `gate` when
+/// it is missing or stopped. Something in the way (a network with another address, a pool
+/// elsewhere, no bridge) is an error before anything is made.
+pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> Result<()> {
     let nets = &cluster.networks;
     let mut wanted = vec![(
         nets.hypervisor_name.clone(),
@@ -36,8 +37,13 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String
         let gateway = cidr.hosts().next().expect("validated");
         match hv.network(&name)? {
             None => {
-                hv.create_network(&hypervisor::network_xml(&name, nat, &bridge, cidr))?;
-                changed.push(format!("network {name} ({cidr}) created"));
+                gate.wet(
+                    crate::engine::hv::change(
+                        format!("network {name}"),
+                        format!("create ({cidr})"),
+                    ),
+                    || hv.create_network(&hypervisor::network_xml(&name, nat, &bridge, cidr)),
+                )?;
             }
             Some(n) => {
                 if n.address() != Some((gateway, cidr.netmask())) {
@@ -49,8 +55,10 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String
                     .into());
                 }
                 if !n.active {
-                    hv.start_network(&name)?;
-                    changed.push(format!("network {name} started"));
+                    gate.wet(
+                        crate::engine::hv::change(format!("network {name}"), "start"),
+                        || hv.start_network(&name),
+                    )?;
                 }
             }
         }
@@ -59,9 +67,16 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String
     let dir = cluster.storage_dir();
     match hv.pool(pool)? {
         None => {
-            fsutil::ensure_dir(&dir, 0o711)?;
-            hv.create_pool(&hypervisor::pool_xml(pool, &dir))?;
-            changed.push(format!("storage pool {pool} ({}) created", dir.display()));
+            gate.wet(
+                crate::engine::hv::change(
+                    format!("storage pool {pool}"),
+                    format!("create ({})", dir.display()),
+                ),
+                || {
+                    fsutil::ensure_dir(&dir, 0o711)?;
+                    hv.create_pool(&hypervisor::pool_xml(pool, &dir))
+                },
+            )?;
         }
         Some(p) if p.path != dir => {
             return Err(Failure::new(format!("storage pool {pool} exists at {}, the spec wants {}", p.path.display(), dir.display()))
@@ -69,20 +84,32 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<String
                 .into());
         }
         Some(p) if !p.active => {
-            hv.start_pool(pool)?;
-            changed.push(format!("storage pool {pool} started"));
+            gate.wet(
+                crate::engine::hv::change(format!("storage pool {pool}"), "start"),
+                || hv.start_pool(pool),
+            )?;
         }
         Some(_) => {}
     }
     if !cluster.ssh_key.exists() {
-        sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
-        changed.push(format!("SSH key {} created", cluster.ssh_key.display()));
+        gate.wet(
+            crate::engine::hv::change(format!("SSH key {}", cluster.ssh_key.display()), "create"),
+            || {
+                sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))
+                    .map(|_| ())
+            },
+        )?;
     }
-    Ok(changed)
+    Ok(())
 }
 
-/// The template image, as a volume of the pool (copied in once, named by its content hash).
-pub fn template_volume(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<VolumeInfo> {
+/// The template image, as a volume of the pool (copied in once through `gate`, named by its
+/// content hash). `None` on a dry run that would copy it.
+pub fn template_volume(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    gate: &mut Gate,
+) -> Result<Option<VolumeInfo>> {
     let image = cluster.image_path();
     let mut f = std::fs::File::open(&image).map_err(|e| {
         Failure::bad_input(format!("template image {}: {e}", image.display())).hint(
@@ -107,15 +134,27 @@ pub fn template_volume(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<VolumeI
     let name = format!("kubicluster-template-{hex}.qcow2");
     let pool = &cluster.hypervisor.storage_pool;
     if let Some(v) = hv.volume(pool, &name)? {
-        return Ok(v);
+        return Ok(Some(v));
     }
     let dir = cluster.storage_dir();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::copy(&image, &tmp)
-        .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
-    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    std::fs::rename(&tmp, dir.join(&name))?;
-    hv.refresh_pool(pool)?;
+    let copied = gate.wet(
+        crate::engine::hv::change(
+            format!("template volume {name}"),
+            format!("copy {} into pool {pool}", image.display()),
+        ),
+        || {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::copy(&image, &tmp)
+                .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+            std::fs::rename(&tmp, dir.join(&name))?;
+            hv.refresh_pool(pool)
+        },
+    )?;
+    if !copied {
+        return Ok(None);
+    }
     hv.volume(pool, &name)?
         .with_context(|| format!("template volume {name} did not appear in pool {pool}"))
+        .map(Some)
 }

@@ -189,63 +189,65 @@ pub(crate) fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Res
     Ok(())
 }
 
-/// Apply a plan: create, recreate or start VMs (all before waiting for any). Drift is left alone.
+/// Apply a plan, each VM's action through `gate`: create, recreate, start or resume (all
+/// before waiting for any). Drift is left alone. Returns the VMs started (none on a dry run).
 pub fn apply(
     cluster: &Cluster,
     hv: &dyn Hypervisor,
     plan: &[Planned],
     kvm: bool,
+    gate: &mut Gate,
 ) -> Result<Vec<String>> {
     let mut started = Vec::new();
     let needs_template = plan
         .iter()
         .any(|p| matches!(p.action, Action::Create | Action::Recreate(_)));
     let template = if needs_template {
-        Some(template_volume(cluster, hv)?)
+        template_volume(cluster, hv, gate)?
     } else {
         None
     };
+    let template = template.as_ref();
     for p in plan {
         let n = cluster.node(&p.node).expect("planned from the cluster");
-        if matches!(p.action, Action::Create) {
-            forget_verified(cluster, &n.name);
+        if matches!(p.action, Action::Keep | Action::Drift(_)) {
+            continue;
         }
-        match &p.action {
-            Action::Create => create_vm(
-                cluster,
-                hv,
-                n,
-                template.as_ref().expect("loaded above"),
-                kvm,
-            )?,
-            Action::Recreate(_) => {
-                forget_verified(cluster, &n.name);
-                remove_vm(cluster, hv, &n.name)?;
-                create_vm(
-                    cluster,
-                    hv,
-                    n,
-                    template.as_ref().expect("loaded above"),
-                    kvm,
-                )?;
-            }
-            Action::Start | Action::StartDrifted(_) => {
-                forget_verified(cluster, &n.name);
-                hv.start_domain(&n.name)?
-            }
-            Action::Verify => {}
-            Action::Resume(why) => {
-                forget_verified(cluster, &n.name);
-                if why == hypervisor::PAUSED_IO_ERROR {
-                    disk_space_or_explain(cluster, &n.name)?;
+        let done = gate.wet(
+            crate::engine::hv::change(&n.name, p.action.what()),
+            || -> Result<()> {
+                match &p.action {
+                    Action::Create => {
+                        forget_verified(cluster, &n.name);
+                        create_vm(cluster, hv, n, template.expect("copied first"), kvm)
+                    }
+                    Action::Recreate(_) => {
+                        forget_verified(cluster, &n.name);
+                        remove_vm(cluster, hv, &n.name)?;
+                        create_vm(cluster, hv, n, template.expect("copied first"), kvm)
+                    }
+                    Action::Start | Action::StartDrifted(_) => {
+                        forget_verified(cluster, &n.name);
+                        hv.start_domain(&n.name)
+                    }
+                    Action::Verify => Ok(()),
+                    Action::Resume(why) => {
+                        forget_verified(cluster, &n.name);
+                        if why == hypervisor::PAUSED_IO_ERROR {
+                            disk_space_or_explain(cluster, &n.name)?;
+                        }
+                        hv.resume_domain(&n.name)
+                    }
+                    Action::Keep | Action::Drift(_) => unreachable!("skipped above"),
                 }
-                hv.resume_domain(&n.name)?
-            }
-            Action::Keep | Action::Drift(_) => continue,
+            },
+        )?;
+        if done {
+            started.push(n.name.clone());
         }
-        started.push(n.name.clone());
     }
-    if legacy(cluster) {
+    if legacy(cluster) && !gate.dry_run() {
+        // Part of creating these VMs (their changes were listed above): one at a time.
         for p in plan
             .iter()
             .filter(|p| matches!(p.action, Action::Create | Action::Recreate(_)))
@@ -258,7 +260,12 @@ pub fn apply(
 }
 
 /// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.
-pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Result<Vec<String>> {
+pub fn destroy(
+    cluster: &Cluster,
+    hv: &dyn Hypervisor,
+    only: &[String],
+    gate: &mut Gate,
+) -> Result<Vec<String>> {
     let names: Vec<String> = if only.is_empty() {
         cluster.nodes.iter().map(|n| n.name.clone()).collect()
     } else {
@@ -269,21 +276,40 @@ pub fn destroy(cluster: &Cluster, hv: &dyn Hypervisor, only: &[String]) -> Resul
             owned_by_us(cluster, &d)?;
         }
     }
+    let pool = &cluster.hypervisor.storage_pool;
+    let has_pool = hv.pool(pool)?.is_some();
     let mut removed = Vec::new();
     for name in names {
         let existed = hv.domain(&name)?.is_some();
-        remove_vm(cluster, hv, &name)?;
+        let disk = has_pool && hv.volume(pool, &volume_name(&name))?.is_some();
         let dir = cluster.vm_dir(&name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        let what = match (existed, disk) {
+            (true, _) => "remove the VM, its disk and its files (host key, identity)",
+            (false, true) => "remove its disk and files (no VM defined)",
+            (false, false) if dir.exists() => "remove its files (no VM, no disk)",
+            (false, false) => continue,
+        };
+        gate.wet(crate::engine::hv::change(&name, what), || {
+            remove_vm(cluster, hv, &name)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            Ok(())
+        })?;
         if existed {
             removed.push(name);
         }
     }
-    if only.is_empty() {
-        let _ = std::fs::remove_file(cluster.known_hosts());
-        let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));
+    if only.is_empty() && cluster.known_hosts().exists() {
+        let path = cluster.known_hosts();
+        gate.wet(
+            crate::engine::hv::change(path.display().to_string(), "remove"),
+            || {
+                std::fs::remove_file(&path)?;
+                let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));
+                Ok(())
+            },
+        )?;
     }
     Ok(removed)
 }

@@ -24,6 +24,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use ssh_key::PublicKey;
 
+pub use crate::engine::hv::Gate;
 use crate::error::Failure;
 use crate::fsutil;
 use crate::host::Host;
@@ -33,7 +34,6 @@ use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
 use crate::par;
 use crate::spec::{Cluster, ClusterNetMode, Node, TemplateKind};
 use crate::sshkeys;
-pub use crate::engine::hv::Gate;
 
 pub(crate) fn owned_by_us(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result<()> {
     match d.owner() {

@@ -27,27 +27,29 @@ pub struct Planned {
     pub action: Action,
 }
 
+impl Action {
+    /// What is done to the VM, as the plan says it.
+    pub fn what(&self) -> String {
+        match self {
+            Action::Create => "create and start".into(),
+            Action::Start => "start (defined, not running)".into(),
+            Action::Verify => "running, not yet verified (an earlier run stopped before it answered): wait for SSH and verify".into(),
+            Action::Keep => "up to date".into(),
+            Action::StartDrifted(d) => format!(
+                "start (defined, not running); it differs from the spec ({d}): run with --force to recreate it"
+            ),
+            Action::Drift(d) => {
+                format!("differs from the spec ({d}); run with --force to recreate it")
+            }
+            Action::Recreate(why) => format!("recreate ({why})"),
+            Action::Resume(why) => format!("resume (paused: {why}), then verify"),
+        }
+    }
+}
+
 impl Planned {
     pub fn describe(&self) -> String {
-        match &self.action {
-            Action::Create => format!("{}: create and start", self.node),
-            Action::Start => format!("{}: start (defined, not running)", self.node),
-            Action::Verify => format!(
-                "{}: running, not yet verified (an earlier run stopped before it answered): wait for SSH and verify",
-                self.node
-            ),
-            Action::Keep => format!("{}: up to date", self.node),
-            Action::StartDrifted(d) => format!(
-                "{}: start (defined, not running); it differs from the spec ({d}): run with --force to recreate it",
-                self.node
-            ),
-            Action::Drift(d) => format!(
-                "{}: differs from the spec ({d}); run with --force to recreate it",
-                self.node
-            ),
-            Action::Recreate(why) => format!("{}: recreate ({why})", self.node),
-            Action::Resume(why) => format!("{}: resume (paused: {why}), then verify", self.node),
-        }
+        format!("{}: {}", self.node, self.action.what())
     }
 }
 
@@ -212,7 +214,11 @@ pub fn check_memory(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn tcp_connect(ip: Ipv4Addr, port: u16, secs: u64) -> std::io::Result<std::net::TcpStream> {
+pub(crate) fn tcp_connect(
+    ip: Ipv4Addr,
+    port: u16,
+    secs: u64,
+) -> std::io::Result<std::net::TcpStream> {
     std::net::TcpStream::connect_timeout(
         &SocketAddr::new(ip.into(), port),
         Duration::from_secs(secs),

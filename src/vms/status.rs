@@ -34,7 +34,10 @@ pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
     }
 }
 
-pub(crate) fn unit_states(h: &dyn crate::host::Host, units: &[&str]) -> Vec<(String, String, String)> {
+pub(crate) fn unit_states(
+    h: &dyn crate::host::Host,
+    units: &[&str],
+) -> Vec<(String, String, String)> {
     let Ok(o) = h.run(&crate::host::Cmd::script(crate::host::UNITS_SCRIPT, units)) else {
         return Vec::new();
     };
@@ -99,4 +102,62 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
             })
         })
         .collect()
+}
+
+/// What is wrong with each node, for `status` (empty = healthy): a VM not running, SSH not
+/// answering with the pinned key (when probed), a unit kubicluster enabled that is not active,
+/// a worker the API does not call Ready.
+pub fn unhealthy(rows: &[NodeStatus], probe: bool) -> Vec<String> {
+    let mut unhealthy = Vec::new();
+    for r in rows {
+        if r.vm != "running" {
+            unhealthy.push(format!("{} (VM {})", r.node, r.vm));
+        } else if probe && r.ssh != "ok" {
+            unhealthy.push(format!("{} (SSH: {})", r.node, r.ssh));
+        }
+        // A unit kubicluster enabled must run; one it could not start (no binary) stays disabled.
+        let down: Vec<&str> = r
+            .units
+            .iter()
+            .filter(|(_, e, a)| e == "enabled" && a != "active")
+            .map(|(u, _, _)| u.trim_end_matches(".service"))
+            .collect();
+        if !down.is_empty() {
+            unhealthy.push(format!("{} ({} not active)", r.node, down.join(", ")));
+        }
+        if r.role == "worker" && r.ready.as_deref().is_some_and(|s| s != "Ready") {
+            unhealthy.push(format!(
+                "{} (node {})",
+                r.node,
+                r.ready.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    unhealthy
+}
+
+/// Node name → "Ready"/"NotReady", from the API as the admin (3 s budget).
+pub fn node_readiness(
+    cluster: &Cluster,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    let client = crate::kubeapi::Client::admin(cluster)
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or("no admin kubeconfig")?;
+    let (status, body) = client
+        .get_with_timeout("/api/v1/nodes", std::time::Duration::from_secs(3))
+        .map_err(|e| format!("{e:#}"))?;
+    if status != 200 {
+        return Err(format!("GET /api/v1/nodes: HTTP {status}"));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    Ok(v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let name = n["metadata"]["name"].as_str()?.to_string();
+            let ready = crate::kubeapi::node_ready(n);
+            Some((name, if ready { "Ready" } else { "NotReady" }.to_string()))
+        })
+        .collect())
 }

@@ -21,6 +21,13 @@ fn setup() -> (tempfile::TempDir, Cluster, FakeHypervisor) {
     (tmp, cluster, FakeHypervisor::new())
 }
 
+/// What `prepare_networks` does: the number of changes made.
+fn infra(c: &Cluster, hv: &dyn Hypervisor) -> Result<usize> {
+    let mut g = Gate::quiet(false);
+    ensure_infra(c, hv, &mut g)?;
+    Ok(g.changes.len())
+}
+
 fn actions(plan: &[Planned]) -> Vec<String> {
     plan.iter()
         .map(|p| format!("{}: {:?}", p.node, p.action))
@@ -29,7 +36,7 @@ fn actions(plan: &[Planned]) -> Vec<String> {
 
 /// `apply`, then what `create-vms` does once each VM answered SSH: mark it verified.
 fn apply(c: &Cluster, hv: &dyn Hypervisor, p: &[Planned], kvm: bool) -> Result<Vec<String>> {
-    let started = super::apply(c, hv, p, kvm)?;
+    let started = super::apply(c, hv, p, kvm, &mut Gate::quiet(false))?;
     write_known_hosts(c)?;
     for n in &started {
         mark_verified(c, n)?;
@@ -40,13 +47,9 @@ fn apply(c: &Cluster, hv: &dyn Hypervisor, p: &[Planned], kvm: bool) -> Result<V
 #[test]
 fn create_then_nothing_to_do() {
     let (_tmp, c, hv) = setup();
-    assert_eq!(
-        ensure_infra(&c, &hv).unwrap().len(),
-        4,
-        "2 networks, pool, SSH key"
-    );
+    assert_eq!(infra(&c, &hv).unwrap(), 4, "2 networks, pool, SSH key");
     assert!(
-        ensure_infra(&c, &hv).unwrap().is_empty(),
+        infra(&c, &hv).unwrap() == 0,
         "second prepare changes nothing"
     );
     let plan = plan(&c, &hv, false).unwrap();
@@ -102,7 +105,7 @@ fn create_then_nothing_to_do() {
 #[test]
 fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
     let (_tmp, mut c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     let p = plan(&c, &hv, false).unwrap();
     apply(&c, &hv, &p, false).unwrap();
     let key_before =
@@ -145,7 +148,7 @@ fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
 #[test]
 fn a_larger_disk_is_a_drift_and_a_smaller_one_is_not() {
     let (_tmp, mut c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
     c.hypervisor.disk_gib = 12;
     let p = plan(&c, &hv, false).unwrap();
@@ -175,7 +178,7 @@ fn a_larger_disk_is_a_drift_and_a_smaller_one_is_not() {
 #[test]
 fn a_stopped_vm_is_started() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
     hv.stop_domain("kubi-worker-01").unwrap();
     let p = plan(&c, &hv, false).unwrap();
@@ -186,7 +189,7 @@ fn a_stopped_vm_is_started() {
 #[test]
 fn a_foreign_domain_is_never_touched() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     hv.define_domain("<domain type='kvm'><name>kubi-worker-01</name><memory>1024</memory><vcpu>1</vcpu></domain>").unwrap();
     hv.clear_calls();
     let err = plan(&c, &hv, true).unwrap_err();
@@ -202,7 +205,7 @@ fn a_foreign_domain_is_never_touched() {
             .unwrap()
             .contains("never touches domains it did not create")
     );
-    let err = destroy(&c, &hv, &[]).unwrap_err();
+    let err = destroy(&c, &hv, &[], &mut Gate::quiet(false)).unwrap_err();
     assert!(err.to_string().contains("belongs to something else"));
     assert!(
         hv.calls().is_empty(),
@@ -214,7 +217,13 @@ fn a_foreign_domain_is_never_touched() {
     other.name = "other".into();
     let xml = hypervisor::domain_xml(&other, &other.nodes[0], Path::new("/d"), "qemu", "maximum");
     hv.define_domain(&xml).unwrap();
-    let err = destroy(&c, &hv, &["kubi-controller-01".into()]).unwrap_err();
+    let err = destroy(
+        &c,
+        &hv,
+        &["kubi-controller-01".into()],
+        &mut Gate::quiet(false),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("belongs to kubicluster cluster \"other\""),
@@ -225,7 +234,7 @@ fn a_foreign_domain_is_never_touched() {
 #[test]
 fn a_bad_template_creates_nothing() {
     let (tmp, mut c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     let text = tmp.path().join("notes.txt");
     std::fs::write(&text, "not an image").unwrap();
     c.hypervisor.image = text.display().to_string();
@@ -270,7 +279,7 @@ fn an_existing_network_with_another_address_is_an_error() {
         "192.168.100.0/24".parse().unwrap(),
     ))
     .unwrap();
-    let err = ensure_infra(&c, &hv).unwrap_err();
+    let err = infra(&c, &hv).unwrap_err();
     assert!(
         err.to_string()
             .contains("libvirt network default exists with another address than 192.168.122.1/24"),
@@ -281,9 +290,9 @@ fn an_existing_network_with_another_address_is_an_error() {
 #[test]
 fn destroy_removes_ours_and_their_disks() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
-    let removed = destroy(&c, &hv, &["kubi-worker-02".into()]).unwrap();
+    let removed = destroy(&c, &hv, &["kubi-worker-02".into()], &mut Gate::quiet(false)).unwrap();
     assert_eq!(removed, ["kubi-worker-02"]);
     assert!(hv.domain("kubi-worker-02").unwrap().is_none());
     assert!(
@@ -293,7 +302,7 @@ fn destroy_removes_ours_and_their_disks() {
     );
     assert!(hv.domain("kubi-worker-01").unwrap().is_some());
     assert!(!c.vm_dir("kubi-worker-02").exists());
-    let removed = destroy(&c, &hv, &[]).unwrap();
+    let removed = destroy(&c, &hv, &[], &mut Gate::quiet(false)).unwrap();
     assert_eq!(removed, ["kubi-controller-01", "kubi-worker-01"]);
     assert!(hv.domains().unwrap().is_empty());
     assert!(!c.known_hosts().exists());
@@ -348,7 +357,7 @@ fn an_address_another_machine_answers_on_is_refused_before_creating() {
 #[test]
 fn a_stopped_vm_that_drifted_is_started_and_the_drift_reported() {
     let (_tmp, mut c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     let p = plan(&c, &hv, false).unwrap();
     apply(&c, &hv, &p, false).unwrap();
     hv.stop_domain("kubi-worker-02").unwrap();
@@ -374,9 +383,16 @@ fn a_stopped_vm_that_drifted_is_started_and_the_drift_reported() {
 #[test]
 fn a_running_vm_never_verified_is_waited_for_not_called_up_to_date() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     // Created and started, then the run was interrupted before the VMs answered.
-    super::apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    super::apply(
+        &c,
+        &hv,
+        &plan(&c, &hv, false).unwrap(),
+        false,
+        &mut Gate::quiet(false),
+    )
+    .unwrap();
     let p = plan(&c, &hv, false).unwrap();
     assert!(
         p.iter().all(|x| x.action == Action::Verify),
@@ -385,7 +401,7 @@ fn a_running_vm_never_verified_is_waited_for_not_called_up_to_date() {
     );
     assert!(p[0].describe().contains("not yet verified"));
     hv.clear_calls();
-    let waited = super::apply(&c, &hv, &p, false).unwrap();
+    let waited = super::apply(&c, &hv, &p, false, &mut Gate::quiet(false)).unwrap();
     assert_eq!(waited.len(), 3, "all are waited for and verified again");
     assert!(
         hv.calls().is_empty(),
@@ -406,7 +422,7 @@ fn a_running_vm_never_verified_is_waited_for_not_called_up_to_date() {
 #[test]
 fn a_paused_vm_is_resumed_not_started() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
     hv.pause("kubi-worker-01", "paused by a user");
     let p = plan(&c, &hv, false).unwrap();
@@ -458,7 +474,7 @@ fn a_full_disk_is_named_with_where_and_how_much_is_free() {
 #[test]
 fn a_replaced_pin_is_an_error_and_a_tampered_known_hosts_line_is_reported() {
     let (_tmp, c, hv) = setup();
-    ensure_infra(&c, &hv).unwrap();
+    infra(&c, &hv).unwrap();
     apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
     assert!(write_known_hosts(&c).unwrap().is_empty());
     let d = hv.domain("kubi-worker-01").unwrap().unwrap();
@@ -490,4 +506,49 @@ fn a_replaced_pin_is_an_error_and_a_tampered_known_hosts_line_is_reported() {
         f.message
     );
     assert!(f.hint.as_deref().unwrap().contains("--force"));
+}
+
+#[test]
+fn unhealthy_names_each_node_and_its_problem() {
+    let row = |node: &str, role: &str, vm: &str, ssh: &str| NodeStatus {
+        node: node.into(),
+        role: role.into(),
+        vm: vm.into(),
+        cluster_ip: String::new(),
+        hypervisor_ip: String::new(),
+        ssh: ssh.into(),
+        units: Vec::new(),
+        ready: None,
+    };
+    let mut w1 = row("w1", "worker", "running", "ok");
+    w1.units = vec![
+        ("kubelet.service".into(), "enabled".into(), "failed".into()),
+        // Never started (no binary): disabled, not a fault.
+        (
+            "kube-proxy.service".into(),
+            "disabled".into(),
+            "inactive".into(),
+        ),
+    ];
+    w1.ready = Some("NotReady".into());
+    let rows = [
+        row("c1", "controller", "running", "ok"),
+        row("c2", "controller", "paused", "-"),
+        row("w2", "worker", "running", "WRONG HOST KEY"),
+        w1,
+    ];
+    assert_eq!(
+        unhealthy(&rows, true),
+        [
+            "c2 (VM paused)",
+            "w2 (SSH: WRONG HOST KEY)",
+            "w1 (kubelet not active)",
+            "w1 (node NotReady)"
+        ]
+    );
+    assert_eq!(
+        unhealthy(&rows[2..3], false),
+        Vec::<String>::new(),
+        "SSH not probed (outside the lab): not judged"
+    );
 }

@@ -1,0 +1,34 @@
+//! `build_image` (hypervisor): the template image, built with mmdebstrap when it is missing
+//! (see [`crate::image`]); `up` runs it before the VMs are made. Not in the original, which
+//! expected a hand-made template.
+
+use anyhow::Result;
+
+use crate::engine::hv::{Gate, HvStep, Hx, change};
+
+pub struct BuildImage;
+
+impl HvStep for BuildImage {
+    fn name(&self) -> &'static str {
+        "build_image"
+    }
+
+    fn needs_libvirt(&self) -> bool {
+        false
+    }
+
+    fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {
+        let path = hx.cluster.image_path();
+        if path.is_file() {
+            return Ok(());
+        }
+        gate.wet(
+            change(
+                format!("template image {}", path.display()),
+                "build (mmdebstrap, Debian bookworm)",
+            ),
+            || crate::image::build(&path, false).map(|_| ()),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! `destroy_vms` (hypervisor): the named VMs (all of the cluster's by default), their disks and
+//! their files (host key, identity); `known_hosts` too when all go. A domain that is not this
+//! cluster's is refused before anything is removed. The PKI and the lab are `destroy --all`'s.
+
+use anyhow::Result;
+
+use crate::engine::hv::{Gate, HvStep, Hx};
+use crate::vms;
+
+pub struct DestroyVms {
+    /// Node names; empty = every node of the cluster.
+    pub only: Vec<String>,
+}
+
+impl HvStep for DestroyVms {
+    fn name(&self) -> &'static str {
+        "destroy_vms"
+    }
+
+    fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {
+        let hv = hx.hv()?;
+        let removed = vms::destroy(hx.cluster, hv, &self.only, gate)?;
+        if !gate.dry_run() {
+            gate.say(&format!(
+                "destroy: removed {} VM(s) on {}: {}",
+                removed.len(),
+                hv.describe(),
+                removed.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}

@@ -170,6 +170,19 @@ fn commands_files_and_stats_over_real_ssh() {
     );
     assert!(matches!(st[1], Stat::Dir { .. }));
     assert_eq!(st[2], Stat::Missing);
+    // Guards in one round trip: quoting survives, each status is its own, output is dropped.
+    let odd = "a b'c $HOME";
+    let checks = [
+        Cmd::new(["test", "-f", &f]),
+        Cmd::new(["test", "-e", &format!("{f}.nope")]),
+        Cmd::new(["test", odd, "=", odd]),
+        Cmd::new(["sh", "-c", "echo noise; echo more >&2; exit 3"]),
+        Cmd::new(["true"]),
+    ];
+    assert_eq!(
+        h.check_all(&checks).unwrap(),
+        [true, false, true, false, true]
+    );
     let e = h
         .write_file("/nonexistent-dir/x", b"x", 0o644, "root")
         .unwrap_err();

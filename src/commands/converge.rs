@@ -193,7 +193,8 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         let log = crate::logfile::open(&dir, run.title)?;
         tracing::info!(log = %log.display(), "{} started", run.title);
     }
-    if let Some(prev) = journal::unfinished(&dir)? {
+    let unfinished = journal::unfinished(&dir)?;
+    if let Some(prev) = &unfinished {
         ctx.printer.status(&format!(
             "{}: the previous run ({}) stopped{}{}; every step re-reads its nodes, so this run re-verifies what was done and goes on from there",
             run.title,
@@ -243,6 +244,8 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
     let opts = engine::Options {
         dry_run: run.dry_run,
         concurrency: run.concurrency,
+        // After a run that stopped, everything is checked again.
+        reverify: unfinished.is_some(),
         ..Default::default()
     };
     watch_ctrl_c(opts.cancel.clone());

@@ -80,9 +80,16 @@ pub trait Step: Send + Sync {
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
     /// What `node` should look like. May read facts from any host of `cx` (never write).
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired>;
-    /// After apply: is it really working? (KTHW's "Verification"). Not run on dry runs.
+    /// After apply: is it really working? (KTHW's "Verification"). Not run on dry runs, nor
+    /// on a node where the step changed nothing after a run that finished (see
+    /// [`Options::reverify`]) unless [`Step::verify_unchanged`].
     fn verify(&self, _cx: &Cx, _node: &Node) -> Result<()> {
         Ok(())
+    }
+    /// Whether `verify` does work that must happen on every run (the addons' apply through
+    /// the API, the snapshot copied to the hypervisor), not only a check.
+    fn verify_unchanged(&self) -> bool {
+        false
     }
 }
 
@@ -95,6 +102,10 @@ pub struct Options {
     pub deadline: Duration,
     /// Set by Ctrl-C: no new work is scheduled, the change in flight finishes.
     pub cancel: Arc<AtomicBool>,
+    /// Verify every node, changed or not (the previous run did not finish). Otherwise a node
+    /// the step left unchanged was verified by the run that made it so, and `status` and
+    /// `test` check health at any time.
+    pub reverify: bool,
 }
 
 impl Default for Options {
@@ -104,6 +115,7 @@ impl Default for Options {
             concurrency: 0,
             deadline: Duration::from_secs(1800),
             cancel: Arc::new(AtomicBool::new(false)),
+            reverify: false,
         }
     }
 }
@@ -210,6 +222,10 @@ fn work_one(step: &dyn Step, cx: &Cx, node: &Node, opts: &Options) -> NodeReport
                 _ => None,
             })
             .collect();
+        if r.changes.is_empty() && !opts.reverify && !step.verify_unchanged() {
+            tracing::debug!(node = %node.name, step = step.name(), "unchanged: not re-verified");
+            return Ok(());
+        }
         step.verify(cx, node)
     })();
     if let Err(e) = result {

@@ -120,12 +120,15 @@ fn octal(m: u32) -> String {
 /// Read the node and list what differs from `want`, in apply order.
 pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
     // Guards first: a command's payload files matter only when it will run.
-    let mut to_run = BTreeSet::new();
-    for c in &want.commands {
-        if !host.run(&c.check)?.ok() {
-            to_run.insert(c.what.clone());
-        }
-    }
+    let checks: Vec<Cmd> = want.commands.iter().map(|c| c.check.clone()).collect();
+    let ok = host.check_all(&checks)?;
+    let to_run: BTreeSet<String> = want
+        .commands
+        .iter()
+        .zip(ok)
+        .filter(|(_, ok)| !ok)
+        .map(|(c, _)| c.what.clone())
+        .collect();
     let files: Vec<&super::FileSpec> = want
         .files
         .iter()

@@ -310,3 +310,60 @@ fn unreachable_nodes_are_named() {
     );
     assert!(msg.contains("cannot reach"), "{msg}");
 }
+
+/// Counts its verifications; `always` = [`Step::verify_unchanged`].
+struct Counted {
+    always: bool,
+    verified: std::sync::atomic::AtomicUsize,
+}
+
+impl Step for Counted {
+    fn name(&self) -> &'static str {
+        "install_counted"
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().take(1).collect()
+    }
+    fn desired(&self, _cx: &Cx, _node: &Node) -> Result<Desired> {
+        let mut d = Desired::default();
+        d.file("/etc/counted.conf", Blob::new("x"), 0o644, &[]);
+        Ok(d)
+    }
+    fn verify(&self, _cx: &Cx, _node: &Node) -> Result<()> {
+        self.verified.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn verify_unchanged(&self) -> bool {
+        self.always
+    }
+}
+
+#[test]
+fn an_unchanged_node_is_verified_only_after_a_run_that_stopped() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    for always in [false, true] {
+        let step = Arc::new(Counted {
+            always,
+            verified: Default::default(),
+        });
+        let go = |reverify: bool| {
+            let opts = Options {
+                reverify,
+                ..Default::default()
+            };
+            run(cx(&c, &hosts), vec![step.clone()], &opts, |_| {})
+        };
+        let n = || step.verified.load(Ordering::SeqCst);
+        let first = go(false);
+        assert_eq!((first.changes(), n()), (if always { 0 } else { 1 }, 1));
+        assert_eq!(go(false).changes(), 0);
+        assert_eq!(n(), if always { 2 } else { 1 }, "no change: no re-check");
+        go(true);
+        assert_eq!(
+            n(),
+            if always { 3 } else { 2 },
+            "after a stopped run: checked"
+        );
+    }
+}

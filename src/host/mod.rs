@@ -275,6 +275,12 @@ pub trait Host: Send + Sync {
     /// Stat and hash many paths in one round trip.
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>>;
 
+    /// Run each command and say which exited 0 (the engine's guards). Hosts reached by
+    /// command override this to batch them into one round trip ([`batch_checks`]).
+    fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
+        cmds.iter().map(|c| self.run(c).map(|o| o.ok())).collect()
+    }
+
     /// Run and fail on a non-zero exit, with the tail of stderr.
     fn check(&self, cmd: &Cmd) -> HostResult<Output> {
         let out = self.run(cmd)?;
@@ -289,6 +295,37 @@ pub trait Host: Send + Sync {
             })
         }
     }
+}
+
+/// [`Host::check_all`] in one round trip: one script runs every command (its argv quoted, no
+/// stdin, output discarded) and prints each exit status on a line. Commands with stdin or a
+/// secret argument (which would end up in the script's text, and so in the debug log) run on
+/// their own.
+pub fn batch_checks(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
+    let batchable = |c: &Cmd| c.stdin.is_none() && c.argv.iter().all(|a| !a.secret);
+    if cmds.len() < 2 || !cmds.iter().all(batchable) {
+        return cmds.iter().map(|c| host.run(c).map(|o| o.ok())).collect();
+    }
+    let script: String = cmds
+        .iter()
+        .map(|c| format!("{} </dev/null >/dev/null 2>&1; echo $?\n", c.shell_line()))
+        .collect();
+    let mut batch = Cmd::new(["sh", "-c", &script]);
+    batch.timeout = cmds
+        .iter()
+        .map(|c| c.timeout)
+        .max()
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let out = host.check(&batch)?;
+    let codes: Vec<bool> = out.stdout_text().lines().map(|l| l.trim() == "0").collect();
+    if codes.len() != cmds.len() {
+        return Err(HostError::Io {
+            node: host.name().to_string(),
+            what: format!("{} checks in one script", cmds.len()),
+            reason: format!("{} answers: {}", codes.len(), out.tail(3)),
+        });
+    }
+    Ok(codes)
 }
 
 /// The shell script behind `stat_many` on hosts reached by command (SSH). A constant number

@@ -294,6 +294,10 @@ impl Host for SshHost {
         })
     }
 
+    fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
+        super::batch_checks(self, cmds)
+    }
+
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>> {
         if paths.is_empty() {
             return Ok(Vec::new());

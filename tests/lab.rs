@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::lab::*;
-use common::*;
 use kubicluster::hypervisor::Hypervisor;
 use kubicluster::spec;
 
@@ -28,17 +27,7 @@ const ETCDCTL: &str = "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/
 
 #[test]
 fn lab_vms_end_to_end() {
-    if !tier_enabled(
-        "KUBICLUSTER_TEST_LAB",
-        &[
-            "ip",
-            "libvirtd",
-            "qemu-system-x86_64",
-            "mmdebstrap",
-            "ssh",
-            "dnsmasq",
-        ],
-    ) {
+    if !lab_enabled(&["dnsmasq"]) {
         return;
     }
     let lab = Lab::new(

@@ -24,7 +24,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::lab::*;
-use common::*;
 use kubicluster::hypervisor::{Hypervisor, PAUSED_IO_ERROR, VmState};
 
 const NODE: &str = "kubi-controller-01";
@@ -104,18 +103,7 @@ fn wait_for_state(lab: &Lab, want: &VmState, secs: u64) {
 
 #[test]
 fn hypervisor_faults_are_explained_and_recovered() {
-    if !tier_enabled(
-        "KUBICLUSTER_TEST_LAB",
-        &[
-            "ip",
-            "libvirtd",
-            "qemu-system-x86_64",
-            "mmdebstrap",
-            "ssh",
-            "mount",
-            "df",
-        ],
-    ) {
+    if !lab_enabled(&["mount", "df"]) {
         return;
     }
     let pool_dir = tempfile::Builder::new()

@@ -221,25 +221,33 @@ mod tests {
             .0
     }
 
-    #[test]
-    fn a_dry_run_predicts_the_run_and_a_second_run_changes_nothing() {
+    /// Run `Touch` on a fresh file with `f(hx, step)`.
+    fn with_touch(f: impl FnOnce(&Hx, &Touch)) {
         let tmp = tempfile::tempdir().unwrap();
         let c = cluster();
         let hx = Hx {
             cluster: &c,
             hv: None,
         };
-        let step = Touch(tmp.path().join("f"));
+        f(&hx, &Touch(tmp.path().join("f")));
+    }
+
+    #[test]
+    fn a_dry_run_predicts_the_run_and_a_second_run_changes_nothing() {
+        with_touch(dry_then_real);
+    }
+
+    fn dry_then_real(hx: &Hx, step: &Touch) {
         let mut lines = Vec::new();
         let mut say = |l: &str| lines.push(l.to_string());
         let no = || Arc::new(AtomicBool::new(false));
-        let dry = run(&hx, &[&step], true, no(), &mut say).unwrap();
+        let dry = run(hx, &[step], true, no(), &mut say).unwrap();
         assert!(!step.0.exists(), "a dry run changes nothing");
-        let real = run(&hx, &[&step], false, no(), &mut say).unwrap();
+        let real = run(hx, &[step], false, no(), &mut say).unwrap();
         assert_eq!(dry.nodes[0].changes, real.nodes[0].changes);
         assert_eq!((dry.nodes[0].applied, real.nodes[0].applied), (0, 1));
         assert!(step.0.exists());
-        let again = run(&hx, &[&step], false, no(), &mut say).unwrap();
+        let again = run(hx, &[step], false, no(), &mut say).unwrap();
         assert_eq!(again.changes(), 0);
         assert_eq!(again.nodes[0].node, HYPERVISOR);
         assert_eq!(lines.last().map(String::as_str), Some("up to date"));
@@ -247,22 +255,11 @@ mod tests {
 
     #[test]
     fn after_ctrl_c_nothing_new_starts() {
-        let tmp = tempfile::tempdir().unwrap();
-        let c = cluster();
-        let hx = Hx {
-            cluster: &c,
-            hv: None,
-        };
-        let step = Touch(tmp.path().join("f"));
-        let e = run(
-            &hx,
-            &[&step],
-            false,
-            Arc::new(AtomicBool::new(true)),
-            &mut |_| {},
-        )
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("interrupted before"), "{e:#}");
-        assert!(!step.0.exists());
+        with_touch(|hx, step| {
+            let cancelled = Arc::new(AtomicBool::new(true));
+            let e = run(hx, &[step], false, cancelled, &mut |_| {}).unwrap_err();
+            assert!(format!("{e:#}").contains("interrupted before"), "{e:#}");
+            assert!(!step.0.exists());
+        });
     }
 }

@@ -14,24 +14,9 @@ use crate::engine::Report;
 use crate::engine::hv::{self, Gate, HvStep, Hx};
 use crate::hypervisor::Hypervisor;
 use crate::hypervisor::fake::FakeHypervisor;
-use crate::spec::{Cluster, Overrides, resolve};
+use crate::spec::Cluster;
 use crate::vms;
-
-fn setup() -> (tempfile::TempDir, Cluster, FakeHypervisor) {
-    let tmp = tempfile::tempdir().unwrap();
-    let image = tmp.path().join("template.qcow2");
-    let mut bytes = b"QFI\xfb".to_vec();
-    bytes.resize(4096, 0);
-    std::fs::write(&image, bytes).unwrap();
-    let ov = Overrides {
-        work_dir: Some(tmp.path().join("work").display().to_string()),
-        storage_dir: Some(tmp.path().join("pool").display().to_string()),
-        image: Some(image.display().to_string()),
-        ..Overrides::default()
-    };
-    let cluster = resolve(None, &ov, &|_| None).unwrap().0;
-    (tmp, cluster, FakeHypervisor::new())
-}
+use crate::vms::tests::setup;
 
 fn run(c: &Cluster, hv: &FakeHypervisor, step: &dyn HvStep, dry_run: bool) -> Result<Report> {
     let hx = Hx {

@@ -123,4 +123,4 @@ pub fn is_key_mismatch(e: &anyhow::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

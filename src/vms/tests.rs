@@ -4,7 +4,8 @@ use super::*;
 use crate::hypervisor::fake::FakeHypervisor;
 use crate::spec::{Overrides, resolve};
 
-fn setup() -> (tempfile::TempDir, Cluster, FakeHypervisor) {
+/// A work dir, a template image, the default cluster and a fake hypervisor.
+pub(crate) fn setup() -> (tempfile::TempDir, Cluster, FakeHypervisor) {
     let tmp = tempfile::tempdir().unwrap();
     let image = tmp.path().join("template.qcow2");
     let mut bytes = b"QFI\xfb".to_vec();

@@ -9,6 +9,14 @@ use kubicluster::hypervisor::Hypervisor;
 use kubicluster::hypervisor::libvirt::Libvirt;
 use kubicluster::spec::{self, Overrides};
 
+/// Whether the lab tier runs (gate KUBICLUSTER_TEST_LAB=1); with the gate set, a missing tool
+/// (the lab's own or one of `extra`) fails the test.
+pub fn lab_enabled(extra: &[&str]) -> bool {
+    let mut tools = vec!["ip", "libvirtd", "qemu-system-x86_64", "mmdebstrap", "ssh"];
+    tools.extend_from_slice(extra);
+    super::tier_enabled("KUBICLUSTER_TEST_LAB", &tools)
+}
+
 pub struct Lab {
     pub work: tempfile::TempDir,
     pub name: String,

@@ -35,6 +35,8 @@ t0=$(now)
 stamped "$BIN" up --allow-missing-binaries >"$TMP/noop"
 t1=$(now)
 noop=$(secs "$t0" "$t1")
+echo "no-op up, by stage:"
+stages <"$TMP/noop"
 nodes=$(grep -oE 'up: made [0-9]+ change\(s\).* in [0-9.]+ s' "$TMP/noop" | tail -1)
 echo "no-op up: ${noop} s in all (${nodes#up: })   (first / no-op: $(ratio "$first" "$noop")x; goal: node steps < 3 s, 0 restarts)"
 echo "not started here: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy (no binaries), kata (no nested virtualisation), calico/CoreDNS (no registry)"

@@ -221,7 +221,7 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
     }
     if ns_exists {
         // Every process in the namespace: libvirtd, dnsmasq, QEMU.
-        for signal in ["TERM", "KILL"] {
+        for sig in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
             let out = Command::new("ip").args(["netns", "pids", &ns]).output()?;
             let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
@@ -230,10 +230,9 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
             if pids.is_empty() {
                 break;
             }
-            let _ = Command::new("kill")
-                .arg(format!("-{signal}"))
-                .args(&pids)
-                .status();
+            for p in &pids {
+                signal(p, sig);
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline
                 && pids
@@ -253,6 +252,13 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
 
 /// Run kubicluster `args` inside the lab namespace (for commands that talk to VMs); returns the
 /// exit code.
+/// Send `sig` to process `pid` (a decimal string); a process that is gone is not an error.
+fn signal(pid: &str, sig: rustix::process::Signal) {
+    if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
 pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
     let exe = std::env::current_exe().context("find the kubicluster binary")?;
     // The child gets the parent's resolved spec as a file; a clean environment keeps the
@@ -289,7 +295,7 @@ pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
                 r = &mut wait => break r,
                 _ = tokio::signal::ctrl_c() => {
                     tracing::debug!(pid, "forwarding SIGINT into the lab");
-                    let _ = std::process::Command::new("kill").args(["-INT", &pid]).status();
+                    signal(&pid, rustix::process::Signal::INT);
                 }
             }
         }

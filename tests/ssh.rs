@@ -183,6 +183,24 @@ fn commands_files_and_stats_over_real_ssh() {
         h.check_all(&checks).unwrap(),
         [true, false, true, false, true]
     );
+    // The engine's probe: the same checks, units and stats in one round trip, read as the
+    // separate calls read them (no systemd here: its units read as unknown either way).
+    let units = vec!["etcd.service".to_string()];
+    let paths = vec![f.clone(), dir.display().to_string(), format!("{f}.nope")];
+    let probe = h.probe(&checks, &units, &paths).unwrap();
+    assert_eq!(probe.checks, [true, false, true, false, true]);
+    assert_eq!(probe.stats, h.stat_many(&paths).unwrap());
+    assert_eq!(
+        probe.units,
+        kubicluster::host::parse_units(
+            &h.run(&Cmd::script(kubicluster::host::UNITS_SCRIPT, &units))
+                .unwrap()
+                .stdout_text()
+        )
+    );
+    assert_eq!(probe.units.len(), 1);
+    let empty = h.probe(&[], &[], &[]).unwrap();
+    assert_eq!(empty, kubicluster::host::Probe::default());
     let e = h
         .write_file("/nonexistent-dir/x", b"x", 0o644, "root")
         .unwrap_err();

@@ -84,33 +84,25 @@ impl std::fmt::Display for Change {
     }
 }
 
-/// (enabled, active) per unit, read in one round trip.
+/// (enabled, active) per unit, from the probe's words.
 fn unit_states(
-    host: &dyn Host,
-    want: &Desired,
-) -> HostResult<std::collections::BTreeMap<String, (bool, bool)>> {
-    if want.units.is_empty() {
-        return Ok(Default::default());
-    }
-    let names: Vec<&str> = want.units.iter().map(|u| u.name.as_str()).collect();
-    let out = host.run(&Cmd::script(crate::host::UNITS_SCRIPT, names))?;
-    Ok(out
-        .stdout_text()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            match f.as_slice() {
-                [u, e, a] => Some((
-                    u.to_string(),
-                    (
-                        matches!(*e, "enabled" | "enabled-runtime" | "static" | "alias"),
-                        matches!(*a, "active" | "activating" | "reloading"),
+    units: &[(String, String, String)],
+) -> std::collections::BTreeMap<String, (bool, bool)> {
+    units
+        .iter()
+        .map(|(u, e, a)| {
+            (
+                u.clone(),
+                (
+                    matches!(
+                        e.as_str(),
+                        "enabled" | "enabled-runtime" | "static" | "alias"
                     ),
-                )),
-                _ => None,
-            }
+                    matches!(a.as_str(), "active" | "activating" | "reloading"),
+                ),
+            )
         })
-        .collect())
+        .collect()
 }
 
 fn octal(m: u32) -> String {
@@ -119,14 +111,25 @@ fn octal(m: u32) -> String {
 
 /// Read the node and list what differs from `want`, in apply order.
 pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
-    // Guards first: a command's payload files matter only when it will run.
+    // One round trip reads the guards, the units and every path but the commands' payloads
+    // (a package to install matters only when its command will run: read in a second round
+    // trip, only then).
     let checks: Vec<Cmd> = want.commands.iter().map(|c| c.check.clone()).collect();
-    let ok = host.check_all(&checks)?;
+    let unit_names: Vec<String> = want.units.iter().map(|u| u.name.clone()).collect();
+    let mut paths: Vec<String> = want.dirs.iter().map(|d| d.path.clone()).collect();
+    paths.extend(
+        want.files
+            .iter()
+            .filter(|f| f.payload_of.is_none())
+            .map(|f| f.path.clone()),
+    );
+    paths.extend(want.units.iter().map(|u| u.path()));
+    let probe = host.probe(&checks, &unit_names, &paths)?;
     let to_run: BTreeSet<String> = want
         .commands
         .iter()
-        .zip(ok)
-        .filter(|(_, ok)| !ok)
+        .zip(&probe.checks)
+        .filter(|(_, ok)| !**ok)
         .map(|(c, _)| c.what.clone())
         .collect();
     let files: Vec<&super::FileSpec> = want
@@ -134,12 +137,30 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
         .iter()
         .filter(|f| f.payload_of.as_ref().is_none_or(|w| to_run.contains(w)))
         .collect();
-    let mut paths: Vec<String> = want.dirs.iter().map(|d| d.path.clone()).collect();
-    paths.extend(files.iter().map(|f| f.path.clone()));
-    paths.extend(want.units.iter().map(|u| u.path()));
-    let stats = host.stat_many(&paths)?;
-    let (dir_stats, rest) = stats.split_at(want.dirs.len());
-    let (file_stats, unit_stats) = rest.split_at(files.len());
+    let payload_paths: Vec<String> = files
+        .iter()
+        .filter(|f| f.payload_of.is_some())
+        .map(|f| f.path.clone())
+        .collect();
+    let mut payload_stats = if payload_paths.is_empty() {
+        Vec::new()
+    } else {
+        host.stat_many(&payload_paths)?
+    }
+    .into_iter();
+    let (dir_stats, rest) = probe.stats.split_at(want.dirs.len());
+    let (plain_stats, unit_stats) = rest.split_at(rest.len() - want.units.len());
+    let mut plain = plain_stats.iter().cloned();
+    let file_stats: Vec<Stat> = files
+        .iter()
+        .map(|f| {
+            if f.payload_of.is_some() {
+                payload_stats.next().unwrap_or(Stat::Missing)
+            } else {
+                plain.next().unwrap_or(Stat::Missing)
+            }
+        })
+        .collect();
     let mut changes = Vec::new();
     for (d, st) in want.dirs.iter().zip(dir_stats) {
         match st {
@@ -157,7 +178,7 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
     }
     // Why each unit restarts.
     let mut because: Vec<(String, String)> = Vec::new();
-    for (f, st) in files.iter().zip(file_stats) {
+    for (f, st) in files.iter().zip(&file_stats) {
         let reason = match st {
             Stat::File { .. } if f.create_only => None,
             Stat::File {
@@ -229,7 +250,7 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
         changes.push(Change::DaemonReload);
     }
     let mut starts = Vec::new();
-    let states = unit_states(host, want)?;
+    let states = unit_states(&probe.units);
     for u in &want.units {
         let (enabled, active) = states.get(&u.name).copied().unwrap_or((false, false));
         if u.enable && !enabled {

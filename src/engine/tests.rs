@@ -127,8 +127,7 @@ fn writes(log: &[String]) -> Vec<&String> {
         .filter(|l| {
             l.starts_with("write ")
                 || (l.starts_with("run ")
-                    && !l.contains("is-active")
-                    && !l.contains("is-enabled")
+                    && !l.contains("systemctl show")
                     && !l.starts_with("run test"))
         })
         .collect()

@@ -275,6 +275,22 @@ pub trait Host: Send + Sync {
     /// Stat and hash many paths in one round trip.
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>>;
 
+    /// What the engine's plan reads from a node: which `checks` exit 0, each unit's
+    /// `(enabled, active)` words from [`UNITS_SCRIPT`], and the stat + sha256 of `paths`. Hosts
+    /// reached by command override this to do it all in one round trip ([`probe_at_once`]).
+    fn probe(&self, checks: &[Cmd], units: &[String], paths: &[String]) -> HostResult<Probe> {
+        let units = if units.is_empty() {
+            Vec::new()
+        } else {
+            parse_units(&self.run(&Cmd::script(UNITS_SCRIPT, units))?.stdout_text())
+        };
+        Ok(Probe {
+            checks: self.check_all(checks)?,
+            units,
+            stats: self.stat_many(paths)?,
+        })
+    }
+
     /// Run each command and say which exited 0 (the engine's guards). Hosts reached by
     /// command override this to batch them into one round trip ([`batch_checks`]).
     fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
@@ -297,12 +313,113 @@ pub trait Host: Send + Sync {
     }
 }
 
+/// What [`Host::probe`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub checks: Vec<bool>,
+    /// (unit, enabled word, active word), as systemd says them.
+    pub units: Vec<(String, String, String)>,
+    pub stats: Vec<Stat>,
+}
+
+/// [`UNITS_SCRIPT`]'s lines.
+pub fn parse_units(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+                f.next()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// [`Host::probe`] in one round trip: the checks (as in [`batch_checks`]), then the units'
+/// script, then the stat script, each on its own values, in one shell script. Falls back to
+/// one call each when a check cannot be batched.
+pub fn probe_at_once(
+    host: &dyn Host,
+    checks: &[Cmd],
+    units: &[String],
+    paths: &[String],
+) -> HostResult<Probe> {
+    if !checks.iter().all(batchable) {
+        let units = if units.is_empty() {
+            Vec::new()
+        } else {
+            parse_units(&host.run(&Cmd::script(UNITS_SCRIPT, units))?.stdout_text())
+        };
+        return Ok(Probe {
+            checks: batch_checks(host, checks)?,
+            units,
+            stats: host.stat_many(paths)?,
+        });
+    }
+    let set = |values: &[String]| -> String {
+        let q: Vec<String> = values.iter().map(|v| shell_quote(v)).collect();
+        format!("set -- {}\n", q.join(" "))
+    };
+    let mut script = String::new();
+    for c in checks {
+        script.push_str(&format!(
+            "{} </dev/null >/dev/null 2>&1; echo \"C|$?\"\n",
+            c.shell_line()
+        ));
+    }
+    script.push_str("echo =units=\n");
+    script.push_str(&set(units));
+    script.push_str(&format!("if [ $# -gt 0 ]; then\n{UNITS_SCRIPT}\nfi\n"));
+    script.push_str("echo =stat=\n");
+    script.push_str(&set(paths));
+    script.push_str(&format!("if [ $# -gt 0 ]; then\n{STAT_SCRIPT}\nfi\n"));
+    let mut cmd = Cmd::new(["sh", "-c", &script]);
+    cmd.timeout = checks
+        .iter()
+        .map(|c| c.timeout)
+        .max()
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let out = host.check(&cmd)?;
+    let text = out.stdout_text();
+    let bad = |what: &str| HostError::Io {
+        node: host.name().to_string(),
+        what: format!("probe ({what})"),
+        reason: format!("unexpected answer: {}", out.tail(3)),
+    };
+    let (head, rest) = text.split_once("=units=\n").ok_or_else(|| bad("checks"))?;
+    let (unit_text, stat_text) = rest.split_once("=stat=\n").ok_or_else(|| bad("units"))?;
+    let codes: Vec<bool> = head
+        .lines()
+        .filter_map(|l| l.strip_prefix("C|"))
+        .map(|c| c.trim() == "0")
+        .collect();
+    if codes.len() != checks.len() {
+        return Err(bad("checks"));
+    }
+    let stats = if paths.is_empty() {
+        Vec::new()
+    } else {
+        parse_stat_output(stat_text, paths).ok_or_else(|| bad("stat"))?
+    };
+    Ok(Probe {
+        checks: codes,
+        units: parse_units(unit_text),
+        stats,
+    })
+}
+
+/// Whether a command can run inside a batch script: no stdin, and no secret argument (it would
+/// end up in the script's text, and so in the debug log).
+fn batchable(c: &Cmd) -> bool {
+    c.stdin.is_none() && c.argv.iter().all(|a| !a.secret)
+}
+
 /// [`Host::check_all`] in one round trip: one script runs every command (its argv quoted, no
 /// stdin, output discarded) and prints each exit status on a line. Commands with stdin or a
 /// secret argument (which would end up in the script's text, and so in the debug log) run on
 /// their own.
 pub fn batch_checks(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
-    let batchable = |c: &Cmd| c.stdin.is_none() && c.argv.iter().all(|a| !a.secret);
     if cmds.len() < 2 || !cmds.iter().all(batchable) {
         return cmds.iter().map(|c| host.run(c).map(|o| o.ok())).collect();
     }
@@ -340,9 +457,15 @@ exit 0"#;
 
 /// The shell script that reads many systemd units' state in one round trip: one line per
 /// unit, `UNIT ENABLED ACTIVE` (systemctl's words, `unknown` when it printed nothing).
-pub const UNITS_SCRIPT: &str = r#"for u in "$@"; do
-e=$(systemctl is-enabled "$u" 2>/dev/null); a=$(systemctl is-active "$u" 2>/dev/null)
-echo "$u ${e:-unknown} ${a:-unknown}"; done"#;
+/// One `systemctl show` for all of them (every process is slow on an emulated guest); a unit
+/// systemd does not know is `not-found`.
+pub const UNITS_SCRIPT: &str = r#"systemctl show --property=LoadState,UnitFileState,ActiveState -- "$@" 2>/dev/null | awk -v names="$*" '
+BEGIN { n = split(names, N, " ") }
+function out() { if (seen) { i++; e = uf != "" ? uf : (ls == "not-found" ? "not-found" : "unknown"); print N[i], e, (as != "" ? as : "unknown") }; seen = 0; ls = uf = as = "" }
+/^$/ { out(); next }
+{ seen = 1; k = $0; sub(/=.*/, "", k); v = $0; sub(/^[^=]*=/, "", v) }
+k == "LoadState" { ls = v } k == "UnitFileState" { uf = v } k == "ActiveState" { as = v }
+END { out(); while (i < n) { i++; print N[i], "unknown", "unknown" } }'"#;
 
 /// Parse [`STAT_SCRIPT`]'s output for `paths`, in their order.
 pub fn parse_stat_output(text: &str, paths: &[String]) -> Option<Vec<Stat>> {
@@ -419,6 +542,49 @@ mod tests {
         assert_eq!(c.shell_line(), "etcdctl put 'a b' hunter2");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    /// The units' script against a stand-in `systemctl` printing what systemd 252's `show`
+    /// prints for a known and an unknown unit (no systemd runs where the tests run).
+    #[test]
+    fn units_script_reads_systemctl_show() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("systemctl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf 'ActiveState=active\\nLoadState=loaded\\nUnitFileState=enabled\\n\\nActiveState=inactive\\nLoadState=not-found\\nUnitFileState=\\n\\nActiveState=activating\\nLoadState=loaded\\nUnitFileState=static\\n'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                UNITS_SCRIPT,
+                "sh",
+                "etcd.service",
+                "gone.service",
+                "x.service",
+            ])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    dir.path().display(),
+                    std::env::var("PATH").unwrap()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(
+            parse_units(&String::from_utf8_lossy(&out.stdout)),
+            [
+                ("etcd.service", "enabled", "active"),
+                ("gone.service", "not-found", "inactive"),
+                ("x.service", "static", "activating"),
+            ]
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
     }
 
     #[test]

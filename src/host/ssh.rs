@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ssh_key::PublicKey;
 
-use super::{Cmd, Host, HostError, HostResult, Output, STAT_SCRIPT, Stat, WRITE_SCRIPT};
+use super::{Cmd, Host, HostError, HostResult, Output, Probe, STAT_SCRIPT, Stat, WRITE_SCRIPT};
 use crate::sshkeys;
 
 /// How to reach one node.
@@ -296,6 +296,10 @@ impl Host for SshHost {
 
     fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
         super::batch_checks(self, cmds)
+    }
+
+    fn probe(&self, checks: &[Cmd], units: &[String], paths: &[String]) -> HostResult<Probe> {
+        super::probe_at_once(self, checks, units, paths)
     }
 
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>> {

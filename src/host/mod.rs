@@ -279,14 +279,9 @@ pub trait Host: Send + Sync {
     /// `(enabled, active)` words from [`UNITS_SCRIPT`], and the stat + sha256 of `paths`. Hosts
     /// reached by command override this to do it all in one round trip ([`probe_at_once`]).
     fn probe(&self, checks: &[Cmd], units: &[String], paths: &[String]) -> HostResult<Probe> {
-        let units = if units.is_empty() {
-            Vec::new()
-        } else {
-            parse_units(&self.run(&Cmd::script(UNITS_SCRIPT, units))?.stdout_text())
-        };
         Ok(Probe {
             checks: self.check_all(checks)?,
-            units,
+            units: read_units(self, units)?,
             stats: self.stat_many(paths)?,
         })
     }
@@ -322,6 +317,28 @@ pub struct Probe {
     pub stats: Vec<Stat>,
 }
 
+/// Each unit's (name, enabled word, active word), read with [`UNITS_SCRIPT`] in one call.
+pub fn read_units<H: Host + ?Sized, S: AsRef<str>>(
+    host: &H,
+    units: &[S],
+) -> HostResult<Vec<(String, String, String)>> {
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names: Vec<&str> = units.iter().map(|u| u.as_ref()).collect();
+    Ok(parse_units(
+        &host.run(&Cmd::script(UNITS_SCRIPT, names))?.stdout_text(),
+    ))
+}
+
+/// The longest timeout of `cmds` (a batch of them may take that long).
+fn longest_timeout(cmds: &[Cmd]) -> Duration {
+    cmds.iter()
+        .map(|c| c.timeout)
+        .max()
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
 /// [`UNITS_SCRIPT`]'s lines.
 pub fn parse_units(text: &str) -> Vec<(String, String, String)> {
     text.lines()
@@ -346,14 +363,12 @@ pub fn probe_at_once(
     paths: &[String],
 ) -> HostResult<Probe> {
     if !checks.iter().all(batchable) {
-        let units = if units.is_empty() {
-            Vec::new()
-        } else {
-            parse_units(&host.run(&Cmd::script(UNITS_SCRIPT, units))?.stdout_text())
-        };
         return Ok(Probe {
-            checks: batch_checks(host, checks)?,
-            units,
+            checks: checks
+                .iter()
+                .map(|c| host.run(c).map(|o| o.ok()))
+                .collect::<HostResult<_>>()?,
+            units: read_units(host, units)?,
             stats: host.stat_many(paths)?,
         });
     }
@@ -375,11 +390,7 @@ pub fn probe_at_once(
     script.push_str(&set(paths));
     script.push_str(&format!("if [ $# -gt 0 ]; then\n{STAT_SCRIPT}\nfi\n"));
     let mut cmd = Cmd::new(["sh", "-c", &script]);
-    cmd.timeout = checks
-        .iter()
-        .map(|c| c.timeout)
-        .max()
-        .unwrap_or(DEFAULT_TIMEOUT);
+    cmd.timeout = longest_timeout(checks);
     let out = host.check(&cmd)?;
     let text = out.stdout_text();
     let bad = |what: &str| HostError::Io {
@@ -415,34 +426,12 @@ fn batchable(c: &Cmd) -> bool {
     c.stdin.is_none() && c.argv.iter().all(|a| !a.secret)
 }
 
-/// [`Host::check_all`] in one round trip: one script runs every command (its argv quoted, no
-/// stdin, output discarded) and prints each exit status on a line. Commands with stdin or a
-/// secret argument (which would end up in the script's text, and so in the debug log) run on
-/// their own.
+/// [`Host::check_all`] in one round trip (the checks part of [`probe_at_once`]).
 pub fn batch_checks(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
-    if cmds.len() < 2 || !cmds.iter().all(batchable) {
+    if cmds.len() < 2 {
         return cmds.iter().map(|c| host.run(c).map(|o| o.ok())).collect();
     }
-    let script: String = cmds
-        .iter()
-        .map(|c| format!("{} </dev/null >/dev/null 2>&1; echo $?\n", c.shell_line()))
-        .collect();
-    let mut batch = Cmd::new(["sh", "-c", &script]);
-    batch.timeout = cmds
-        .iter()
-        .map(|c| c.timeout)
-        .max()
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let out = host.check(&batch)?;
-    let codes: Vec<bool> = out.stdout_text().lines().map(|l| l.trim() == "0").collect();
-    if codes.len() != cmds.len() {
-        return Err(HostError::Io {
-            node: host.name().to_string(),
-            what: format!("{} checks in one script", cmds.len()),
-            reason: format!("{} answers: {}", codes.len(), out.tail(3)),
-        });
-    }
-    Ok(codes)
+    Ok(probe_at_once(host, cmds, &[], &[])?.checks)
 }
 
 /// The shell script behind `stat_many` on hosts reached by command (SSH). A constant number

@@ -38,20 +38,7 @@ pub(crate) fn unit_states(
     h: &dyn crate::host::Host,
     units: &[&str],
 ) -> Vec<(String, String, String)> {
-    let Ok(o) = h.run(&crate::host::Cmd::script(crate::host::UNITS_SCRIPT, units)) else {
-        return Vec::new();
-    };
-    o.stdout_text()
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some((
-                f.next()?.to_string(),
-                f.next()?.to_string(),
-                f.next()?.to_string(),
-            ))
-        })
-        .collect()
+    crate::host::read_units(h, units).unwrap_or_default()
 }
 
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result<Vec<NodeStatus>> {

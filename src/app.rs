@@ -138,6 +138,7 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::Kubeconfig(a) => commands::kubeconfig::run(&mut ctx, a),
         Command::Prepare(a) => commands::prepare::run(&mut ctx, a),
         Command::Image(a) => commands::image::run(&mut ctx, a),
+        Command::Artifacts(a) => commands::artifacts::run(&mut ctx, a),
         Command::CreateVms(a) => commands::vms::run_create(&mut ctx, a),
         Command::CreateControllers(a) => commands::controllers::run(&mut ctx, a),
         Command::CreateWorkers(a) => commands::workers::run(&mut ctx, a),

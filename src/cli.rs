@@ -55,6 +55,9 @@ pub enum Command {
     Prepare(PrepareArgs),
     /// Build the Debian 12 template image the VMs are overlays of.
     Image(ImageArgs),
+    /// The cluster's binaries and images, built from Go modules with the local Go toolchain.
+    #[command(after_help = ARTIFACTS_AFTER_HELP)]
+    Artifacts(ArtifactsArgs),
     /// Create (or start) the cluster's VMs, in parallel, and wait until each answers SSH.
     #[command(
         name = "create-vms",
@@ -251,6 +254,35 @@ pub enum ImageAction {
     },
 }
 
+const ARTIFACTS_AFTER_HELP: &str = "`artifacts build` compiles kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl of the cluster's Kubernetes version (pinned Go modules with a committed go.sum, CGO_ENABLED=0, -trimpath, stripped), etcd and etcdctl, crictl, and the images a cluster needs offline: pause (the pod sandbox), CoreDNS, and busybox for `kubicluster test`. Output: <cache>/artifacts/kubernetes-vX.Y.Z/ with a SHA256SUMS manifest, where <cache> is $KUBICLUSTER_CACHE_DIR, $XDG_CACHE_HOME/kubicluster or ~/.cache/kubicluster. A complete build is reused. Use it with `--artifacts build` (up, create-controllers, create-workers), or as a plain directory with `--artifacts dir --artifacts-dir DIR`.";
+
+#[derive(Debug, Args)]
+pub struct ArtifactsArgs {
+    #[command(subcommand)]
+    pub action: ArtifactsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsAction {
+    /// Build (or reuse) the binaries and images for the cluster's Kubernetes version.
+    Build {
+        /// Build the Kubernetes components from this local k8s.io/kubernetes checkout instead of
+        /// the pinned module (always rebuilt; Go's cache keeps that quick).
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// Rebuild even if a complete build exists.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Print the directory of the cluster's build (empty output and exit 1 when there is none).
+    Dir {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct CreateVmsArgs {
     /// Legacy: NAME,CLUSTER_IP,HYPERVISOR_IP of the VMs to create (added to the spec's nodes).
@@ -281,9 +313,10 @@ pub struct DestroyArgs {
 
 #[derive(Debug, Args)]
 pub struct SmokeArgs {
-    /// Image of the test pods (needs sh, sleep, nslookup, httpd: busybox).
-    #[arg(long = "pod-image", default_value = crate::commands::smoke::DEFAULT_IMAGE, value_name = "IMAGE")]
-    pub pod_image: String,
+    /// Image of the test pods (needs sh, sleep, nslookup, httpd: busybox); default: docker.io's
+    /// busybox, or with `--artifacts build` the busybox image the build made.
+    #[arg(long = "pod-image", value_name = "IMAGE")]
+    pub pod_image: Option<String>,
     /// Seconds to wait for the API server to be ready.
     #[arg(long = "wait", default_value_t = 30, value_name = "SECONDS")]
     pub wait_seconds: u64,
@@ -674,7 +707,8 @@ pub struct SpecArgs {
         value_name = "TOKEN"
     )]
     pub etcd_cluster_token: Option<String>,
-    /// Where node binaries come from: upstream (download + checksum), dir, or deb (Debian packages).
+    /// Where node binaries come from: upstream (download + checksum), dir, deb (Debian packages),
+    /// or build (`kubicluster artifacts build`: Kubernetes, etcd, images from Go modules; the rest deb).
     #[arg(long, value_enum, env = "KUBICLUSTER_ARTIFACTS", value_name = "SOURCE")]
     pub artifacts: Option<ArtifactsFrom>,
     /// Directory with binaries under their upstream names (offline; also Kubernetes binaries with deb).
@@ -716,6 +750,7 @@ pub enum ArtifactsFrom {
     Upstream,
     Dir,
     Deb,
+    Build,
 }
 
 impl SpecArgs {
@@ -791,6 +826,7 @@ impl SpecArgs {
                 ArtifactsFrom::Upstream => ArtifactSource::Upstream,
                 ArtifactsFrom::Dir => ArtifactSource::Dir,
                 ArtifactsFrom::Deb => ArtifactSource::Deb,
+                ArtifactsFrom::Build => ArtifactSource::Build,
             }),
             artifacts_dir: self.artifacts_dir.clone(),
             deb_suite: self.deb_suite.clone(),

@@ -81,9 +81,113 @@ pub fn names(data: &[u8], path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// One entry of an image layer.
+pub enum LayerEntry<'a> {
+    Dir(&'a str),
+    File {
+        path: &'a str,
+        mode: u32,
+        data: &'a [u8],
+    },
+    Symlink {
+        path: &'a str,
+        target: &'a str,
+    },
+}
+
+/// A single-layer OCI image archive (what `ctr images import` takes), built without a registry
+/// or a container tool: deterministic (no timestamps), so the same inputs give the same digests.
+/// `name` is the full reference (`kubicluster.local/pause:v1.37.2`), stored as containerd's
+/// `io.containerd.image.name` annotation; `entrypoint` and `cmd` go into the image config.
+pub fn oci_archive(
+    name: &str,
+    entries: &[LayerEntry],
+    entrypoint: &[&str],
+    cmd: &[&str],
+) -> Result<Vec<u8>> {
+    use crate::host::sha256_hex;
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+    let mut layer = tar::Builder::new(Vec::new());
+    for e in entries {
+        match e {
+            LayerEntry::Dir(p) => {
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                layer.append_data(
+                    &mut h,
+                    format!("{}/", p.trim_end_matches('/')),
+                    std::io::empty(),
+                )?
+            }
+            LayerEntry::File { path, mode, data } => {
+                let mut h = header(tar::EntryType::Regular, *mode, data.len() as u64);
+                layer.append_data(&mut h, path, *data)?
+            }
+            LayerEntry::Symlink { path, target } => {
+                let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+                layer.append_link(&mut h, path, target)?
+            }
+        }
+    }
+    let layer = layer.into_inner()?;
+    let lsha = sha256_hex(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {
+            "Entrypoint": entrypoint, "Cmd": cmd,
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lsha}")]}
+    }))?;
+    let csha = sha256_hex(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{csha}"), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{lsha}"), "size": layer.len()}]
+    }))?;
+    let msha = sha256_hex(&manifest);
+    let tag = name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{msha}"), "size": manifest.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": tag
+            }
+        }]
+    }))?;
+    let mut archive = tar::Builder::new(Vec::new());
+    let blobs: [(String, &[u8]); 5] = [
+        ("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ("index.json".into(), &index),
+        (format!("blobs/sha256/{msha}"), &manifest),
+        (format!("blobs/sha256/{csha}"), &config),
+        (format!("blobs/sha256/{lsha}"), &layer),
+    ];
+    for (path, data) in blobs {
+        let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
+        archive.append_data(&mut h, path, data)?;
+    }
+    Ok(archive.into_inner()?)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::*;
 
     #[test]
     fn names_are_normalised_like_containerd() {
@@ -97,5 +201,28 @@ mod tests {
             "registry.k8s.io/pause:3.10"
         );
         assert_eq!(normalize("localhost:5000/x/y"), "localhost:5000/x/y:latest");
+    }
+
+    #[test]
+    fn an_oci_archive_names_its_image_and_is_reproducible() {
+        let entries = [
+            LayerEntry::Dir("bin"),
+            LayerEntry::File {
+                path: "bin/x",
+                mode: 0o755,
+                data: b"#!/bin/true\n",
+            },
+            LayerEntry::Symlink {
+                path: "bin/y",
+                target: "x",
+            },
+        ];
+        let a = oci_archive("kubicluster.local/x:v1", &entries, &["/bin/x"], &[]).unwrap();
+        let b = oci_archive("kubicluster.local/x:v1", &entries, &["/bin/x"], &[]).unwrap();
+        assert_eq!(a, b, "same inputs, same bytes");
+        assert_eq!(
+            names(&a, Path::new("x.tar")).unwrap(),
+            ["kubicluster.local/x:v1"]
+        );
     }
 }

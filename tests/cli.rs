@@ -205,11 +205,11 @@ fn env_vars_feed_the_spec_and_flags_win() {
     );
     assert!(stdout(&o).contains("name: from-flag"));
     let o = run(
-        &[("KUBERNETES_VERSION", "1.31.4"), ("WORKDIR", "/tmp/x")],
+        &[("KUBERNETES_VERSION", "1.36.1"), ("WORKDIR", "/tmp/x")],
         &["validate"],
     );
     assert!(
-        stdout(&o).contains("version: 1.31.4") && stdout(&o).contains("workDir: /tmp/x"),
+        stdout(&o).contains("version: 1.36.1") && stdout(&o).contains("workDir: /tmp/x"),
         "{}",
         stdout(&o)
     );
@@ -490,7 +490,7 @@ fn smoke_test_without_an_api_server_fails_plainly() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("FAIL  the API server is ready"), "{err}");
-    assert_eq!(err.matches("SKIP  ").count(), 6, "{err}");
+    assert_eq!(err.matches("SKIP  ").count(), 10, "{err}");
     assert!(
         err.contains("needs the API server") && err.contains("test: 1 check(s) failed"),
         "{err}"
@@ -649,10 +649,10 @@ fn errors_name_the_variable_or_original_flag_typed() {
     // The original's flags written with a space, and a switch written with a value, work.
     let o = kubicluster(
         tmp.path(),
-        &["validate", "-cl", "lab", "-kv", "1.31.0", "-ndev=true"],
+        &["validate", "-cl", "lab", "-kv", "1.35.4", "-ndev=true"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("name: lab") && stdout(&o).contains("version: 1.31.0"));
+    assert!(stdout(&o).contains("name: lab") && stdout(&o).contains("version: 1.35.4"));
 }
 
 #[test]

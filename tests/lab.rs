@@ -511,75 +511,31 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
 
 /// An OCI image archive built here from the host's busybox-static (no registry anywhere).
 fn busybox_oci(dir: &Path) -> PathBuf {
-    use kubicluster::host::sha256_hex;
-    let tar_of = |entries: &mut dyn FnMut(&mut tar::Builder<Vec<u8>>)| {
-        let mut b = tar::Builder::new(Vec::new());
-        entries(&mut b);
-        b.into_inner().unwrap()
-    };
+    use kubicluster::images::{LayerEntry, oci_archive};
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static on the host");
-    let layer = tar_of(&mut |b| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        b.append_data(&mut h, "bin/", std::io::empty()).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o755);
-        h.set_size(busybox.len() as u64);
-        b.append_data(&mut h, "bin/busybox", busybox.as_slice())
-            .unwrap();
-        for app in ["sh", "ping", "ip", "sleep", "cat"] {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_mode(0o777);
-            h.set_size(0);
-            b.append_link(&mut h, format!("bin/{app}"), "busybox")
-                .unwrap();
-        }
-    });
-    let lsha = sha256_hex(&layer);
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lsha}")]}
-    }))
+    let links: Vec<String> = ["sh", "ping", "ip", "sleep", "cat"]
+        .iter()
+        .map(|a| format!("bin/{a}"))
+        .collect();
+    let mut entries = vec![
+        LayerEntry::Dir("bin"),
+        LayerEntry::File {
+            path: "bin/busybox",
+            mode: 0o755,
+            data: &busybox,
+        },
+    ];
+    entries.extend(links.iter().map(|l| LayerEntry::Symlink {
+        path: l,
+        target: "busybox",
+    }));
+    let archive = oci_archive(
+        "docker.io/kubicluster/busybox:lab",
+        &entries,
+        &[],
+        &["/bin/sh"],
+    )
     .unwrap();
-    let csha = sha256_hex(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{csha}"), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lsha}"), "size": layer.len()}]
-    }))
-    .unwrap();
-    let msha = sha256_hex(&manifest);
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{msha}"), "size": manifest.len(),
-            "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {
-                "io.containerd.image.name": "docker.io/kubicluster/busybox:lab",
-                "org.opencontainers.image.ref.name": "lab"
-            }
-        }]
-    }))
-    .unwrap();
-    let archive = tar_of(&mut |b| {
-        let mut add = |name: &str, data: &[u8]| {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, name, data).unwrap();
-        };
-        add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-        add("index.json", &index);
-        add(&format!("blobs/sha256/{msha}"), &manifest);
-        add(&format!("blobs/sha256/{csha}"), &config);
-        add(&format!("blobs/sha256/{lsha}"), &layer);
-    });
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("busybox-lab.tar");
     std::fs::write(&path, archive).unwrap();

@@ -8,6 +8,7 @@
 //! Nodes never download anything. The digest actually used is recorded in
 //! `<workDir>/<cluster>/artifacts.lock`; a later run that sees another digest stops.
 
+pub mod build;
 pub mod catalog;
 pub mod deb;
 pub mod fetch;
@@ -135,6 +136,17 @@ impl Lock {
     }
 }
 
+/// Does `c` come from Debian packages? With `deb`, whatever Debian carries; with `build`, what
+/// `artifacts build` does not make.
+pub fn from_deb(cluster: &Cluster, c: &Component) -> bool {
+    !c.debs.is_empty()
+        && match cluster.artifacts.source {
+            ArtifactSource::Deb => true,
+            ArtifactSource::Build => !build::BUILT.contains(&c.name),
+            ArtifactSource::Upstream | ArtifactSource::Dir => false,
+        }
+}
+
 pub fn downloads_dir(cluster: &Cluster) -> PathBuf {
     cluster.work_dir.join("downloads")
 }
@@ -216,7 +228,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
     let version = version_for(cluster, &c);
     let file = (c.file)(&version);
     let a = &cluster.artifacts;
-    if a.source == ArtifactSource::Deb && !c.debs.is_empty() {
+    if from_deb(cluster, &c) {
         let suite = a.deb_suites.get(name).unwrap_or(&a.deb_suite);
         let debs = deb::fetch(cluster, suite, c.debs)?;
         for d in &debs {
@@ -240,13 +252,26 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
         let path = Path::new(&a.dir).join(&file);
         let Some(data) = fsutil::read_optional(&path)? else {
             return Ok(Provided::Missing {
-                reason: format!("{} does not exist", path.display()),
+                reason: if a.source == ArtifactSource::Build {
+                    format!(
+                        "{} does not exist (run `kubicluster artifacts build`)",
+                        path.display()
+                    )
+                } else {
+                    format!("{} does not exist", path.display())
+                },
                 file,
             });
         };
         let sha = crate::host::sha256_hex(&data);
         if let Some(want) = expected_sha(cluster, &c, &version, &file) {
             verify_sha(&path.display().to_string(), &want, &sha)?;
+        }
+        // A build's manifest vouches for its files (and catches one changed since).
+        if let Some(list) = build::read_manifest(Path::new(&a.dir))?
+            && let Some((_, want)) = list.iter().find(|(n, _)| *n == file)
+        {
+            verify_sha(&path.display().to_string(), want, &sha)?;
         }
         lock.check(&file, &sha)?;
         return Ok(Provided::Files {

@@ -1,6 +1,7 @@
 //! One function per subcommand. Below this line nothing knows about clap; above it nothing knows
 //! how a command works.
 
+pub mod artifacts;
 pub mod cnc;
 pub mod controllers;
 pub mod converge;

@@ -1,8 +1,11 @@
 //! `kubicluster test`: KTHW's smoke checks (lab 12) through the API as the admin, each printed
 //! as PASS/FAIL/SKIP with its reason: the API is ready; every worker is Ready; a pod runs under
-//! runc, and one under kata where a worker can run it; a pod resolves the `kubernetes` service
-//! through CoreDNS; a NodePort answers from the hypervisor; a Secret is stored encrypted in
-//! etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
+//! runc, and one under kata where a worker can run it; a web pod on every worker, and a pod on
+//! one worker fetching from a pod on another (the pod network across nodes); a ClusterIP
+//! Service reached by its DNS name (CoreDNS + kube-proxy); a container's logs read through the
+//! API (apiserver → kubelet: its serving certificate and the RBAC); the `kubernetes` service
+//! resolved through CoreDNS; a NodePort answering from the hypervisor; a Secret stored encrypted
+//! in etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
 //! Objects it creates live in the namespace `kubicluster-smoke`, deleted at the end.
 
 use std::time::{Duration, Instant};
@@ -80,6 +83,59 @@ fn pod(name: &str, image: &str, runtime: &str, command: &str) -> serde_json::Val
     })
 }
 
+/// A pod pinned to `node`, labelled `app`.
+fn pod_on(name: &str, app: &str, node: &str, image: &str, command: &str) -> serde_json::Value {
+    let mut p = pod(name, image, "runc", command);
+    p["metadata"]["labels"]["app"] = json!(app);
+    p["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+    p
+}
+
+/// A web server answering `kubicluster-smoke <node>` on port 8080.
+fn web_command(node: &str) -> String {
+    format!(
+        "mkdir -p /www && echo kubicluster-smoke {node} > /www/index.html && httpd -f -p 8080 -h /www"
+    )
+}
+
+/// The namespace anew: wait for a previous run's to be gone, create it, wait for its default
+/// ServiceAccount (made by the controller-manager; pods are refused before it exists).
+fn fresh_namespace(c: &Client) -> Result<()> {
+    let start = Instant::now();
+    let ns = format!("/api/v1/namespaces/{NS}");
+    while c.get(&ns)?.0 == 200 {
+        let _ = c.delete(&ns);
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(180),
+            "namespace {NS} from an earlier run is still terminating after 180 s"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    c.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))?;
+    while c.get(&format!("{ns}/serviceaccounts/default"))?.0 != 200 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(240),
+            "no ServiceAccount default in {NS} (is kube-controller-manager running?)"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// A pod's log, through the API (the apiserver fetches it from the kubelet).
+fn logs(c: &Client, name: &str) -> Result<String> {
+    let (s, body) = c.get(&format!("/api/v1/namespaces/{NS}/pods/{name}/log"))?;
+    anyhow::ensure!(s == 200, "GET the log of {name}: HTTP {s}: {}", body.trim());
+    Ok(body)
+}
+
+fn outcome<T>(r: Result<T>, pass: impl FnOnce(T) -> String) -> Outcome {
+    match r {
+        Ok(v) => Outcome::Pass(pass(v)),
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
 fn checks(
     c: &Client,
     cluster: &Cluster,
@@ -108,7 +164,7 @@ fn checks(
             Outcome::Fail(format!("not Ready: {}", not_ready.join(", ")))
         },
     ));
-    c.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))?;
+    fresh_namespace(c)?;
     // runc
     c.apply(&pod("runc", image, "runc", "sleep 3600"))?;
     out.push((
@@ -151,19 +207,121 @@ fn checks(
             Err(e) => Outcome::Fail(format!("{e:#}")),
         },
     ));
-    // NodePort
-    c.apply(&pod(
-        "web",
-        image,
-        "runc",
-        "mkdir -p /www && echo kubicluster-smoke > /www/index.html && httpd -f -p 8080 -h /www",
-    ))?;
+    // A web pod on every worker, behind one Service (NodePort, so also a ClusterIP).
+    let workers: Vec<&str> = cluster.workers().map(|w| w.name.as_str()).collect();
+    for w in &workers {
+        c.apply(&pod_on(
+            &format!("web-{w}"),
+            "web",
+            w,
+            image,
+            &web_command(w),
+        ))?;
+    }
     c.apply(&json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": NS},
         "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))?;
-    let nodeport = wait_pod(c, "web", &["Running"], Duration::from_secs(180)).and_then(|_| {
+    let mut ips = Vec::new();
+    let every = (|| -> Result<String> {
+        for w in &workers {
+            let name = format!("web-{w}");
+            wait_pod(c, &name, &["Running"], Duration::from_secs(180))?;
+            let (_, body) = c.get(&format!("/api/v1/namespaces/{NS}/pods/{name}"))?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            anyhow::ensure!(
+                v["spec"]["nodeName"] == *w,
+                "{name} runs on {}",
+                v["spec"]["nodeName"]
+            );
+            ips.push((
+                w.to_string(),
+                v["status"]["podIP"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+        Ok(ips
+            .iter()
+            .map(|(w, ip)| format!("{w} {ip}"))
+            .collect::<Vec<_>>()
+            .join(", "))
+    })();
+    out.push(("a pod runs on every worker".into(), outcome(every, |s| s)));
+    // From a pod on the first worker to the web pod on each other one, by pod IP; the
+    // client's output read back through the API.
+    let first = workers.first().copied().unwrap_or_default();
+    let targets: Vec<&(String, String)> = ips.iter().filter(|(w, _)| w != first).collect();
+    let cross = (|| -> Result<String> {
+        anyhow::ensure!(!targets.is_empty(), "one worker only");
+        let cmd = targets
+            .iter()
+            .map(|(_, ip)| format!("wget -q -T 10 -O- http://{ip}:8080/"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        c.apply(&pod_on("client", "client", first, image, &cmd))?;
+        wait_pod(c, "client", &["Succeeded"], Duration::from_secs(180))?;
+        let text = logs(c, "client")?;
+        for (w, _) in &targets {
+            anyhow::ensure!(
+                text.contains(&format!("kubicluster-smoke {w}")),
+                "client read {text:?}"
+            );
+        }
+        Ok(format!(
+            "{first} → {} ({})",
+            targets
+                .iter()
+                .map(|(w, ip)| format!("{w} {ip}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            text.lines().count()
+        ))
+    })();
+    let cross_ok = cross.is_ok();
+    out.push((
+        "pods reach each other across workers".into(),
+        if targets.is_empty() && workers.len() < 2 {
+            Outcome::Skip("one worker only".into())
+        } else {
+            outcome(cross, |s| s)
+        },
+    ));
+    out.push((
+        "a container's logs are read through the API (apiserver → kubelet)".into(),
+        if cross_ok {
+            Outcome::Pass("the client pod's output".into())
+        } else {
+            outcome(logs(c, "client"), |t| {
+                format!("{} line(s)", t.lines().count())
+            })
+        },
+    ));
+    // The Service by its DNS name: CoreDNS answers, kube-proxy forwards the ClusterIP.
+    let fqdn_web = format!("web.{NS}.svc.{}", cluster.kubernetes.cluster_domain);
+    let svc = (|| -> Result<String> {
+        c.apply(&pod(
+            "svc-client",
+            image,
+            "runc",
+            &format!("wget -q -T 10 -O- http://{fqdn_web}/"),
+        ))?;
+        wait_pod(c, "svc-client", &["Succeeded"], Duration::from_secs(180))?;
+        let text = logs(c, "svc-client")?;
+        anyhow::ensure!(text.contains("kubicluster-smoke"), "read {text:?}");
+        Ok(format!("http://{fqdn_web}/ answered: {}", text.trim()))
+    })();
+    out.push((
+        "a ClusterIP Service answers through kube-proxy".into(),
+        outcome(svc, |s| s),
+    ));
+    // NodePort
+    let nodeport = wait_pod(
+        c,
+        &format!("web-{first}"),
+        &["Running"],
+        Duration::from_secs(60),
+    )
+    .and_then(|_| {
         let (_, body) = c.get(&format!("/api/v1/namespaces/{NS}/services/web"))?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
         let port = v["spec"]["ports"][0]["nodePort"]
@@ -235,14 +393,12 @@ fn secret_check(cluster: &Cluster) -> Outcome {
 
 pub fn run(ctx: &mut Ctx, args: &SmokeArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    if reexec_in_lab(&cluster, &["test"])? {
+    let image = args.pod_image.as_deref().unwrap_or(&cluster.test_image);
+    let wait = args.wait_seconds.to_string();
+    if reexec_in_lab(&cluster, &["test", "--pod-image", image, "--wait", &wait])? {
         return Ok(());
     }
-    let results = smoke(
-        &cluster,
-        &args.pod_image,
-        Duration::from_secs(args.wait_seconds),
-    )?;
+    let results = smoke(&cluster, image, Duration::from_secs(args.wait_seconds))?;
     report(ctx, &results)
 }
 
@@ -270,6 +426,10 @@ pub fn smoke(cluster: &Cluster, image: &str, wait: Duration) -> Result<Vec<(Stri
                 "every worker is Ready",
                 "a pod runs under runc",
                 "a pod runs under kata",
+                "a pod runs on every worker",
+                "pods reach each other across workers",
+                "a container's logs are read through the API (apiserver → kubelet)",
+                "a ClusterIP Service answers through kube-proxy",
                 "the kubernetes service resolves through CoreDNS",
                 "a NodePort answers",
                 "a Secret is stored encrypted in etcd",

@@ -13,10 +13,23 @@ use crate::spec::HypervisorMode;
 
 pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
+    let started = std::time::Instant::now();
+    let mut stages: Vec<(&str, f64)> = Vec::new();
+    let mut mark = |name: &'static str, since: &mut std::time::Instant| {
+        stages.push((name, since.elapsed().as_secs_f64()));
+        *since = std::time::Instant::now();
+    };
+    let mut since = std::time::Instant::now();
     // Later commands (status, plan, destroy …) find this cluster without the flags.
     crate::spec::remember(&cluster)?;
     ctx.printer
         .status(&format!("up: cluster {} from {source}", cluster.name));
+    // Built binaries are made (or found complete) before anything else, outside the lab's
+    // namespace (the module proxy is not reachable from inside).
+    if cluster.artifacts.source == crate::spec::ArtifactSource::Build {
+        super::artifacts::ensure(ctx.printer, &cluster, ctx.env, None, false)?;
+        mark("artifacts", &mut since);
+    }
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(
@@ -40,11 +53,13 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
         here.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
     ));
     super::converge::run_hypervisor(ctx, &cluster, "up", &here, false)?;
+    mark("hypervisor", &mut since);
     ctx.printer.status(&format!(
         "[3/4] {}",
         vms.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
     ));
     super::vms::create(ctx, &cluster, args.force, false, &[])?;
+    mark("VMs", &mut since);
     ctx.printer
         .status("[4/4] node steps: etcd, control plane, workers, pod network");
     let mut a = vec!["create-workers".to_string(), "--all-steps".to_string()];
@@ -70,6 +85,16 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     if let Some(report) = report {
         super::workers::smoke_after(ctx, &cluster, &report, args.skip_test)?;
     }
+    mark("node steps, readiness and test", &mut since);
+    ctx.printer.status(&format!(
+        "up: {:.0} s in all: {}",
+        started.elapsed().as_secs_f64(),
+        stages
+            .iter()
+            .map(|(n, s)| format!("{n} {s:.0} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     ctx.printer.status(&format!(
         "up: done; see `kubicluster status{}`",
         if cluster.hypervisor.mode == HypervisorMode::Lab {

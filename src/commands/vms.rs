@@ -127,7 +127,21 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             );
         }
     }
-    let unhealthy = vms::unhealthy(&rows, probe);
+    let mut unhealthy = vms::unhealthy(&rows, probe);
+    let k8s = match &api {
+        Ok(_) => vms::kubernetes_view(&cluster).ok(),
+        Err(_) => None,
+    };
+    if let Some(v) = &k8s {
+        if v["readyz"] != "ok" {
+            unhealthy.push("kube-apiserver (/readyz failed)".into());
+        }
+        for (comp, l) in v["leaders"].as_object().into_iter().flatten() {
+            if l["healthy"] != true {
+                unhealthy.push(format!("{comp} (no live leader)"));
+            }
+        }
+    }
     if json {
         let v = serde_json::json!({
             "cluster": cluster.name,
@@ -137,6 +151,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                 "error": api.as_ref().err(),
             },
             "nodes": rows,
+            "kubernetes": k8s,
             "unhealthy": unhealthy,
         });
         ctx.printer
@@ -175,6 +190,10 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                     units.join(" ")
                 }
             ));
+        }
+        for l in k8s.as_ref().map(vms::kubernetes_lines).unwrap_or_default() {
+            text.push_str(&l);
+            text.push('\n');
         }
         ctx.printer.result(&text);
         if probe && let Err(e) = &api {

@@ -61,10 +61,6 @@ pub fn smoke_after(
     report: &crate::engine::Report,
     skip: bool,
 ) -> Result<()> {
-    if skip {
-        ctx.printer.status("up: smoke test skipped (--skip-test)");
-        return Ok(());
-    }
     if let Some((_, why)) = report
         .nodes
         .iter()
@@ -76,10 +72,43 @@ pub fn smoke_after(
         ));
         return Ok(());
     }
+    // A cluster "is up" when every node is Ready (kubeadm's and kind's `--wait`).
+    let t = std::time::Instant::now();
+    let want = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == crate::spec::Role::Worker)
+        .count();
+    loop {
+        let ready = crate::vms::node_readiness(cluster).unwrap_or_default();
+        let n = cluster
+            .workers()
+            .filter(|w| ready.get(&w.name).is_some_and(|r| r == "Ready"))
+            .count();
+        if n == want {
+            ctx.printer.status(&format!(
+                "up: every node Ready ({n}/{want} workers), {:.0} s after the node steps ended",
+                t.elapsed().as_secs_f64()
+            ));
+            break;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(300) {
+            return Err(crate::error::Failure::new(format!(
+                "only {n} of {want} workers Ready 300 s after the node steps: {ready:?}"
+            ))
+            .hint("`kubicluster status` shows each node's units; the kubelet's journal says why (journalctl -u kubelet)")
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    if skip {
+        ctx.printer.status("up: smoke test skipped (--skip-test)");
+        return Ok(());
+    }
     ctx.printer.status("up: smoke test");
     let results = super::smoke::smoke(
         cluster,
-        super::smoke::DEFAULT_IMAGE,
+        &cluster.test_image,
         std::time::Duration::from_secs(180),
     )?;
     super::smoke::report(ctx, &results)

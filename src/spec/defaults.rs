@@ -74,7 +74,7 @@ impl Default for ClusterNet {
 impl Default for KubernetesEntry {
     fn default() -> Self {
         KubernetesEntry {
-            version: "1.33.11".into(),
+            version: "1.37.2".into(),
             pod_cidr: "10.200.0.0/16".into(),
             service_cidr: "10.32.0.0/24".into(),
             cluster_dns: "10.32.0.10".into(),
@@ -110,7 +110,7 @@ impl Default for PkiEntry {
 impl Default for Versions {
     fn default() -> Self {
         Versions {
-            etcd: "3.5.24".into(),
+            etcd: "3.6.16".into(),
             containerd: "2.1.4".into(),
             runc: "1.3.3".into(),
             kata: "3.20.0".into(),

@@ -131,6 +131,10 @@ pub struct Cluster {
     pub cni: Cni,
     pub containerd: ContainerdEntry,
     pub images: Vec<PathBuf>,
+    /// CoreDNS's image (the build's with the `build` source).
+    pub coredns_image: String,
+    /// The image `kubicluster test` runs its pods from, unless `--pod-image` says otherwise.
+    pub test_image: String,
     /// The resolved spec in file form (what `validate` prints).
     pub file: ClusterFile,
 }
@@ -352,13 +356,66 @@ pub fn resolve(
     };
     problems.extend(ov.apply(&mut base, env));
     match validate(&base) {
-        Ok(cluster) if problems.is_empty() => Ok((cluster, source)),
-        Ok(_) => Err(Problems(problems).into()),
+        Ok(mut cluster) => {
+            problems.extend(resolve_build_source(&mut cluster, env));
+            if problems.is_empty() {
+                Ok((cluster, source))
+            } else {
+                Err(Problems(problems).into())
+            }
+        }
         Err(Problems(more)) => {
             problems.extend(more);
             Err(Problems(problems).into())
         }
     }
+}
+
+/// The `build` source decides defaults the others leave to the file: the build's output
+/// directory (under the cache dir, hence the environment), etcd's version (the build set's), the
+/// image archives to import, and the sandbox, CoreDNS and test images (the local builds, where the
+/// file keeps the registry defaults).
+fn resolve_build_source(c: &mut Cluster, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
+    use crate::artifacts::build;
+    if c.artifacts.source != ArtifactSource::Build {
+        return Vec::new();
+    }
+    let v = c.kubernetes.version.to_string();
+    let Some(set) = build::set_for(&v) else {
+        return vec![
+            Problem::new(
+                "spec.kubernetes.version",
+                format!("kubernetes {v} has no pinned build (spec.artifacts.source is build)"),
+            )
+            .hint(format!(
+                "choose one of {} (--kubernetes-version), or another artifacts source",
+                build::versions()
+            )),
+        ];
+    };
+    if c.artifacts.dir.is_empty() {
+        c.artifacts.dir = build::output_dir(&build::cache_dir(env), set.kubernetes)
+            .display()
+            .to_string();
+    }
+    let dir = std::path::PathBuf::from(&c.artifacts.dir);
+    c.versions.etcd = set.etcd.to_string();
+    for f in build::IMAGE_FILES {
+        let p = dir.join(f);
+        if !c.images.contains(&p) {
+            c.images.push(p);
+        }
+    }
+    if c.containerd.sandbox_image == types::DEFAULT_SANDBOX_IMAGE {
+        c.containerd.sandbox_image = build::pause_image(set);
+    }
+    c.coredns_image = build::coredns_image(set);
+    c.test_image = build::BUSYBOX_IMAGE.to_string();
+    let s = &mut c.file.spec;
+    s.artifacts.dir = c.artifacts.dir.clone();
+    s.versions.etcd = c.versions.etcd.clone();
+    s.containerd.sandbox_image = c.containerd.sandbox_image.clone();
+    Vec::new()
 }
 
 #[cfg(test)]

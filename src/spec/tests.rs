@@ -169,13 +169,13 @@ fn precedence_flag_over_env_over_legacy_env_over_file_over_default() {
     // legacy env beats file
     let legacy = |k: &str| match k {
         "CLUSTER_NAME" => Some("from-legacy".to_string()),
-        "KUBERNETES_VERSION" => Some("1.31.2".to_string()),
+        "KUBERNETES_VERSION" => Some("1.36.3".to_string()),
         "VMEM" => Some("2097152".to_string()),
         _ => None,
     };
     let (c, _) = resolve(Some(&file), &Overrides::default(), &legacy).unwrap();
     assert_eq!(c.name, "from-legacy");
-    assert_eq!(c.kubernetes.version.to_string(), "1.31.2");
+    assert_eq!(c.kubernetes.version.to_string(), "1.36.3");
     assert_eq!(c.nodes[1].memory_mib, 2048, "VMEM is KiB");
     assert_eq!(
         c.nodes[0].memory_mib, 2048,
@@ -188,7 +188,7 @@ fn precedence_flag_over_env_over_legacy_env_over_file_over_default() {
     };
     let (c, _) = resolve(Some(&file), &ov, &legacy).unwrap();
     assert_eq!(c.name, "from-flag");
-    assert_eq!(c.kubernetes.version.to_string(), "1.31.2");
+    assert_eq!(c.kubernetes.version.to_string(), "1.36.3");
 }
 
 #[test]

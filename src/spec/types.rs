@@ -145,11 +145,13 @@ pub struct ContainerdEntry {
     pub sandbox_image: String,
 }
 
+pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
 impl Default for ContainerdEntry {
     fn default() -> Self {
         ContainerdEntry {
             default_runtime: Runtime::Kata,
-            sandbox_image: "registry.k8s.io/pause:3.10".into(),
+            sandbox_image: DEFAULT_SANDBOX_IMAGE.into(),
         }
     }
 }
@@ -369,6 +371,10 @@ pub enum ArtifactSource {
     /// Debian packages of `debSuite`, fetched on the hypervisor with apt and installed with dpkg
     /// (etcd, containerd, runc, CNI plugins); Kubernetes binaries still come from `dir`.
     Deb,
+    /// What `kubicluster artifacts build` compiles from Go modules (the Kubernetes binaries,
+    /// etcd, crictl, and the pause, CoreDNS and busybox images), the rest (containerd, runc, CNI
+    /// plugins) as with `deb`. `up` builds first when needed; `dir` defaults to the build's output.
+    Build,
 }
 
 impl std::fmt::Display for ArtifactSource {
@@ -377,6 +383,7 @@ impl std::fmt::Display for ArtifactSource {
             ArtifactSource::Upstream => "upstream",
             ArtifactSource::Dir => "dir",
             ArtifactSource::Deb => "deb",
+            ArtifactSource::Build => "build",
         })
     }
 }

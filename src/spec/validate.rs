@@ -724,6 +724,8 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         cni: nets.cni,
         containerd: spec.containerd.clone(),
         images: spec.images.iter().map(PathBuf::from).collect(),
+        coredns_image: crate::steps::install_addons::COREDNS_IMAGE.to_string(),
+        test_image: crate::commands::smoke::DEFAULT_IMAGE.to_string(),
         file: resolved,
     })
 }

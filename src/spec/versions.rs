@@ -22,7 +22,7 @@ impl fmt::Display for Version {
 impl std::str::FromStr for Version {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a version of the form MAJOR.MINOR.PATCH (e.g. 1.32.3)");
+        let bad = || format!("{s:?} is not a version of the form MAJOR.MINOR.PATCH (e.g. 1.37.2)");
         let t = s.strip_prefix('v').unwrap_or(s);
         let mut parts = t.split('.');
         let mut next = || -> Result<u32, String> {
@@ -60,14 +60,14 @@ pub const SUPPORTED: &[Supported] = &[
         component: "kubernetes",
         path: "spec.kubernetes.version",
         major: 1,
-        minors: 30..=33,
+        minors: 35..=37,
         next: None,
     },
     Supported {
         component: "etcd",
         path: "spec.versions.etcd",
         major: 3,
-        minors: 4..=5,
+        minors: 4..=6,
         next: None,
     },
     Supported {
@@ -189,10 +189,12 @@ mod tests {
     #[test]
     fn rejects_unsupported_lines() {
         let k = supported("kubernetes");
-        assert!(k.check("1.32.3").is_ok());
-        let (msg, hint) = k.check("1.18.5").unwrap_err();
-        assert!(msg.contains("1.18.5 is not a supported"), "{msg}");
-        assert_eq!(hint, "kubicluster supports kubernetes 1.30 to 1.33");
+        assert!(k.check("1.37.2").is_ok());
+        assert!(k.check("1.35.4").is_ok());
+        let (msg, hint) = k.check("1.33.11").unwrap_err();
+        assert!(msg.contains("1.33.11 is not a supported"), "{msg}");
+        assert_eq!(hint, "kubicluster supports kubernetes 1.35 to 1.37");
+        assert!(k.check("1.38.0").is_err());
         assert!(supported("kata").check("3.13.0").is_ok());
         assert!(supported("kata").check("1.11.2").is_err());
     }

@@ -83,7 +83,7 @@ pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
             &serde_json::json!({
                 "cluster_domain": c.kubernetes.cluster_domain,
                 "cluster_dns": c.kubernetes.cluster_dns.to_string(),
-                "image": COREDNS_IMAGE,
+                "image": cx.cluster.coredns_image,
                 // Fixed (not per worker count), so adding a worker does not touch CoreDNS.
                 "replicas": 2,
             }),

@@ -123,7 +123,7 @@ pub fn bin_dir(cx: &crate::engine::Cx, component: &str) -> String {
 /// Where `component`'s binaries are, from the spec alone (no artifacts resolved).
 pub fn bin_dir_for(cluster: &Cluster, component: &str) -> String {
     let c = crate::artifacts::catalog::find(component);
-    if cluster.artifacts.source == crate::spec::ArtifactSource::Deb && !c.debs.is_empty() {
+    if crate::artifacts::from_deb(cluster, &c) {
         c.deb_bin_dir.to_string()
     } else {
         "/usr/local/bin".into()

@@ -148,3 +148,111 @@ pub fn node_readiness(
         })
         .collect())
 }
+
+/// Kubernetes' own view, from the API as the admin (3 s per call): the server's version,
+/// `/readyz`'s checks (etcd among them), each Node's readiness and kubelet version, and who
+/// leads kube-controller-manager and kube-scheduler (their Leases, and how fresh they are).
+pub fn kubernetes_view(cluster: &Cluster) -> std::result::Result<serde_json::Value, String> {
+    use std::time::Duration;
+    let c = crate::kubeapi::Client::admin(cluster)
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or("no admin kubeconfig")?;
+    let get = |path: &str| -> std::result::Result<(u16, String), String> {
+        c.get_with_timeout(path, Duration::from_secs(3))
+            .map_err(|e| format!("{e:#}"))
+    };
+    let json = |path: &str| -> std::result::Result<serde_json::Value, String> {
+        match get(path)? {
+            (200, b) => serde_json::from_str(&b).map_err(|e| e.to_string()),
+            (s, _) => Err(format!("GET {path}: HTTP {s}")),
+        }
+    };
+    let version = json("/version")?["gitVersion"].clone();
+    let (code, body) = get("/readyz?verbose")?;
+    let failed: Vec<String> = body
+        .lines()
+        .filter(|l| l.starts_with("[-]"))
+        .map(|l| l.trim_start_matches("[-]").to_string())
+        .collect();
+    let etcd = body.lines().any(|l| l.starts_with("[+]etcd ok"));
+    let nodes: Vec<serde_json::Value> = json("/api/v1/nodes")?["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            serde_json::json!({
+                "name": n["metadata"]["name"],
+                "ready": crate::kubeapi::node_ready(n),
+                "kubelet": n["status"]["nodeInfo"]["kubeletVersion"],
+                "unschedulable": n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect();
+    let mut leaders = serde_json::Map::new();
+    for comp in ["kube-controller-manager", "kube-scheduler"] {
+        let l = json(&format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{comp}"
+        ))
+        .unwrap_or_default();
+        let holder = l["spec"]["holderIdentity"].as_str().unwrap_or("");
+        let age = l["spec"]["renewTime"]
+            .as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| (time::OffsetDateTime::now_utc() - t).whole_seconds());
+        leaders.insert(
+            comp.to_string(),
+            serde_json::json!({
+                "holder": holder.split('_').next().unwrap_or(""),
+                "renewedSecondsAgo": age,
+                // A leader renews every 2 s; 15 s is the default lease.
+                "healthy": !holder.is_empty() && age.is_some_and(|a| a < 15),
+            }),
+        );
+    }
+    Ok(serde_json::json!({
+        "version": version,
+        "readyz": if code == 200 { "ok" } else { "failed" },
+        "failedChecks": failed,
+        "etcd": if etcd { "ok" } else { "failed" },
+        "nodes": nodes,
+        "leaders": leaders,
+    }))
+}
+
+/// One line per fact of [`kubernetes_view`], for the text form of `status`.
+pub fn kubernetes_lines(v: &serde_json::Value) -> Vec<String> {
+    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+    let ready = nodes.iter().filter(|n| n["ready"] == true).count();
+    let mut lines = vec![format!(
+        "kubernetes {}: /readyz {}{}, etcd {}, nodes Ready {ready}/{}",
+        v["version"].as_str().unwrap_or("?"),
+        v["readyz"].as_str().unwrap_or("?"),
+        match v["failedChecks"].as_array() {
+            Some(f) if !f.is_empty() => format!(
+                " ({})",
+                f.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => String::new(),
+        },
+        v["etcd"].as_str().unwrap_or("?"),
+        nodes.len()
+    )];
+    for (comp, l) in v["leaders"].as_object().into_iter().flatten() {
+        lines.push(format!(
+            "  {comp}: {}",
+            match (l["holder"].as_str(), l["renewedSecondsAgo"].as_i64()) {
+                (Some(h), Some(a)) if !h.is_empty() => format!(
+                    "leader {h}, renewed {a} s ago{}",
+                    if l["healthy"] == true { "" } else { " (stale)" }
+                ),
+                _ => "no leader".to_string(),
+            }
+        ));
+    }
+    lines
+}

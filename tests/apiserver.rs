@@ -1,0 +1,534 @@
+//! The real-API tier, like controller-runtime's envtest: etcd, kube-apiserver,
+//! kube-controller-manager and kube-scheduler from `kubicluster artifacts build`, started on
+//! 127.0.0.1 with the very flags, certificates, kubeconfigs and encryption config that `cnc` and
+//! `render` produce for a controller (paths moved under the render directory, addresses to the
+//! loopback, ports to free ones). Against that server, kubicluster's own client code: `/readyz`,
+//! every addon manifest applied by server-side apply (twice: the second changes nothing), the
+//! apiserver→kubelet RBAC checked with a SubjectAccessReview, RuntimeClasses, CoreDNS objects, a
+//! Secret stored encrypted in etcd (read back with etcdctl), a pod bound by the real scheduler,
+//! `status`'s readiness rule, and `remove`'s drain (cordon + eviction) and Node delete.
+//! No kubelet runs here: the test plays its one part a drain needs (confirming a terminated
+//! pod is gone) — the VM lab (tests/lab_k8s.rs) has real kubelets.
+//! Gate: KUBICLUSTER_TEST_APISERVER=1 with KUBICLUSTER_TEST_ARTIFACTS=<build dir> (`make test`
+//! sets both); with the gate set, missing binaries fail.
+
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kubicluster::kubeapi::Client;
+use serde_json::json;
+
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(name: &'static str, bin: &Path, args: &[String], logs: &Path) -> Proc {
+        let log = logs.join(format!("{name}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        Proc { name, child, log }
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn alive(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("{} exited ({st}):\n{}", self.name, self.tail());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kubicluster(cwd: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(cwd)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "kubicluster {args:?}: {text}");
+    text
+}
+
+/// The arguments of a rendered unit's ExecStart (without the binary).
+fn exec_args(unit: &str) -> Vec<String> {
+    let start = unit.find("ExecStart=").expect("ExecStart");
+    let mut args = Vec::new();
+    for line in unit[start + "ExecStart=".len()..].lines() {
+        let l = line.trim().trim_end_matches('\\').trim();
+        args.extend(l.split_whitespace().map(str::to_string));
+        if !line.trim_end().ends_with('\\') {
+            break;
+        }
+    }
+    args.remove(0);
+    args
+}
+
+/// Move a node path under the render dir.
+fn rooted(root: &Path, s: &str) -> String {
+    let mut s = s.to_string();
+    for p in [
+        "/var/lib/kubernetes/",
+        "/etc/kubernetes/",
+        "/var/log/kubernetes/",
+    ] {
+        s = s.replace(p, &format!("{}{p}", root.display()));
+    }
+    s
+}
+
+/// Set `--name=value` in `args` (replacing it, or adding it).
+fn set(args: &mut Vec<String>, name: &str, value: &str) {
+    let flag = format!("--{name}=");
+    args.retain(|a| !a.starts_with(&flag));
+    args.push(format!("{flag}{value}"));
+}
+
+fn unpack_etcd(artifacts: &Path, into: &Path) {
+    let tgz = std::fs::read_dir(artifacts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("etcd-v") && n.ends_with(".tar.gz")
+        })
+        .expect("the build has an etcd tarball");
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(tgz).unwrap(),
+    ));
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().file_name().unwrap().to_owned();
+        let dest = into.join(name);
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        std::fs::write(&dest, data).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, procs: &mut [&mut Proc], mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if ok() {
+            eprintln!("{what}: after {:.1} s", start.elapsed().as_secs_f64());
+            return;
+        }
+        for p in procs.iter_mut() {
+            p.alive();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what}: not within {} s\n{}",
+            timeout.as_secs(),
+            procs
+                .iter()
+                .map(|p| format!("--- {}:\n{}", p.name, p.tail()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn ok_json(c: &Client, path: &str) -> serde_json::Value {
+    let (s, b) = c.get(path).unwrap();
+    assert_eq!(s, 200, "GET {path}: {b}");
+    serde_json::from_str(&b).unwrap()
+}
+
+#[test]
+fn real_control_plane_on_loopback() {
+    let gate = std::env::var("KUBICLUSTER_TEST_APISERVER").is_ok_and(|v| v == "1");
+    if !gate {
+        eprintln!(
+            "SKIPPED: KUBICLUSTER_TEST_APISERVER is not set (make test sets it); no kube-apiserver ran"
+        );
+        return;
+    }
+    let artifacts = PathBuf::from(std::env::var("KUBICLUSTER_TEST_ARTIFACTS").expect(
+        "KUBICLUSTER_TEST_APISERVER=1 needs KUBICLUSTER_TEST_ARTIFACTS=<kubicluster artifacts dir>",
+    ));
+    for b in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        assert!(
+            artifacts.join(b).is_file(),
+            "{} missing: run `kubicluster artifacts build`",
+            artifacts.join(b).display()
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    unpack_etcd(&artifacts, &bin);
+
+    // The PKI and every node file, as a real cluster gets them.
+    let nodes = [
+        "-c",
+        "kubi-controller-01,192.168.24.11,192.168.122.11",
+        "-w",
+        "kubi-worker-01,192.168.24.21,192.168.122.21",
+        "--cni",
+        "bridge",
+        "--artifacts",
+        "build",
+    ];
+    kubicluster(dir, &[&["cnc"], &nodes[..]].concat());
+    kubicluster(dir, &[&["render", "--out", "out"], &nodes[..]].concat());
+    let root = dir.join("out/kubi-controller-01");
+    let certs = dir.join("work/kubicluster/certs_and_configs");
+
+    // etcd with the controller's certificates, on loopback.
+    let (etcd_port, peer_port) = (free_port(), free_port());
+    let etcd_url = format!("https://127.0.0.1:{etcd_port}");
+    let peer_url = format!("https://127.0.0.1:{peer_port}");
+    let e = |f: &str| root.join("etc/etcd").join(f).display().to_string();
+    let etcd_args: Vec<String> = [
+        "--name=kubi-controller-01".to_string(),
+        format!("--data-dir={}", dir.join("etcd-data").display()),
+        format!("--listen-client-urls={etcd_url}"),
+        format!("--advertise-client-urls={etcd_url}"),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=kubi-controller-01={peer_url}"),
+        format!("--cert-file={}", e("server.pem")),
+        format!("--key-file={}", e("server-key.pem")),
+        format!("--trusted-ca-file={}", e("etcd-ca.pem")),
+        "--client-cert-auth".to_string(),
+        format!("--peer-cert-file={}", e("peer.pem")),
+        format!("--peer-key-file={}", e("peer-key.pem")),
+        format!("--peer-trusted-ca-file={}", e("etcd-ca.pem")),
+        "--peer-client-cert-auth".to_string(),
+        "--listen-metrics-urls=http://127.0.0.1:0".to_string(),
+    ]
+    .to_vec();
+    let mut etcd = Proc::start("etcd", &bin.join("etcd"), &etcd_args, &logs);
+
+    // kube-apiserver with the rendered unit's flags.
+    let api_port = free_port();
+    let unit =
+        std::fs::read_to_string(root.join("etc/systemd/system/kube-apiserver.service")).unwrap();
+    let mut api_args: Vec<String> = exec_args(&unit).iter().map(|a| rooted(&root, a)).collect();
+    set(&mut api_args, "advertise-address", "127.0.0.1");
+    // A loopback advertise address cannot go into the `kubernetes` Endpoints (envtest does the same).
+    set(&mut api_args, "endpoint-reconciler-type", "none");
+    set(&mut api_args, "bind-address", "127.0.0.1");
+    set(&mut api_args, "secure-port", &api_port.to_string());
+    set(&mut api_args, "etcd-servers", &etcd_url);
+    set(
+        &mut api_args,
+        "audit-log-path",
+        &logs.join("audit.log").display().to_string(),
+    );
+    let mut api = Proc::start(
+        "kube-apiserver",
+        &artifacts.join("kube-apiserver"),
+        &api_args,
+        &logs,
+    );
+    let server = format!("https://127.0.0.1:{api_port}");
+    let admin_text = std::fs::read_to_string(certs.join("admin.kubeconfig")).unwrap();
+    let c = Client::from_kubeconfig(&admin_text, Some(&server)).unwrap();
+    wait_for(
+        "kube-apiserver /readyz",
+        Duration::from_secs(120),
+        &mut [&mut etcd, &mut api],
+        || c.ready().is_ok(),
+    );
+    let (s, body) = c.get("/livez").unwrap();
+    assert_eq!((s, body.trim()), (200, "ok"), "/livez");
+    let version = ok_json(&c, "/version");
+    let want = std::fs::read_to_string(artifacts.join("BUILD-INFO")).unwrap();
+    assert!(
+        want.starts_with(&format!(
+            "kubernetes {}",
+            version["gitVersion"].as_str().unwrap()
+        )),
+        "the server reports the version it was built as: {version} vs {want}"
+    );
+
+    // controller-manager and scheduler: their kubeconfigs pointed at this server.
+    for f in [
+        "var/lib/kubernetes/kube-controller-manager.kubeconfig",
+        "var/lib/kubernetes/kube-scheduler.kubeconfig",
+        "etc/kubernetes/config/kube-scheduler.yaml",
+    ] {
+        let p = root.join(f);
+        let t = std::fs::read_to_string(&p).unwrap();
+        let t = rooted(&root, &t).replace("https://127.0.0.1:6443", &server);
+        std::fs::write(&p, t).unwrap();
+    }
+
+    let mut others = Vec::new();
+    for (name, comp) in [
+        ("kube-controller-manager", "kube-controller-manager"),
+        ("kube-scheduler", "kube-scheduler"),
+    ] {
+        let unit = std::fs::read_to_string(root.join(format!("etc/systemd/system/{comp}.service")))
+            .unwrap();
+        let mut args: Vec<String> = exec_args(&unit).iter().map(|a| rooted(&root, a)).collect();
+        set(&mut args, "bind-address", "127.0.0.1");
+        set(&mut args, "secure-port", &free_port().to_string());
+        let n: &'static str = name;
+        others.push(Proc::start(n, &artifacts.join(comp), &args, &logs));
+    }
+    // Every addon manifest `render` wrote, applied as kubicluster applies it, twice.
+    let mut applied = Vec::new();
+    let mut api_files: Vec<PathBuf> = std::fs::read_dir(dir.join("out/api"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    api_files.sort();
+    assert!(api_files.len() >= 3, "{api_files:?}");
+    for f in &api_files {
+        for doc in kubicluster::kubeapi::documents(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            c.apply(&doc)
+                .unwrap_or_else(|e| panic!("apply {}: {e:#}", f.display()));
+            applied.push(doc);
+        }
+    }
+    let versions = |c: &Client| -> Vec<String> {
+        applied
+            .iter()
+            .map(|d| {
+                let p = kubicluster::kubeapi::object_path(d).unwrap();
+                ok_json(c, &p)["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    let before = versions(&c);
+    for d in &applied {
+        c.apply(d).unwrap();
+    }
+    assert_eq!(before, versions(&c), "a second apply changes no object");
+    eprintln!(
+        "applied {} objects; a second apply changed none",
+        applied.len()
+    );
+
+    // RBAC: the apiserver's kubelet-client identity may reach the kubelet API.
+    let cn = "kube-apiserver-kubelet-client";
+    let review = |user: &str, sub: &str| -> bool {
+        let (s, b) = c
+            .send(
+                "POST",
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                        "spec": {"user": user, "resourceAttributes":
+                            {"verb": "get", "resource": "nodes", "subresource": sub}}}),
+            )
+            .unwrap();
+        assert_eq!(s, 201, "{b}");
+        serde_json::from_str::<serde_json::Value>(&b).unwrap()["status"]["allowed"] == true
+    };
+    for sub in ["proxy", "log", "stats", "metrics"] {
+        assert!(review(cn, sub), "{cn} may get nodes/{sub}");
+    }
+    assert!(!review("somebody-else", "proxy"), "others may not");
+
+    // RuntimeClasses and CoreDNS as rendered.
+    let rcs = ok_json(&c, "/apis/node.k8s.io/v1/runtimeclasses");
+    let mut handlers: Vec<&str> = rcs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["handler"].as_str().unwrap())
+        .collect();
+    handlers.sort();
+    assert_eq!(handlers, ["kata", "runc"]);
+    let dns = ok_json(
+        &c,
+        "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+    );
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "kubicluster.local/coredns:v1.15.0",
+        "the built CoreDNS image"
+    );
+    let svc = ok_json(&c, "/api/v1/namespaces/kube-system/services/kube-dns");
+    assert_eq!(svc["spec"]["clusterIP"], "10.32.0.10");
+
+    // A Secret is stored encrypted (the rendered encryption config), read with etcdctl.
+    let (s, b) = c
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/secrets",
+            &json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "probe"}, "stringData": {"k": "plain-text-value"}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    let o = Command::new(bin.join("etcdctl"))
+        .arg(format!("--endpoints={etcd_url}"))
+        .arg(format!("--cacert={}", e("etcd-ca.pem")))
+        .arg(format!("--cert={}", e("server.pem")))
+        .arg(format!("--key={}", e("server-key.pem")))
+        .args([
+            "get",
+            "/registry/secrets/default/probe",
+            "--print-value-only",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let prefix = kubicluster::commands::smoke::encrypted_prefix(&o.stdout);
+    assert!(
+        prefix.as_deref().is_some_and(|p| p.starts_with("k8s:enc:")),
+        "stored encrypted: {prefix:?}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("plain-text-value"));
+
+    // A Node (as a kubelet would register it), Ready; the scheduler binds a pod to it.
+    let node = "kubi-worker-01";
+    let (s, b) = c
+        .send(
+            "POST",
+            "/api/v1/nodes",
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node,
+                    "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    let ready = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "stand-in", "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "allocatable": {"cpu": "2", "memory": "2Gi", "pods": "110"},
+        "capacity": {"cpu": "2", "memory": "2Gi", "pods": "110"}}});
+    let (s, b) = c
+        .send("PATCH", &format!("/api/v1/nodes/{node}/status"), &ready)
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    let nodes = ok_json(&c, "/api/v1/nodes");
+    assert!(
+        kubicluster::kubeapi::node_ready(&nodes["items"][0]),
+        "status sees it Ready"
+    );
+    // The namespace's ServiceAccount comes from the controller-manager: pods wait for it.
+    let mut cm: Vec<&mut Proc> = others.iter_mut().collect();
+    wait_for(
+        "kube-controller-manager makes default/default",
+        Duration::from_secs(90),
+        &mut cm,
+        || {
+            c.get("/api/v1/namespaces/default/serviceaccounts/default")
+                .unwrap()
+                .0
+                == 200
+        },
+    );
+    // The node controller taints a node whose kubelet never posts; tolerate that here.
+    let (s, b) = c
+        .send(
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                    "spec": {"containers": [{"name": "c", "image": "kubicluster.local/busybox:host"}],
+                             "tolerations": [{"operator": "Exists"}]}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    let mut sched: Vec<&mut Proc> = others.iter_mut().collect();
+    wait_for(
+        "the scheduler binds the pod",
+        Duration::from_secs(60),
+        &mut sched,
+        || ok_json(&c, "/api/v1/namespaces/default/pods/web")["spec"]["nodeName"] == node,
+    );
+
+    // remove's drain: cordon, evict; the test confirms the terminations a kubelet would (the
+    // pod, and CoreDNS's replicas the scheduler placed on this node too).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let confirmer = {
+        let c = Client::from_kubeconfig(&admin_text, Some(&server)).unwrap();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, b) = c
+                    .get(&format!(
+                        "/api/v1/pods?fieldSelector=spec.nodeName%3D{node}"
+                    ))
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+                for p in v["items"].as_array().into_iter().flatten() {
+                    if p["metadata"]["deletionTimestamp"].is_string() {
+                        let _ = c.delete(&format!(
+                            "/api/v1/namespaces/{}/pods/{}?gracePeriodSeconds=0",
+                            p["metadata"]["namespace"].as_str().unwrap(),
+                            p["metadata"]["name"].as_str().unwrap()
+                        ));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let evicted = c.drain(node, Duration::from_secs(60));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    confirmer.join().unwrap();
+    let evicted = evicted.unwrap();
+    assert!(evicted >= 1, "the pod was evicted ({evicted})");
+    let (s, _) = c.get("/api/v1/namespaces/default/pods/web").unwrap();
+    assert_eq!(s, 404, "the pod is gone");
+    let n = ok_json(&c, &format!("/api/v1/nodes/{node}"));
+    assert_eq!(n["spec"]["unschedulable"], true, "cordoned");
+    c.delete(&format!("/api/v1/nodes/{node}")).unwrap();
+    let (s, _) = c.get(&format!("/api/v1/nodes/{node}")).unwrap();
+    assert_eq!(s, 404, "the Node is gone");
+    c.delete(&format!("/api/v1/nodes/{node}")).unwrap(); // gone already: fine
+
+    for p in others.iter_mut().chain([&mut api, &mut etcd]) {
+        p.alive();
+    }
+}

@@ -50,7 +50,19 @@ fn wait_pod(c: &Client, name: &str, want: &[&str], timeout: Duration) -> Result<
             return Ok(phase);
         }
         if phase == "Failed" {
-            bail!("pod {name} failed");
+            let log = logs(c, name).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            bail!(
+                "pod {name} failed{}",
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    )
+                }
+            );
         }
         if start.elapsed() > timeout {
             let why = v["status"]["conditions"]
@@ -120,6 +132,18 @@ fn fresh_namespace(c: &Client) -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
     }
     Ok(())
+}
+
+/// A shell command that fetches `http://host:port/` until the answer has `kubicluster-smoke`
+/// (up to 6 tries, 5 s apart: a new Service reaches kube-proxy's rules after a moment) and
+/// prints it. busybox's nc, not its wget: the static busybox's wget crashes looking up the
+/// "http" service.
+fn http_get(host: &str, port: u16) -> String {
+    format!(
+        "for i in 1 2 3 4 5 6; do a=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {host} {port}); \
+         case \"$a\" in *kubicluster-smoke*) echo \"$a\"; exit 0;; esac; sleep 5; done; \
+         echo \"no answer from {host}:{port}: $a\"; exit 1"
+    )
 }
 
 /// A pod's log, through the API (the apiserver fetches it from the kubelet).
@@ -255,7 +279,7 @@ fn checks(
         anyhow::ensure!(!targets.is_empty(), "one worker only");
         let cmd = targets
             .iter()
-            .map(|(_, ip)| format!("wget -q -T 10 -O- http://{ip}:8080/"))
+            .map(|(_, ip)| http_get(ip, 8080))
             .collect::<Vec<_>>()
             .join(" && ");
         c.apply(&pod_on("client", "client", first, image, &cmd))?;
@@ -299,16 +323,12 @@ fn checks(
     // The Service by its DNS name: CoreDNS answers, kube-proxy forwards the ClusterIP.
     let fqdn_web = format!("web.{NS}.svc.{}", cluster.kubernetes.cluster_domain);
     let svc = (|| -> Result<String> {
-        c.apply(&pod(
-            "svc-client",
-            image,
-            "runc",
-            &format!("wget -q -T 10 -O- http://{fqdn_web}/"),
-        ))?;
+        c.apply(&pod("svc-client", image, "runc", &http_get(&fqdn_web, 80)))?;
         wait_pod(c, "svc-client", &["Succeeded"], Duration::from_secs(180))?;
         let text = logs(c, "svc-client")?;
-        anyhow::ensure!(text.contains("kubicluster-smoke"), "read {text:?}");
-        Ok(format!("http://{fqdn_web}/ answered: {}", text.trim()))
+        let body = text.lines().rev().find(|l| l.contains("kubicluster-smoke"));
+        let body = body.with_context(|| format!("read {text:?}"))?;
+        Ok(format!("http://{fqdn_web}/ answered: {}", body.trim()))
     })();
     out.push((
         "a ClusterIP Service answers through kube-proxy".into(),

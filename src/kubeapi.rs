@@ -228,22 +228,37 @@ impl Client {
         };
         let (_, body) = self.get(&list)?;
         let pods = evictable(&body);
-        for (ns, name) in &pods {
-            let (s, b) = self.send(
-                "POST",
-                &format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"),
-                &serde_json::json!({
-                    "apiVersion": "policy/v1", "kind": "Eviction",
-                    "metadata": {"name": name, "namespace": ns}
-                }),
-            )?;
-            anyhow::ensure!(
-                (200..300).contains(&s) || s == 404,
-                "evict {ns}/{name}: HTTP {s}: {}",
-                message(&b)
-            );
-        }
         let start = Instant::now();
+        for (ns, name) in &pods {
+            loop {
+                let (s, b) = self.send(
+                    "POST",
+                    &format!("/api/v1/namespaces/{ns}/pods/{name}/eviction"),
+                    &serde_json::json!({
+                        "apiVersion": "policy/v1", "kind": "Eviction",
+                        "metadata": {"name": name, "namespace": ns}
+                    }),
+                )?;
+                let status: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
+                let terminating = status["details"]["causes"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["reason"] == "NamespaceTerminating"));
+                match s {
+                    200..300 | 404 => break,
+                    // Its namespace is being deleted (and the pod with it): delete it, as
+                    // `kubectl drain` does, since an eviction cannot be created there.
+                    403 if terminating => {
+                        self.delete(&format!("/api/v1/namespaces/{ns}/pods/{name}"))?;
+                        break;
+                    }
+                    // A PodDisruptionBudget says not now: try again, as `kubectl drain` does.
+                    429 if start.elapsed() < timeout => {
+                        std::thread::sleep(Duration::from_secs(5));
+                    }
+                    _ => bail!("evict {ns}/{name}: HTTP {s}: {}", message(&b)),
+                }
+            }
+        }
         while !pods.is_empty() {
             let (_, body) = self.get(&list)?;
             if evictable(&body).is_empty() {

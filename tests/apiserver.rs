@@ -486,6 +486,43 @@ fn real_control_plane_on_loopback() {
         &mut sched,
         || ok_json(&c, "/api/v1/namespaces/default/pods/web")["spec"]["nodeName"] == node,
     );
+    // A pod in a namespace being deleted: no eviction can be created there (HTTP 403,
+    // NamespaceTerminating); the drain deletes it instead, as kubectl does.
+    let (s, b) = c
+        .send(
+            "POST",
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "going"}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    wait_for(
+        "default SA in going",
+        Duration::from_secs(60),
+        &mut [],
+        || {
+            c.get("/api/v1/namespaces/going/serviceaccounts/default")
+                .unwrap()
+                .0
+                == 200
+        },
+    );
+    let (s, b) = c
+        .send(
+            "POST",
+            "/api/v1/namespaces/going/pods",
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "stays"},
+                    "spec": {"nodeName": node, "containers": [{"name": "c", "image": "kubicluster.local/busybox:host"}]}}),
+        )
+        .unwrap();
+    assert_eq!(s, 201, "{b}");
+    c.delete("/api/v1/namespaces/going").unwrap();
+    wait_for(
+        "namespace going is terminating",
+        Duration::from_secs(30),
+        &mut [],
+        || ok_json(&c, "/api/v1/namespaces/going")["status"]["phase"] == "Terminating",
+    );
 
     // remove's drain: cordon, evict; the test confirms the terminations a kubelet would (the
     // pod, and CoreDNS's replicas the scheduler placed on this node too).
@@ -518,9 +555,11 @@ fn real_control_plane_on_loopback() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     confirmer.join().unwrap();
     let evicted = evicted.unwrap();
-    assert!(evicted >= 1, "the pod was evicted ({evicted})");
+    assert!(evicted >= 2, "both pods were drained ({evicted})");
     let (s, _) = c.get("/api/v1/namespaces/default/pods/web").unwrap();
     assert_eq!(s, 404, "the pod is gone");
+    let (s, _) = c.get("/api/v1/namespaces/going/pods/stays").unwrap();
+    assert_eq!(s, 404, "the pod of the terminating namespace is gone too");
     let n = ok_json(&c, &format!("/api/v1/nodes/{node}"));
     assert_eq!(n["spec"]["unschedulable"], true, "cordoned");
     c.delete(&format!("/api/v1/nodes/{node}")).unwrap();

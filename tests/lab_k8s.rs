@@ -144,7 +144,16 @@ fn lab_kubernetes_cluster() {
         !nodes.contains(&"kubi-worker-02"),
         "the Node object is gone: {st}"
     );
-    let out = lab.ok(&["up"]);
+    // remove took it out of the remembered spec; naming the nodes again adds it back.
+    let out = lab.ok(&[
+        "up",
+        "-c",
+        "kubi-controller-01,192.168.24.11,192.168.122.11",
+        "-w",
+        "kubi-worker-01,192.168.24.21,192.168.122.21",
+        "-w",
+        "kubi-worker-02,192.168.24.22,192.168.122.22",
+    ]);
     assert!(out.contains("test: every check passed"), "{out}");
     let st = status_json(&lab);
     let w2 = st["nodes"]

@@ -118,7 +118,8 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         Err("not probed".into())
     };
     if let Ok(ready) = &api {
-        for r in &mut rows {
+        // Controllers run no kubelet (as in KTHW): they are not Nodes.
+        for r in rows.iter_mut().filter(|r| r.role == "worker") {
             r.ready = Some(
                 ready
                     .get(&r.node)

@@ -90,7 +90,8 @@ test: lab-deps test-deps lint artifacts
 	KUBICLUSTER_TEST_ARTIFACTS="$$($(KC) artifacts dir --artifacts build)" \
 	$(CARGO) test --locked --no-fail-fast
 
-bench: bench-deps
+bench: bench-deps artifacts
+	bench/artifacts.sh
 	bench/cnc.sh
 	bench/create-vms.sh
 	bench/converge.sh

@@ -668,3 +668,62 @@ fn etcd_reset_needs_yes_and_touches_nothing_without_it() {
     );
     assert!(!tmp.path().join("work").exists());
 }
+
+#[test]
+fn artifacts_build_refuses_clearly_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |args: &[&str], path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+            .current_dir(tmp.path())
+            .args(args)
+            .env_clear()
+            .env("PATH", path)
+            .env("KUBICLUSTER_CACHE_DIR", &cache)
+            .output()
+            .unwrap()
+    };
+    // A version without a pinned build module: bad input, the pinned ones listed.
+    let o = run(
+        &["artifacts", "build", "--kubernetes-version", "1.36.1"],
+        "/usr/bin:/bin",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("kubernetes 1.36.1 has no pinned build"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("help: choose one of 1.37.2, 1.36.3, 1.35.4"),
+        "{}",
+        stderr(&o)
+    );
+    // No Go toolchain on PATH: one line and a hint, no output directory.
+    let empty = tmp.path().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&["artifacts", "build"], empty.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: no Go toolchain: `go` is not on PATH"),
+        "{err}"
+    );
+    assert!(err.contains("help: install Go 1.26 or newer"), "{err}");
+    assert!(
+        !cache.join("artifacts/kubernetes-v1.37.2").exists(),
+        "nothing half-made"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(cache.join("artifacts"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // `artifacts dir` without a build: exit 1 and the way out.
+    let o = run(&["artifacts", "dir"], "/usr/bin:/bin");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("run `kubicluster artifacts build`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -52,6 +52,24 @@ pub fn patch_calico(text: &str, cluster: &Cluster) -> Result<String> {
         ))
 }
 
+/// Where kata is containerd's default runtime, calico's own pods (calico-node and
+/// calico-kube-controllers) must run under runc: they need the host's network and kernel.
+/// Every workload's pod template gets `runtimeClassName: runc`; other objects are kept as they are.
+pub fn calico_under_runc(text: &str) -> Result<String> {
+    let mut out = String::new();
+    for mut obj in crate::kubeapi::documents(text)? {
+        if matches!(
+            obj["kind"].as_str(),
+            Some("DaemonSet" | "Deployment" | "StatefulSet")
+        ) {
+            obj["spec"]["template"]["spec"]["runtimeClassName"] = serde_json::json!("runc");
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&obj).context("calico manifest back to YAML")?);
+    }
+    Ok(out)
+}
+
 /// (file name, manifest) of every addon, in apply order.
 pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
     let c = &cx.cluster;
@@ -74,7 +92,13 @@ pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
     {
         let text =
             String::from_utf8(f.blob.data.to_vec()).context("calico manifest is not UTF-8")?;
-        out.push(("30-calico.yaml".into(), patch_calico(&text, c)?));
+        let patched = patch_calico(&text, c)?;
+        let patched = match c.containerd.default_runtime {
+            // The seed's rule: calico cannot run under kata.
+            crate::spec::Runtime::Kata => calico_under_runc(&patched)?,
+            crate::spec::Runtime::Runc => patched,
+        };
+        out.push(("30-calico.yaml".into(), patched));
     }
     out.push((
         "40-coredns.yaml".to_string(),
@@ -181,6 +205,21 @@ impl Step for InstallAddons {
 mod tests {
     /// The two places of calico.yaml (v3.30.5, calico-node's env) the patch fills, verbatim.
     const SNIPPET: &str = "            # Auto-detect the BGP IP address.\n            - name: IP\n              value: \"autodetect\"\n            # Enable IPIP\n            - name: CALICO_IPV4POOL_IPIP\n              value: \"Always\"\n            # The default IPv4 pool to create on startup if none exists. Pod IPs will be\n            # chosen from this range. Changing this value after installation will have\n            # no effect. This should fall within `--cluster-cidr`.\n            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+
+    #[test]
+    fn calico_pods_run_under_runc() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: calico-config, namespace: kube-system}\ndata: {a: b}\n---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: calico-node, namespace: kube-system}\nspec:\n  template:\n    spec:\n      hostNetwork: true\n      containers: [{name: calico-node, image: x}]\n";
+        let out = super::calico_under_runc(text).unwrap();
+        let docs = crate::kubeapi::documents(&out).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["data"]["a"], "b", "the ConfigMap is kept");
+        assert!(docs[0]["spec"].is_null());
+        assert_eq!(
+            docs[1]["spec"]["template"]["spec"]["runtimeClassName"],
+            "runc"
+        );
+        assert_eq!(docs[1]["spec"]["template"]["spec"]["hostNetwork"], true);
+    }
 
     #[test]
     fn calico_gets_the_pod_cidr_and_the_cluster_network() {

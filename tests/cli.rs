@@ -699,25 +699,39 @@ fn artifacts_build_refuses_clearly_and_leaves_nothing() {
         "{}",
         stderr(&o)
     );
-    // No Go toolchain on PATH: one line and a hint, no output directory.
-    let empty = tmp.path().join("empty-bin");
-    std::fs::create_dir_all(&empty).unwrap();
-    let o = run(&["artifacts", "build"], empty.to_str().unwrap());
+    let nothing_made = || {
+        let leftovers: Vec<_> = std::fs::read_dir(cache.join("artifacts"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "nothing half-made: {leftovers:?}");
+    };
+    // No Go toolchain: one line and a hint, no output directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+        .current_dir(tmp.path())
+        .args(["artifacts", "build"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KUBICLUSTER_CACHE_DIR", &cache)
+        .env("KUBICLUSTER_GO", tmp.path().join("no-such-go"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(
-        err.contains("error: no Go toolchain: `go` is not on PATH"),
-        "{err}"
-    );
+    assert!(err.contains("error: no Go toolchain: "), "{err}");
     assert!(err.contains("help: install Go 1.26 or newer"), "{err}");
-    assert!(
-        !cache.join("artifacts/kubernetes-v1.37.2").exists(),
-        "nothing half-made"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(cache.join("artifacts"))
-        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    nothing_made();
+    // A Go that cannot fetch modules (here: no module cache, no HOME): the download is named.
+    if Path::new("/usr/local/go/bin/go").is_file() {
+        let o = run(&["artifacts", "build"], "/usr/bin:/bin");
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("error: cannot download the Go modules of go/kubernetes-v1.37.2"),
+            "{err}"
+        );
+        assert!(err.contains("help: the Go module proxy"), "{err}");
+        nothing_made();
+    }
     // `artifacts dir` without a build: exit 1 and the way out.
     let o = run(&["artifacts", "dir"], "/usr/bin:/bin");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

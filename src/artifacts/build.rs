@@ -515,13 +515,30 @@ impl Drop for RemoveOnDrop {
 
 /// The local Go toolchain.
 struct Go {
+    bin: PathBuf,
     version: String,
     proxy: String,
 }
 
+/// `$KUBICLUSTER_GO`, else `go` on PATH, else where Go's own tarball installs it.
+fn go_binary() -> PathBuf {
+    if let Some(g) = std::env::var_os("KUBICLUSTER_GO").filter(|g| !g.is_empty()) {
+        return PathBuf::from(g);
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()));
+    let fallback = Path::new("/usr/local/go/bin/go");
+    if !on_path && fallback.is_file() {
+        fallback.to_path_buf()
+    } else {
+        PathBuf::from("go")
+    }
+}
+
 impl Go {
     fn find() -> Result<Go> {
-        let out = Command::new("go")
+        let bin = go_binary();
+        let out = Command::new(&bin)
             .args(["env", "GOVERSION", "GOPROXY"])
             .output();
         let out = match out {
@@ -535,16 +552,23 @@ impl Go {
                 .into());
             }
             Err(_) => {
-                return Err(Failure::new("no Go toolchain: `go` is not on PATH")
-                    .hint("install Go 1.26 or newer and put its bin directory on PATH (e.g. /usr/local/go/bin)")
-                    .into());
+                return Err(Failure::new(format!(
+                    "no Go toolchain: {} cannot be run (looked at $KUBICLUSTER_GO, PATH and /usr/local/go/bin)",
+                    bin.display()
+                ))
+                .hint("install Go 1.26 or newer (on PATH or in /usr/local/go/bin), or name it with KUBICLUSTER_GO")
+                .into());
             }
         };
         let text = String::from_utf8_lossy(&out.stdout);
         let mut lines = text.lines();
         let version = lines.next().unwrap_or("").to_string();
         let proxy = lines.next().unwrap_or("").to_string();
-        Ok(Go { version, proxy })
+        Ok(Go {
+            bin,
+            version,
+            proxy,
+        })
     }
 
     /// Write the embedded module under the cache, download what its go.sum pins.
@@ -571,7 +595,7 @@ impl Go {
     }
 
     fn cmd(&self, dir: &Path) -> Command {
-        let mut c = Command::new("go");
+        let mut c = Command::new(&self.bin);
         c.current_dir(dir)
             .env("CGO_ENABLED", "0")
             .env("GOTOOLCHAIN", "local")

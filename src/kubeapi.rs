@@ -11,9 +11,12 @@ use ureq::tls::{ClientCert, PemItem, RootCerts, TlsConfig};
 
 use crate::pki::kubeconfig::Kubeconfig;
 
+pub mod stream;
+
 pub struct Client {
     agent: ureq::Agent,
     pub server: String,
+    tls: stream::Tls,
 }
 
 fn pem_items(pem: &[u8]) -> Result<Vec<PemItem<'static>>> {
@@ -67,9 +70,14 @@ impl Client {
                 .decode(s.trim())
                 .context("kubeconfig: bad base64")
         };
-        let roots = pem_certs(&b64(&cluster.cluster.certificate_authority_data)?)?;
-        let certs = pem_certs(&b64(&user.user.client_certificate_data)?)?;
-        let key = pem_items(&b64(&user.user.client_key_data)?)?
+        let stream_tls = stream::Tls {
+            ca_pem: b64(&cluster.cluster.certificate_authority_data)?,
+            cert_pem: b64(&user.user.client_certificate_data)?,
+            key_pem: b64(&user.user.client_key_data)?,
+        };
+        let roots = pem_certs(&stream_tls.ca_pem)?;
+        let certs = pem_certs(&stream_tls.cert_pem)?;
+        let key = pem_items(&stream_tls.key_pem)?
             .into_iter()
             .find_map(|i| match i {
                 PemItem::PrivateKey(k) => Some(k),
@@ -92,7 +100,40 @@ impl Client {
                 .unwrap_or(&cluster.cluster.server)
                 .trim_end_matches('/')
                 .to_string(),
+            tls: stream_tls,
         })
+    }
+
+    /// Run `command` in a container, through the API (as `kubectl exec`).
+    pub fn exec(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+    ) -> Result<stream::ExecOutput> {
+        stream::exec(
+            &self.server,
+            &self.tls,
+            ns,
+            pod,
+            container,
+            command,
+            CALL_TIMEOUT,
+        )
+    }
+
+    /// One request to a pod's port through the API (as `kubectl port-forward`); the answer.
+    pub fn port_forward(&self, ns: &str, pod: &str, port: u16, request: &[u8]) -> Result<Vec<u8>> {
+        stream::port_forward(
+            &self.server,
+            &self.tls,
+            ns,
+            pod,
+            port,
+            request,
+            CALL_TIMEOUT,
+        )
     }
 
     /// (status, body) of a GET.

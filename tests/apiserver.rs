@@ -486,6 +486,22 @@ fn real_control_plane_on_loopback() {
         &mut sched,
         || ok_json(&c, "/api/v1/namespaces/default/pods/web")["spec"]["nodeName"] == node,
     );
+    // exec and port-forward are WebSocket upgrades with the kubeconfig's client certificate:
+    // the API answers them (no kubelet here, so a missing pod's refusal is what can be seen;
+    // the lab tier runs both against real containers).
+    let e = c
+        .exec("default", "nobody", "c", &["true"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("HTTP 404") && e.contains("not found") && e.contains("nobody"),
+        "{e}"
+    );
+    let e = c
+        .port_forward("default", "nobody", 80, b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HTTP 404"), "{e}");
     // A pod in a namespace being deleted: no eviction can be created there (HTTP 403,
     // NamespaceTerminating); the drain deletes it instead, as kubectl does.
     let (s, b) = c

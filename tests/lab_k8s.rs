@@ -3,7 +3,7 @@
 //! (Kubernetes, etcd 3.6, CoreDNS, pause, busybox; containerd, runc and the CNI plugins from
 //! Debian packages; the bridge pod network). `up` ends with `kubicluster test` passing every
 //! check (API ready, workers Ready, pods under runc on each worker and across them, a ClusterIP
-//! Service through kube-proxy and CoreDNS, logs through the API, DNS, a NodePort, a Secret
+//! Service through kube-proxy and CoreDNS, logs, exec and port-forward through the API, DNS, a NodePort, a Secret
 //! encrypted in etcd); nothing is left "NOT started" but kata (no nested virtualisation here).
 //! `status` shows Kubernetes' own view; a second `up` changes and restarts nothing;
 //! `remove kubi-worker-02` drains it and deletes its Node through the API; `up` brings it back
@@ -72,6 +72,8 @@ fn lab_kubernetes_cluster() {
         "PASS  pods reach each other across workers",
         "PASS  a container's logs are read through the API",
         "PASS  a ClusterIP Service answers through kube-proxy",
+        "PASS  a command runs in a container through the API (exec)",
+        "PASS  a pod's port answers through the API (port-forward)",
         "PASS  kubernetes.default.svc.cluster.local resolves through CoreDNS",
         "PASS  a NodePort answers",
         "PASS  a Secret is stored encrypted in etcd",

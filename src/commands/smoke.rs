@@ -3,9 +3,10 @@
 //! runc, and one under kata where a worker can run it; a web pod on every worker, and a pod on
 //! one worker fetching from a pod on another (the pod network across nodes); a ClusterIP
 //! Service reached by its DNS name (CoreDNS + kube-proxy); a container's logs read through the
-//! API (apiserver → kubelet: its serving certificate and the RBAC); the `kubernetes` service
-//! resolved through CoreDNS; a NodePort answering from the hypervisor; a Secret stored encrypted
-//! in etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
+//! API (apiserver → kubelet: its serving certificate and the RBAC); a command run with `exec`
+//! and a pod's port reached with `port-forward` through the API (WebSocket streams, as kubectl
+//! does); the `kubernetes` service resolved through CoreDNS; a NodePort answering from the
+//! hypervisor; a Secret stored encrypted in etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
 //! Objects it creates live in the namespace `kubicluster-smoke`, deleted at the end.
 
 use std::time::{Duration, Instant};
@@ -336,6 +337,37 @@ fn checks(
         "a ClusterIP Service answers through kube-proxy".into(),
         outcome(svc, |s| s),
     ));
+    // exec and port-forward through the API (apiserver → kubelet streaming), into the web pod
+    // on the first worker.
+    let web = format!("web-{first}");
+    let exec = (|| -> Result<String> {
+        let o = c.exec(NS, &web, "c", &["cat", "/www/index.html"])?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        anyhow::ensure!(
+            o.code == 0 && text.contains("kubicluster-smoke"),
+            "exit {}, stdout {text:?}, stderr {:?}",
+            o.code,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = c.exec(NS, &web, "c", &["sh", "-c", "exit 3"])?;
+        anyhow::ensure!(o.code == 3, "`exit 3` came back as {}", o.code);
+        Ok(format!("`cat /www/index.html` in {web}: {}", text.trim()))
+    })();
+    out.push((
+        "a command runs in a container through the API (exec)".into(),
+        outcome(exec, |s| s),
+    ));
+    let forward = (|| -> Result<String> {
+        let answer = c.port_forward(NS, &web, 8080, b"GET / HTTP/1.0\r\n\r\n")?;
+        let text = String::from_utf8_lossy(&answer);
+        let body = text.lines().rev().find(|l| l.contains("kubicluster-smoke"));
+        let body = body.with_context(|| format!("{web}:8080 answered {text:?}"))?;
+        Ok(format!("{web}:8080 answered: {}", body.trim()))
+    })();
+    out.push((
+        "a pod's port answers through the API (port-forward)".into(),
+        outcome(forward, |s| s),
+    ));
     // NodePort
     let nodeport = wait_pod(
         c,
@@ -452,6 +484,8 @@ pub fn smoke(cluster: &Cluster, image: &str, wait: Duration) -> Result<Vec<(Stri
                 "pods reach each other across workers",
                 "a container's logs are read through the API (apiserver → kubelet)",
                 "a ClusterIP Service answers through kube-proxy",
+                "a command runs in a container through the API (exec)",
+                "a pod's port answers through the API (port-forward)",
                 "the kubernetes service resolves through CoreDNS",
                 "a NodePort answers",
                 "a Secret is stored encrypted in etcd",

@@ -147,6 +147,36 @@ fn http_get(host: &str, port: u16) -> String {
     )
 }
 
+/// Wait until the kube-dns Service has a ready CoreDNS endpoint (its readiness probe passed);
+/// how many are ready.
+fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
+    let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices\
+                ?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
+    let start = Instant::now();
+    loop {
+        let (s, body) = c.get(path)?;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let ready = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|slice| slice["endpoints"].as_array().into_iter().flatten())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count();
+        if s == 200 && ready > 0 {
+            return Ok(ready);
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "no CoreDNS endpoint is ready after {} s (HTTP {s}; see `kubicluster status` and the \
+                 coredns pods in kube-system)",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// A pod's log, through the API (the apiserver fetches it from the kubelet).
 fn logs(c: &Client, name: &str) -> Result<String> {
     let (s, body) = c.get(&format!("/api/v1/namespaces/{NS}/pods/{name}/log"))?;
@@ -221,16 +251,21 @@ fn checks(
         "kubernetes.default.svc.{}",
         cluster.kubernetes.cluster_domain
     );
-    c.apply(&pod("dns", image, "runc", &format!("nslookup {fqdn}")))?;
+    let dns = (|| -> Result<String> {
+        let ready = wait_dns_ready(c, Duration::from_secs(180))?;
+        // kube-proxy may still be writing the Service's rules: a few tries, as a user would.
+        let cmd =
+            format!("for i in 1 2 3 4 5 6; do nslookup {fqdn} && exit 0; sleep 5; done; exit 1");
+        c.apply(&pod("dns", image, "runc", &cmd))?;
+        wait_pod(c, "dns", &["Succeeded"], Duration::from_secs(180))?;
+        Ok(format!(
+            "nslookup answered ({}; {ready} CoreDNS endpoint(s) ready)",
+            cluster.kubernetes.service_ip()
+        ))
+    })();
     out.push((
         format!("{fqdn} resolves through CoreDNS"),
-        match wait_pod(c, "dns", &["Succeeded"], Duration::from_secs(180)) {
-            Ok(_) => Outcome::Pass(format!(
-                "nslookup answered ({})",
-                cluster.kubernetes.service_ip()
-            )),
-            Err(e) => Outcome::Fail(format!("{e:#}")),
-        },
+        outcome(dns, |s| s),
     ));
     // A web pod on every worker, behind one Service (NodePort, so also a ClusterIP).
     let workers: Vec<&str> = cluster.workers().map(|w| w.name.as_str()).collect();

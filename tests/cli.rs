@@ -359,7 +359,7 @@ fn a_broken_implicit_cluster_file_is_an_error_not_the_default() {
         (
             "dangling link",
             "ln -s nowhere.yaml kubicluster.yaml",
-            "No such file",
+            "a symbolic link to nothing (dangling)",
         ),
         (
             "directory",
@@ -557,6 +557,65 @@ fn kubeconfig_merge_keeps_other_contexts_with_mode_0600() {
         std::fs::read_to_string(&target).unwrap(),
         "- not\n- a kubeconfig\n"
     );
+    // Nor is YAML of another kind (a mapping): refused with a help line, byte for byte kept.
+    let app = "# my app\nname: web\nreplicas: 3\n";
+    std::fs::write(&target, app).unwrap();
+    let merge_into = |t: &std::path::Path| {
+        kubicluster(
+            tmp.path(),
+            &["kubeconfig", "--merge", "--kubeconfig", t.to_str().unwrap()],
+        )
+    };
+    let o = merge_into(&target);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a kubeconfig") && stderr(&o).contains("help:"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), app);
+
+    // A kubeconfig reached through a symbolic link, in a shared directory (mode 1777): the
+    // link's target is updated and the link kept; neither directory's mode changes.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let real = tmp.path().join("dotfiles/kubeconfig");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        real.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(&real, "apiVersion: v1\nkind: Config\n").unwrap();
+    let link = shared.join("config");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let o = merge_into(&link);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("current-context: kubicluster")
+    );
+    assert_eq!(
+        mode(&shared),
+        0o1777,
+        "the shared directory keeps its sticky bit"
+    );
+    assert_eq!(mode(real.parent().unwrap()), 0o755);
+    // -o FILE into the shared directory: the file is 0600, the directory unchanged.
+    let out = shared.join("admin.yaml");
+    let o = kubicluster(tmp.path(), &["kubeconfig", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode(&out), 0o600);
+    assert_eq!(mode(&shared), 0o1777);
 }
 
 #[test]
@@ -740,4 +799,116 @@ fn artifacts_build_refuses_clearly_and_leaves_nothing() {
         "{}",
         stderr(&o)
     );
+}
+
+/// `render --out DIR` never damages what the user owns: a non-empty directory it did not write,
+/// a file and a dangling link are refused (nothing changed); an empty directory is used with its
+/// mode kept; its own earlier output is replaced whole; a failure half-way leaves what was there.
+#[test]
+fn render_out_is_safe_with_the_users_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    assert!(kubicluster(d, &["cnc"]).status.success());
+    let render = |out: &str| kubicluster(d, &["render", "--out", out]);
+    let refused = |o: &Output, what: &str| {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+        let e = stderr(o);
+        assert!(e.contains(what) && e.contains("help:"), "{e}");
+    };
+
+    // The user's own directory, not empty: refused, untouched (mode, content).
+    let mine = d.join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    refused(&render("mine"), "not written by `kubicluster render`");
+    assert_eq!(mode(&mine), 0o755);
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+    // The current directory (the work dir is in it): the same.
+    refused(&render("."), "not written by `kubicluster render`");
+    // A file, a dangling link.
+    std::fs::write(d.join("afile"), "x").unwrap();
+    refused(&render("afile"), "is a file, not a directory");
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    refused(&render("dangling"), "dangling");
+    assert_eq!(std::fs::read(d.join("afile")).unwrap(), b"x");
+
+    // An empty directory of the user's (shared, 1777): filled, its mode kept; keys 0600.
+    let empty = d.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let o = render("empty");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode(&empty), 0o1777, "the user's directory keeps its mode");
+    assert_eq!(mode(&empty.join("kubi-controller-01")), 0o700);
+    let key = empty.join("kubi-controller-01/var/lib/kubernetes/kubernetes-key.pem");
+    assert_eq!(mode(&key), 0o600);
+
+    // Absent: created 0700. Rendered again: replaced whole (a stray file is gone).
+    let o = render("out/new");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.join("out/new");
+    assert_eq!(mode(&out), 0o700);
+    std::fs::write(out.join("stray"), "x").unwrap();
+    let o = render("out/new");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("stray").exists(), "replaced whole");
+    assert!(out.join(".kubicluster-render").is_file());
+
+    // A failure half-way (a kubeconfig missing): the earlier render stays as it was, no
+    // staging directory is left behind.
+    let before = std::fs::read(&key).unwrap();
+    std::fs::remove_file(d.join("work/kubicluster/certs_and_configs/kube-proxy.kubeconfig"))
+        .unwrap();
+    let o = render("out/new");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        out.join("kubi-controller-01").is_dir(),
+        "the earlier render is intact"
+    );
+    let o = render("empty");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+    let left: Vec<String> = std::fs::read_dir(d.join("out"))
+        .unwrap()
+        .chain(std::fs::read_dir(&empty).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("render-"))
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+/// The cluster file `up` remembered (work/<name>/cluster.yaml) is the cluster: a directory, a
+/// dangling link or a truncated file in its place is an error naming it, never a silent fall back
+/// to the embedded default.
+#[test]
+fn a_broken_remembered_cluster_file_is_named_never_replaced_by_the_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let remembered = d.join("work/kubicluster/cluster.yaml");
+    std::fs::create_dir_all(remembered.parent().unwrap()).unwrap();
+    let check = |what: &str| {
+        let o = kubicluster(d, &["validate"]);
+        let e = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{e}");
+        assert!(
+            e.contains("work/kubicluster/cluster.yaml") && e.contains(what) && e.contains("help:"),
+            "{what}: {e}"
+        );
+        assert!(o.stdout.is_empty(), "no cluster printed");
+    };
+    std::fs::create_dir(&remembered).unwrap();
+    check("is a directory");
+    std::fs::remove_dir(&remembered).unwrap();
+    std::os::unix::fs::symlink(d.join("gone.yaml"), &remembered).unwrap();
+    check("dangling");
+    std::fs::remove_file(&remembered).unwrap();
+    std::fs::write(
+        &remembered,
+        "metadata:\n  name: kubicluster\nnodes:\n  - name: kubi-contr",
+    )
+    .unwrap();
+    check("cluster.yaml");
 }

@@ -73,6 +73,12 @@ fn default_kubeconfig() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube").join("config"))
 }
 
+fn yaml_scalar(v: &Value) -> String {
+    serde_yaml_ng::to_string(v)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 fn named(list: &Value, name: &str) -> Option<Value> {
     list.as_sequence()?
         .iter()
@@ -92,6 +98,15 @@ pub fn merge(existing: Option<&[u8]>, ours: &str, name: &str) -> Result<String> 
     let map = doc
         .as_mapping_mut()
         .context("not a kubeconfig (not a mapping)")?;
+    let kubeconfig_keys = ["clusters", "contexts", "users", "current-context"];
+    match map.get("kind") {
+        Some(Value::String(k)) if k == "Config" => {}
+        None if kubeconfig_keys.iter().any(|k| map.contains_key(*k)) => {}
+        Some(k) => anyhow::bail!("not a kubeconfig (kind: {})", yaml_scalar(k)),
+        None => {
+            anyhow::bail!("not a kubeconfig (no `kind: Config`, no clusters, contexts or users)")
+        }
+    }
     let ctx = ours["contexts"][0]["context"].clone();
     let cluster_src = ctx["cluster"].as_str().unwrap_or_default().to_string();
     let user_src = ctx["user"].as_str().unwrap_or_default().to_string();
@@ -160,5 +175,15 @@ mod tests {
         assert!(fresh.contains("current-context: lab"));
         // A file that is not a kubeconfig is refused, not replaced.
         assert!(super::merge(Some(b"- a\n- b\n"), ours, "lab").is_err());
+        // YAML that is not a kubeconfig: refused, whatever its shape
+        for other in [
+            "name: my-app\nreplicas: 3\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+        ] {
+            let e = super::merge(Some(other.as_bytes()), ours, "lab").unwrap_err();
+            assert!(e.to_string().contains("not a kubeconfig"), "{e}");
+        }
+        // a hand-written one without `kind` is still a kubeconfig
+        super::merge(Some(b"clusters: []\ncontexts: []\n"), ours, "lab").unwrap();
     }
 }

@@ -2,11 +2,18 @@
 //! written to `DIR/<node>/<absolute path>` with the mode it gets there, the guarded commands to
 //! `DIR/<node>/COMMANDS`, and every object applied through the Kubernetes API to
 //! `DIR/api/<kind>-<name>.yaml`. Touches no host and no network: binaries are not fetched (and
-//! not written); the PKI is read from the work dir. DIR is created 0700: it holds private keys.
+//! not written); the PKI is read from the work dir.
+//!
+//! DIR belongs to the user until proven otherwise: it is created (0700: it holds private keys)
+//! when absent, used when empty (its own mode left alone), and replaced whole when it holds an
+//! earlier render (marked by `.kubicluster-render`); any other directory, a file or a dangling
+//! link is refused. The output is made in a hidden sibling and moved into place at the end, so a
+//! failure half-way leaves DIR as it was.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -56,17 +63,205 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
         },
         facts: Default::default(),
     });
-    let out = &args.out;
-    fsutil::ensure_dir(out, fsutil::PRIVATE_DIR)?;
-    std::fs::set_permissions(out, std::fs::Permissions::from_mode(fsutil::PRIVATE_DIR))?;
+    let dest = OutDir::inspect(&args.out)?;
+    let staging = dest.staging()?;
+    let rendered = render_into(&cx, &cluster, &args.nodes, &staging);
+    let (files, nodes) = match rendered {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    dest.commit(&staging)?;
+    ctx.printer.status(&format!(
+        "render: {files} file(s) for {} node(s) and the API in {} ({}); binaries are not included",
+        nodes.len(),
+        args.out.display(),
+        match dest.kind {
+            Kind::Empty => "the directory's own mode left as it is; keys are 0600",
+            _ => "mode 0700: it holds private keys",
+        }
+    ));
+    Ok(())
+}
+
+/// The file that marks a directory as `render`'s own output.
+const MARKER: &str = ".kubicluster-render";
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Absent,
+    Empty,
+    Ours,
+}
+
+/// Where the output goes and what is there now.
+struct OutDir {
+    path: PathBuf,
+    kind: Kind,
+}
+
+impl OutDir {
+    fn inspect(out: &Path) -> Result<OutDir> {
+        let refuse = |what: String| -> anyhow::Error {
+            Failure::bad_input(format!("render --out {}: {what}", out.display()))
+                .hint("name a new or empty directory, or one an earlier `kubicluster render` wrote (it is replaced whole)")
+                .into()
+        };
+        let meta = match fs::symlink_metadata(out) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(refuse(format!("cannot inspect it: {e}"))),
+            Ok(m) => Some(m),
+        };
+        let kind = match meta {
+            None => Kind::Absent,
+            Some(m) => {
+                let target = fs::metadata(out);
+                if m.file_type().is_symlink() && target.is_err() {
+                    return Err(refuse("a symbolic link to nothing (dangling)".into()));
+                }
+                if !target.as_ref().is_ok_and(|t| t.is_dir()) {
+                    return Err(refuse("exists and is a file, not a directory".into()));
+                }
+                let mut entries = fs::read_dir(out)
+                    .map_err(|e| refuse(format!("cannot read it: {e}")))?
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    // what a killed render left inside an empty directory (removed below)
+                    .filter(|n| !n.to_string_lossy().starts_with(".render-new-"));
+                match entries.next() {
+                    None => Kind::Empty,
+                    Some(_) if out.join(MARKER).is_file() => Kind::Ours,
+                    Some(_) => {
+                        return Err(refuse(
+                            "not empty and not written by `kubicluster render` (left untouched)"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+        };
+        // Work on the real directory a link points at; its name is what gets replaced.
+        let path = if kind == Kind::Absent {
+            std::path::absolute(out)?
+        } else {
+            fs::canonicalize(out)?
+        };
+        if kind == Kind::Ours && path.parent().is_none() {
+            return Err(refuse("the root directory".into()));
+        }
+        Ok(OutDir { path, kind })
+    }
+
+    fn sibling(&self, what: &str) -> PathBuf {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parent = self.path.parent().unwrap_or(Path::new("/"));
+        parent.join(format!(".{name}.render-{what}-{}", std::process::id()))
+    }
+
+    /// A fresh hidden sibling to render into (stale ones of killed runs are removed first).
+    fn staging(&self) -> Result<PathBuf> {
+        if let Some(parent) = self.path.parent() {
+            fsutil::ensure_dir(parent, fsutil::PRIVATE_DIR)?;
+            remove_stale(parent, &self.path)?;
+        }
+        let tmp = match self.kind {
+            // An empty directory's entries are moved in; the staging dir sits inside it.
+            Kind::Empty => self
+                .path
+                .join(format!(".render-new-{}", std::process::id())),
+            _ => self.sibling("new"),
+        };
+        fsutil::ensure_dir(&tmp, fsutil::PRIVATE_DIR)?;
+        fsutil::write_atomic(
+            &tmp.join(MARKER),
+            b"written by `kubicluster render`; the next render replaces this directory whole\n",
+            fsutil::PUBLIC,
+        )?;
+        Ok(tmp)
+    }
+
+    /// Put the staged output in place: rename (absent), swap (an earlier render), or move the
+    /// entries in, the marker first (an empty directory of the user's).
+    fn commit(&self, staging: &Path) -> Result<()> {
+        let ctx = || format!("move the render into {}", self.path.display());
+        match self.kind {
+            Kind::Absent => fs::rename(staging, &self.path).with_context(ctx)?,
+            Kind::Ours => {
+                let old = self.sibling("old");
+                fs::rename(&self.path, &old).with_context(ctx)?;
+                fs::rename(staging, &self.path).with_context(ctx)?;
+                fs::remove_dir_all(&old)
+                    .with_context(|| format!("remove the earlier render {}", old.display()))?;
+            }
+            Kind::Empty => {
+                fs::rename(staging.join(MARKER), self.path.join(MARKER)).with_context(ctx)?;
+                for e in fs::read_dir(staging)? {
+                    let e = e?;
+                    fs::rename(e.path(), self.path.join(e.file_name())).with_context(ctx)?;
+                }
+                fs::remove_dir(staging).with_context(ctx)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Remove `.NAME.render-{new,old}-PID` siblings (and `.render-new-PID` inside) left by runs that
+/// were killed: their process is gone.
+fn remove_stale(parent: &Path, out: &Path) -> Result<()> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dead = |pid: &str| {
+        pid.parse::<u32>()
+            .is_ok_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists())
+    };
+    let prefixes = [
+        format!(".{name}.render-new-"),
+        format!(".{name}.render-old-"),
+    ];
+    for (dir, prefixes) in [
+        (parent, &prefixes[..]),
+        (out, &[".render-new-".to_string()][..]),
+    ] {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = prefixes.iter().find_map(|p| file.strip_prefix(p.as_str()))
+                && dead(pid)
+                && e.path().join(MARKER).is_file()
+            {
+                fs::remove_dir_all(e.path())
+                    .with_context(|| format!("remove a killed render's {}", e.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every node's files, COMMANDS and the API objects under `out`; (files, nodes).
+fn render_into(
+    cx: &Arc<Cx>,
+    cluster: &crate::spec::Cluster,
+    only: &[String],
+    out: &Path,
+) -> Result<(usize, Vec<String>)> {
     let mut files = 0;
     let mut nodes = Vec::new();
     for step in steps::pipeline() {
-        for node in step.targets(&cluster) {
-            if !args.nodes.is_empty() && !args.nodes.contains(&node.name) {
+        for node in step.targets(cluster) {
+            if !only.is_empty() && !only.contains(&node.name) {
                 continue;
             }
-            let want = step.desired(&cx, node)?;
+            let want = step.desired(cx, node)?;
             let root = out.join(&node.name);
             for d in &want.dirs {
                 std::fs::create_dir_all(root.join(d.path.trim_start_matches('/')))?;
@@ -97,14 +292,15 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
             }
         }
     }
-    for (name, text) in install_addons::manifests(&cx)? {
+    for (name, text) in install_addons::manifests(cx)? {
         write(&out.join("api").join(name), text.as_bytes(), fsutil::PUBLIC)?;
         files += 1;
     }
-    ctx.printer.status(&format!(
-        "render: {files} file(s) for {} node(s) and the API in {} (mode 0700: it holds private keys); binaries are not included",
-        nodes.len(),
-        out.display()
-    ));
-    Ok(())
+    // The node directories hold keys: 0700 like the render itself.
+    for d in nodes.iter().map(|n| out.join(n)).chain([out.join("api")]) {
+        if d.is_dir() {
+            fs::set_permissions(&d, fs::Permissions::from_mode(fsutil::PRIVATE_DIR))?;
+        }
+    }
+    Ok((files, nodes))
 }

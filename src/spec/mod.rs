@@ -29,7 +29,7 @@ pub const DEFAULT_FILE: &str = "kubicluster.yaml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read cluster file {}: {}", .path.display(), describe_io(.error))]
+    #[error("cannot read cluster file {}: {}", .path.display(), describe_io(.path, .error))]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -44,7 +44,7 @@ impl SpecError {
     pub fn hint(&self) -> Option<String> {
         match self {
             SpecError::Read { .. } => Some(format!(
-                "check the path, or run `kubicluster init` to write a {DEFAULT_FILE}"
+                "check the path, or run `kubicluster init` to write a {DEFAULT_FILE} (a cluster `up` made is remembered in <workDir>/<name>/{REMEMBERED})"
             )),
             SpecError::Parse { .. } => {
                 Some("fix the YAML; `kubicluster init --stdout` shows a complete example".into())
@@ -55,8 +55,12 @@ impl SpecError {
 }
 
 /// An I/O error in words a user recognises (a symlink loop is not "No such file").
-fn describe_io(e: &std::io::Error) -> String {
+fn describe_io(path: &Path, e: &std::io::Error) -> String {
+    let link = path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink());
     match e.raw_os_error() {
+        Some(2) if link => "a symbolic link to nothing (dangling)".into(),
         Some(40) => "symbolic link loop".into(),
         Some(21) => "is a directory, not a file".into(),
         _ => e.to_string(),
@@ -344,7 +348,9 @@ pub fn resolve(
             let remembered = Path::new(&probe.spec.work_dir)
                 .join(&probe.metadata.name)
                 .join(REMEMBERED);
-            if remembered.is_file() {
+            // As with ./kubicluster.yaml: present in any form, it is what `up` remembered, and
+            // a directory, a dangling link or an unreadable file is an error naming it.
+            if remembered.symlink_metadata().is_ok() {
                 let (f, unknown) = load(&remembered)?;
                 (f, unknown, Source::Remembered(remembered))
             } else if nodes_from_flags {

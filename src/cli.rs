@@ -714,6 +714,10 @@ pub struct SpecArgs {
     /// Directory with binaries under their upstream names (offline; also Kubernetes binaries with deb).
     #[arg(long, env = "KUBICLUSTER_ARTIFACTS_DIR", value_name = "DIR")]
     pub artifacts_dir: Option<String>,
+    /// Install files from --artifacts-dir that no digest vouches for (pinned, spec.artifacts.sha256
+    /// or the directory's SHA256SUMS); each run says UNVERIFIED. Without it they are refused.
+    #[arg(long, env = "KUBICLUSTER_ALLOW_UNVERIFIED_ARTIFACTS")]
+    pub allow_unverified_artifacts: bool,
     /// Debian suite for the deb source (trixie: etcd 3.5; sid: containerd 2.x).
     #[arg(long, env = "KUBICLUSTER_DEB_SUITE", value_name = "SUITE")]
     pub deb_suite: Option<String>,
@@ -829,6 +833,7 @@ impl SpecArgs {
                 ArtifactsFrom::Build => ArtifactSource::Build,
             }),
             artifacts_dir: self.artifacts_dir.clone(),
+            allow_unverified_artifacts: self.allow_unverified_artifacts,
             deb_suite: self.deb_suite.clone(),
             cni: self.cni.map(|c| match c {
                 CniChoice::Calico => Cni::Calico,

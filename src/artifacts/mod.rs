@@ -264,20 +264,33 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
             });
         };
         let sha = crate::host::sha256_hex(&data);
-        if let Some(want) = expected_sha(cluster, &c, &version, &file) {
-            verify_sha(&path.display().to_string(), &want, &sha)?;
+        let shown = path.display().to_string();
+        let pinned = expected_sha(cluster, &c, &version, &file);
+        // The directory's SHA256SUMS (what `artifacts build` writes) vouches for its files.
+        let listed = build::read_manifest(Path::new(&a.dir))?
+            .and_then(|list| list.into_iter().find(|(n, _)| *n == file))
+            .map(|(_, s)| s);
+        for want in pinned.iter().chain(listed.iter()) {
+            verify_sha(&shown, want, &sha)?;
         }
-        // A build's manifest vouches for its files (and catches one changed since).
-        if let Some(list) = build::read_manifest(Path::new(&a.dir))?
-            && let Some((_, want)) = list.iter().find(|(n, _)| *n == file)
-        {
-            verify_sha(&path.display().to_string(), want, &sha)?;
+        if pinned.is_none() && listed.is_none() {
+            if !a.allow_unverified {
+                return Err(Failure::new(format!(
+                    "{shown}: no known sha256 to verify it against (not pinned for {name} {version}, not in spec.artifacts.sha256, no SHA256SUMS line for it in {})",
+                    a.dir
+                ))
+                .hint(format!(
+                    "add `{file}: <sha256>` under spec.artifacts.sha256, or a `<sha256>  {file}` line to {}/SHA256SUMS; to install it unverified pass --allow-unverified-artifacts",
+                    a.dir
+                ))
+                .into());
+            }
+            tracing::warn!("{shown}: UNVERIFIED (no known sha256; --allow-unverified-artifacts)");
         }
+        let files = unpack(&c, &version, data).with_context(|| shown.clone())?;
+        check_executables(&shown, &files)?;
         lock.check(&file, &sha)?;
-        return Ok(Provided::Files {
-            files: unpack(&c, &version, data).with_context(|| format!("{}", path.display()))?,
-            version,
-        });
+        return Ok(Provided::Files { files, version });
     }
     let dest = downloads_dir(cluster).join(&file);
     let data = fetch::ensure(
@@ -294,11 +307,48 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
         },
         lock.0.get(&file).cloned(),
     )?;
-    lock.check(&file, &crate::host::sha256_hex(&data))?;
-    Ok(Provided::Files {
-        files: unpack(&c, &version, data).with_context(|| format!("{}", dest.display()))?,
-        version,
-    })
+    let sha = crate::host::sha256_hex(&data);
+    let shown = dest.display().to_string();
+    let files = unpack(&c, &version, data).with_context(|| shown.clone())?;
+    check_executables(&shown, &files)?;
+    lock.check(&file, &sha)?;
+    Ok(Provided::Files { files, version })
+}
+
+/// ELF's machine number for the nodes' architecture (x86-64; kubicluster's nodes are amd64).
+const NODE_MACHINE: u16 = 62;
+
+/// Before anything is uploaded: every executable is a non-empty ELF file for the nodes'
+/// architecture (not an HTML error page, an empty file, or another architecture's build).
+pub fn check_executables(from: &str, files: &[NodeFile]) -> Result<()> {
+    for f in files
+        .iter()
+        .filter(|f| f.mode & 0o111 != 0 && !f.path.is_empty())
+    {
+        let d = &f.blob.data;
+        let what = if d.is_empty() {
+            Some("is empty".to_string())
+        } else if d.len() < 20 || &d[..4] != b"\x7fELF" {
+            Some("is not an ELF executable".to_string())
+        } else if d[4] != 2 || d[5] != 1 {
+            Some("is not a 64-bit little-endian ELF executable".to_string())
+        } else {
+            let machine = u16::from_le_bytes([d[18], d[19]]);
+            (machine != NODE_MACHINE)
+                .then(|| format!("is built for ELF machine {machine}, not x86-64 (62)"))
+        };
+        if let Some(what) = what {
+            let member = if from.ends_with(&f.path) {
+                String::new()
+            } else {
+                format!(" ({})", f.path)
+            };
+            return Err(Failure::new(format!("{from}{member} {what}"))
+                .hint("nothing was uploaded; replace the file with the release binary for linux/amd64 (or rebuild it with `kubicluster artifacts build --force`)")
+                .into());
+        }
+    }
+    Ok(())
 }
 
 pub fn verify_sha(what: &str, want: &str, got: &str) -> Result<()> {

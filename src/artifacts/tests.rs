@@ -137,26 +137,35 @@ fn checksum_lists_and_single_files_parse() {
     assert_eq!(fetch::parse_sum("not-a-sha\n", SumFile::Single, "x"), None);
 }
 
+/// The first bytes of an x86-64 ELF executable, then `tag`.
+pub fn fake_elf(tag: &str) -> Vec<u8> {
+    elf_for(62, tag)
+}
+
+fn elf_for(machine: u16, tag: &str) -> Vec<u8> {
+    let mut b = b"\x7fELF\x02\x01\x01".to_vec();
+    b.resize(18, 0);
+    b.extend_from_slice(&machine.to_le_bytes());
+    b.extend_from_slice(tag.as_bytes());
+    b
+}
+
 fn etcd_tarball(version: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),
     ));
     for (name, body) in [
-        ("etcd", "etcd-binary"),
-        ("etcdctl", "etcdctl-binary"),
-        ("README.md", "x"),
+        ("etcd", &fake_elf("etcd-binary")[..]),
+        ("etcdctl", &fake_elf("etcdctl-binary")[..]),
+        ("README.md", &b"x"[..]),
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
         h.set_mode(0o755);
         h.set_cksum();
-        b.append_data(
-            &mut h,
-            format!("etcd-v{version}-linux-amd64/{name}"),
-            body.as_bytes(),
-        )
-        .unwrap();
+        b.append_data(&mut h, format!("etcd-v{version}-linux-amd64/{name}"), body)
+            .unwrap();
     }
     b.into_inner().unwrap().finish().unwrap()
 }
@@ -181,6 +190,23 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     std::fs::write(dir.join("etcd-v3.5.99-linux-amd64.tar.gz"), &tgz).unwrap();
     let c = dir_cluster(&dir, &work);
     let mut lock = Lock::default();
+    // No digest vouches for it (3.5.99 is pinned nowhere): refused, with the ways out.
+    let e = provide(&c, &mut lock, "etcd").unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("no known sha256"), "{msg}");
+    let (_, hint) = crate::error::classify(&e);
+    assert!(
+        hint.as_deref().is_some_and(|h| h.contains("SHA256SUMS")
+            && h.contains("--allow-unverified-artifacts")),
+        "{hint:?}"
+    );
+    assert!(lock.0.is_empty(), "nothing locked");
+    // A SHA256SUMS beside it vouches for it.
+    std::fs::write(
+        dir.join("SHA256SUMS"),
+        format!("{}  etcd-v3.5.99-linux-amd64.tar.gz\n", sha256_hex(&tgz)),
+    )
+    .unwrap();
     let p = provide(&c, &mut lock, "etcd").unwrap();
     let Provided::Files { files, .. } = &p else {
         panic!("{p:?}")
@@ -192,8 +218,8 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     assert_eq!(
         got,
         [
-            ("/usr/local/bin/etcd", &b"etcd-binary"[..]),
-            ("/usr/local/bin/etcdctl", &b"etcdctl-binary"[..])
+            ("/usr/local/bin/etcd", &fake_elf("etcd-binary")[..]),
+            ("/usr/local/bin/etcdctl", &fake_elf("etcdctl-binary")[..])
         ]
     );
     assert_eq!(lock.0["etcd-v3.5.99-linux-amd64.tar.gz"], sha256_hex(&tgz));
@@ -203,14 +229,19 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
         matches!(&m, Provided::Missing { file, reason } if file == "kube-apiserver" && reason.contains("does not exist")),
         "{m:?}"
     );
-    // The lock holds: a changed file is refused.
+    // A changed file: its SHA256SUMS line catches it; changed together with the manifest,
+    // the lock still holds.
     lock.save(&c).unwrap();
+    let changed: Vec<u8> = etcd_tarball("3.5.99").into_iter().chain([0u8; 8]).collect();
+    std::fs::write(dir.join("etcd-v3.5.99-linux-amd64.tar.gz"), &changed).unwrap();
+    let e = provide(&c, &mut Lock::load(&c).unwrap(), "etcd").unwrap_err();
+    assert!(format!("{e:#}").contains("sha256 is"), "{e:#}");
     std::fs::write(
-        dir.join("etcd-v3.5.99-linux-amd64.tar.gz"),
-        etcd_tarball("3.5.99")
-            .into_iter()
-            .chain([0u8; 8])
-            .collect::<Vec<_>>(),
+        dir.join("SHA256SUMS"),
+        format!(
+            "{}  etcd-v3.5.99-linux-amd64.tar.gz\n",
+            sha256_hex(&changed)
+        ),
     )
     .unwrap();
     let mut lock = Lock::load(&c).unwrap();
@@ -236,4 +267,41 @@ fn a_pinned_digest_in_the_cluster_file_is_enforced_for_dir_files() {
         format!("{e:#}").contains(&format!("expected {}", "1".repeat(64))),
         "{e:#}"
     );
+}
+
+#[test]
+fn files_that_are_not_amd64_executables_are_refused_before_any_upload() {
+    let d = tempfile::tempdir().unwrap();
+    let (dir, work) = (d.path().join("bin"), d.path().join("work"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = dir_cluster(&dir, &work);
+    c.artifacts.allow_unverified = true;
+    for (body, why) in [
+        (Vec::new(), "is empty"),
+        (
+            b"<html>404 Not Found</html>".to_vec(),
+            "is not an ELF executable",
+        ),
+        (elf_for(183, "arm64"), "not x86-64"),
+    ] {
+        std::fs::write(dir.join("kube-scheduler"), &body).unwrap();
+        let mut lock = Lock::default();
+        let e = provide(&c, &mut lock, "kube-scheduler").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("kube-scheduler") && msg.contains(why), "{msg}");
+        assert!(lock.0.is_empty(), "nothing locked for {why}");
+    }
+    // An amd64 executable, unverified but allowed explicitly: accepted (and locked in memory;
+    // `artifacts.lock` on disk waits for a node to install it).
+    std::fs::write(dir.join("kube-scheduler"), fake_elf("scheduler")).unwrap();
+    let mut lock = Lock::default();
+    assert!(matches!(
+        provide(&c, &mut lock, "kube-scheduler").unwrap(),
+        Provided::Files { .. }
+    ));
+    assert!(lock.0.contains_key("kube-scheduler"));
+    // Not allowed: refused.
+    c.artifacts.allow_unverified = false;
+    let e = provide(&c, &mut Lock::default(), "kube-scheduler").unwrap_err();
+    assert!(format!("{e:#}").contains("no known sha256"), "{e:#}");
 }

@@ -31,22 +31,33 @@ pub struct Run<'a> {
     pub title: &'a str,
 }
 
-/// Resolve every artifact the steps need; `Missing` ones are fatal unless allowed.
+/// Every artifact the steps need, made ready on the hypervisor, and the digests they would add to
+/// `artifacts.lock` (per artifact), recorded only once a node has installed them.
+pub struct Resolved {
+    pub provided: BTreeMap<String, Provided>,
+    pending: BTreeMap<String, Lock>,
+}
+
+/// Resolve every artifact the steps need; `Missing` ones are fatal unless allowed. A digest
+/// that differs from the lock stops here, before anything changes anywhere.
 pub fn resolve_artifacts(
     cluster: &Cluster,
     steps: &[Arc<dyn Step>],
     allow_missing: bool,
-    save: bool,
-) -> Result<BTreeMap<String, Provided>> {
-    let mut lock = Lock::load(cluster)?;
-    let mut out = BTreeMap::new();
+) -> Result<Resolved> {
+    let locked = Lock::load(cluster)?;
+    let mut provided = BTreeMap::new();
+    let mut pending = BTreeMap::new();
     let mut missing = Vec::new();
     for name in steps::artifacts_for(steps, cluster) {
+        let mut lock = locked.clone();
         let p = artifacts::provide(cluster, &mut lock, name)?;
         if let Provided::Missing { reason, file } = &p {
             missing.push(format!("{name}: {reason} (file name: {file})"));
         }
-        out.insert(name.to_string(), p);
+        lock.0.retain(|file, _| !locked.0.contains_key(file));
+        pending.insert(name.to_string(), lock);
+        provided.insert(name.to_string(), p);
     }
     if !missing.is_empty() && !allow_missing {
         return Err(Failure::new(format!(
@@ -56,10 +67,40 @@ pub fn resolve_artifacts(
         .hint("put them under their upstream names into a directory and pass --artifacts-dir DIR (spec.artifacts.dir), use --artifacts upstream with internet access, or pass --allow-missing-binaries to install every unit and config and start what can run")
         .into());
     }
-    if save {
+    Ok(Resolved { provided, pending })
+}
+
+/// Record in `artifacts.lock` the digests of what the steps that succeeded on at least one
+/// node installed (a run that failed before reaching a node locks nothing).
+fn lock_installed(
+    cluster: &Cluster,
+    steps: &[Arc<dyn Step>],
+    report: &Report,
+    pending: &BTreeMap<String, Lock>,
+) -> Result<()> {
+    let installed: Vec<Arc<dyn Step>> = steps
+        .iter()
+        .filter(|s| {
+            report
+                .nodes
+                .iter()
+                .any(|n| n.step == s.name() && n.error.is_none())
+        })
+        .cloned()
+        .collect();
+    let mut lock = Lock::load(cluster)?;
+    let before = lock.clone();
+    for name in steps::artifacts_for(&installed, cluster) {
+        if let Some(new) = pending.get(name) {
+            for (file, sha) in &new.0 {
+                lock.0.entry(file.clone()).or_insert_with(|| sha.clone());
+            }
+        }
+    }
+    if lock != before {
         lock.save(cluster)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc<dyn Host>>> {
@@ -169,12 +210,10 @@ pub fn run_hypervisor(
 pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Report>> {
     // Inputs first, on the hypervisor, before anything changes anywhere (and, in lab mode,
     // outside the namespace, where the network is).
-    let artifacts = resolve_artifacts(
-        cluster,
-        &run.steps,
-        run.allow_missing_binaries,
-        !run.dry_run,
-    )?;
+    let Resolved {
+        provided: artifacts,
+        pending,
+    } = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries)?;
     let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
     if reexec_in_lab(cluster, &args)? {
         return Ok(None);
@@ -281,6 +320,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
     }
     if !run.dry_run {
         journal::write(&dir, &j)?;
+        lock_installed(cluster, &run.steps, &report, &pending)?;
     }
     ctx.printer.run_summary(run.title, &report);
     if let Some(log) = crate::logfile::current() {
@@ -301,4 +341,51 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
             .into());
     }
     Ok(Some(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NodeReport;
+
+    /// artifacts.lock gets a digest only once a node installed the artifact: nothing for a run
+    /// that reached no node, the etcd tarball's digest when install_etcd succeeded somewhere,
+    /// nothing for a step that failed on every node.
+    #[test]
+    fn the_lock_records_only_what_a_node_installed() {
+        let d = tempfile::tempdir().unwrap();
+        let ov = crate::spec::Overrides {
+            work_dir: Some(d.path().display().to_string()),
+            ..Default::default()
+        };
+        let cluster = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+        let steps = steps::pipeline();
+        let pending: BTreeMap<String, Lock> = [
+            ("etcd", "etcd.tar.gz", "aa"),
+            ("kube-apiserver", "kube-apiserver", "bb"),
+        ]
+        .into_iter()
+        .map(|(n, f, s)| (n.to_string(), Lock([(f.to_string(), s.to_string())].into())))
+        .collect();
+        let mut report = Report {
+            dry_run: false,
+            nodes: Vec::new(),
+            interrupted: false,
+            seconds: 0.0,
+        };
+        lock_installed(&cluster, &steps, &report, &pending).unwrap();
+        assert!(!Lock::path(&cluster).exists(), "no node reached: no lock");
+        report
+            .nodes
+            .push(NodeReport::empty("install_etcd", "kubi-controller-01"));
+        let mut failed = NodeReport::empty("install_kubernetes_controllers", "kubi-controller-01");
+        failed.error = Some("upload failed".into());
+        report.nodes.push(failed);
+        lock_installed(&cluster, &steps, &report, &pending).unwrap();
+        let lock = Lock::load(&cluster).unwrap();
+        assert_eq!(
+            lock.0,
+            BTreeMap::from([("etcd.tar.gz".to_string(), "aa".to_string())])
+        );
+    }
 }

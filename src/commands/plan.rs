@@ -34,7 +34,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let all = steps::pipeline();
     // Artifacts are made ready outside the lab namespace, where the network is.
-    resolve_artifacts(&cluster, &all, true, false)?;
+    resolve_artifacts(&cluster, &all, true)?;
     let mut a = vec!["plan".to_string()];
     if args.output == OutputFormat::Json {
         a.push("--output=json".into());

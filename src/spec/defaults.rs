@@ -195,6 +195,7 @@ impl Default for ArtifactsEntry {
             .collect(),
             deb_mirror: String::new(),
             sha256: Default::default(),
+            allow_unverified: false,
         }
     }
 }

@@ -49,6 +49,7 @@ pub struct Overrides {
     pub template_cluster_ip: Option<String>,
     pub artifacts_source: Option<ArtifactSource>,
     pub artifacts_dir: Option<String>,
+    pub allow_unverified_artifacts: bool,
     pub deb_suite: Option<String>,
     pub cni: Option<Cni>,
     pub default_runtime: Option<Runtime>,
@@ -185,6 +186,9 @@ impl Overrides {
             &o.template_cluster_ip,
         );
         set(&mut s.artifacts.dir, &o.artifacts_dir);
+        if o.allow_unverified_artifacts {
+            s.artifacts.allow_unverified = true;
+        }
         set(&mut s.artifacts.deb_suite, &o.deb_suite);
         if let Some(a) = o.artifacts_source {
             s.artifacts.source = a;

@@ -406,6 +406,10 @@ pub struct ArtifactsEntry {
     /// sha256 per upstream file name, overriding the catalogue and the publisher's checksum file.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub sha256: std::collections::BTreeMap<String, String>,
+    /// Install `dir` files that no digest vouches for (not pinned, not in `sha256`, not in the
+    /// directory's SHA256SUMS); every run then says UNVERIFIED. Off: such a file is refused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unverified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -98,6 +98,7 @@ fn target(s: &Sshd, pinned: ssh_key::PublicKey) -> SshTarget {
         key: s.dir.path().join("client_key"),
         pinned,
         connect_timeout: Duration::from_secs(5),
+        digest_cache: None,
     }
 }
 

@@ -210,9 +210,12 @@ mod tests {
         let o = h
             .check(&Cmd::script(super::super::STAT_SCRIPT, [&f, &missing]))
             .unwrap();
-        let via_sh =
-            super::super::parse_stat_output(&o.stdout_text(), &[f.clone(), missing.clone()])
-                .unwrap();
+        let (via_sh, _) = super::super::parse_stat_output(
+            &o.stdout_text(),
+            &[f.clone(), missing.clone()],
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(via_sh, vec![s[0].clone(), Stat::Missing]);
     }
 }

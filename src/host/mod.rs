@@ -13,6 +13,7 @@ pub mod local;
 pub mod pins;
 pub mod ssh;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -275,6 +276,14 @@ pub trait Host: Send + Sync {
     /// Stat and hash many paths in one round trip.
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>>;
 
+    /// Files this host hashed before, by identity (size, inode, mtime, ctime): [`STAT_SCRIPT`]
+    /// does not read them again while the identity is the same. None by default.
+    fn known_digests(&self) -> Digests {
+        Digests::new()
+    }
+    /// Keep what a stat learned for the next one.
+    fn remember_digests(&self, _learned: Digests) {}
+
     /// What the engine's plan reads from a node: which `checks` exit 0, each unit's
     /// `(enabled, active)` words from [`UNITS_SCRIPT`], and the stat + sha256 of `paths`. Hosts
     /// reached by command override this to do it all in one round trip ([`probe_at_once`]).
@@ -387,6 +396,8 @@ pub fn probe_at_once(
     script.push_str(&set(units));
     script.push_str(&format!("if [ $# -gt 0 ]; then\n{UNITS_SCRIPT}\nfi\n"));
     script.push_str("echo =stat=\n");
+    let known = host.known_digests();
+    script.push_str(&known_line(&known, paths));
     script.push_str(&set(paths));
     script.push_str(&format!("if [ $# -gt 0 ]; then\n{STAT_SCRIPT}\nfi\n"));
     let mut cmd = Cmd::new(["sh", "-c", &script]);
@@ -411,7 +422,10 @@ pub fn probe_at_once(
     let stats = if paths.is_empty() {
         Vec::new()
     } else {
-        parse_stat_output(stat_text, paths).ok_or_else(|| bad("stat"))?
+        let (stats, learned) =
+            parse_stat_output(stat_text, paths, &known).ok_or_else(|| bad("stat"))?;
+        host.remember_digests(learned);
+        stats
     };
     Ok(Probe {
         checks: codes,
@@ -436,13 +450,32 @@ pub fn batch_checks(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
 
 /// The shell script behind `stat_many` on hosts reached by command (SSH). A constant number
 /// of processes whatever the number of paths (fork is slow in emulated VMs): dangling links
-/// (`O|path`), one `stat` for all (`S|type|mode|owner|path`), then `--`, then the sha256 of
-/// every regular file (`sha256sum` lines).
+/// (`O|path`), one `stat` for all (`S|type|mode|owner|path`), then `--`, then each regular
+/// file's identity (`K|size:inode:mtime:ctime|path`, nanoseconds) and the sha256 (`sha256sum`
+/// lines) of those whose identity is not in `$known` (`key|path` lines the caller remembers
+/// with their digest): an unchanged binary of hundreds of MB is not read again.
 pub const STAT_SCRIPT: &str = r#"for p in "$@"; do if [ -L "$p" ] && [ ! -e "$p" ]; then echo "O|$p"; fi; done
 stat -L -c 'S|%F|%a|%U|%n' -- "$@" 2>/dev/null
 echo --
-find -L "$@" -maxdepth 0 -type f -exec sha256sum -- {} + 2>/dev/null
+t=$(mktemp) || exit 1
+find -L "$@" -maxdepth 0 -type f -exec stat -L -c 'K|%s:%i:%.9Y:%.9Z|%n' -- {} + 2>/dev/null >"$t"
+awk -v known="${known-}" -v h="$t.h" 'BEGIN { n = split(known, L, "\n"); for (i = 1; i <= n; i++) k[L[i]] = 1; printf "" > h }
+{ print; r = substr($0, 3); if (!(r in k)) print substr(r, index(r, "|") + 1) > h }' "$t"
+xargs -r -d '\n' sha256sum -- <"$t.h" 2>/dev/null
+rm -f "$t" "$t.h"
 exit 0"#;
+
+/// What a host remembers of the files it hashed: path → (identity from [`STAT_SCRIPT`], sha256).
+pub type Digests = BTreeMap<String, (String, String)>;
+
+/// The shell line that hands [`STAT_SCRIPT`] the identities already known for `paths`.
+pub fn known_line(known: &Digests, paths: &[String]) -> String {
+    let lines: Vec<String> = paths
+        .iter()
+        .filter_map(|p| known.get(p).map(|(key, _)| format!("{key}|{p}")))
+        .collect();
+    format!("known={}\n", shell_quote(&lines.join("\n")))
+}
 
 /// The shell script that reads many systemd units' state in one round trip: one line per
 /// unit, `UNIT ENABLED ACTIVE` (systemctl's words, `unknown` when it printed nothing).
@@ -456,16 +489,28 @@ function out() { if (seen) { i++; e = uf != "" ? uf : (ls == "not-found" ? "not-
 k == "LoadState" { ls = v } k == "UnitFileState" { uf = v } k == "ActiveState" { as = v }
 END { out(); while (i < n) { i++; print N[i], "unknown", "unknown" } }'"#;
 
-/// Parse [`STAT_SCRIPT`]'s output for `paths`, in their order.
-pub fn parse_stat_output(text: &str, paths: &[String]) -> Option<Vec<Stat>> {
+/// Parse [`STAT_SCRIPT`]'s output for `paths`, in their order, with the digests it was told
+/// (`known`); also every regular file's (identity, sha256), to remember.
+pub fn parse_stat_output(
+    text: &str,
+    paths: &[String],
+    known: &Digests,
+) -> Option<(Vec<Stat>, Digests)> {
     let (stats, sums) = text
         .split_once("\n--\n")
         .or_else(|| text.strip_suffix("--\n").map(|s| (s, "")))?;
     let mut hashes = std::collections::HashMap::new();
+    let mut keys = std::collections::HashMap::new();
     for l in sums.lines() {
+        if let Some(r) = l.strip_prefix("K|") {
+            let (key, path) = r.split_once('|')?;
+            keys.insert(path.to_string(), key.to_string());
+            continue;
+        }
         let (sha, path) = l.split_once("  ")?;
         hashes.insert(path.to_string(), sha.to_string());
     }
+    let mut learned = Digests::new();
     let mut by_path = std::collections::HashMap::new();
     for l in stats.lines() {
         if let Some(p) = l.strip_prefix("O|") {
@@ -482,21 +527,34 @@ pub fn parse_stat_output(text: &str, paths: &[String]) -> Option<Vec<Stat>> {
                 mode,
                 owner: owner.to_string(),
             },
-            "regular file" | "regular empty file" => Stat::File {
-                mode,
-                owner: owner.to_string(),
-                sha256: hashes.get(*path)?.clone(),
-            },
+            "regular file" | "regular empty file" => {
+                let key = keys.get(*path)?;
+                let sha = match hashes.get(*path) {
+                    Some(sha) => sha.clone(),
+                    // Not hashed: the script found it as it was when hashed before.
+                    None => match known.get(*path) {
+                        Some((k, sha)) if k == key => sha.clone(),
+                        _ => return None,
+                    },
+                };
+                learned.insert(path.to_string(), (key.clone(), sha.clone()));
+                Stat::File {
+                    mode,
+                    owner: owner.to_string(),
+                    sha256: sha,
+                }
+            }
             _ => Stat::Other,
         };
         by_path.insert(path.to_string(), st);
     }
-    Some(
+    Some((
         paths
             .iter()
             .map(|p| by_path.get(p).cloned().unwrap_or(Stat::Missing))
             .collect(),
-    )
+        learned,
+    ))
 }
 
 /// The shell script behind `write_file` on hosts reached by command: data on stdin, written to
@@ -579,9 +637,11 @@ mod tests {
     #[test]
     fn stat_output_parses() {
         let paths: Vec<String> = ["/m", "/d", "/f", "/o"].map(String::from).to_vec();
-        let s = parse_stat_output(
-            "O|/o\nS|directory|700|root|/d\nS|regular file|600|etcd|/f\n--\nabc  /f\n",
+        let none = Digests::new();
+        let (s, learned) = parse_stat_output(
+            "O|/o\nS|directory|700|root|/d\nS|regular file|600|etcd|/f\n--\nK|3:7:1.0:1.0|/f\nabc  /f\n",
             &paths,
+            &none,
         )
         .unwrap();
         assert_eq!(s[0], Stat::Missing);
@@ -594,6 +654,51 @@ mod tests {
         );
         assert!(matches!(&s[2], Stat::File { mode: 0o600, sha256, .. } if sha256 == "abc"));
         assert_eq!(s[3], Stat::Other);
-        assert!(parse_stat_output("garbage", &paths).is_none());
+        assert_eq!(learned["/f"], ("3:7:1.0:1.0".into(), "abc".into()));
+        assert!(parse_stat_output("garbage", &paths, &none).is_none());
+        // Not hashed, and not known with that identity: no answer rather than a guess.
+        let unhashed = "S|regular file|600|etcd|/f\n--\nK|3:7:1.0:2.0|/f\n";
+        assert!(parse_stat_output(unhashed, &paths, &learned).is_none());
+        let same = "S|regular file|600|etcd|/f\n--\nK|3:7:1.0:1.0|/f\n";
+        let (s, _) = parse_stat_output(same, &paths, &learned).unwrap();
+        assert!(matches!(&s[2], Stat::File { sha256, .. } if sha256 == "abc"));
+    }
+
+    /// The real script: a file whose identity is known is not read again (a wrong remembered
+    /// digest shows through, proving it was not re-hashed); any change to it — content, even
+    /// rewritten with the same bytes — changes the identity and it is hashed again.
+    #[test]
+    fn stat_script_hashes_only_files_whose_identity_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("kubelet").display().to_string();
+        let g = d.path().join("with space").display().to_string();
+        std::fs::write(&f, b"v1").unwrap();
+        std::fs::write(&g, b"g").unwrap();
+        let paths = vec![f.clone(), g.clone()];
+        let run = |known: &Digests| {
+            let script = format!("{}{STAT_SCRIPT}", known_line(known, &paths));
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script, "sh"])
+                .args(&paths)
+                .output()
+                .unwrap();
+            parse_stat_output(&String::from_utf8_lossy(&out.stdout), &paths, known).unwrap()
+        };
+        let sha = |s: &Stat| match s {
+            Stat::File { sha256, .. } => sha256.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (s, mut learned) = run(&Digests::new());
+        assert_eq!(sha(&s[0]), sha256_hex(b"v1"));
+        assert_eq!(sha(&s[1]), sha256_hex(b"g"));
+        // Remembered with a digest that is not the file's: believed while the identity holds.
+        learned.get_mut(&f).unwrap().1 = "remembered".into();
+        let (s, _) = run(&learned);
+        assert_eq!(sha(&s[0]), "remembered", "not read again");
+        assert_eq!(sha(&s[1]), sha256_hex(b"g"));
+        // Written again (same size): a new identity, hashed again.
+        std::fs::write(&f, b"v2").unwrap();
+        let (s, _) = run(&learned);
+        assert_eq!(sha(&s[0]), sha256_hex(b"v2"));
     }
 }

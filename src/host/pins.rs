@@ -58,5 +58,6 @@ pub fn ssh_target(
         key: cluster.ssh_key.clone(),
         pinned: require(cluster, &node.name)?,
         connect_timeout,
+        digest_cache: Some(cluster.vm_dir(&node.name).join("digests")),
     })
 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use ssh_key::PublicKey;
 
-use super::{Cmd, Host, HostError, HostResult, Output, Probe, STAT_SCRIPT, Stat, WRITE_SCRIPT};
+use super::{
+    Cmd, Digests, Host, HostError, HostResult, Output, Probe, STAT_SCRIPT, Stat, WRITE_SCRIPT,
+};
 use crate::sshkeys;
 
 /// How to reach one node.
@@ -29,20 +31,40 @@ pub struct SshTarget {
     pub key: PathBuf,
     pub pinned: PublicKey,
     pub connect_timeout: Duration,
+    /// Where the digests of the node's files are remembered between runs (`sha key path`
+    /// lines); `None`: in memory only.
+    pub digest_cache: Option<PathBuf>,
 }
 
 pub struct SshHost {
     target: SshTarget,
     session: Mutex<Option<ssh2::Session>>,
+    digests: Mutex<Digests>,
+}
+
+/// The digest cache file's entries (unreadable lines are skipped: it is only a cache).
+fn load_digests(file: Option<&std::path::Path>) -> Digests {
+    let Some(text) = file.and_then(|f| std::fs::read_to_string(f).ok()) else {
+        return Digests::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (sha, rest) = l.split_once(' ')?;
+            let (key, path) = rest.split_once(' ')?;
+            Some((path.to_string(), (key.to_string(), sha.to_string())))
+        })
+        .collect()
 }
 
 impl SshHost {
     /// Connect now (so a wrong key or an unreachable node fails here, typed).
     pub fn connect(target: SshTarget) -> HostResult<Self> {
         let s = open(&target)?;
+        let digests = Mutex::new(load_digests(target.digest_cache.as_deref()));
         Ok(SshHost {
             target,
             session: Mutex::new(Some(s)),
+            digests,
         })
     }
 
@@ -79,6 +101,7 @@ impl SshHost {
             key: key.to_path_buf(),
             pinned: expected.clone(),
             connect_timeout: timeout,
+            digest_cache: None,
         })
     }
 
@@ -306,11 +329,49 @@ impl Host for SshHost {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        let o = self.check(&Cmd::script(STAT_SCRIPT, paths))?;
-        super::parse_stat_output(&o.stdout_text(), paths).ok_or_else(|| HostError::Io {
-            node: self.target.name.clone(),
-            what: format!("stat {} paths", paths.len()),
-            reason: format!("unexpected answer: {}", o.tail(3)),
-        })
+        let known = self.known_digests();
+        let script = format!("{}{STAT_SCRIPT}", super::known_line(&known, paths));
+        let o = self.check(&Cmd::script(&script, paths))?;
+        let (stats, learned) = super::parse_stat_output(&o.stdout_text(), paths, &known)
+            .ok_or_else(|| HostError::Io {
+                node: self.target.name.clone(),
+                what: format!("stat {} paths", paths.len()),
+                reason: format!("unexpected answer: {}", o.tail(3)),
+            })?;
+        self.remember_digests(learned);
+        Ok(stats)
+    }
+
+    fn known_digests(&self) -> Digests {
+        self.digests.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Kept in memory and, when the target names a file (the VM's directory on the
+    /// hypervisor), there too for the next run. Losing it only costs hashing again.
+    fn remember_digests(&self, learned: Digests) {
+        let Ok(mut d) = self.digests.lock() else {
+            return;
+        };
+        let before = d.len();
+        let mut changed = false;
+        for (path, v) in learned {
+            if d.get(&path) != Some(&v) {
+                d.insert(path, v);
+                changed = true;
+            }
+        }
+        if let Some(file) = &self.target.digest_cache
+            && (changed || d.len() != before)
+        {
+            let text: String = d
+                .iter()
+                .map(|(p, (k, sha))| format!("{sha} {k} {p}\n"))
+                .collect();
+            if let Err(e) =
+                crate::fsutil::write_atomic(file, text.as_bytes(), crate::fsutil::PUBLIC)
+            {
+                tracing::debug!("digest cache {}: {e:#}", file.display());
+            }
+        }
     }
 }

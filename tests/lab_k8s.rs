@@ -166,8 +166,14 @@ fn lab_kubernetes_cluster() {
         .expect("kubi-worker-02 is back");
     assert_eq!(w2["ready"], "Ready", "kubi-worker-02 Ready again");
 
-    lab.ok(&["destroy", "--all"]);
-    assert!(lab.domains().is_empty(), "destroy --all leaves no domain");
+    // destroy: no domain left; destroy --all: the lab and the work dir go too.
+    let out = lab.ok(&["destroy"]);
+    assert!(out.contains("removed 3 VM(s)"), "{out}");
+    assert!(lab.domains().is_empty(), "destroy leaves no domain");
+    let work = lab.cluster().cluster_dir();
+    let out = lab.ok(&["destroy", "--all"]);
+    assert!(out.contains("destroy: lab removed"), "{out}");
+    assert!(!work.exists(), "destroy --all removes {}", work.display());
     eprintln!(
         "TIMING lab_kubernetes_cluster: {:.0} s",
         start.elapsed().as_secs_f64()

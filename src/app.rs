@@ -31,8 +31,57 @@ pub fn parse_env(
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    // The original's `kubicluster <command> help` form: that command's help.
+    let mut args = args;
+    if args.len() == 3
+        && args[2] == "help"
+        && Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == typed[1] && !c.has_subcommands())
+    {
+        args[2] = "--help".into();
+    }
     let (translated, record) = crate::legacy::translate_recorded(args);
-    Cli::try_parse_from(translated).map_err(|e| explain(e, &typed, &record, env))
+    Cli::try_parse_from(translated)
+        .map_err(|e| explain(e, &typed, &record, env))
+        .map_err(with_hint)
+}
+
+/// clap's own errors as one line and a `help:` line, like every other refusal (help and version
+/// output, and a bare `kubicluster`, stay clap's).
+fn with_hint(f: ParseFailure) -> ParseFailure {
+    use clap::error::ErrorKind;
+    let ParseFailure::Clap(e) = f else {
+        return f;
+    };
+    if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return ParseFailure::Clap(e);
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let message = lines
+        .next()
+        .unwrap_or("the command line does not parse")
+        .trim_start_matches("error: ")
+        .to_string();
+    let usage = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .and_then(|u| u.split_whitespace().nth(1))
+        .filter(|c| !c.starts_with('[') && !c.starts_with('<') && !c.starts_with('-'))
+        .map(|c| format!("kubicluster {c} --help"))
+        .unwrap_or_else(|| "kubicluster --help".into());
+    let tip = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tip: "))
+        .map(|t| format!("{t}; "))
+        .unwrap_or_default();
+    let hint = if message.contains("'--dry-run'") && usage == "kubicluster up --help" {
+        "`kubicluster plan` shows every change `up` would make, without making it".to_string()
+    } else {
+        format!("{tip}see `{usage}`")
+    };
+    ParseFailure::Input { message, hint }
 }
 
 /// Subcommands (by name) that take `--long`.

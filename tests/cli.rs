@@ -912,3 +912,85 @@ fn a_broken_remembered_cluster_file_is_named_never_replaced_by_the_default() {
     .unwrap();
     check("cluster.yaml");
 }
+
+/// Every refusal of the command line is one line and a `help:` line (clap's own errors too),
+/// and the original's `kubicluster <command> help` prints that command's help.
+#[test]
+fn clap_errors_have_a_help_line_and_command_help_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, says, hint) in [
+        (
+            vec!["create-controllers", "--concurrency", "-1"],
+            "unexpected argument '-1'",
+            "help:",
+        ),
+        (
+            vec!["up", "--dry-run"],
+            "'--dry-run'",
+            "help: `kubicluster plan` shows every change `up` would make",
+        ),
+        (
+            vec!["status", "--frobnicate"],
+            "'--frobnicate'",
+            "help: see `kubicluster status --help`",
+        ),
+        (
+            vec!["create-vms", "--memory-mib", "lots"],
+            "invalid value 'lots'",
+            "help:",
+        ),
+        (vec!["no-such-command"], "no-such-command", "help:"),
+    ] {
+        let o = kubicluster(tmp.path(), &args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(says) && e.contains(hint), "{args:?}: {e}");
+        assert_eq!(
+            e.lines().filter(|l| !l.trim().is_empty()).count(),
+            2,
+            "{args:?}: one line and its help: {e}"
+        );
+    }
+    for cmd in ["cnc", "create-vms", "prepare", "up"] {
+        let o = kubicluster(tmp.path(), &[cmd, "help"]);
+        assert_eq!(o.status.code(), Some(0), "{cmd} help: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(&format!("Usage: kubicluster {cmd}")), "{out}");
+    }
+    assert!(!tmp.path().join("work").exists(), "nothing was created");
+}
+
+/// Several controllers and no load-balancer address: `validate` says every worker depends on
+/// the first controller; with an address, or one controller, it says nothing of the kind.
+#[test]
+fn several_controllers_without_a_load_balancer_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = [
+        "-c",
+        "kubi-controller-01,192.168.24.11,192.168.122.11",
+        "-c",
+        "kubi-controller-02,192.168.24.12,192.168.122.12",
+        "-w",
+        "kubi-worker-01,192.168.24.21,192.168.122.21",
+    ];
+    let o = kubicluster(tmp.path(), &[&["validate"][..], &nodes].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("warning: 2 controllers but no spec.kubernetes.apiServerLoadBalancerIP")
+            && stderr(&o).contains("the first controller (192.168.24.11)"),
+        "{}",
+        stderr(&o)
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubicluster"));
+    cmd.current_dir(tmp.path())
+        .env_clear()
+        .env("CONTROLLER_LB_IP", "192.168.24.10")
+        .arg("validate")
+        .args(nodes);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
+    let o = kubicluster(tmp.path(), &["validate"]);
+    assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
+}

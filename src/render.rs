@@ -43,6 +43,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/controller/kube-scheduler.yaml.j2"),
     ),
     (
+        "controller/audit-policy.yaml.j2",
+        include_str!("../templates/controller/audit-policy.yaml.j2"),
+    ),
+    (
+        "controller/admission.yaml.j2",
+        include_str!("../templates/controller/admission.yaml.j2"),
+    ),
+    (
         "controller/kube-apiserver-to-kubelet.yaml.j2",
         include_str!("../templates/controller/kube-apiserver-to-kubelet.yaml.j2"),
     ),

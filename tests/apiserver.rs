@@ -429,6 +429,25 @@ fn real_control_plane_on_loopback() {
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("plain-text-value"));
 
+    // The audit policy: the Secret's creation is logged with who did it, never its value.
+    let audit = std::fs::read_to_string(logs.join("audit.log")).unwrap();
+    let line = audit
+        .lines()
+        .find(|l| l.contains("\"resource\":\"secrets\"") && l.contains("\"name\":\"probe\""))
+        .unwrap_or_else(|| panic!("no audit line for the Secret:\n{audit}"));
+    assert!(
+        line.contains("\"level\":\"Metadata\"") && line.contains("\"username\":\"admin\""),
+        "{line}"
+    );
+    assert!(
+        !audit.contains("plain-text-value"),
+        "no Secret value in the audit log"
+    );
+    assert!(
+        audit.lines().any(|l| l.contains("\"level\":\"Request\"")),
+        "changes are logged with their request"
+    );
+
     // A Node (as a kubelet would register it), Ready; the scheduler binds a pod to it.
     let node = "kubi-worker-01";
     let (s, b) = c
@@ -468,6 +487,40 @@ fn real_control_plane_on_loopback() {
                 == 200
         },
     );
+    // Pod Security admission (the rendered admission config): baseline is enforced outside
+    // kube-system, so a privileged pod is refused in default and accepted in kube-system.
+    let privileged = |ns: &str| {
+        c.send(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/pods"),
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root-of-all"},
+                    "spec": {"containers": [{"name": "c", "image": "kubicluster.local/busybox:host",
+                                             "securityContext": {"privileged": true}}]}}),
+        )
+        .unwrap()
+    };
+    let (s, b) = privileged("default");
+    assert_eq!(s, 403, "{b}");
+    assert!(
+        b.contains("violates PodSecurity \\\"baseline:latest\\\""),
+        "{b}"
+    );
+    wait_for(
+        "default SA in kube-system",
+        Duration::from_secs(60),
+        &mut [],
+        || {
+            c.get("/api/v1/namespaces/kube-system/serviceaccounts/default")
+                .unwrap()
+                .0
+                == 200
+        },
+    );
+    let (s, b) = privileged("kube-system");
+    assert_eq!(s, 201, "kube-system is exempt: {b}");
+    c.delete("/api/v1/namespaces/kube-system/pods/root-of-all?gracePeriodSeconds=0")
+        .unwrap();
+
     // The node controller taints a node whose kubelet never posts; tolerate that here.
     let (s, b) = c
         .send(

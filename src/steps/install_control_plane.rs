@@ -85,6 +85,23 @@ impl Step for InstallControlPlane {
         for (f, units) in secret {
             want.secret(&format!("{K}/{f}"), cx.inputs.pki(f)?, units);
         }
+        for (path, template) in [
+            (
+                "/etc/kubernetes/config/audit-policy.yaml",
+                "controller/audit-policy.yaml.j2",
+            ),
+            (
+                "/etc/kubernetes/config/admission.yaml",
+                "controller/admission.yaml.j2",
+            ),
+        ] {
+            want.file(
+                path,
+                Blob::new(render::render(template, &())?),
+                0o644,
+                &[API],
+            );
+        }
         want.file(
             "/etc/kubernetes/config/kube-scheduler.yaml",
             Blob::new(render::render("controller/kube-scheduler.yaml.j2", &())?),

@@ -31,6 +31,22 @@ pub fn normalize(name: &str) -> String {
 /// `org.opencontainers.image.ref.name`) or docker `manifest.json` (`RepoTags`).
 /// `data` is the archive (read once by the caller, who also uploads it); `path` names it.
 pub fn names(data: &[u8], path: &Path) -> Result<Vec<String>> {
+    names_inside(data).map_err(|e| {
+        // The reason may quote bytes of the file: only printable ASCII reaches the terminal.
+        let reason: String = format!("{e:#}")
+            .chars()
+            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .take(160)
+            .collect();
+        anyhow::anyhow!(
+            "{}: not a readable image archive (an OCI or docker tar, as `ctr images export` or `docker save` write): {reason}",
+            path.display()
+        )
+    })
+}
+
+fn names_inside(data: &[u8]) -> Result<Vec<String>> {
+    anyhow::ensure!(!data.is_empty(), "the file is empty");
     let mut ar = tar::Archive::new(data);
     let (mut index, mut manifest) = (None, None);
     for e in ar.entries().context("read the archive")? {
@@ -74,8 +90,7 @@ pub fn names(data: &[u8], path: &Path) -> Result<Vec<String>> {
     out.dedup();
     if out.is_empty() {
         bail!(
-            "{}: no image name inside (an OCI archive needs an io.containerd.image.name annotation, a docker archive RepoTags)",
-            path.display()
+            "no image name inside (an OCI archive needs an io.containerd.image.name annotation, a docker archive RepoTags)"
         );
     }
     Ok(out)
@@ -188,6 +203,24 @@ pub fn oci_archive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corrupt_archive_is_named_and_no_raw_bytes_are_printed() {
+        let p = Path::new("/images/broken.tar");
+        let mut junk = vec![0xffu8, 0x1b, b'[', b'2', b'J', 0x07];
+        junk.extend(std::iter::repeat_n(0x9bu8, 600));
+        for data in [&b""[..], &junk[..], &b"not a tar at all, just text"[..]] {
+            let e = format!("{:#}", names(data, p).unwrap_err());
+            assert!(
+                e.starts_with("/images/broken.tar: not a readable image archive"),
+                "{e}"
+            );
+            assert!(
+                e.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+                "only printable text: {e:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_are_normalised_like_containerd() {

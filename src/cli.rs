@@ -92,7 +92,8 @@ pub enum Command {
     /// Each node's VM state, addresses, SSH reachability, its units and (where the API answers)
     /// readiness. Exit 3 when a node is not healthy.
     Status(StatusArgs),
-    /// The whole pipeline: (lab) → prepare → image if missing → cnc → create-vms → create-controllers.
+    /// The whole cluster: (lab) → artifacts → networks and pool → image if missing → cnc → create-vms
+    /// → create-controllers → create-workers (pod network, addons) → every node Ready → test.
     Up(UpArgs),
     /// A private libvirtd in a network namespace: a sandbox for the VMs (also used by the tests).
     Lab(LabArgs),

@@ -359,6 +359,27 @@ pub fn wait_healthz(url: &str, timeout: Duration) -> Result<()> {
     }
 }
 
+/// The HTTP status of a request made with no client certificate (the server's certificate is
+/// checked against `ca_pem`): what an anonymous caller gets.
+pub fn anonymous_status(url: &str, ca_pem: &[u8]) -> Result<u16> {
+    let roots = pem_certs(ca_pem)?;
+    let agent = ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .build(),
+        )
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let r = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    Ok(r.status().as_u16())
+}
+
 /// A Status object's message, or the text.
 fn message(text: &str) -> String {
     serde_json::from_str::<serde_json::Value>(text)

@@ -490,7 +490,7 @@ fn smoke_test_without_an_api_server_fails_plainly() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("FAIL  the API server is ready"), "{err}");
-    assert_eq!(err.matches("SKIP  ").count(), 12, "{err}");
+    assert_eq!(err.matches("SKIP  ").count(), 13, "{err}");
     assert!(
         err.contains("needs the API server") && err.contains("test: 1 check(s) failed"),
         "{err}"

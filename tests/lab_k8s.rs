@@ -67,6 +67,7 @@ fn lab_kubernetes_cluster() {
     assert!(out.contains("test: every check passed"), "{out}");
     for check in [
         "PASS  every worker is Ready",
+        "PASS  the kubelets refuse anonymous requests",
         "PASS  a pod runs under runc",
         "PASS  a pod runs on every worker",
         "PASS  pods reach each other across workers",

@@ -1,12 +1,14 @@
-//! `kubicluster test`: KTHW's smoke checks (lab 12) through the API as the admin, each printed
-//! as PASS/FAIL/SKIP with its reason: the API is ready; every worker is Ready; a pod runs under
-//! runc, and one under kata where a worker can run it; a web pod on every worker, and a pod on
-//! one worker fetching from a pod on another (the pod network across nodes); a ClusterIP
-//! Service reached by its DNS name (CoreDNS + kube-proxy); a container's logs read through the
-//! API (apiserver → kubelet: its serving certificate and the RBAC); a command run with `exec`
-//! and a pod's port reached with `port-forward` through the API (WebSocket streams, as kubectl
-//! does); the `kubernetes` service resolved through CoreDNS; a NodePort answering from the
-//! hypervisor; a Secret stored encrypted in etcd (read back through etcdctl on a controller: the value starts with `k8s:enc:`).
+//! `kubicluster test`: KTHW's smoke checks (lab 12) through the API as the admin, each printed as
+//! PASS/FAIL/SKIP with its reason: the API is ready; every worker is Ready; each kubelet answers an
+//! anonymous request with 401 (over TLS checked against the cluster CA); a pod runs under runc, and
+//! one under kata where a worker can run it; a web pod on every worker, and a pod on one worker
+//! fetching from a pod on another (the pod network across nodes); a ClusterIP Service reached by
+//! its DNS name (CoreDNS + kube-proxy); a container's logs read through the API (apiserver →
+//! kubelet: its serving certificate and the RBAC); a command run with `exec` and a pod's port
+//! reached with `port-forward` through the API (WebSocket streams, as kubectl does); the
+//! `kubernetes` service resolved through CoreDNS; a NodePort answering from the hypervisor; a
+//! Secret stored encrypted in etcd (read back through etcdctl on a controller: the value starts
+//! with `k8s:enc:`).
 //! Objects it creates live in the namespace `kubicluster-smoke`, deleted at the end.
 
 use std::time::{Duration, Instant};
@@ -218,6 +220,26 @@ fn checks(
         } else {
             Outcome::Fail(format!("not Ready: {}", not_ready.join(", ")))
         },
+    ));
+    // The kubelets' own API: no anonymous access (authentication.anonymous off, webhook
+    // authorization), and their serving certificates are the cluster CA's, for their IP.
+    let anonymous = (|| -> Result<String> {
+        let ca = std::fs::read(cluster.certs_dir().join("ca.pem")).context("ca.pem")?;
+        let mut seen = Vec::new();
+        for w in cluster.workers() {
+            let url = format!("https://{}:10250/pods", w.cluster_ip);
+            let status = crate::kubeapi::anonymous_status(&url, &ca)?;
+            anyhow::ensure!(
+                status == 401,
+                "{url} answered HTTP {status} to an anonymous GET"
+            );
+            seen.push(format!("{} 401", w.name));
+        }
+        Ok(seen.join(", "))
+    })();
+    out.push((
+        "the kubelets refuse anonymous requests".into(),
+        outcome(anonymous, |s| s),
     ));
     fresh_namespace(c)?;
     // runc
@@ -513,6 +535,7 @@ pub fn smoke(cluster: &Cluster, image: &str, wait: Duration) -> Result<Vec<(Stri
             ));
             for name in [
                 "every worker is Ready",
+                "the kubelets refuse anonymous requests",
                 "a pod runs under runc",
                 "a pod runs under kata",
                 "a pod runs on every worker",

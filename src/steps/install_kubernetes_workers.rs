@@ -100,4 +100,42 @@ impl Step for InstallKubernetesWorkers {
         }
         Ok(want)
     }
+
+    /// Where kubelet and kube-proxy were started: the kubelet registered its Node through the
+    /// API (its client certificate, the Node authorizer), and kube-proxy answers its healthz.
+    /// Readiness (the pod network, the runtime) is `up`'s wait, after every node step.
+    fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
+        if COMPONENTS
+            .iter()
+            .any(|c| super::missing_binary(cx, c).is_some())
+        {
+            return Ok(());
+        }
+        let timeout = std::time::Duration::from_secs(180);
+        let admin = cx.inputs.pki("admin.kubeconfig")?;
+        let client =
+            crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), None)?;
+        let path = format!("/api/v1/nodes/{}", node.name);
+        let start = std::time::Instant::now();
+        loop {
+            let last = match client.get(&path) {
+                Ok((200, _)) => break,
+                Ok((s, body)) => format!("HTTP {s}: {}", body.trim()),
+                Err(e) => format!("{e:#}"),
+            };
+            if start.elapsed() >= timeout {
+                anyhow::bail!(
+                    "the kubelet on {} did not register its Node within {} s ({last}); see `journalctl -u kubelet` there",
+                    node.name,
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+        crate::kubeapi::wait_healthz(
+            &format!("http://{}:10256/healthz", node.cluster_ip),
+            timeout,
+        )
+        .map_err(|e| anyhow::anyhow!("kube-proxy on {}: {e:#}", node.name))
+    }
 }

@@ -352,7 +352,6 @@ impl Host for SshHost {
         let Ok(mut d) = self.digests.lock() else {
             return;
         };
-        let before = d.len();
         let mut changed = false;
         for (path, v) in learned {
             if d.get(&path) != Some(&v) {
@@ -361,7 +360,7 @@ impl Host for SshHost {
             }
         }
         if let Some(file) = &self.target.digest_cache
-            && (changed || d.len() != before)
+            && changed
         {
             let text: String = d
                 .iter()

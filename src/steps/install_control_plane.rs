@@ -132,23 +132,15 @@ impl Step for InstallControlPlane {
     /// Where the control plane was started: the API server is ready (`/readyz`, which includes
     /// etcd) as the admin, and controller-manager and scheduler answer `/healthz`.
     fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
-        if COMPONENTS
-            .iter()
-            .any(|c| super::missing_binary(cx, c).is_some())
-        {
-            return Ok(());
-        }
-        let timeout = std::time::Duration::from_secs(180);
-        let admin = cx.inputs.pki("admin.kubeconfig")?;
         let server = format!(
             "https://{}:{}",
             node.cluster_ip, cx.cluster.kubernetes.api_server_port
         );
-        crate::kubeapi::Client::from_kubeconfig(
-            &String::from_utf8_lossy(&admin.data),
-            Some(&server),
-        )?
-        .wait_ready(timeout)?;
+        let Some(client) = super::admin_client_if_started(cx, &COMPONENTS, Some(&server))? else {
+            return Ok(());
+        };
+        let timeout = std::time::Duration::from_secs(180);
+        client.wait_ready(timeout)?;
         for (what, port) in [
             ("kube-controller-manager", 10257),
             ("kube-scheduler", 10259),

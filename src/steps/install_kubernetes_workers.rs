@@ -105,16 +105,10 @@ impl Step for InstallKubernetesWorkers {
     /// API (its client certificate, the Node authorizer), and kube-proxy answers its healthz.
     /// Readiness (the pod network, the runtime) is `up`'s wait, after every node step.
     fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
-        if COMPONENTS
-            .iter()
-            .any(|c| super::missing_binary(cx, c).is_some())
-        {
+        let Some(client) = super::admin_client_if_started(cx, &COMPONENTS, None)? else {
             return Ok(());
-        }
+        };
         let timeout = std::time::Duration::from_secs(180);
-        let admin = cx.inputs.pki("admin.kubeconfig")?;
-        let client =
-            crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), None)?;
         let path = format!("/api/v1/nodes/{}", node.name);
         let start = std::time::Instant::now();
         loop {

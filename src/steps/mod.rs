@@ -139,6 +139,20 @@ pub fn missing_binary(cx: &crate::engine::Cx, component: &str) -> Option<String>
     }
 }
 
+/// The admin's API client for a step's verification (at `server`, else the kubeconfig's), or
+/// `None` where one of `components` had no binary: nothing was started that could answer.
+pub fn admin_client_if_started(
+    cx: &crate::engine::Cx,
+    components: &[&str],
+    server: Option<&str>,
+) -> Result<Option<crate::kubeapi::Client>> {
+    if components.iter().any(|c| missing_binary(cx, c).is_some()) {
+        return Ok(None);
+    }
+    let admin = cx.inputs.pki("admin.kubeconfig")?;
+    crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), server).map(Some)
+}
+
 /// A worker cannot go without `component` (`what` in messages): an error when the run's
 /// artifacts lack it (`render`, which resolves none, goes on).
 pub fn require_binary(cx: &crate::engine::Cx, component: &str, what: &str) -> Result<()> {

@@ -10,7 +10,7 @@ KC := ./target/release/kubicluster
 
 # Debian packages: building, and the real-component test tiers.
 BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
-TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server
+TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server systemd
 BENCH_PKGS := golang-cfssl
 # The hypervisor (libvirt + QEMU from bookworm) and the image recipe. A newer qemu-utils may be
 # preinstalled and conflicts with bookworm's QEMU, hence qemu-utils/bookworm and --allow-downgrades.

@@ -84,6 +84,9 @@ pub enum Command {
     /// Smoke checks through the API: nodes Ready, pods under runc (and kata), DNS, a NodePort, a
     /// Secret encrypted in etcd. Each prints PASS/FAIL/SKIP with its reason.
     Test(SmokeArgs),
+    /// The CIS Kubernetes Benchmark's file and flag items on every node (kubicluster's own
+    /// checks): PASS, FAIL, or WAIVED with the reason kubicluster does otherwise.
+    Cis(CisArgs),
     /// Take a worker out: drain and delete it through the API (where one answers), destroy its
     /// VM and disk, remove its certificates.
     Remove(RemoveArgs),
@@ -308,6 +311,12 @@ pub struct DestroyArgs {
     /// Print what would be removed; remove nothing.
     #[arg(long, conflicts_with = "all")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CisArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
 }

@@ -497,6 +497,22 @@ fn smoke_test_without_an_api_server_fails_plainly() {
     );
 }
 
+/// `cis` before any VM exists: refused before any connection (no pinned host key), one line
+/// and a help line, nothing created.
+#[test]
+fn cis_without_vms_says_so_and_connects_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["cis"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: cis: kubi-controller-01: no pinned SSH host key")
+            && err.contains("\nhelp: "),
+        "{err}"
+    );
+    assert!(!tmp.path().join("work").exists(), "nothing created");
+}
+
 #[test]
 fn remove_refuses_controllers_and_unknown_nodes_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -5,7 +5,8 @@
 //! check (API ready, workers Ready, pods under runc on each worker and across them, a ClusterIP
 //! Service through kube-proxy and CoreDNS, logs, exec and port-forward through the API, DNS, a NodePort, a Secret
 //! encrypted in etcd); nothing is left "NOT started" but kata (no nested virtualisation here).
-//! `status` shows Kubernetes' own view; a second `up` changes and restarts nothing;
+//! `status` shows Kubernetes' own view; `cis` finds every CIS file and flag item in place (the
+//! sandboxed units run, etcd as its own user); a second `up` changes and restarts nothing;
 //! `remove kubi-worker-02` drains it and deletes its Node through the API; `up` brings it back
 //! Ready and `test` passes again. calico-node and kata do not run here (no BIRD build, no nested
 //! virtualisation): checked by content in tests/render.rs.
@@ -126,6 +127,22 @@ fn lab_kubernetes_cluster() {
         out.contains("kubernetes v1.37.2: /readyz ok, etcd ok, nodes Ready 2/2"),
         "{out}"
     );
+
+    // The CIS benchmark's file and flag items hold on every node (the sandboxed units run:
+    // etcd as its own user), with only the documented waivers.
+    let cis = lab.ok(&["cis"]);
+    for item in [
+        "kubi-controller-01: PASS    1.1.12 etcd data directory owned by etcd:etcd",
+        "kubi-controller-01: PASS    kc.1 etcd runs as its own user",
+        "kubi-controller-01: PASS    1.1.20-21 PKI certificates and keys 600",
+        "kubi-controller-01: PASS    1.2.15 apiserver --profiling is false",
+        "kubi-controller-01: PASS    1.2.18 apiserver --audit-log-maxbackup is 10 or more",
+        "kubi-worker-02: PASS    4.1.9-10 kubelet config file 600 root:root",
+        "kubi-worker-02: PASS    4.2.1 kubelet anonymous auth is off",
+        " 0 fail, 7 waived on purpose",
+    ] {
+        assert!(cis.contains(item), "{item}:\n{cis}");
+    }
 
     // A second `up`: nothing to change, nothing restarted, the test passes again.
     let t = std::time::Instant::now();

@@ -328,3 +328,63 @@ fn worker_files_by_content_in_both_cni_modes() {
         }
     }
 }
+
+/// Every unit kubicluster writes is rated by `systemd-analyze security` (offline, on the rendered
+/// file) and none may rate worse than tests/fixtures/unit-exposure.txt records; every unit
+/// rendered is in that table. That the sandboxed units still run is shown in tests/lab_k8s.rs.
+#[test]
+#[allow(clippy::print_stderr)] // each unit's score, in the test's output
+fn no_unit_is_less_sandboxed_than_recorded() {
+    let analyze = which("systemd-analyze")
+        .expect("systemd-analyze is missing: install the `systemd` package (make test-deps does)");
+    let table = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unit-exposure.txt"),
+    )
+    .unwrap();
+    let (_tmp, out) = render(1, &["--cni", "bridge"]);
+    let mut seen = BTreeSet::new();
+    for l in table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let [node, unit, max]: [&str; 3] = l
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap_or_else(|_| panic!("bad fixture line {l:?}"));
+        let max: f64 = max.parse().unwrap();
+        let o = Command::new(&analyze)
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(format!("--root={}", out.join(node).display()))
+            .arg(unit)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split_once(&format!("exposure level for {unit}: ")))
+            .and_then(|(_, s)| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{node} {unit}: no exposure in systemd-analyze's output: {text}{}",
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            });
+        eprintln!("{node} {unit}: exposure {score} (recorded {max})");
+        assert!(
+            score <= max,
+            "{node} {unit}: exposure rose to {score} (recorded {max}); sandbox it again or justify the new figure in tests/fixtures/unit-exposure.txt"
+        );
+        seen.insert((node.to_string(), unit.to_string()));
+    }
+    for node in ["kubi-controller-01", "kubi-worker-01"] {
+        for e in std::fs::read_dir(out.join(node).join("etc/systemd/system")).unwrap() {
+            let unit = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                seen.contains(&(node.to_string(), unit.clone())),
+                "{node} {unit} is not in tests/fixtures/unit-exposure.txt"
+            );
+        }
+    }
+}

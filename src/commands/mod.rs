@@ -2,6 +2,7 @@
 //! how a command works.
 
 pub mod artifacts;
+pub mod cis;
 pub mod cnc;
 pub mod controllers;
 pub mod converge;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use super::desired::Desired;
+use super::desired::{Desired, UNIT_MODE};
 use crate::host::{Cmd, Host, HostError, HostResult, Stat};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -213,7 +213,7 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
     }
     let mut reload = false;
     for (u, st) in want.units.iter().zip(unit_stats) {
-        let differs = !matches!(st, Stat::File { sha256, mode, .. } if *sha256 == u.file.sha256 && *mode == 0o644);
+        let differs = !matches!(st, Stat::File { sha256, mode, .. } if *sha256 == u.file.sha256 && *mode == UNIT_MODE);
         if differs {
             reload = true;
             because.push((u.name.clone(), u.path()));
@@ -326,7 +326,7 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
             if let Some(f) = want.files.iter().find(|f| f.path == *path) {
                 host.write_file(path, &f.content.data, f.mode, &f.owner)?;
             } else if let Some(u) = want.units.iter().find(|u| u.path() == *path) {
-                host.write_file(path, &u.file.data, 0o644, "root")?;
+                host.write_file(path, &u.file.data, UNIT_MODE, "root")?;
             }
         }
         Change::Run { what } | Change::RunAfter { what } => {

@@ -67,7 +67,7 @@ impl Step for InstallControlPlane {
             ("front-proxy-client.pem", &[API]),
         ];
         for (f, units) in public {
-            want.file(&format!("{K}/{f}"), cx.inputs.pki(f)?, 0o644, units);
+            want.file(&format!("{K}/{f}"), cx.inputs.pki(f)?, 0o600, units);
         }
         let mut secret: Vec<(&str, &[&str])> = vec![
             ("kubernetes-key.pem", &[API]),
@@ -98,14 +98,14 @@ impl Step for InstallControlPlane {
             want.file(
                 path,
                 Blob::new(render::render(template, &())?),
-                0o644,
+                0o600,
                 &[API],
             );
         }
         want.file(
             "/etc/kubernetes/config/kube-scheduler.yaml",
             Blob::new(render::render("controller/kube-scheduler.yaml.j2", &())?),
-            0o644,
+            0o600,
             &[sched],
         );
         let etcd_servers: Vec<String> = c

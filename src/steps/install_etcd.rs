@@ -94,11 +94,29 @@ impl Step for InstallEtcd {
         let bin = bin_dir(cx);
         let mut want = Desired::default();
         want.dir("/etc/etcd", 0o700).dir(DATA, 0o700);
+        // etcd runs as its own system user (the unit's User=); systemd gives it the data dir.
+        want.command(GuardedCmd {
+            what: "create the system user etcd".into(),
+            check: Cmd::new(["getent", "passwd", "etcd"]),
+            run: Cmd::new([
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                DATA,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "etcd",
+            ]),
+            restarts: vec![UNIT.into()],
+            after_units: false,
+        });
         super::install_artifact(&mut want, cx.inputs.artifact("etcd"), &[UNIT]);
         want.file(
             "/etc/etcd/etcd-ca.pem",
             cx.inputs.pki("etcd-ca.pem")?,
-            0o644,
+            0o600,
             &[UNIT],
         );
         for (kind, file) in [("server", "server"), ("peer", "peer")] {
@@ -106,7 +124,7 @@ impl Step for InstallEtcd {
             want.file(
                 &format!("/etc/etcd/{file}.pem"),
                 cx.inputs.pki(&format!("{base}.pem"))?,
-                0o644,
+                0o600,
                 &[UNIT],
             );
             want.secret(
@@ -143,7 +161,7 @@ impl Step for InstallEtcd {
                 token: c.etcd.cluster_token.clone(),
             },
         )?;
-        want.file("/etc/etcd/bootstrap.env", Blob::new(env), 0o644, &[]);
+        want.file("/etc/etcd/bootstrap.env", Blob::new(env), 0o600, &[]);
         want.files.last_mut().expect("pushed").create_only = true;
         if joining {
             let endpoints: Vec<String> = with_data.iter().map(|m| client_url(c, m)).collect();

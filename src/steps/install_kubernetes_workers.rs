@@ -33,11 +33,11 @@ impl Step for InstallKubernetesWorkers {
         want.dir("/var/lib/kubelet", 0o700)
             .dir("/var/lib/kube-proxy", 0o700);
         let pki = |f: &str| cx.inputs.pki(f);
-        want.file("/var/lib/kubelet/ca.pem", pki("ca.pem")?, 0o644, &[KUBELET]);
+        want.file("/var/lib/kubelet/ca.pem", pki("ca.pem")?, 0o600, &[KUBELET]);
         want.file(
             "/var/lib/kubelet/kubelet.pem",
             pki(&format!("{}.pem", node.name))?,
-            0o644,
+            0o600,
             &[KUBELET],
         );
         want.secret(
@@ -69,7 +69,7 @@ impl Step for InstallKubernetesWorkers {
                     "pod_cidr": pod_cidr,
                 }),
             )?),
-            0o644,
+            0o600,
             &[KUBELET],
         );
         want.file(
@@ -81,7 +81,7 @@ impl Step for InstallKubernetesWorkers {
                     "name": node.name,
                 }),
             )?),
-            0o644,
+            0o600,
             &[PROXY],
         );
         let kata = super::install_containerd::kata_usable(cx, node)?.is_ok();

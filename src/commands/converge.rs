@@ -279,6 +279,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
             images,
         },
         facts: Default::default(),
+        prefetched: Default::default(),
     });
     let opts = engine::Options {
         dry_run: run.dry_run,

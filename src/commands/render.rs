@@ -62,6 +62,7 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
             images: Vec::new(),
         },
         facts: Default::default(),
+        prefetched: Default::default(),
     });
     let dest = OutDir::inspect(&args.out)?;
     let staging = dest.staging()?;

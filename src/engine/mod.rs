@@ -13,6 +13,7 @@ pub mod fanout;
 pub mod hv;
 pub mod journal;
 pub mod plan;
+pub mod prefetch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,9 +34,11 @@ pub struct Cx {
     pub cluster: Cluster,
     pub hosts: BTreeMap<String, Arc<dyn Host>>,
     pub inputs: crate::steps::Inputs,
-    /// Facts read from the nodes during one step (which controllers hold etcd data, can a
-    /// worker run kata), shared by that step's nodes; cleared when the next step starts.
+    /// Facts read from the nodes (which controllers hold etcd data, can a worker run kata),
+    /// shared by a step's nodes; cleared when a step starts after a change was applied.
     pub facts: std::sync::Mutex<BTreeMap<String, String>>,
+    /// What [`prefetch::prefetch`] read for the whole run, until the first change.
+    pub prefetched: prefetch::Prefetched,
 }
 
 impl Cx {
@@ -49,6 +52,7 @@ impl Cx {
             hosts,
             inputs,
             facts: Default::default(),
+            prefetched: Default::default(),
         }
     }
 
@@ -193,12 +197,15 @@ fn work_one(step: &dyn Step, cx: &Cx, node: &Node, opts: &Options) -> NodeReport
             .chain(want.notes.iter().cloned())
             .collect();
         let host = cx.host(&node.name)?;
-        r.changes = plan::plan(host.as_ref(), &want)?;
+        r.changes = plan::plan_with(host.as_ref(), &want, Some(&cx.prefetched))?;
         for c in &r.changes {
             tracing::info!(node = %node.name, step = step.name(), dry_run = opts.dry_run, "{c}");
         }
         if opts.dry_run {
             return Ok(());
+        }
+        if !r.changes.is_empty() {
+            cx.prefetched.mark_changed();
         }
         r.applied = match plan::apply(host.as_ref(), &want, &r.changes, &opts.cancel) {
             Ok(n) => n,
@@ -226,6 +233,10 @@ fn work_one(step: &dyn Step, cx: &Cx, node: &Node, opts: &Options) -> NodeReport
             tracing::debug!(node = %node.name, step = step.name(), "unchanged: not re-verified");
             return Ok(());
         }
+        if step.verify_unchanged() {
+            // Its verification does work (an apply, a copy): later steps read afresh.
+            cx.prefetched.mark_changed();
+        }
         step.verify(cx, node)
     })();
     if let Err(e) = result {
@@ -249,12 +260,16 @@ pub fn run(
         ..Report::default()
     };
     let of = steps.len();
+    prefetch::prefetch(&cx, &steps);
     for (index, step) in steps.into_iter().enumerate() {
         if opts.cancel.load(Ordering::SeqCst) {
             report.interrupted = true;
             break;
         }
-        cx.facts.lock().expect("facts lock").clear();
+        // Facts read before any change are still true; after one, each step reads again.
+        if cx.prefetched.changed() {
+            cx.facts.lock().expect("facts lock").clear();
+        }
         let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();
         progress(Event::StepStarted {
             step: step.name(),

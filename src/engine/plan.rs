@@ -109,11 +109,10 @@ fn octal(m: u32) -> String {
     format!("{m:04o}")
 }
 
-/// Read the node and list what differs from `want`, in apply order.
-pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
-    // One round trip reads the guards, the units and every path but the commands' payloads
-    // (a package to install matters only when its command will run: read in a second round
-    // trip, only then).
+/// What a plan of `want` reads in its one round trip: the guards, the units and every path but
+/// the commands' payloads (a package to install matters only when its command will run: read
+/// in a second round trip, only then).
+pub fn probe_inputs(want: &Desired) -> (Vec<Cmd>, Vec<String>, Vec<String>) {
     let checks: Vec<Cmd> = want.commands.iter().map(|c| c.check.clone()).collect();
     let unit_names: Vec<String> = want.units.iter().map(|u| u.name.clone()).collect();
     let mut paths: Vec<String> = want.dirs.iter().map(|d| d.path.clone()).collect();
@@ -124,7 +123,25 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
             .map(|f| f.path.clone()),
     );
     paths.extend(want.units.iter().map(|u| u.path()));
-    let probe = host.probe(&checks, &unit_names, &paths)?;
+    (checks, unit_names, paths)
+}
+
+/// Read the node and list what differs from `want`, in apply order.
+pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
+    plan_with(host, want, None)
+}
+
+/// [`plan`], answered from what [`super::prefetch`] read where it can.
+pub fn plan_with(
+    host: &dyn Host,
+    want: &Desired,
+    prefetched: Option<&super::prefetch::Prefetched>,
+) -> HostResult<Vec<Change>> {
+    let (checks, unit_names, paths) = probe_inputs(want);
+    let probe = match prefetched.and_then(|p| p.probe(host.name(), &checks, &unit_names, &paths)) {
+        Some(p) => p,
+        None => host.probe(&checks, &unit_names, &paths)?,
+    };
     let to_run: BTreeSet<String> = want
         .commands
         .iter()
@@ -219,11 +236,13 @@ pub fn plan(host: &dyn Host, want: &Desired) -> HostResult<Vec<Change>> {
             because.push((u.name.clone(), u.path()));
             changes.push(Change::WriteFile {
                 path: u.path(),
-                mode: "0644".into(),
-                reason: if matches!(st, Stat::Missing) {
-                    "missing".into()
-                } else {
-                    "content differs".into()
+                mode: octal(UNIT_MODE),
+                reason: match st {
+                    Stat::Missing => "missing".into(),
+                    Stat::File { sha256, mode, .. } if *sha256 == u.file.sha256 => {
+                        format!("mode {} → {}", octal(*mode), octal(UNIT_MODE))
+                    }
+                    _ => "content differs".into(),
                 },
                 secret: false,
             });

@@ -99,6 +99,7 @@ fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
             .collect(),
         inputs: Default::default(),
         facts: Default::default(),
+        prefetched: Default::default(),
     })
 }
 
@@ -172,8 +173,8 @@ fn dry_run_predicts_the_run_changes_nothing_and_a_second_run_plans_nothing() {
             "write /etc/demo/demo.conf (0644): missing",
             "write /etc/demo/key.pem (0600, secret): missing",
             "write /etc/demo/other.conf (0644): missing",
-            "write /etc/systemd/system/demo.service (0644): missing",
-            "write /etc/systemd/system/other.service (0644): missing",
+            "write /etc/systemd/system/demo.service (0600): missing",
+            "write /etc/systemd/system/other.service (0600): missing",
             "run: install demo package",
             "systemctl daemon-reload",
             "enable demo.service",
@@ -364,5 +365,96 @@ fn an_unchanged_node_is_verified_only_after_a_run_that_stopped() {
             if always { 3 } else { 2 },
             "after a stopped run: checked"
         );
+    }
+}
+
+/// A second step with its own files and unit, for runs of several steps.
+struct Second;
+
+impl Step for Second {
+    fn name(&self) -> &'static str {
+        "install_second"
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().collect()
+    }
+    fn desired(&self, _cx: &Cx, _node: &Node) -> Result<Desired> {
+        let mut d = Desired::default();
+        d.dir("/etc/second", 0o755)
+            .file(
+                "/etc/second/s.conf",
+                Blob::new("s"),
+                0o644,
+                &["second.service"],
+            )
+            .unit(UnitSpec {
+                name: "second.service".into(),
+                file: Blob::new("[Service]\nExecStart=/usr/bin/second\n"),
+                enable: true,
+                start: true,
+                no_block: false,
+                not_started: None,
+            });
+        Ok(d)
+    }
+}
+
+fn reads(log: &[String]) -> usize {
+    log.iter().filter(|l| l.starts_with("stat ")).count()
+}
+
+#[test]
+fn a_converged_run_reads_each_node_once_and_a_change_makes_later_steps_read_again() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    let steps = |config: &str| -> Vec<Arc<dyn Step>> {
+        vec![
+            Arc::new(Demo {
+                config: config.into(),
+            }),
+            Arc::new(Second),
+        ]
+    };
+    let first = run(cx(&c, &hosts), steps("a=1"), &Options::default(), |_| {});
+    assert!(first.failed().is_empty(), "{:?}", first.failed());
+    for h in hosts.values() {
+        h.take_log();
+    }
+    // Converged: the whole run plans from one read per node.
+    let again = run(cx(&c, &hosts), steps("a=1"), &Options::default(), |_| {});
+    assert_eq!(again.changes(), 0, "{:?}", again.nodes);
+    for h in hosts.values() {
+        let log = h.take_log();
+        assert_eq!(
+            reads(&log),
+            1,
+            "one stat round trip for both steps: {log:?}"
+        );
+        assert!(writes(&log).is_empty(), "{log:?}");
+    }
+    // A change in the first step: the second step reads its node again (and still finds
+    // nothing to do), so it never plans from a read older than the change.
+    let changed = run(cx(&c, &hosts), steps("a=2"), &Options::default(), |_| {});
+    assert!(changed.failed().is_empty(), "{:?}", changed.failed());
+    let by_step = |step: &str| -> usize {
+        changed
+            .nodes
+            .iter()
+            .filter(|n| n.step == step)
+            .map(|n| n.changes.len())
+            .sum()
+    };
+    assert!(by_step("install_demo") > 0);
+    assert_eq!(by_step("install_second"), 0);
+    for h in hosts.values() {
+        let log = h.take_log();
+        let last_write = log.iter().rposition(|l| l.starts_with("write ")).unwrap();
+        assert!(
+            log[last_write..].iter().any(|l| l.starts_with("stat ")),
+            "the second step read the node after the change: {log:?}"
+        );
+        // The prefetch and the second step; the first step reads again only on a node that
+        // planned after another node's change (they run at once).
+        assert!((2..=3).contains(&reads(&log)), "{log:?}");
     }
 }

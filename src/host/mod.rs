@@ -558,7 +558,9 @@ pub fn parse_stat_output(
 }
 
 /// The shell script behind `write_file` on hosts reached by command: data on stdin, written to
-/// a temp file next to the target, fsynced, given mode and owner, renamed over the target.
+/// a temp file next to the target, fsynced, given mode and owner, renamed over the target; then
+/// the file's identity as [`STAT_SCRIPT`] prints it (`K|size:inode:mtime:ctime`), so the host
+/// remembers the digest of what it wrote and the next plan need not read the file back.
 pub const WRITE_SCRIPT: &str = r#"set -e
 t="$(dirname "$1")/.$(basename "$1").kubicluster-tmp"
 trap 'rm -f "$t"' EXIT
@@ -568,7 +570,18 @@ chmod "$2" "$t"
 chown "$3" "$t"
 sync "$t" 2>/dev/null || sync
 mv -f "$t" "$1"
-trap - EXIT"#;
+trap - EXIT
+stat -L -c 'K|%s:%i:%.9Y:%.9Z' -- "$1" 2>/dev/null || true"#;
+
+/// The identity [`WRITE_SCRIPT`] printed for the file it wrote.
+pub fn written_identity(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("K|"))
+        .map(|k| k.trim().to_string())
+        .filter(|k| k.split(':').count() == 4)
+}
 
 /// sha256 of bytes, lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -700,5 +713,30 @@ mod tests {
         std::fs::write(&f, b"v2").unwrap();
         let (s, _) = run(&learned);
         assert_eq!(sha(&s[0]), sha256_hex(b"v2"));
+        // Written by WRITE_SCRIPT: the identity it prints is the one the next stat sees, so
+        // what was written is known without reading it back.
+        let owner = String::from_utf8(
+            std::process::Command::new("id")
+                .arg("-un")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let mut w = std::process::Command::new("sh")
+            .args(["-c", WRITE_SCRIPT, "sh", &f, "640", owner.trim()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        w.stdin.take().unwrap().write_all(b"v3").unwrap();
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let key = written_identity(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let mut known = Digests::new();
+        known.insert(f.clone(), (key, "as written".into()));
+        let (s, _) = run(&known);
+        assert_eq!(sha(&s[0]), "as written", "the written identity holds");
     }
 }

@@ -305,7 +305,7 @@ impl Host for SshHost {
     fn write_file(&self, path: &str, data: &[u8], mode: u32, owner: &str) -> HostResult<()> {
         let cmd =
             Cmd::script(WRITE_SCRIPT, [path, &format!("{mode:o}"), owner]).stdin(data.to_vec());
-        self.check(&cmd).map(|_| ()).map_err(|e| match e {
+        let out = self.check(&cmd).map_err(|e| match e {
             HostError::Exec {
                 node, stderr_tail, ..
             } => HostError::Io {
@@ -314,7 +314,14 @@ impl Host for SshHost {
                 reason: stderr_tail,
             },
             other => other,
-        })
+        })?;
+        // What was just written need not be read back by the next plan.
+        if let Some(key) = super::written_identity(&out.stdout_text()) {
+            let mut learned = Digests::new();
+            learned.insert(path.to_string(), (key, super::sha256_hex(data)));
+            self.remember_digests(learned);
+        }
+        Ok(())
     }
 
     fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {

@@ -90,6 +90,7 @@ fn run(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Report {
             ..Default::default()
         },
         facts: Default::default(),
+        prefetched: Default::default(),
     });
     let r = engine::run(cx, super::workers(None), &Options::default(), |_| {});
     assert!(r.failed().is_empty(), "{:?}", engine::failure_summary(&r));

@@ -73,6 +73,7 @@ fn converge(nodes: usize, delay: Duration, concurrency: usize) -> f64 {
         hosts,
         inputs: Default::default(),
         facts: Default::default(),
+        prefetched: Default::default(),
     });
     let opts = Options {
         concurrency,

@@ -68,13 +68,7 @@ fn converge(nodes: usize, delay: Duration, concurrency: usize) -> f64 {
             (n.name.clone(), Arc::new(h) as Arc<dyn Host>)
         })
         .collect();
-    let cx = Arc::new(Cx {
-        cluster,
-        hosts,
-        inputs: Default::default(),
-        facts: Default::default(),
-        prefetched: Default::default(),
-    });
+    let cx = Arc::new(Cx::new(cluster, hosts, Default::default()));
     let opts = Options {
         concurrency,
         ..Default::default()

@@ -270,17 +270,15 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         Vec::new()
     };
     let hosts = connect_all(cluster, &nodes)?;
-    let cx = Arc::new(Cx {
-        cluster: cluster.clone(),
+    let cx = Arc::new(Cx::new(
+        cluster.clone(),
         hosts,
-        inputs: Inputs {
+        Inputs {
             pki: Inputs::load_pki(cluster)?,
             artifacts: Some(artifacts),
             images,
         },
-        facts: Default::default(),
-        prefetched: Default::default(),
-    });
+    ));
     let opts = engine::Options {
         dry_run: run.dry_run,
         concurrency: run.concurrency,

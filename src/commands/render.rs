@@ -53,17 +53,15 @@ pub fn run(ctx: &mut Ctx, args: &RenderArgs) -> Result<()> {
             .hint("run `kubicluster cnc` first (render reads the certificates, it never makes them)")
             .into());
     }
-    let cx = Arc::new(Cx {
-        cluster: cluster.clone(),
-        hosts: BTreeMap::new(),
-        inputs: Inputs {
+    let cx = Arc::new(Cx::new(
+        cluster.clone(),
+        BTreeMap::new(),
+        Inputs {
             pki,
             artifacts: None,
             images: Vec::new(),
         },
-        facts: Default::default(),
-        prefetched: Default::default(),
-    });
+    ));
     let dest = OutDir::inspect(&args.out)?;
     let staging = dest.staging()?;
     let rendered = render_into(&cx, &cluster, &args.nodes, &staging);

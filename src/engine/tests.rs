@@ -91,16 +91,14 @@ fn fakes(c: &Cluster) -> BTreeMap<String, Arc<FakeHost>> {
 }
 
 fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
-    Arc::new(Cx {
-        cluster: c.clone(),
-        hosts: hosts
+    Arc::new(Cx::new(
+        c.clone(),
+        hosts
             .iter()
             .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Host>))
             .collect(),
-        inputs: Default::default(),
-        facts: Default::default(),
-        prefetched: Default::default(),
-    })
+        Default::default(),
+    ))
 }
 
 fn run_demo(

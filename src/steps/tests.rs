@@ -79,19 +79,17 @@ fn fake(c: &Cluster, name: &str) -> FakeHost {
 }
 
 fn run(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Report {
-    let cx = Arc::new(Cx {
-        cluster: c.clone(),
-        hosts: hosts
+    let cx = Arc::new(Cx::new(
+        c.clone(),
+        hosts
             .iter()
             .map(|(k, v)| (k.clone(), v.clone() as Arc<dyn Host>))
             .collect(),
-        inputs: super::Inputs {
+        super::Inputs {
             pki: super::Inputs::load_pki(c).unwrap(),
             ..Default::default()
         },
-        facts: Default::default(),
-        prefetched: Default::default(),
-    });
+    ));
     let r = engine::run(cx, super::workers(None), &Options::default(), |_| {});
     assert!(r.failed().is_empty(), "{:?}", engine::failure_summary(&r));
     r

@@ -112,6 +112,62 @@ pub fn all() -> Vec<Component> {
                     "1.33.11",
                     "4a3d265ee760ee4490b55989e5c3d87deffefa86a6f100f2a7453d353a1ae255"
                 ),
+                (
+                    "1.35.0",
+                    "2f4ed7778681649b81244426c29c5d98df60ccabf83d561d69e61c1cbb943ddf"
+                ),
+                (
+                    "1.35.1",
+                    "e7343310e03ff0d424df4397bdfa4468947d6d1f0f93dac586c1e8d6e4086d5d"
+                ),
+                (
+                    "1.35.2",
+                    "20887f461c0de96b0cb14c7af6b897f92d424ac078f8642f98e83ef52a0bf03e"
+                ),
+                (
+                    "1.35.3",
+                    "28d570423eaad5f1f5658a646bd8c015c786c95d62ffaf14bf35fa0c4326fa05"
+                ),
+                (
+                    "1.35.4",
+                    "983a6ba5a49823dcdd745c674e5e2416377dd27d6ad1b42d2befa0fb961a19f6"
+                ),
+                (
+                    "1.35.5",
+                    "4ba1f892bd52fdae7cd2abb1b1111054ff274c71f88af0a85fd9f1107e8d46c8"
+                ),
+                (
+                    "1.35.6",
+                    "f320e9485cdb8fd190ab45efd3c3e29f6fcf4ad1a4c610a058d8f0b6bcd34a3a"
+                ),
+                (
+                    "1.35.7",
+                    "e48cbb9c62351aa95f455bdae3c9a9e9d7d644027c231ade7a67b868b2be3258"
+                ),
+                (
+                    "1.35.8",
+                    "6971b9f95e54dbed67a2271abe6e78f8cc2894494649f3cf39e4b25a82dca923"
+                ),
+                (
+                    "1.36.0",
+                    "d857082946c28493e8fdc52227feabd962e0e0900b6c6e4f6510168043b79dd4"
+                ),
+                (
+                    "1.36.1",
+                    "7efa1780c73d9fb3a464002864e582eb2d15aa691e475eaae323093d08feae14"
+                ),
+                (
+                    "1.36.2",
+                    "3ba68cb4f0906053c08ab843131d5cec559cf8c718dbd679950a078b306abbb4"
+                ),
+                (
+                    "1.36.3",
+                    "46707a53209f826ad0f0d62371ac69cd00e78fd9a8176cf5f6f87f18f7f8b718"
+                ),
+                (
+                    "1.36.4",
+                    "cf2562db46c48ab84cc3791540778ee7fb1a0a008529adbb434723dd02ed8b4b"
+                ),
             ]
         ),
         k8s_binary!("kube-proxy"),

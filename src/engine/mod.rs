@@ -82,6 +82,11 @@ pub trait Step: Send + Sync {
     fn name(&self) -> &'static str;
     /// The nodes it acts on.
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
+    /// The catalogue components (`etcd`, `kubelet`, …) it installs, made ready on the
+    /// hypervisor before any node changes.
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        Vec::new()
+    }
     /// What `node` should look like. May read facts from any host of `cx` (never write).
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired>;
     /// After apply: is it really working? (KTHW's "Verification"). Not run on dry runs, nor

@@ -155,6 +155,13 @@ impl Step for InstallAddons {
         "install_addons"
     }
 
+    fn artifacts(&self, cluster: &Cluster) -> Vec<&'static str> {
+        match cluster.cni {
+            crate::spec::Cni::Calico => vec!["calico"],
+            crate::spec::Cni::Bridge => Vec::new(),
+        }
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().take(1).collect()
     }

@@ -42,6 +42,10 @@ impl Step for InstallCni {
         "install_cni"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        vec!["cni-plugins"]
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         match cluster.cni {
             Cni::Bridge => cluster.nodes.iter().collect(),

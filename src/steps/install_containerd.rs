@@ -100,6 +100,10 @@ impl Step for InstallContainerd {
         "install_containerd"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        vec!["containerd"]
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.workers().collect()
     }

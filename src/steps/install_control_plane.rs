@@ -39,6 +39,10 @@ impl Step for InstallControlPlane {
         "install_kubernetes_controllers"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        COMPONENTS.to_vec()
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().collect()
     }

@@ -85,6 +85,10 @@ impl Step for InstallEtcd {
         "install_etcd"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        vec!["etcd"]
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().collect()
     }

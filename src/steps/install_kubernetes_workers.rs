@@ -22,6 +22,10 @@ impl Step for InstallKubernetesWorkers {
         "install_kubernetes_workers"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        COMPONENTS.to_vec()
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.workers().collect()
     }

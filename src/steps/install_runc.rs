@@ -19,6 +19,10 @@ impl Step for InstallRunc {
         "install_runc"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        vec!["runc"]
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.workers().collect()
     }

@@ -232,28 +232,14 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
     }
 }
 
-/// Artifacts each step needs.
+/// Artifacts the steps need, each once, in the steps' order.
 pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    for s in steps {
-        match s.name() {
-            "install_etcd" | "snapshot_etcd" => v.push("etcd"),
-            "install_kubernetes_controllers" => {
-                v.extend(install_control_plane::COMPONENTS.iter().copied())
-            }
-            "install_runc" => v.push("runc"),
-            "install_containerd" => v.push("containerd"),
-            "install_cni" => v.push("cni-plugins"),
-            "install_addons" if cluster.cni == crate::spec::Cni::Calico => v.push("calico"),
-            "install_kubernetes_workers" => {
-                v.extend(install_kubernetes_workers::COMPONENTS.iter().copied())
-            }
-            _ => {}
-        }
-    }
     let mut seen = std::collections::BTreeSet::new();
-    v.retain(|c| seen.insert(*c));
-    v
+    steps
+        .iter()
+        .flat_map(|s| s.artifacts(cluster))
+        .filter(|c| seen.insert(*c))
+        .collect()
 }
 
 /// `up` on the hypervisor, in order: networks, pool and key; the template image if missing;

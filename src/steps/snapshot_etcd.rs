@@ -32,6 +32,10 @@ impl Step for SnapshotEtcd {
         "snapshot_etcd"
     }
 
+    fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        vec!["etcd"]
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().take(1).collect()
     }

@@ -205,3 +205,35 @@ fn pod_subnets_follow_the_node_address_not_the_list_order() {
         None
     );
 }
+
+/// Each step names the artifacts it installs; the pipeline needs each once, in order, and
+/// calico's manifest only with the calico pod network.
+#[test]
+fn the_pipeline_needs_each_artifact_once_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = cluster(tmp.path(), 1);
+    let all = super::artifacts_for(&super::pipeline(), &c);
+    assert_eq!(
+        all,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "runc",
+            "containerd",
+            "cni-plugins",
+            "kubelet",
+            "kube-proxy",
+        ]
+    );
+    c.cni = Cni::Calico;
+    assert_eq!(
+        super::artifacts_for(&super::pipeline(), &c).last(),
+        Some(&"calico")
+    );
+    assert_eq!(
+        super::artifacts_for(&super::workers(Some("install_runc")), &c),
+        ["runc"]
+    );
+}

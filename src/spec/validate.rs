@@ -144,524 +144,612 @@ impl Collector {
     }
 }
 
+/// The addresses and ranges read so far (None where a problem was recorded).
+struct Nets {
+    hypervisor: Option<Ipv4Net>,
+    cluster: Option<Ipv4Net>,
+    bridge: String,
+}
+
+struct KubeParts {
+    version: Option<Version>,
+    pod: Option<Ipv4Net>,
+    service: Option<Ipv4Net>,
+    dns: Option<Ipv4Addr>,
+    lb_ip: Option<Ipv4Addr>,
+}
+
+struct NodeParts {
+    nodes: Vec<Node>,
+    cluster_ips: BTreeMap<Ipv4Addr, usize>,
+    hv_ips: BTreeMap<Ipv4Addr, usize>,
+}
+
+/// Every section of the file, each checked by its own method; all problems are collected.
 pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     let mut c = Collector {
         problems: Vec::new(),
     };
-    if file.api_version != API_VERSION {
-        c.push(
-            Problem::new(
-                "apiVersion",
-                format!("unknown apiVersion {:?}", file.api_version),
-            )
-            .hint(format!("use {API_VERSION}")),
-        );
+    let spec = &file.spec;
+    c.header(file);
+    let nets = c.networks(spec);
+    let k = c.kubernetes(spec);
+    c.disjoint(&nets, &k);
+    let n = c.nodes(spec, &nets, &k);
+    c.etcd(spec);
+    c.pki(spec);
+    c.versions(spec);
+    c.artifacts(spec);
+    c.images(spec);
+    c.ssh(spec);
+    c.hypervisor(spec, &nets, &n);
+    if !c.problems.is_empty() {
+        return Err(Problems(c.problems));
     }
-    if file.kind != KIND {
-        c.push(Problem::new("kind", format!("unknown kind {:?}", file.kind)).hint("use Cluster"));
-    }
-    let name = &file.metadata.name;
-    if !is_dns_label(name) {
-        c.push(
+    Ok(resolve(file, nets, k, n))
+}
+
+impl Collector {
+    fn header(&mut self, file: &ClusterFile) {
+        if file.api_version != API_VERSION {
+            self.push(
+                Problem::new(
+                    "apiVersion",
+                    format!("unknown apiVersion {:?}", file.api_version),
+                )
+                .hint(format!("use {API_VERSION}")),
+            );
+        }
+        if file.kind != KIND {
+            self.push(
+                Problem::new("kind", format!("unknown kind {:?}", file.kind)).hint("use Cluster"),
+            );
+        }
+        let name = &file.metadata.name;
+        if !is_dns_label(name) {
+            self.push(
             Problem::new("metadata.name", format!("{name:?} is not a valid cluster name"))
                 .hint("use 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"),
         );
-    }
-    let spec = &file.spec;
-    if spec.work_dir.trim().is_empty() {
-        c.push(Problem::new("spec.workDir", "is empty").hint("set a directory, e.g. work"));
-    } else if let Ok(m) = std::fs::metadata(&spec.work_dir)
-        && !m.is_dir()
-    {
-        c.push(
-            Problem::new(
-                "spec.workDir",
-                format!("{} exists and is not a directory", spec.work_dir),
-            )
-            .hint("point --work-dir at a directory (it is created if missing)"),
-        );
-    }
-
-    // Networks.
-    let nets = &spec.networks;
-    let hv_net = c.cidr("spec.networks.hypervisor.cidr", &nets.hypervisor.cidr);
-    let cl_net = c.cidr("spec.networks.cluster.cidr", &nets.cluster.cidr);
-    for (path, value) in [
-        ("spec.networks.hypervisor.name", &nets.hypervisor.name),
-        ("spec.networks.cluster.name", &nets.cluster.name),
-    ] {
-        if !is_dns_label(value) {
-            c.push(
-                Problem::new(path, format!("{value:?} is not a valid network name"))
-                    .hint("use lowercase letters, digits and '-'"),
-            );
         }
-    }
-    let bridge = if nets.cluster.bridge.is_empty() {
-        match nets.cluster.mode {
-            ClusterNetMode::Isolated => "vmbr24dev".to_string(),
-            ClusterNetMode::Bridged => "vmbr24".to_string(),
-        }
-    } else {
-        nets.cluster.bridge.clone()
-    };
-    for (path, value) in [
-        ("spec.networks.cluster.bridge", &bridge),
-        (
-            "spec.networks.cluster.bridgePort",
-            &nets.cluster.bridge_port,
-        ),
-    ] {
-        if !is_ifname(value) {
-            c.push(
-                Problem::new(path, format!("{value:?} is not a valid interface name"))
-                    .hint("use 1-15 characters without '/', ':' or spaces"),
+        let spec = &file.spec;
+        if spec.work_dir.trim().is_empty() {
+            self.push(Problem::new("spec.workDir", "is empty").hint("set a directory, e.g. work"));
+        } else if let Ok(m) = std::fs::metadata(&spec.work_dir)
+            && !m.is_dir()
+        {
+            self.push(
+                Problem::new(
+                    "spec.workDir",
+                    format!("{} exists and is not a directory", spec.work_dir),
+                )
+                .hint("point --work-dir at a directory (it is created if missing)"),
             );
         }
     }
 
-    // Kubernetes.
-    let k = &spec.kubernetes;
-    let k_version = c.version("kubernetes", &k.version);
-    let pod_net = c.cidr("spec.kubernetes.podCIDR", &k.pod_cidr);
-    let svc_net = c.cidr("spec.kubernetes.serviceCIDR", &k.service_cidr);
-    let dns = c.ip("spec.kubernetes.clusterDNS", &k.cluster_dns);
-    if let (Some(dns), Some(svc)) = (dns, svc_net) {
-        if !svc.contains(&dns) {
-            c.push(
-                Problem::new(
-                    "spec.kubernetes.clusterDNS",
-                    format!("{dns} is outside the service CIDR {svc}"),
-                )
-                .hint(format!("pick an address in {svc}, e.g. its .10")),
-            );
-        } else if dns == svc.network() || dns == svc.broadcast() {
-            c.push(
-                Problem::new(
-                    "spec.kubernetes.clusterDNS",
-                    format!("{dns} is the network or broadcast address of {svc}"),
-                )
-                .hint(format!("pick a host address in {svc}, e.g. its .10")),
-            );
-        } else if svc.hosts().next() == Some(dns) {
-            c.push(
-                Problem::new(
-                    "spec.kubernetes.clusterDNS",
-                    format!("{dns} is the API service address of {svc}"),
-                )
-                .hint("the first service address belongs to the kubernetes service; pick another"),
-            );
-        }
-    }
-    if !is_dns_subdomain(&k.cluster_domain) {
-        c.push(
-            Problem::new(
-                "spec.kubernetes.clusterDomain",
-                format!("{:?} is not a DNS domain", k.cluster_domain),
-            )
-            .hint("e.g. cluster.local"),
-        );
-    }
-    let lb_ip = if k.api_server_lb_ip.is_empty() {
-        None
-    } else {
-        c.ip(
-            "spec.kubernetes.apiServerLoadBalancerIP",
-            &k.api_server_lb_ip,
-        )
-    };
-    if k.api_server_port == 0 {
-        c.push(
-            Problem::new("spec.kubernetes.apiServerPort", "must not be 0")
-                .hint("the usual port is 6443"),
-        );
-    } else if [spec.etcd.client_port, spec.etcd.peer_port].contains(&k.api_server_port) {
-        c.push(
-            Problem::new(
-                "spec.kubernetes.apiServerPort",
-                format!(
-                    "{} is also an etcd port; both run on every controller",
-                    k.api_server_port
-                ),
-            )
-            .hint("use 6443 for the API server and 2379/2380 for etcd"),
-        );
-    }
-
-    // Ranges must not overlap.
-    let ranges = [
-        ("spec.networks.hypervisor.cidr", hv_net),
-        ("spec.networks.cluster.cidr", cl_net),
-        ("spec.kubernetes.podCIDR", pod_net),
-        ("spec.kubernetes.serviceCIDR", svc_net),
-    ];
-    for (i, (pa, a)) in ranges.iter().enumerate() {
-        for (pb, b) in &ranges[i + 1..] {
-            if let (Some(a), Some(b)) = (a, b)
-                && (a.contains(&b.network()) || b.contains(&a.network()))
-            {
-                c.push(
-                    Problem::new(*pb, format!("{b} overlaps {pa} ({a})"))
-                        .hint("node, pod and service ranges must be disjoint"),
+    fn networks(&mut self, spec: &ClusterSpec) -> Nets {
+        let nets = &spec.networks;
+        let hypervisor = self.cidr("spec.networks.hypervisor.cidr", &nets.hypervisor.cidr);
+        let cluster = self.cidr("spec.networks.cluster.cidr", &nets.cluster.cidr);
+        for (path, value) in [
+            ("spec.networks.hypervisor.name", &nets.hypervisor.name),
+            ("spec.networks.cluster.name", &nets.cluster.name),
+        ] {
+            if !is_dns_label(value) {
+                self.push(
+                    Problem::new(path, format!("{value:?} is not a valid network name"))
+                        .hint("use lowercase letters, digits and '-'"),
                 );
+            }
+        }
+        let bridge = if nets.cluster.bridge.is_empty() {
+            match nets.cluster.mode {
+                ClusterNetMode::Isolated => "vmbr24dev".to_string(),
+                ClusterNetMode::Bridged => "vmbr24".to_string(),
+            }
+        } else {
+            nets.cluster.bridge.clone()
+        };
+        for (path, value) in [
+            ("spec.networks.cluster.bridge", &bridge),
+            (
+                "spec.networks.cluster.bridgePort",
+                &nets.cluster.bridge_port,
+            ),
+        ] {
+            if !is_ifname(value) {
+                self.push(
+                    Problem::new(path, format!("{value:?} is not a valid interface name"))
+                        .hint("use 1-15 characters without '/', ':' or spaces"),
+                );
+            }
+        }
+
+        Nets {
+            hypervisor,
+            cluster,
+            bridge,
+        }
+    }
+
+    fn kubernetes(&mut self, spec: &ClusterSpec) -> KubeParts {
+        let k = &spec.kubernetes;
+        let version = self.version("kubernetes", &k.version);
+        let pod = self.cidr("spec.kubernetes.podCIDR", &k.pod_cidr);
+        let service = self.cidr("spec.kubernetes.serviceCIDR", &k.service_cidr);
+        let dns = self.ip("spec.kubernetes.clusterDNS", &k.cluster_dns);
+        if let (Some(dns), Some(svc)) = (dns, service) {
+            if !svc.contains(&dns) {
+                self.push(
+                    Problem::new(
+                        "spec.kubernetes.clusterDNS",
+                        format!("{dns} is outside the service CIDR {svc}"),
+                    )
+                    .hint(format!("pick an address in {svc}, e.g. its .10")),
+                );
+            } else if dns == svc.network() || dns == svc.broadcast() {
+                self.push(
+                    Problem::new(
+                        "spec.kubernetes.clusterDNS",
+                        format!("{dns} is the network or broadcast address of {svc}"),
+                    )
+                    .hint(format!("pick a host address in {svc}, e.g. its .10")),
+                );
+            } else if svc.hosts().next() == Some(dns) {
+                self.push(
+                    Problem::new(
+                        "spec.kubernetes.clusterDNS",
+                        format!("{dns} is the API service address of {svc}"),
+                    )
+                    .hint(
+                        "the first service address belongs to the kubernetes service; pick another",
+                    ),
+                );
+            }
+        }
+        if !is_dns_subdomain(&k.cluster_domain) {
+            self.push(
+                Problem::new(
+                    "spec.kubernetes.clusterDomain",
+                    format!("{:?} is not a DNS domain", k.cluster_domain),
+                )
+                .hint("e.g. cluster.local"),
+            );
+        }
+        let lb_ip = if k.api_server_lb_ip.is_empty() {
+            None
+        } else {
+            self.ip(
+                "spec.kubernetes.apiServerLoadBalancerIP",
+                &k.api_server_lb_ip,
+            )
+        };
+        if k.api_server_port == 0 {
+            self.push(
+                Problem::new("spec.kubernetes.apiServerPort", "must not be 0")
+                    .hint("the usual port is 6443"),
+            );
+        } else if [spec.etcd.client_port, spec.etcd.peer_port].contains(&k.api_server_port) {
+            self.push(
+                Problem::new(
+                    "spec.kubernetes.apiServerPort",
+                    format!(
+                        "{} is also an etcd port; both run on every controller",
+                        k.api_server_port
+                    ),
+                )
+                .hint("use 6443 for the API server and 2379/2380 for etcd"),
+            );
+        }
+
+        KubeParts {
+            version,
+            pod,
+            service,
+            dns,
+            lb_ip,
+        }
+    }
+
+    fn disjoint(&mut self, nets: &Nets, k: &KubeParts) {
+        let ranges = [
+            ("spec.networks.hypervisor.cidr", nets.hypervisor),
+            ("spec.networks.cluster.cidr", nets.cluster),
+            ("spec.kubernetes.podCIDR", k.pod),
+            ("spec.kubernetes.serviceCIDR", k.service),
+        ];
+        for (i, (pa, a)) in ranges.iter().enumerate() {
+            for (pb, b) in &ranges[i + 1..] {
+                if let (Some(a), Some(b)) = (a, b)
+                    && (a.contains(&b.network()) || b.contains(&a.network()))
+                {
+                    self.push(
+                        Problem::new(*pb, format!("{b} overlaps {pa} ({a})"))
+                            .hint("node, pod and service ranges must be disjoint"),
+                    );
+                }
             }
         }
     }
 
-    // Nodes.
-    let mut nodes = Vec::new();
-    if spec.nodes.is_empty() {
-        c.push(
+    fn nodes(&mut self, spec: &ClusterSpec, nets: &Nets, k: &KubeParts) -> NodeParts {
+        let (cl_net, hv_net, pod_net) = (nets.cluster, nets.hypervisor, k.pod);
+        // Nodes.
+        let mut nodes = Vec::new();
+        if spec.nodes.is_empty() {
+            self.push(
             Problem::new("spec.nodes", "no nodes")
                 .hint("add nodes to the cluster file or pass --controller/--worker NAME,CLUSTER_IP,HYPERVISOR_IP"),
         );
-    } else if !spec.nodes.iter().any(|n| n.role == Role::Controller) {
-        c.push(
+        } else if !spec.nodes.iter().any(|n| n.role == Role::Controller) {
+            self.push(
             Problem::new("spec.nodes", "no controller")
                 .hint("a cluster needs at least one node with role: controller (or --controller NAME,CLUSTER_IP,HYPERVISOR_IP)"),
         );
-    }
-    // Every file of the PKI belongs to exactly one owner: a node name must not make one of its
-    // files (for its role) the same as a fixed file or another node's file.
-    let mut stems: Vec<(String, String)> = crate::pki::catalog::RESERVED_FILE_NAMES
-        .iter()
-        .map(|r| (r.to_string(), format!("the cluster's {r} files")))
-        .collect();
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, n) in spec.nodes.iter().enumerate() {
-        if !is_dns_label(&n.name) || !seen.insert(n.name.as_str()) {
-            continue; // reported below
         }
-        let mine = pki_stems(n.role, &n.name);
-        if let Some((file, owner)) = mine.iter().find_map(|m| {
-            stems
-                .iter()
-                .find_map(|(o, owner)| stem_clash(m, o).map(|f| (f, owner.clone())))
-        }) {
-            c.push(
-                Problem::new(
-                    format!("spec.nodes[{i}].name"),
-                    format!(
-                        "{:?} would make the PKI file {file}, which {owner} already use",
-                        n.name
+        // Every file of the PKI belongs to exactly one owner: a node name must not make one of its
+        // files (for its role) the same as a fixed file or another node's file.
+        let mut stems: Vec<(String, String)> = crate::pki::catalog::RESERVED_FILE_NAMES
+            .iter()
+            .map(|r| (r.to_string(), format!("the cluster's {r} files")))
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, n) in spec.nodes.iter().enumerate() {
+            if !is_dns_label(&n.name) || !seen.insert(n.name.as_str()) {
+                continue; // reported below
+            }
+            let mine = pki_stems(n.role, &n.name);
+            if let Some((file, owner)) = mine.iter().find_map(|m| {
+                stems
+                    .iter()
+                    .find_map(|(o, owner)| stem_clash(m, o).map(|f| (f, owner.clone())))
+            }) {
+                self.push(
+                    Problem::new(
+                        format!("spec.nodes[{i}].name"),
+                        format!(
+                            "{:?} would make the PKI file {file}, which {owner} already use",
+                            n.name
+                        ),
+                    )
+                    .hint("pick another node name"),
+                );
+            }
+            stems.extend(mine.into_iter().map(|m| (m, format!("node {}", n.name))));
+        }
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut cluster_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        let mut hv_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        for (i, n) in spec.nodes.iter().enumerate() {
+            let at = |field: &str| format!("spec.nodes[{i}].{field}");
+            if !is_dns_label(&n.name) {
+                self.push(
+                    Problem::new(at("name"), format!("{:?} is not a valid hostname", n.name)).hint(
+                        "use 1-63 lowercase letters, digits or '-' (RFC 1123), e.g. kubi-worker-01",
                     ),
-                )
-                .hint("pick another node name"),
-            );
-        }
-        stems.extend(mine.into_iter().map(|m| (m, format!("node {}", n.name))));
-    }
-    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut cluster_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
-    let mut hv_ips: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
-    for (i, n) in spec.nodes.iter().enumerate() {
-        let at = |field: &str| format!("spec.nodes[{i}].{field}");
-        if !is_dns_label(&n.name) {
-            c.push(
-                Problem::new(at("name"), format!("{:?} is not a valid hostname", n.name)).hint(
-                    "use 1-63 lowercase letters, digits or '-' (RFC 1123), e.g. kubi-worker-01",
-                ),
-            );
-        } else if let Some(first) = names.insert(&n.name, i) {
-            c.push(
-                Problem::new(at("name"), format!("duplicate node name {:?}", n.name)).hint(
-                    format!("spec.nodes[{first}] has the same name; names must be unique"),
-                ),
-            );
-        }
-        let cip = c.ip(&at("clusterIP"), &n.cluster_ip);
-        if let Some(ip) = cip {
-            c.host_in(&at("clusterIP"), ip, cl_net, "cluster network");
-            if let Some(first) = cluster_ips.insert(ip, i) {
-                c.push(
-                    Problem::new(
-                        at("clusterIP"),
-                        format!("{ip} is already used by spec.nodes[{first}]"),
-                    )
-                    .hint("every node needs its own address"),
+                );
+            } else if let Some(first) = names.insert(&n.name, i) {
+                self.push(
+                    Problem::new(at("name"), format!("duplicate node name {:?}", n.name)).hint(
+                        format!("spec.nodes[{first}] has the same name; names must be unique"),
+                    ),
                 );
             }
-        }
-        let hip = c.ip(&at("hypervisorIP"), &n.hypervisor_ip);
-        if let Some(ip) = hip {
-            c.host_in(&at("hypervisorIP"), ip, hv_net, "hypervisor network");
-            if let Some(first) = hv_ips.insert(ip, i) {
-                c.push(
+            let cip = self.ip(&at("clusterIP"), &n.cluster_ip);
+            if let Some(ip) = cip {
+                self.host_in(&at("clusterIP"), ip, cl_net, "cluster network");
+                if let Some(first) = cluster_ips.insert(ip, i) {
+                    self.push(
+                        Problem::new(
+                            at("clusterIP"),
+                            format!("{ip} is already used by spec.nodes[{first}]"),
+                        )
+                        .hint("every node needs its own address"),
+                    );
+                }
+            }
+            let hip = self.ip(&at("hypervisorIP"), &n.hypervisor_ip);
+            if let Some(ip) = hip {
+                self.host_in(&at("hypervisorIP"), ip, hv_net, "hypervisor network");
+                if let Some(first) = hv_ips.insert(ip, i) {
+                    self.push(
+                        Problem::new(
+                            at("hypervisorIP"),
+                            format!("{ip} is already used by spec.nodes[{first}]"),
+                        )
+                        .hint("every node needs its own address"),
+                    );
+                }
+            }
+            let vcpus = n.vcpus.unwrap_or(spec.node_defaults.vcpus);
+            if !(1..=256).contains(&vcpus) {
+                self.push(Problem::new(at("vcpus"), format!("{vcpus} vCPUs")).hint("use 1 to 256"));
+            }
+            let memory_mib = n.memory_mib.unwrap_or(spec.node_defaults.memory_mib);
+            if memory_mib < 512 {
+                self.push(
                     Problem::new(
-                        at("hypervisorIP"),
-                        format!("{ip} is already used by spec.nodes[{first}]"),
+                        at("memoryMiB"),
+                        format!("{memory_mib} MiB is too little for a node"),
                     )
-                    .hint("every node needs its own address"),
+                    .hint("give a node at least 512 MiB (2048 or more for a controller)"),
+                );
+            } else if memory_mib > 4 << 20 {
+                self.push(
+                    Problem::new(
+                        at("memoryMiB"),
+                        format!("{memory_mib} MiB is more than any host has"),
+                    )
+                    .hint("memoryMiB is in MiB: 4096 is 4 GiB (the original's -m= is in KiB)"),
                 );
             }
-        }
-        let vcpus = n.vcpus.unwrap_or(spec.node_defaults.vcpus);
-        if !(1..=256).contains(&vcpus) {
-            c.push(Problem::new(at("vcpus"), format!("{vcpus} vCPUs")).hint("use 1 to 256"));
-        }
-        let memory_mib = n.memory_mib.unwrap_or(spec.node_defaults.memory_mib);
-        if memory_mib < 512 {
-            c.push(
-                Problem::new(
-                    at("memoryMiB"),
-                    format!("{memory_mib} MiB is too little for a node"),
-                )
-                .hint("give a node at least 512 MiB (2048 or more for a controller)"),
-            );
-        } else if memory_mib > 4 << 20 {
-            c.push(
-                Problem::new(
-                    at("memoryMiB"),
-                    format!("{memory_mib} MiB is more than any host has"),
-                )
-                .hint("memoryMiB is in MiB: 4096 is 4 GiB (the original's -m= is in KiB)"),
-            );
-        }
-        if let (Some(ip), Some(cl), Some(pods)) = (cip, cl_net, pod_net)
-            && nets.cni == Cni::Bridge
-            && n.role == Role::Worker
-            && super::pod_subnet(cl, pods, ip).is_none()
-        {
-            c.push(
+            if let (Some(ip), Some(cl), Some(pods)) = (cip, cl_net, pod_net)
+                && spec.networks.cni == Cni::Bridge
+                && n.role == Role::Worker
+                && super::pod_subnet(cl, pods, ip).is_none()
+            {
+                self.push(
                 Problem::new(
                     at("clusterIP"),
                     format!("{ip} has no /24 pod subnet in spec.kubernetes.podCIDR {pods}"),
                 )
                 .hint("with networks.cni bridge, worker N (Nth address of the cluster network) gets the Nth /24 of the pod CIDR: widen the pod CIDR (e.g. a /16)"),
             );
+            }
+            if let (Some(cluster_ip), Some(hypervisor_ip)) = (cip, hip) {
+                nodes.push(Node {
+                    name: n.name.clone(),
+                    role: n.role,
+                    cluster_ip,
+                    hypervisor_ip,
+                    vcpus,
+                    memory_mib,
+                });
+            }
         }
-        if let (Some(cluster_ip), Some(hypervisor_ip)) = (cip, hip) {
-            nodes.push(Node {
-                name: n.name.clone(),
-                role: n.role,
-                cluster_ip,
-                hypervisor_ip,
-                vcpus,
-                memory_mib,
-            });
+
+        NodeParts {
+            nodes,
+            cluster_ips,
+            hv_ips,
         }
     }
 
-    // etcd.
-    let e = &spec.etcd;
-    if e.client_port == 0 || e.peer_port == 0 || e.client_port == e.peer_port {
-        c.push(
-            Problem::new(
-                "spec.etcd",
-                format!(
-                    "client port {} and peer port {} must be two different non-zero ports",
-                    e.client_port, e.peer_port
-                ),
-            )
-            .hint("the usual ports are 2379 (client) and 2380 (peer)"),
-        );
-    }
-    if e.cluster_token.trim().is_empty() {
-        c.push(Problem::new("spec.etcd.clusterToken", "is empty").hint("e.g. etcd-kubicluster"));
-    }
-
-    // PKI.
-    let p = &spec.pki;
-    if p.ca_validity_days == 0 || p.cert_validity_days == 0 {
-        c.push(
-            Problem::new("spec.pki", "validity must be at least one day")
-                .hint("defaults: CA 3650 days, leaves 365 days"),
-        );
-    } else if p.cert_validity_days > p.ca_validity_days {
-        c.push(
-            Problem::new(
-                "spec.pki.certValidityDays",
-                format!(
-                    "{} days outlives the CA ({} days)",
-                    p.cert_validity_days, p.ca_validity_days
-                ),
-            )
-            .hint("a certificate cannot be valid longer than its CA"),
-        );
-    } else if p.renew_before_days >= p.cert_validity_days {
-        c.push(
-            Problem::new(
-                "spec.pki.renewBeforeDays",
-                format!(
-                    "{} days is not shorter than the leaf lifetime ({} days)",
-                    p.renew_before_days, p.cert_validity_days
-                ),
-            )
-            .hint("otherwise every run would re-issue every certificate"),
-        );
-    }
-
-    // Versions.
-    let v = &spec.versions;
-    for (component, value) in [
-        ("etcd", &v.etcd),
-        ("containerd", &v.containerd),
-        ("runc", &v.runc),
-        ("kata", &v.kata),
-        ("cni-plugins", &v.cni_plugins),
-        ("calico", &v.calico),
-    ] {
-        c.version(component, value);
-    }
-
-    // Artifacts.
-    let a = &spec.artifacts;
-    if a.source == ArtifactSource::Dir && a.dir.trim().is_empty() {
-        c.push(
-            Problem::new(
-                "spec.artifacts.dir",
-                "is empty while spec.artifacts.source is dir",
-            )
-            .hint("name the directory holding the binaries (--artifacts-dir DIR)"),
-        );
-    }
-    if !a.dir.is_empty() && !Path::new(&a.dir).is_dir() {
-        c.push(
-            Problem::new(
-                "spec.artifacts.dir",
-                format!("{} is not a directory", a.dir),
-            )
-            .hint("create it and put the binaries there under their upstream names"),
-        );
-    }
-    if a.source == ArtifactSource::Deb && !is_dns_label(&a.deb_suite) {
-        c.push(
-            Problem::new(
-                "spec.artifacts.debSuite",
-                format!("{:?} is not a Debian suite name", a.deb_suite),
-            )
-            .hint("e.g. trixie (etcd 3.5) or sid (containerd 2.x)"),
-        );
-    }
-    for (file, sha) in &a.sha256 {
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            c.push(
+    fn etcd(&mut self, spec: &ClusterSpec) {
+        let e = &spec.etcd;
+        if e.client_port == 0 || e.peer_port == 0 || e.client_port == e.peer_port {
+            self.push(
                 Problem::new(
-                    format!("spec.artifacts.sha256.{file}"),
-                    "is not a sha256 (64 hex digits)",
+                    "spec.etcd",
+                    format!(
+                        "client port {} and peer port {} must be two different non-zero ports",
+                        e.client_port, e.peer_port
+                    ),
                 )
-                .hint("copy it from the publisher's checksum file"),
+                .hint("the usual ports are 2379 (client) and 2380 (peer)"),
+            );
+        }
+        if e.cluster_token.trim().is_empty() {
+            self.push(
+                Problem::new("spec.etcd.clusterToken", "is empty").hint("e.g. etcd-kubicluster"),
             );
         }
     }
 
-    // Images to import on the workers.
-    for (i, img) in spec.images.iter().enumerate() {
-        if !Path::new(img).is_file() {
-            c.push(
+    fn pki(&mut self, spec: &ClusterSpec) {
+        let p = &spec.pki;
+        if p.ca_validity_days == 0 || p.cert_validity_days == 0 {
+            self.push(
+                Problem::new("spec.pki", "validity must be at least one day")
+                    .hint("defaults: CA 3650 days, leaves 365 days"),
+            );
+        } else if p.cert_validity_days > p.ca_validity_days {
+            self.push(
+                Problem::new(
+                    "spec.pki.certValidityDays",
+                    format!(
+                        "{} days outlives the CA ({} days)",
+                        p.cert_validity_days, p.ca_validity_days
+                    ),
+                )
+                .hint("a certificate cannot be valid longer than its CA"),
+            );
+        } else if p.renew_before_days >= p.cert_validity_days {
+            self.push(
+                Problem::new(
+                    "spec.pki.renewBeforeDays",
+                    format!(
+                        "{} days is not shorter than the leaf lifetime ({} days)",
+                        p.renew_before_days, p.cert_validity_days
+                    ),
+                )
+                .hint("otherwise every run would re-issue every certificate"),
+            );
+        }
+    }
+
+    fn versions(&mut self, spec: &ClusterSpec) {
+        let v = &spec.versions;
+        for (component, value) in [
+            ("etcd", &v.etcd),
+            ("containerd", &v.containerd),
+            ("runc", &v.runc),
+            ("kata", &v.kata),
+            ("cni-plugins", &v.cni_plugins),
+            ("calico", &v.calico),
+        ] {
+            self.version(component, value);
+        }
+    }
+
+    fn artifacts(&mut self, spec: &ClusterSpec) {
+        let a = &spec.artifacts;
+        if a.source == ArtifactSource::Dir && a.dir.trim().is_empty() {
+            self.push(
+                Problem::new(
+                    "spec.artifacts.dir",
+                    "is empty while spec.artifacts.source is dir",
+                )
+                .hint("name the directory holding the binaries (--artifacts-dir DIR)"),
+            );
+        }
+        if !a.dir.is_empty() && !Path::new(&a.dir).is_dir() {
+            self.push(
+                Problem::new(
+                    "spec.artifacts.dir",
+                    format!("{} is not a directory", a.dir),
+                )
+                .hint("create it and put the binaries there under their upstream names"),
+            );
+        }
+        if a.source == ArtifactSource::Deb && !is_dns_label(&a.deb_suite) {
+            self.push(
+                Problem::new(
+                    "spec.artifacts.debSuite",
+                    format!("{:?} is not a Debian suite name", a.deb_suite),
+                )
+                .hint("e.g. trixie (etcd 3.5) or sid (containerd 2.x)"),
+            );
+        }
+        for (file, sha) in &a.sha256 {
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                self.push(
+                    Problem::new(
+                        format!("spec.artifacts.sha256.{file}"),
+                        "is not a sha256 (64 hex digits)",
+                    )
+                    .hint("copy it from the publisher's checksum file"),
+                );
+            }
+        }
+    }
+
+    fn images(&mut self, spec: &ClusterSpec) {
+        for (i, img) in spec.images.iter().enumerate() {
+            if !Path::new(img).is_file() {
+                self.push(
                 Problem::new(format!("spec.images[{i}]"), format!("{img} is not a file"))
                     .hint("give OCI or docker image archives (.tar), e.g. from `ctr images export` or `docker save`"),
             );
+            }
+        }
+        if spec.containerd.sandbox_image.trim().is_empty() {
+            self.push(
+                Problem::new("spec.containerd.sandboxImage", "is empty")
+                    .hint("e.g. registry.k8s.io/pause:3.10"),
+            );
         }
     }
-    if spec.containerd.sandbox_image.trim().is_empty() {
-        c.push(
-            Problem::new("spec.containerd.sandboxImage", "is empty")
-                .hint("e.g. registry.k8s.io/pause:3.10"),
-        );
+
+    fn ssh(&mut self, spec: &ClusterSpec) {
+        if spec.ssh.user.trim().is_empty() {
+            self.push(
+                Problem::new("spec.ssh.user", "is empty")
+                    .hint("the VMs are reached as root by default"),
+            );
+        }
+        if spec.ssh.port == 0 {
+            self.push(Problem::new("spec.ssh.port", "must not be 0").hint("the usual port is 22"));
+        }
     }
 
-    // SSH.
-    if spec.ssh.user.trim().is_empty() {
-        c.push(
-            Problem::new("spec.ssh.user", "is empty")
-                .hint("the VMs are reached as root by default"),
-        );
-    }
-    if spec.ssh.port == 0 {
-        c.push(Problem::new("spec.ssh.port", "must not be 0").hint("the usual port is 22"));
-    }
+    fn hypervisor(&mut self, spec: &ClusterSpec, nets: &Nets, n: &NodeParts) {
+        let (cl_net, hv_net) = (nets.cluster, nets.hypervisor);
+        let (cluster_ips, hv_ips) = (&n.cluster_ips, &n.hv_ips);
+        // Hypervisor.
+        let h = &spec.hypervisor;
+        if h.uri.trim().is_empty() {
+            self.push(Problem::new("spec.hypervisor.uri", "is empty").hint("e.g. qemu:///system"));
+        }
+        if !is_dns_label(&h.storage_pool) {
+            self.push(
+                Problem::new(
+                    "spec.hypervisor.storagePool",
+                    format!("{:?} is not a valid pool name", h.storage_pool),
+                )
+                .hint("use lowercase letters, digits and '-'"),
+            );
+        }
+        if !["", "host-passthrough", "host-model", "maximum"].contains(&h.cpu_mode.as_str()) {
+            self.push(
+                Problem::new(
+                    "spec.hypervisor.cpuMode",
+                    format!("unknown CPU mode {:?}", h.cpu_mode),
+                )
+                .hint("use host-passthrough, host-model or maximum"),
+            );
+        }
+        if h.disk_gib < 2 {
+            self.push(
+                Problem::new(
+                    "spec.hypervisor.diskGiB",
+                    format!("{} GiB is too small", h.disk_gib),
+                )
+                .hint("give at least 2 GiB"),
+            );
+        }
+        if h.boot_timeout_seconds < 10 {
+            self.push(
+                Problem::new(
+                    "spec.hypervisor.bootTimeoutSeconds",
+                    format!("{} s is too short", h.boot_timeout_seconds),
+                )
+                .hint("under emulation (TCG) a boot takes a minute or more; the default is 300"),
+            );
+        }
 
-    // Hypervisor.
-    let h = &spec.hypervisor;
-    if h.uri.trim().is_empty() {
-        c.push(Problem::new("spec.hypervisor.uri", "is empty").hint("e.g. qemu:///system"));
-    }
-    if !is_dns_label(&h.storage_pool) {
-        c.push(
-            Problem::new(
-                "spec.hypervisor.storagePool",
-                format!("{:?} is not a valid pool name", h.storage_pool),
-            )
-            .hint("use lowercase letters, digits and '-'"),
-        );
-    }
-    if !["", "host-passthrough", "host-model", "maximum"].contains(&h.cpu_mode.as_str()) {
-        c.push(
-            Problem::new(
-                "spec.hypervisor.cpuMode",
-                format!("unknown CPU mode {:?}", h.cpu_mode),
-            )
-            .hint("use host-passthrough, host-model or maximum"),
-        );
-    }
-    if h.disk_gib < 2 {
-        c.push(
-            Problem::new(
-                "spec.hypervisor.diskGiB",
-                format!("{} GiB is too small", h.disk_gib),
-            )
-            .hint("give at least 2 GiB"),
-        );
-    }
-    if h.boot_timeout_seconds < 10 {
-        c.push(
-            Problem::new(
-                "spec.hypervisor.bootTimeoutSeconds",
-                format!("{} s is too short", h.boot_timeout_seconds),
-            )
-            .hint("under emulation (TCG) a boot takes a minute or more; the default is 300"),
-        );
-    }
-
-    if h.template_kind == TemplateKind::Legacy {
-        if h.template_host_key.is_empty() {
-            c.push(
+        if h.template_kind == TemplateKind::Legacy {
+            if h.template_host_key.is_empty() {
+                self.push(
                 Problem::new("spec.hypervisor.templateHostKey", "a legacy template needs its SSH host public key")
                     .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub (--template-host-key); kubicluster never trusts an unknown key"),
             );
-        }
-        let tip = c.ip("spec.hypervisor.templateIP", &h.template_ip);
-        let tcip = c.ip("spec.hypervisor.templateClusterIP", &h.template_cluster_ip);
-        if let Some(ip) = tip {
-            c.host_in(
-                "spec.hypervisor.templateIP",
-                ip,
-                hv_net,
-                "hypervisor network",
-            );
-            if hv_ips.contains_key(&ip) {
-                c.push(
-                    Problem::new(
-                        "spec.hypervisor.templateIP",
-                        format!("{ip} is also a node's address"),
-                    )
-                    .hint("the template address must stay free for re-addressing"),
-                );
             }
-        }
-        if let Some(ip) = tcip {
-            c.host_in(
-                "spec.hypervisor.templateClusterIP",
-                ip,
-                cl_net,
-                "cluster network",
-            );
-            if cluster_ips.contains_key(&ip) {
-                c.push(
-                    Problem::new(
-                        "spec.hypervisor.templateClusterIP",
-                        format!("{ip} is also a node's address"),
-                    )
-                    .hint("the template address must stay free for re-addressing"),
+            let tip = self.ip("spec.hypervisor.templateIP", &h.template_ip);
+            let tcip = self.ip("spec.hypervisor.templateClusterIP", &h.template_cluster_ip);
+            if let Some(ip) = tip {
+                self.host_in(
+                    "spec.hypervisor.templateIP",
+                    ip,
+                    hv_net,
+                    "hypervisor network",
                 );
+                if hv_ips.contains_key(&ip) {
+                    self.push(
+                        Problem::new(
+                            "spec.hypervisor.templateIP",
+                            format!("{ip} is also a node's address"),
+                        )
+                        .hint("the template address must stay free for re-addressing"),
+                    );
+                }
+            }
+            if let Some(ip) = tcip {
+                self.host_in(
+                    "spec.hypervisor.templateClusterIP",
+                    ip,
+                    cl_net,
+                    "cluster network",
+                );
+                if cluster_ips.contains_key(&ip) {
+                    self.push(
+                        Problem::new(
+                            "spec.hypervisor.templateClusterIP",
+                            format!("{ip} is also a node's address"),
+                        )
+                        .hint("the template address must stay free for re-addressing"),
+                    );
+                }
             }
         }
     }
+}
 
-    if !c.problems.is_empty() {
-        return Err(Problems(c.problems));
-    }
+/// The typed cluster, once every section checked out.
+fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluster {
+    let spec = &file.spec;
+    let name = &file.metadata.name;
     // Every Option below is Some: a None pushed a problem above.
     let (
         Some(hypervisor),
@@ -670,10 +758,20 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         Some(service_cidr),
         Some(cluster_dns),
         Some(version),
-    ) = (hv_net, cl_net, pod_net, svc_net, dns, k_version)
+    ) = (
+        nets.hypervisor,
+        nets.cluster,
+        k.pod,
+        k.service,
+        k.dns,
+        k.version,
+    )
     else {
         unreachable!("a missing value always records a problem")
     };
+    let (bridge, lb_ip, nodes) = (nets.bridge, k.lb_ip, n.nodes);
+    let nets = &spec.networks;
+    let k = &spec.kubernetes;
     let first_controller = nodes
         .iter()
         .find(|n| n.role == Role::Controller)
@@ -689,7 +787,7 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     };
     let mut resolved = file.clone();
     resolved.spec.networks.cluster.bridge = bridge.clone();
-    Ok(Cluster {
+    Cluster {
         name: name.clone(),
         work_dir,
         nodes,
@@ -727,5 +825,5 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
         coredns_image: crate::steps::install_addons::COREDNS_IMAGE.to_string(),
         test_image: crate::commands::smoke::DEFAULT_IMAGE.to_string(),
         file: resolved,
-    })
+    }
 }

@@ -283,11 +283,7 @@ pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
     // Ctrl-C (or a SIGINT sent to this process alone) is forwarded to the command inside the
     // namespace, which finishes its changes in flight and exits 130; then we exit with it.
     let pid = child.id().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("signal runtime")?;
-    let status = rt.block_on(async {
+    let status = crate::engine::fanout::runtime().block_on(async {
         let wait = tokio::task::spawn_blocking(move || child.wait());
         tokio::pin!(wait);
         loop {

@@ -152,17 +152,10 @@ fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc
 
 /// Ctrl-C sets the flag; a second Ctrl-C is left to the default (kill).
 fn watch_ctrl_c(cancel: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        if let Ok(rt) = rt {
-            rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    cancel.store(true, Ordering::SeqCst);
-                    tracing::warn!("interrupted: finishing the changes in flight");
-                }
-            });
+    engine::fanout::runtime().spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.store(true, Ordering::SeqCst);
+            tracing::warn!("interrupted: finishing the changes in flight");
         }
     });
 }

@@ -56,14 +56,18 @@ where
     })
 }
 
-/// A small multi-threaded runtime: the work is on the blocking pool, so two workers suffice.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+/// The process's one tokio runtime (fan-outs, signals), made on first use. Small and
+/// multi-threaded: the work is on the blocking pool, so two workers suffice.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(64)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
 }
 
 #[cfg(test)]

@@ -166,20 +166,15 @@ impl Client {
 
     /// Wait up to `timeout` for `/readyz`.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            match self.ready() {
-                Ok(()) => return Ok(()),
-                Err(e) if start.elapsed() >= timeout => {
-                    return Err(e.context(format!(
-                        "the API server at {} is not ready after {} s",
-                        self.server,
-                        timeout.as_secs()
-                    )));
-                }
-                Err(_) => std::thread::sleep(Duration::from_secs(2)),
-            }
-        }
+        crate::retry::until(timeout, Duration::from_secs(2), || Ok(self.ready()?)).map_err(
+            |e: anyhow::Error| {
+                e.context(format!(
+                    "the API server at {} is not ready after {} s",
+                    self.server,
+                    timeout.as_secs()
+                ))
+            },
+        )
     }
 
     /// Server-side apply of one object (field manager `kubicluster`, conflicts forced).
@@ -341,22 +336,19 @@ pub fn wait_healthz(url: &str, timeout: Duration) -> Result<()> {
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .new_agent();
-    let start = Instant::now();
-    loop {
-        let last = match agent.get(url).call() {
-            Ok(r) if r.status().as_u16() == 200 => return Ok(()),
-            Ok(mut r) => format!(
+    crate::retry::until(timeout, Duration::from_secs(2), || {
+        match agent.get(url).call() {
+            Ok(r) if r.status().as_u16() == 200 => Ok(()),
+            Ok(mut r) => Err(format!(
                 "HTTP {}: {}",
                 r.status().as_u16(),
                 r.body_mut().read_to_string().unwrap_or_default().trim()
-            ),
-            Err(e) => e.to_string(),
-        };
-        if start.elapsed() >= timeout {
-            bail!("{url} is not healthy after {} s: {last}", timeout.as_secs());
+            )
+            .into()),
+            Err(e) => Err(e.to_string().into()),
         }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    })
+    .map_err(|last| anyhow::anyhow!("{url} is not healthy after {} s: {last}", timeout.as_secs()))
 }
 
 /// The HTTP status of a request made with no client certificate (the server's certificate is

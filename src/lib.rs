@@ -24,6 +24,7 @@ pub mod logfile;
 pub mod par;
 pub mod pki;
 pub mod render;
+pub mod retry;
 pub mod spec;
 pub mod sshkeys;
 pub mod steps;

@@ -11,7 +11,7 @@
 //! with `k8s:enc:`).
 //! Objects it creates live in the namespace `kubicluster-smoke`, deleted at the end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -21,6 +21,7 @@ use crate::cli::SmokeArgs;
 use crate::error::Failure;
 use crate::host::Host;
 use crate::kubeapi::Client;
+use crate::retry::NotYet;
 use crate::spec::Cluster;
 
 const NS: &str = "kubicluster-smoke";
@@ -44,9 +45,10 @@ pub fn encrypted_prefix(value: &[u8]) -> Option<String> {
 }
 
 fn wait_pod(c: &Client, name: &str, want: &[&str], timeout: Duration) -> Result<String> {
-    let start = Instant::now();
-    loop {
-        let (s, body) = c.get(&format!("/api/v1/namespaces/{NS}/pods/{name}"))?;
+    crate::retry::until(timeout, Duration::from_secs(2), || {
+        let (s, body) = c
+            .get(&format!("/api/v1/namespaces/{NS}/pods/{name}"))
+            .map_err(NotYet::Stop)?;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let phase = v["status"]["phase"].as_str().unwrap_or("").to_string();
         if s == 200 && want.contains(&phase.as_str()) {
@@ -55,7 +57,7 @@ fn wait_pod(c: &Client, name: &str, want: &[&str], timeout: Duration) -> Result<
         if phase == "Failed" {
             let log = logs(c, name).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
-            bail!(
+            return Err(NotYet::Stop(anyhow::anyhow!(
                 "pod {name} failed{}",
                 if tail.is_empty() {
                     String::new()
@@ -65,25 +67,23 @@ fn wait_pod(c: &Client, name: &str, want: &[&str], timeout: Duration) -> Result<
                         tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
                     )
                 }
-            );
+            )));
         }
-        if start.elapsed() > timeout {
-            let why = v["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find_map(|c| c["message"].as_str()))
-                .unwrap_or("no condition message");
-            bail!(
-                "pod {name} is {} after {} s: {why}",
-                if phase.is_empty() {
-                    "not created"
-                } else {
-                    &phase
-                },
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+        let why = v["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find_map(|c| c["message"].as_str()))
+            .unwrap_or("no condition message");
+        Err(anyhow::anyhow!(
+            "pod {name} is {} after {} s: {why}",
+            if phase.is_empty() {
+                "not created"
+            } else {
+                &phase
+            },
+            timeout.as_secs()
+        )
+        .into())
+    })
 }
 
 fn pod(name: &str, image: &str, runtime: &str, command: &str) -> serde_json::Value {
@@ -116,25 +116,29 @@ fn web_command(node: &str) -> String {
 /// The namespace anew: wait for a previous run's to be gone, create it, wait for its default
 /// ServiceAccount (made by the controller-manager; pods are refused before it exists).
 fn fresh_namespace(c: &Client) -> Result<()> {
-    let start = Instant::now();
     let ns = format!("/api/v1/namespaces/{NS}");
-    while c.get(&ns)?.0 == 200 {
+    crate::retry::until(Duration::from_secs(180), Duration::from_secs(2), || {
+        if c.get(&ns).map_err(NotYet::Stop)?.0 != 200 {
+            return Ok(());
+        }
         let _ = c.delete(&ns);
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(180),
-            "namespace {NS} from an earlier run is still terminating after 180 s"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
+        Err(
+            anyhow::anyhow!("namespace {NS} from an earlier run is still terminating after 180 s")
+                .into(),
+        )
+    })?;
     c.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))?;
-    while c.get(&format!("{ns}/serviceaccounts/default"))?.0 != 200 {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(240),
+    crate::retry::until(Duration::from_secs(60), Duration::from_secs(1), || match c
+        .get(&format!("{ns}/serviceaccounts/default"))
+        .map_err(NotYet::Stop)?
+        .0
+    {
+        200 => Ok(()),
+        _ => Err(anyhow::anyhow!(
             "no ServiceAccount default in {NS} (is kube-controller-manager running?)"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    Ok(())
+        )
+        .into()),
+    })
 }
 
 /// A shell command that fetches `http://host:port/` until the answer has `kubicluster-smoke`
@@ -154,9 +158,8 @@ fn http_get(host: &str, port: u16) -> String {
 fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
     let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices\
                 ?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
-    let start = Instant::now();
-    loop {
-        let (s, body) = c.get(path)?;
+    crate::retry::until(timeout, Duration::from_secs(2), || {
+        let (s, body) = c.get(path).map_err(NotYet::Stop)?;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let ready = v["items"]
             .as_array()
@@ -168,15 +171,13 @@ fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
         if s == 200 && ready > 0 {
             return Ok(ready);
         }
-        if start.elapsed() > timeout {
-            bail!(
-                "no CoreDNS endpoint is ready after {} s (HTTP {s}; see `kubicluster status` and the \
-                 coredns pods in kube-system)",
-                timeout.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
+        Err(anyhow::anyhow!(
+            "no CoreDNS endpoint is ready after {} s (HTTP {s}; see `kubicluster status` and the \
+             coredns pods in kube-system)",
+            timeout.as_secs()
+        )
+        .into())
+    })
 }
 
 /// A pod's log, through the API (the apiserver fetches it from the kubelet).

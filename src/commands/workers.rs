@@ -79,28 +79,31 @@ pub fn smoke_after(
         .iter()
         .filter(|n| n.role == crate::spec::Role::Worker)
         .count();
-    loop {
-        let ready = crate::vms::node_readiness(cluster).unwrap_or_default();
-        let n = cluster
-            .workers()
-            .filter(|w| ready.get(&w.name).is_some_and(|r| r == "Ready"))
-            .count();
-        if n == want {
-            ctx.printer.status(&format!(
-                "up: every node Ready ({n}/{want} workers), {:.0} s after the node steps ended",
-                t.elapsed().as_secs_f64()
-            ));
-            break;
-        }
-        if t.elapsed() > std::time::Duration::from_secs(300) {
-            return Err(crate::error::Failure::new(format!(
-                "only {n} of {want} workers Ready 300 s after the node steps: {ready:?}"
-            ))
-            .hint("`kubicluster status` shows each node's units; the kubelet's journal says why (journalctl -u kubelet)")
-            .into());
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-    }
+    crate::retry::until(
+        std::time::Duration::from_secs(300),
+        std::time::Duration::from_secs(2),
+        || {
+            let ready = crate::vms::node_readiness(cluster).unwrap_or_default();
+            let n = cluster
+                .workers()
+                .filter(|w| ready.get(&w.name).is_some_and(|r| r == "Ready"))
+                .count();
+            if n == want {
+                Ok(())
+            } else {
+                Err(format!("only {n} of {want} workers Ready 300 s after the node steps: {ready:?}").into())
+            }
+        },
+    )
+    .map_err(|why| {
+        crate::error::Failure::new(why).hint(
+            "`kubicluster status` shows each node's units; the kubelet's journal says why (journalctl -u kubelet)",
+        )
+    })?;
+    ctx.printer.status(&format!(
+        "up: every node Ready ({want}/{want} workers), {:.0} s after the node steps ended",
+        t.elapsed().as_secs_f64()
+    ));
     if skip {
         ctx.printer.status("up: smoke test skipped (--skip-test)");
         return Ok(());

@@ -244,34 +244,37 @@ impl Step for InstallEtcd {
             &format!("https://127.0.0.1:{}", cx.cluster.etcd.client_port),
         );
         let health = ctl.arg("endpoint").arg("health");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-        loop {
-            let o = host.run(&health)?;
-            if o.ok() {
-                tracing::info!(node = %node.name, "etcd healthy");
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
+        // An SSH failure ends the wait at once; an unhealthy answer is tried again.
+        let mut last = None;
+        crate::retry::until(
+            std::time::Duration::from_secs(180),
+            std::time::Duration::from_secs(2),
+            || match host.run(&health) {
+                Ok(o) if o.ok() => Ok(()),
+                Ok(o) => {
+                    last = Some(o);
+                    Err(None.into())
+                }
+                Err(e) => Err(crate::retry::NotYet::Stop(Some(e))),
+            },
+        )
+        .map_err(|e| match e {
+            Some(e) => anyhow::Error::from(e),
+            None => {
                 let journal = host
-                    .run(&Cmd::new([
-                        "journalctl",
-                        "-u",
-                        UNIT,
-                        "-n",
-                        "20",
-                        "--no-pager",
-                    ]))
+                    .run(&Cmd::new(["journalctl", "-u", UNIT, "-n", "20", "--no-pager"]))
                     .map(|j| j.tail(20))
                     .unwrap_or_default();
-                return Err(crate::error::Failure::new(format!(
+                crate::error::Failure::new(format!(
                     "{}: etcd is not healthy after 180 s: {}\nlast journal lines of {UNIT}:\n{journal}",
                     node.name,
-                    o.tail(3)
+                    last.map(|o| o.tail(3)).unwrap_or_default()
                 ))
                 .hint("see `journalctl -u etcd` on the node; the other members must be up for a quorum")
-                .into());
+                .into()
             }
-            std::thread::sleep(std::time::Duration::from_secs(2));
-        }
+        })?;
+        tracing::info!(node = %node.name, "etcd healthy");
+        Ok(())
     }
 }

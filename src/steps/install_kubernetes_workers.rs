@@ -114,22 +114,20 @@ impl Step for InstallKubernetesWorkers {
         };
         let timeout = std::time::Duration::from_secs(180);
         let path = format!("/api/v1/nodes/{}", node.name);
-        let start = std::time::Instant::now();
-        loop {
-            let last = match client.get(&path) {
-                Ok((200, _)) => break,
-                Ok((s, body)) => format!("HTTP {s}: {}", body.trim()),
-                Err(e) => format!("{e:#}"),
-            };
-            if start.elapsed() >= timeout {
-                anyhow::bail!(
-                    "the kubelet on {} did not register its Node within {} s ({last}); see `journalctl -u kubelet` there",
-                    node.name,
-                    timeout.as_secs()
-                );
+        crate::retry::until(timeout, std::time::Duration::from_secs(3), || {
+            match client.get(&path) {
+                Ok((200, _)) => Ok(()),
+                Ok((s, body)) => Err(format!("HTTP {s}: {}", body.trim()).into()),
+                Err(e) => Err(format!("{e:#}").into()),
             }
-            std::thread::sleep(std::time::Duration::from_secs(3));
-        }
+        })
+        .map_err(|last| {
+            anyhow::anyhow!(
+                "the kubelet on {} did not register its Node within {} s ({last}); see `journalctl -u kubelet` there",
+                node.name,
+                timeout.as_secs()
+            )
+        })?;
         crate::kubeapi::wait_healthz(
             &format!("http://{}:10256/healthz", node.cluster_ip),
             timeout,

@@ -87,42 +87,39 @@ pub(crate) fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Res
                 .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub")
         })?;
     let timeout = Duration::from_secs(h.boot_timeout_seconds.into());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while answers(tip, cluster.ssh_port) {
-        if Instant::now() > deadline {
-            return Err(
-                Failure::new(format!("{tip} (the template address) is still in use"))
-                    .hint("a VM from an interrupted run may hold it; destroy it, then run again")
-                    .into(),
-            );
+    crate::retry::until(Duration::from_secs(60), Duration::from_secs(1), || {
+        if answers(tip, cluster.ssh_port) {
+            Err(().into())
+        } else {
+            Ok(())
         }
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    })
+    .map_err(|()| {
+        Failure::new(format!("{tip} (the template address) is still in use"))
+            .hint("a VM from an interrupted run may hold it; destroy it, then run again")
+    })?;
     hv.start_domain(&n.name)?;
     let reach = || -> Result<SshHost> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match SshHost::connect_to(
+        crate::retry::until(timeout, Duration::from_secs(2), || {
+            SshHost::connect_to(
                 &n.name,
                 SocketAddr::new(tip.into(), cluster.ssh_port),
                 &cluster.ssh_user,
                 &cluster.ssh_key,
                 &template_key,
                 Duration::from_secs(5),
-            ) {
-                Ok(h) => return Ok(h),
-                Err(e)
-                    if matches!(e, HostError::HostKeyMismatch { .. })
-                        || Instant::now() > deadline =>
-                {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "{}: reach the clone at the template address {tip}",
-                        n.name
-                    )));
-                }
-                Err(_) => std::thread::sleep(Duration::from_secs(2)),
-            }
-        }
+            )
+            .map_err(|e| match e {
+                HostError::HostKeyMismatch { .. } => crate::retry::NotYet::Stop(e),
+                e => crate::retry::NotYet::Again(e),
+            })
+        })
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "{}: reach the clone at the template address {tip}",
+                n.name
+            ))
+        })
     };
     let host = match reach() {
         Ok(h) => h,

@@ -71,46 +71,46 @@ pub fn wait_ready(
     n: &Node,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last = anyhow::anyhow!("no attempt");
-    while Instant::now() < deadline {
-        if let Some(d) = hv.domain(&n.name)? {
+    use crate::retry::NotYet::Stop;
+    crate::retry::until(timeout, Duration::from_secs(2), || {
+        if let Some(d) = hv.domain(&n.name).map_err(Stop)? {
             match &d.state {
                 VmState::Paused(why) if why == hypervisor::PAUSED_IO_ERROR => {
-                    disk_space_or_explain(cluster, &n.name)?;
-                    return Err(Failure::new(format!(
-                        "{}: the VM paused after an I/O error writing its disk",
-                        n.name
-                    ))
-                    .hint(format!(
-                        "check the storage under {}; run the same command again to resume it",
-                        cluster.storage_dir().display()
-                    ))
-                    .into());
+                    disk_space_or_explain(cluster, &n.name).map_err(Stop)?;
+                    return Err(Stop(
+                        Failure::new(format!(
+                            "{}: the VM paused after an I/O error writing its disk",
+                            n.name
+                        ))
+                        .hint(format!(
+                            "check the storage under {}; run the same command again to resume it",
+                            cluster.storage_dir().display()
+                        ))
+                        .into(),
+                    ));
                 }
                 VmState::Off => {
-                    return Err(Failure::new(format!(
-                        "{}: the VM powered off while booting",
-                        n.name
-                    ))
-                    .hint("see its console log; run the same command again to start it")
-                    .into());
+                    return Err(Stop(
+                        Failure::new(format!("{}: the VM powered off while booting", n.name))
+                            .hint("see its console log; run the same command again to start it")
+                            .into(),
+                    ));
                 }
                 _ => {}
             }
         }
         match connect(cluster, n, Duration::from_secs(5)) {
-            Ok(h) => return verify(cluster, n, &h),
-            Err(e) if is_key_mismatch(&e) => return Err(e),
-            Err(e) => last = e,
+            Ok(h) => verify(cluster, n, &h).map_err(Stop),
+            Err(e) if is_key_mismatch(&e) => Err(Stop(e)),
+            Err(e) => Err(e
+                .context(format!(
+                    "{}: no SSH answer within {} s",
+                    n.name,
+                    timeout.as_secs()
+                ))
+                .into()),
         }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    Err(last.context(format!(
-        "{}: no SSH answer within {} s",
-        n.name,
-        timeout.as_secs()
-    )))
+    })
 }
 
 /// Wait for every started VM in parallel; a VM that times out is restarted once, then fails

@@ -121,6 +121,9 @@ pub fn prefetch(cx: &Cx, steps: &[Arc<dyn Step>]) {
             units.extend(u.into_iter().filter(|u| seen.insert(format!("u:{u}"))));
             paths.extend(p.into_iter().filter(|p| seen.insert(format!("p:{p}"))));
         }
+        if checks.is_empty() && units.is_empty() && paths.is_empty() {
+            return;
+        }
         let Ok(host) = cx.host(&node.name) else {
             return;
         };

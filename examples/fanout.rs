@@ -4,6 +4,7 @@
 
 #![allow(clippy::print_stdout)]
 
+use kubicluster::engine::StepId;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,8 @@ use kubicluster::spec::{self, Cluster, Node, Overrides};
 
 struct Files;
 impl Step for Files {
-    fn name(&self) -> &'static str {
-        "install_files"
+    fn id(&self) -> StepId {
+        StepId::Custom("install_files")
     }
     fn targets<'c>(&self, c: &'c Cluster) -> Vec<&'c Node> {
         c.nodes.iter().collect()

@@ -454,13 +454,16 @@ pub enum WorkerPart {
 }
 
 impl WorkerPart {
-    pub fn step(self) -> &'static str {
+    /// The step it runs (`install_kata` and `install_containerd` both run the containerd step,
+    /// which decides about kata; `install_cni_calico` runs the pod-network step).
+    pub fn step(self) -> crate::engine::StepId {
+        use crate::engine::StepId;
         match self {
-            WorkerPart::PrepareWorkerNodes => "prepare_worker_nodes",
-            WorkerPart::InstallRunc => "install_runc",
-            WorkerPart::InstallContainerd | WorkerPart::InstallKata => "install_containerd",
-            WorkerPart::InstallCni => "install_cni",
-            WorkerPart::InstallKubernetesWorkers => "install_kubernetes_workers",
+            WorkerPart::PrepareWorkerNodes => StepId::PrepareWorkerNodes,
+            WorkerPart::InstallRunc => StepId::InstallRunc,
+            WorkerPart::InstallContainerd | WorkerPart::InstallKata => StepId::InstallContainerd,
+            WorkerPart::InstallCni => StepId::InstallCni,
+            WorkerPart::InstallKubernetesWorkers => StepId::InstallKubernetesWorkers,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `install_kubernetes_controllers`; `update_certs` and `update_configs` converge both (the
 //! engine only rewrites what differs, so they are the same run).
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use super::Ctx;
@@ -26,13 +27,15 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
         .into());
     }
     let only = match args.only {
-        Some(ControllerPart::InstallEtcd) => Some("install_etcd"),
+        Some(ControllerPart::InstallEtcd) => Some(StepId::InstallEtcd),
         Some(ControllerPart::InstallKubernetesControllers) => {
-            Some("install_kubernetes_controllers")
+            Some(StepId::InstallKubernetesControllers)
         }
         Some(ControllerPart::UpdateCerts | ControllerPart::UpdateConfigs) | None => None,
     };
-    let mut a = args.run.reexec("create-controllers", only);
+    let mut a = args
+        .run
+        .reexec("create-controllers", only.map(StepId::name));
     let mut steps = steps::controllers(only);
     if args.force_etcd_data_reset {
         // One stamp for the snapshot and every controller's data set aside; passed into the

@@ -257,7 +257,11 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         nodes.len()
     ));
     // Image archives can be large: read them only for the step that imports them.
-    let images = if run.steps.iter().any(|s| s.name() == "install_containerd") {
+    let images = if run
+        .steps
+        .iter()
+        .any(|s| s.id() == engine::StepId::InstallContainerd)
+    {
         steps::ImageInput::load(cluster)?
     } else {
         Vec::new()

@@ -4,6 +4,7 @@
 //! the engine would write, run, enable, start or restart), per node in a stable order.
 //! `--output json` prints one object; its `changes` is the total (0 = converged).
 
+use crate::engine::StepId;
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -53,11 +54,11 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     };
     let hv_report = engine::hv::run(&hx, &refs, true, Default::default(), &mut |_| {})?;
     // Changes, and what a step found and leaves alone (a VM's drift) — pending too.
-    let lines = |names: &[&str]| -> Vec<String> {
+    let lines = |steps: &[StepId]| -> Vec<String> {
         hv_report
             .nodes
             .iter()
-            .filter(|n| names.contains(&n.step.as_str()))
+            .filter(|n| steps.iter().any(|s| s.name() == n.step))
             .flat_map(|n| {
                 n.changes
                     .iter()
@@ -66,9 +67,9 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
             })
             .collect()
     };
-    let hypervisor_changes = lines(&["prepare_networks", "build_image"]);
-    let pki_changes = lines(&["generate_pki"]);
-    let vm_changes = lines(&["create_vms"]);
+    let hypervisor_changes = lines(&[StepId::PrepareNetworks, StepId::BuildImage]);
+    let pki_changes = lines(&[StepId::GeneratePki]);
+    let vm_changes = lines(&[StepId::CreateVms]);
     let running: Vec<String> = hv
         .domains()?
         .into_iter()

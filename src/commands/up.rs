@@ -47,7 +47,7 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (here, vms): (Vec<&dyn HvStep>, Vec<&dyn HvStep>) = hv_steps
         .iter()
         .map(|s| s.as_ref())
-        .partition(|s| s.name() != "create_vms");
+        .partition(|s| s.id() != crate::engine::StepId::CreateVms);
     ctx.printer.status(&format!(
         "[2/4] hypervisor: {}",
         here.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")

@@ -19,7 +19,9 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
             .into());
     }
     let only = args.only.map(|p| p.step());
-    let mut a = args.run.reexec("create-workers", only);
+    let mut a = args
+        .run
+        .reexec("create-workers", only.map(crate::engine::StepId::name));
     if args.all_steps {
         a.push("--all-steps".into());
     }

@@ -12,6 +12,7 @@
 //! VMs boot and are waited for in parallel). A failing step ends the run with its own error
 //! (its hint and exit code kept), after the lines of what it did.
 
+use super::StepId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -133,8 +134,12 @@ pub fn change(object: impl Into<String>, what: impl Into<String>) -> Change {
 
 /// One step on the hypervisor; one file per step under `steps/`.
 pub trait HvStep {
+    /// Which step it is.
+    fn id(&self) -> StepId;
     /// `verb_noun`, like the node steps (`create_vms`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.id().name()
+    }
     /// Whether it needs the libvirt connection (the PKI and the image do not, so `cnc` works
     /// with no lab running).
     fn needs_libvirt(&self) -> bool {
@@ -199,8 +204,8 @@ mod tests {
     struct Touch(std::path::PathBuf);
 
     impl HvStep for Touch {
-        fn name(&self) -> &'static str {
-            "touch_file"
+        fn id(&self) -> StepId {
+            StepId::Custom("touch_file")
         }
         fn run(&self, _hx: &Hx, gate: &mut Gate) -> Result<()> {
             if !self.0.exists() {

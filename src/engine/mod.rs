@@ -14,6 +14,7 @@ pub mod hv;
 pub mod journal;
 pub mod plan;
 pub mod prefetch;
+pub mod step_id;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 pub use desired::{Blob, Desired, DirSpec, FileSpec, GuardedCmd, UnitSpec};
 pub use plan::Change;
+pub use step_id::StepId;
 
 use crate::host::Host;
 use crate::spec::{Cluster, Node};
@@ -78,8 +80,12 @@ impl Cx {
 
 /// One step of the pipeline; one file per step under `steps/`.
 pub trait Step: Send + Sync {
+    /// Which step it is.
+    fn id(&self) -> StepId;
     /// `verb_noun`, as in the original's subcommands (`install_etcd`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.id().name()
+    }
     /// The nodes it acts on.
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node>;
     /// The catalogue components (`etcd`, `kubelet`, …) it installs, made ready on the

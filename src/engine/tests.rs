@@ -17,8 +17,8 @@ struct Demo {
 }
 
 impl Step for Demo {
-    fn name(&self) -> &'static str {
-        "install_demo"
+    fn id(&self) -> StepId {
+        StepId::Custom("install_demo")
     }
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.nodes.iter().collect()
@@ -316,8 +316,8 @@ struct Counted {
 }
 
 impl Step for Counted {
-    fn name(&self) -> &'static str {
-        "install_counted"
+    fn id(&self) -> StepId {
+        StepId::Custom("install_counted")
     }
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.nodes.iter().take(1).collect()
@@ -370,8 +370,8 @@ fn an_unchanged_node_is_verified_only_after_a_run_that_stopped() {
 struct Second;
 
 impl Step for Second {
-    fn name(&self) -> &'static str {
-        "install_second"
+    fn id(&self) -> StepId {
+        StepId::Custom("install_second")
     }
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.nodes.iter().collect()

@@ -2,6 +2,7 @@
 //! (see [`crate::image`]); `up` runs it before the VMs are made. Not in the original, which
 //! expected a hand-made template.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::hv::{Gate, HvStep, Hx, change};
@@ -9,8 +10,8 @@ use crate::engine::hv::{Gate, HvStep, Hx, change};
 pub struct BuildImage;
 
 impl HvStep for BuildImage {
-    fn name(&self) -> &'static str {
-        "build_image"
+    fn id(&self) -> StepId {
+        StepId::BuildImage
     }
 
     fn needs_libvirt(&self) -> bool {

@@ -6,6 +6,7 @@
 //! then is it "up to date" (a run stopped before that leaves it "not yet verified").
 //! Drift (vcpus, memory, disk) is reported and left alone unless `--force`.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::hv::{Gate, HvStep, Hx};
@@ -18,8 +19,8 @@ pub struct CreateVms {
 }
 
 impl HvStep for CreateVms {
-    fn name(&self) -> &'static str {
-        "create_vms"
+    fn id(&self) -> StepId {
+        StepId::CreateVms
     }
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {

@@ -2,6 +2,7 @@
 //! their files (host key, identity); `known_hosts` too when all go. A domain that is not this
 //! cluster's is refused before anything is removed. The PKI and the lab are `destroy --all`'s.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::hv::{Gate, HvStep, Hx};
@@ -13,8 +14,8 @@ pub struct DestroyVms {
 }
 
 impl HvStep for DestroyVms {
-    fn name(&self) -> &'static str {
-        "destroy_vms"
+    fn id(&self) -> StepId {
+        StepId::DestroyVms
     }
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {

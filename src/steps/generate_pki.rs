@@ -3,6 +3,7 @@
 //! which decides per file and writes through its own `Wet` gate). Each file created, re-issued
 //! or updated is one change; a kept file is none.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::hv::{Gate, HvStep, Hx, change};
@@ -15,8 +16,8 @@ pub struct GeneratePki {
 }
 
 impl HvStep for GeneratePki {
-    fn name(&self) -> &'static str {
-        "generate_pki"
+    fn id(&self) -> StepId {
+        StepId::GeneratePki
     }
 
     fn needs_libvirt(&self) -> bool {

@@ -8,6 +8,7 @@
 //! with server-side apply as the cluster admin (no kubectl). Where the API server cannot run
 //! (no kube-apiserver binary), the step says the objects were not applied.
 
+use crate::engine::StepId;
 use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
@@ -151,8 +152,8 @@ fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
 }
 
 impl Step for InstallAddons {
-    fn name(&self) -> &'static str {
-        "install_addons"
+    fn id(&self) -> StepId {
+        StepId::InstallAddons
     }
 
     fn artifacts(&self, cluster: &Cluster) -> Vec<&'static str> {

@@ -9,6 +9,7 @@
 //! restarts only it. With `calico`, calico's own `install-cni` writes the conflist; this step
 //! installs the plugins and the loopback config.
 
+use crate::engine::StepId;
 use anyhow::{Context, Result, bail};
 
 use crate::artifacts::Provided;
@@ -38,8 +39,8 @@ struct Route {
 }
 
 impl Step for InstallCni {
-    fn name(&self) -> &'static str {
-        "install_cni"
+    fn id(&self) -> StepId {
+        StepId::InstallCni
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

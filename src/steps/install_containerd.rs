@@ -8,6 +8,7 @@
 //! missing (always under TCG), the step says so once for that worker and runc is that worker's
 //! default runtime; the `kata` RuntimeClass only selects workers labelled `kubicluster.io/kata`.
 
+use crate::engine::StepId;
 use anyhow::{Result, bail};
 
 use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
@@ -96,8 +97,8 @@ pub fn ctr(cx: &Cx) -> String {
 }
 
 impl Step for InstallContainerd {
-    fn name(&self) -> &'static str {
-        "install_containerd"
+    fn id(&self) -> StepId {
+        StepId::InstallContainerd
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

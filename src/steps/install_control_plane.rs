@@ -7,6 +7,7 @@
 //! Where a binary cannot be had and `--allow-missing-binaries` was given, its unit and configs
 //! are installed but not enabled or started, and the report says so.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::{Blob, Cx, Desired, Step};
@@ -35,8 +36,8 @@ struct Ctx {
 }
 
 impl Step for InstallControlPlane {
-    fn name(&self) -> &'static str {
-        "install_kubernetes_controllers"
+    fn id(&self) -> StepId {
+        StepId::InstallKubernetesControllers
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

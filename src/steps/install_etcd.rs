@@ -7,6 +7,7 @@
 //! never updated (etcd ignores them once it has data), so the unit stays identical on every
 //! member and a re-run changes nothing. Data is never wiped.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
@@ -81,8 +82,8 @@ fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
 }
 
 impl Step for InstallEtcd {
-    fn name(&self) -> &'static str {
-        "install_etcd"
+    fn id(&self) -> StepId {
+        StepId::InstallEtcd
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

@@ -5,6 +5,7 @@
 //! with its cluster-network address; where kata works it carries `kubicluster.io/kata=true`.
 //! Without binaries (`--allow-missing-binaries`) the units and configs are installed, not started.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::{Cx, Desired, Step};
@@ -18,8 +19,8 @@ const KUBELET: &str = "kubelet.service";
 const PROXY: &str = "kube-proxy.service";
 
 impl Step for InstallKubernetesWorkers {
-    fn name(&self) -> &'static str {
-        "install_kubernetes_workers"
+    fn id(&self) -> StepId {
+        StepId::InstallKubernetesWorkers
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

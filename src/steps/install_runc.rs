@@ -1,6 +1,7 @@
 //! `install_runc` — the OCI runtime containerd starts containers with (KTHW lab 09 installs the
 //! upstream binary; the `deb` source installs Debian's package). Verified by running it.
 
+use crate::engine::StepId;
 use anyhow::{Result, bail};
 
 use crate::engine::{Cx, Desired, Step};
@@ -15,8 +16,8 @@ pub fn runc_path(cx: &Cx) -> String {
 }
 
 impl Step for InstallRunc {
-    fn name(&self) -> &'static str {
-        "install_runc"
+    fn id(&self) -> StepId {
+        StepId::InstallRunc
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

@@ -32,7 +32,7 @@ use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
 use crate::engine::hv::HvStep;
-use crate::engine::{Blob, Desired, GuardedCmd, Step};
+use crate::engine::{Blob, Desired, GuardedCmd, Step, StepId};
 use crate::error::Failure;
 use crate::host::Cmd;
 use crate::spec::Cluster;
@@ -260,7 +260,7 @@ pub fn hypervisor_pipeline(force_vms: bool) -> Vec<Box<dyn HvStep>> {
 pub fn create_vms_steps(force: bool) -> Vec<Box<dyn HvStep>> {
     hypervisor_pipeline(force)
         .into_iter()
-        .filter(|s| ["prepare_networks", "create_vms"].contains(&s.name()))
+        .filter(|s| [StepId::PrepareNetworks, StepId::CreateVms].contains(&s.id()))
         .collect()
 }
 
@@ -279,30 +279,24 @@ pub fn pipeline() -> Vec<Arc<dyn Step>> {
 }
 
 /// The controller steps (what `create-controllers` runs).
-pub const CONTROLLER_STEPS: [&str; 2] = ["install_etcd", "install_kubernetes_controllers"];
+pub const CONTROLLER_STEPS: [StepId; 2] =
+    [StepId::InstallEtcd, StepId::InstallKubernetesControllers];
 
-/// The steps of `create-workers`, or of one of its legacy subcommands (`install_kata` and
-/// `install_containerd` both run the containerd step, which decides about kata;
-/// `install_cni_calico` runs the pod-network step).
-pub fn workers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
-    let only = only.map(|o| match o {
-        "install_kata" => "install_containerd",
-        "install_cni_calico" => "install_cni",
-        o => o,
-    });
+/// The steps of `create-workers`, or only one of them (a legacy subcommand).
+pub fn workers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
     pipeline()
         .into_iter()
-        .filter(|s| !CONTROLLER_STEPS.contains(&s.name()))
-        .filter(|s| only.is_none_or(|o| o == s.name()))
+        .filter(|s| !CONTROLLER_STEPS.contains(&s.id()))
+        .filter(|s| only.is_none_or(|o| o == s.id()))
         .collect()
 }
 
-/// The steps of `create-controllers` (or one of its legacy subcommands).
-pub fn controllers(only: Option<&str>) -> Vec<Arc<dyn Step>> {
+/// The steps of `create-controllers`, or only one of them (a legacy subcommand).
+pub fn controllers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
     pipeline()
         .into_iter()
-        .filter(|s| CONTROLLER_STEPS.contains(&s.name()))
-        .filter(|s| only.is_none_or(|o| o == s.name()))
+        .filter(|s| CONTROLLER_STEPS.contains(&s.id()))
+        .filter(|s| only.is_none_or(|o| o == s.id()))
         .collect()
 }
 

@@ -6,6 +6,7 @@
 //! template part applies: the lab's libvirtd needs nothing from the host.
 //! [`readiness`] is `prepare --check`: what is there, what blocks, changing nothing.
 
+use crate::engine::StepId;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,8 +25,8 @@ pub struct PrepareHost {
 }
 
 impl HvStep for PrepareHost {
-    fn name(&self) -> &'static str {
-        "prepare_host"
+    fn id(&self) -> StepId {
+        StepId::PrepareHost
     }
 
     fn needs_libvirt(&self) -> bool {

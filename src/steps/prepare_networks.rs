@@ -3,6 +3,7 @@
 //! SSH key — the libvirt half of the original's `prepare`, run by `prepare`, `create-vms` and
 //! `up`. Each is made (or started) only when missing (or stopped).
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::hv::{Gate, HvStep, Hx};
@@ -11,8 +12,8 @@ use crate::vms;
 pub struct PrepareNetworks;
 
 impl HvStep for PrepareNetworks {
-    fn name(&self) -> &'static str {
-        "prepare_networks"
+    fn id(&self) -> StepId {
+        StepId::PrepareNetworks
     }
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {

@@ -4,6 +4,7 @@
 //! fstab, and the tools kube-proxy and the bridge plugin call (iptables, conntrack, socat) checked.
 //! Nodes never download anything: a missing tool is an error that says how to get it.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step};
@@ -19,8 +20,8 @@ pub const SYSCTL: &str = "/etc/sysctl.d/90-kubicluster.conf";
 pub const TOOLS: [&str; 3] = ["iptables", "conntrack", "socat"];
 
 impl Step for PrepareWorkerNodes {
-    fn name(&self) -> &'static str {
-        "prepare_worker_nodes"
+    fn id(&self) -> StepId {
+        StepId::PrepareWorkerNodes
     }
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {

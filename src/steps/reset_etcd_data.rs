@@ -3,6 +3,7 @@
 //! controller etcd is stopped, `/var/lib/etcd` moves to `/var/lib/etcd.reset-<stamp>` and the
 //! bootstrap settings go, so the `install_etcd` step that follows bootstraps a new cluster.
 
+use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::{Cx, Desired, GuardedCmd, Step};
@@ -14,8 +15,8 @@ pub struct ResetEtcdData {
 }
 
 impl Step for ResetEtcdData {
-    fn name(&self) -> &'static str {
-        "reset_etcd_data"
+    fn id(&self) -> StepId {
+        StepId::ResetEtcdData
     }
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {

@@ -2,6 +2,7 @@
 //! `etcdctl snapshot save` on the first controller with data, copied to the hypervisor as
 //! `<workDir>/<cluster>/backups/etcd-<stamp>.db` (0600). Nothing is wiped unless this worked.
 
+use crate::engine::StepId;
 use anyhow::{Context, Result, bail};
 
 use crate::engine::{Cx, Desired, GuardedCmd, Step};
@@ -28,8 +29,8 @@ impl SnapshotEtcd {
 }
 
 impl Step for SnapshotEtcd {
-    fn name(&self) -> &'static str {
-        "snapshot_etcd"
+    fn id(&self) -> StepId {
+        StepId::SnapshotEtcd
     }
 
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {

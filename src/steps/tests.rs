@@ -233,7 +233,10 @@ fn the_pipeline_needs_each_artifact_once_in_order() {
         Some(&"calico")
     );
     assert_eq!(
-        super::artifacts_for(&super::workers(Some("install_runc")), &c),
+        super::artifacts_for(
+            &super::workers(Some(crate::engine::StepId::InstallRunc)),
+            &c
+        ),
         ["runc"]
     );
 }

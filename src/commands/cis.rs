@@ -19,11 +19,24 @@ pub fn run(ctx: &mut Ctx, args: &CisArgs) -> Result<()> {
     }
     let answers = crate::par::map(&cluster.nodes, |n| {
         let host = crate::vms::connect(&cluster, n, Duration::from_secs(10))?;
-        let o = host.run(&Cmd::script(cis::GATHER, Vec::<String>::new()))?;
-        if !o.ok() {
-            anyhow::bail!("{}: the checks' script failed: {}", n.name, o.tail(3));
-        }
-        Ok::<_, anyhow::Error>(cis::evaluate(n.role, &cis::parse(&o.stdout_text())))
+        let gather = || -> anyhow::Result<Vec<cis::Finding>> {
+            let o = host.run(&Cmd::script(cis::GATHER, Vec::<String>::new()))?;
+            if !o.ok() {
+                anyhow::bail!("{}: the checks' script failed: {}", n.name, o.tail(3));
+            }
+            Ok(cis::evaluate(n.role, &cis::parse(&o.stdout_text())))
+        };
+        // A component caught between a crash and systemd's restart (RestartSec=5) is looked
+        // at again for up to 20 s before it counts as not running.
+        let mut found = gather()?;
+        let _ = crate::retry::until(Duration::from_secs(20), Duration::from_secs(5), || {
+            if !found.iter().any(cis::Finding::not_running) {
+                return Ok(());
+            }
+            found = gather().map_err(crate::retry::NotYet::Stop)?;
+            Err(anyhow::anyhow!("a component is not running").into())
+        });
+        Ok::<_, anyhow::Error>(found)
     });
     let (mut pass, mut fail, mut waived) = (0, 0, 0);
     for (n, found) in cluster.nodes.iter().zip(answers) {

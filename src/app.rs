@@ -178,7 +178,6 @@ fn explain(
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>) -> u8 {
     printer.verbose |= cli.debug;
-    commands::DEBUG.store(cli.debug, std::sync::atomic::Ordering::Relaxed);
     let mut ctx = Ctx { printer, env };
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&mut ctx, a),

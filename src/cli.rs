@@ -375,24 +375,6 @@ pub struct ConvergeArgs {
     pub force: bool,
 }
 
-impl ConvergeArgs {
-    /// The command line that repeats this run inside the lab: `cmd`, the part, these flags.
-    pub fn reexec(&self, cmd: &str, only: Option<&str>) -> Vec<String> {
-        let mut a = vec![cmd.to_string()];
-        a.extend(only.map(str::to_string));
-        if self.dry_run {
-            a.push("--dry-run".into());
-        }
-        if self.allow_missing_binaries {
-            a.push("--allow-missing-binaries".into());
-        }
-        if self.concurrency > 0 {
-            a.push(format!("--concurrency={}", self.concurrency));
-        }
-        a
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CreateControllersArgs {
     /// Only one part (the original's subcommands); default: everything.
@@ -407,9 +389,6 @@ pub struct CreateControllersArgs {
     /// Confirm --force-etcd-data-reset.
     #[arg(long)]
     pub yes: bool,
-    /// The reset's timestamp (set by kubicluster when it re-runs itself in the lab).
-    #[arg(long, hide = true)]
-    pub reset_stamp: Option<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -421,12 +400,6 @@ pub struct CreateWorkersArgs {
     pub only: Option<WorkerPart>,
     #[command(flatten)]
     pub run: ConvergeArgs,
-    /// The whole node pipeline, controllers first, then the smoke test (what `up` runs).
-    #[arg(long, hide = true)]
-    pub all_steps: bool,
-    /// With --all-steps: no smoke test.
-    #[arg(long, hide = true)]
-    pub skip_test: bool,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

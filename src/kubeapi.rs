@@ -88,12 +88,13 @@ impl Client {
             .root_certs(RootCerts::new_with_certs(&roots))
             .client_cert(Some(ClientCert::new_with_certs(&certs, key)))
             .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_global(Some(CALL_TIMEOUT))
-            .build()
-            .new_agent();
+        let agent = crate::net::agent(
+            ureq::Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .timeout_global(Some(CALL_TIMEOUT))
+                .build(),
+        );
         Ok(Client {
             agent,
             server: server
@@ -330,12 +331,13 @@ impl Client {
 /// GET `url` (a component's `/healthz` on its self-signed serving cert: not verified, as
 /// kubeadm does) until it answers 200 `ok` or `timeout` passes.
 pub fn wait_healthz(url: &str, timeout: Duration) -> Result<()> {
-    let agent = ureq::Agent::config_builder()
-        .tls_config(TlsConfig::builder().disable_verification(true).build())
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .new_agent();
+    let agent = crate::net::agent(
+        ureq::Agent::config_builder()
+            .tls_config(TlsConfig::builder().disable_verification(true).build())
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build(),
+    );
     crate::retry::until(timeout, Duration::from_secs(2), || {
         match agent.get(url).call() {
             Ok(r) if r.status().as_u16() == 200 => Ok(()),
@@ -355,16 +357,17 @@ pub fn wait_healthz(url: &str, timeout: Duration) -> Result<()> {
 /// checked against `ca_pem`): what an anonymous caller gets.
 pub fn anonymous_status(url: &str, ca_pem: &[u8]) -> Result<u16> {
     let roots = pem_certs(ca_pem)?;
-    let agent = ureq::Agent::config_builder()
-        .tls_config(
-            TlsConfig::builder()
-                .root_certs(RootCerts::new_with_certs(&roots))
-                .build(),
-        )
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
+    let agent = crate::net::agent(
+        ureq::Agent::config_builder()
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&roots))
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build(),
+    );
     let r = agent
         .get(url)
         .call()

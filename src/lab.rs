@@ -1,10 +1,9 @@
 //! Lab mode: a private libvirtd inside a network namespace kubicluster creates, with its own
 //! config, state, run, log and cache directories bind-mounted over libvirt's, so its networks,
 //! dnsmasq, taps and VMs all live in the namespace (no route out) and nothing touches the host's
-//! libvirt. Clients reach it through its unix socket; SSH to the VMs happens from inside the
-//! namespace (kubicluster re-executes itself there for those commands).
+//! libvirt. Clients reach it through its unix socket; connections to the VMs (SSH, the API) are
+//! opened inside the namespace by [`crate::net`]'s dialer.
 
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -104,16 +103,9 @@ pub fn recorded(cluster: &Cluster) -> Result<Option<LabState>> {
 /// The one line that says what to do when the lab's daemon died.
 pub const DEAD_DAEMON_HINT: &str = "`kubicluster lab up` starts it again and the VMs re-attach with their disks (`lab down` would delete every VM and disk)";
 
-/// Are we inside the lab's network namespace?
-pub fn inside(cluster: &Cluster) -> bool {
-    let ns = Path::new("/run/netns").join(netns_name(cluster));
-    match (
-        std::fs::metadata("/proc/self/ns/net"),
-        std::fs::metadata(ns),
-    ) {
-        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-        _ => false,
-    }
+/// Where the lab's network namespace is bound.
+pub fn netns_path(cluster: &Cluster) -> std::path::PathBuf {
+    Path::new("/run/netns").join(netns_name(cluster))
 }
 
 /// Start the lab (idempotent): namespace, private libvirtd, its socket answering.
@@ -156,7 +148,7 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
     }
     fsutil::write_atomic(&dir.join("etc/qemu.conf"), QEMU_CONF.as_bytes(), 0o644)?;
     let ns = netns_name(cluster);
-    if !Path::new("/run/netns").join(&ns).exists() {
+    if !netns_path(cluster).exists() {
         run(Command::new("ip").args(["netns", "add", &ns]))?;
     }
     run(Command::new("ip").args(["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]))?;
@@ -207,7 +199,7 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
 pub fn down(cluster: &Cluster) -> Result<bool> {
     let ns = netns_name(cluster);
     let dir = cluster.lab_dir();
-    let ns_exists = Path::new("/run/netns").join(&ns).exists();
+    let ns_exists = netns_path(cluster).exists();
     if !ns_exists && !dir.exists() {
         return Ok(false);
     }
@@ -250,54 +242,9 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
     Ok(true)
 }
 
-/// Run kubicluster `args` inside the lab namespace (for commands that talk to VMs); returns the
-/// exit code.
 /// Send `sig` to process `pid` (a decimal string); a process that is gone is not an error.
 fn signal(pid: &str, sig: rustix::process::Signal) {
     if let Some(pid) = pid.parse().ok().and_then(rustix::process::Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, sig);
     }
-}
-
-pub fn exec_inside(cluster: &Cluster, args: &[&str]) -> Result<u8> {
-    let exe = std::env::current_exe().context("find the kubicluster binary")?;
-    // The child gets the parent's resolved spec as a file; a clean environment keeps the
-    // parent's env overrides from being applied twice (over the flags the parent resolved).
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &netns_name(cluster)])
-        .arg(exe)
-        .args(args)
-        .env_clear();
-    for keep in [
-        "PATH",
-        "HOME",
-        "TERM",
-        "KUBICLUSTER_LOG",
-        "KUBICLUSTER_DEBUG",
-    ] {
-        if let Some(v) = std::env::var_os(keep) {
-            cmd.env(keep, v);
-        }
-    }
-    let mut child = cmd.spawn().context("enter the lab namespace")?;
-    // Ctrl-C (or a SIGINT sent to this process alone) is forwarded to the command inside the
-    // namespace, which finishes its changes in flight and exits 130; then we exit with it.
-    let pid = child.id().to_string();
-    let status = crate::engine::fanout::runtime().block_on(async {
-        let wait = tokio::task::spawn_blocking(move || child.wait());
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                r = &mut wait => break r,
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::debug!(pid, "forwarding SIGINT into the lab");
-                    signal(&pid, rustix::process::Signal::INT);
-                }
-            }
-        }
-    });
-    let status = status
-        .context("wait for the lab command")?
-        .context("wait for the lab command")?;
-    Ok(u8::try_from(status.code().unwrap_or(130)).unwrap_or(1))
 }

@@ -35,8 +35,14 @@ impl Write for Writer {
     }
 }
 
-/// Open this run's log under `cluster_dir/logs` and prune old ones. Returns its path.
+/// Open this run's log under `cluster_dir/logs` and prune old ones. Returns its path. One log
+/// per process: a second call (`up`'s node phase after its hypervisor phase) keeps the first.
 pub fn open(cluster_dir: &Path, command: &str) -> Result<PathBuf> {
+    if let Some(open) = current()
+        && open.starts_with(cluster_dir)
+    {
+        return Ok(open);
+    }
     let dir = cluster_dir.join("logs");
     fsutil::ensure_dir(&dir, fsutil::PRIVATE_DIR)?;
     let now = time::OffsetDateTime::now_utc();

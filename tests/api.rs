@@ -204,16 +204,17 @@ fn addons_are_server_side_applied_as_admin_over_mutual_tls() {
 
     // Without a client certificate the server refuses the connection.
     let ca = std::fs::read(certs.join("ca.pem")).unwrap();
-    let anon = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(
-                    &kubicluster::kubeapi::pem_certs(&ca).unwrap(),
-                ))
-                .build(),
-        )
-        .build()
-        .new_agent();
+    let anon = kubicluster::net::agent(
+        ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(
+                        &kubicluster::kubeapi::pem_certs(&ca).unwrap(),
+                    ))
+                    .build(),
+            )
+            .build(),
+    );
     assert!(
         anon.get(&format!("{server}/readyz")).call().is_err(),
         "no client certificate, no answer"

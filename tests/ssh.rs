@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -70,7 +70,7 @@ fn start_sshd() -> Sshd {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let banner =
-            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).and_then(|mut t| {
+            kubicluster::net::connect(&addr, Duration::from_millis(500)).and_then(|mut t| {
                 t.set_read_timeout(Some(Duration::from_secs(2)))?;
                 let mut b = [0u8; 8];
                 std::io::Read::read_exact(&mut t, &mut b)?;

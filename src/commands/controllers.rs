@@ -33,25 +33,14 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
         }
         Some(ControllerPart::UpdateCerts | ControllerPart::UpdateConfigs) | None => None,
     };
-    let mut a = args
-        .run
-        .reexec("create-controllers", only.map(StepId::name));
     let mut steps = steps::controllers(only);
     if args.force_etcd_data_reset {
-        // One stamp for the snapshot and every controller's data set aside; passed into the
-        // lab so the run inside uses the same.
-        let stamp = args.reset_stamp.clone().unwrap_or_else(|| {
-            time::OffsetDateTime::now_utc()
-                .format(&time::macros::format_description!(
-                    "[year][month][day]T[hour][minute][second]"
-                ))
-                .unwrap_or_else(|_| "now".into())
-        });
-        a.extend([
-            "--force-etcd-data-reset".to_string(),
-            "--yes".into(),
-            format!("--reset-stamp={stamp}"),
-        ]);
+        // One stamp for the snapshot and every controller's data set aside.
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]"
+            ))
+            .unwrap_or_else(|_| "now".into());
         let mut reset: Vec<std::sync::Arc<dyn crate::engine::Step>> = vec![
             std::sync::Arc::new(steps::snapshot_etcd::SnapshotEtcd {
                 stamp: stamp.clone(),
@@ -66,7 +55,6 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
         ctx,
         &cluster,
         Run {
-            args: a,
             steps,
             dry_run: args.run.dry_run,
             allow_missing_binaries: args.run.allow_missing_binaries,

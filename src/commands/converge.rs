@@ -5,25 +5,22 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, reexec_in_lab};
+use super::{Ctx, reach_nodes};
 use crate::artifacts::{self, Lock, Provided};
 use crate::engine::hv::{HvStep, Hx};
 use crate::engine::{self, Cx, Event, Report, Step, journal};
 use crate::error::{Exit, Failure};
-use crate::fsutil;
 use crate::host::ssh::{SshHost, SshTarget};
 use crate::host::{Host, pins};
 use crate::spec::{Cluster, Node};
 use crate::steps::{self, Inputs};
 
 pub struct Run<'a> {
-    /// The command line to re-run inside the lab (without `--file`).
-    pub args: Vec<String>,
     pub steps: Vec<Arc<dyn Step>>,
     pub dry_run: bool,
     pub allow_missing_binaries: bool,
@@ -150,16 +147,6 @@ fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc
     Ok(hosts)
 }
 
-/// Ctrl-C sets the flag; a second Ctrl-C is left to the default (kill).
-fn watch_ctrl_c(cancel: Arc<AtomicBool>) {
-    engine::fanout::runtime().spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.store(true, Ordering::SeqCst);
-            tracing::warn!("interrupted: finishing the changes in flight");
-        }
-    });
-}
-
 /// Run hypervisor steps (`prepare`, `cnc`, `create-vms`, `destroy`, and `up`'s first part) on
 /// the engine: the cluster lock unless a dry run, a log file, the libvirt connection when a
 /// step needs one, every line through the printer. The caller has entered the lab if needed.
@@ -174,7 +161,7 @@ pub fn run_hypervisor(
     let _lock = if dry_run {
         None
     } else {
-        Some(super::vms::lock(cluster)?)
+        Some(super::lock(cluster)?)
     };
     if !dry_run {
         let log = crate::logfile::open(&cluster.cluster_dir(), title)?;
@@ -190,35 +177,24 @@ pub fn run_hypervisor(
         hv: hv.as_ref().map(|h| h as &dyn crate::hypervisor::Hypervisor),
     };
     let printer = &mut *ctx.printer;
-    engine::hv::run(
-        &hx,
-        steps,
-        dry_run,
-        Arc::new(AtomicBool::new(false)),
-        &mut |l| printer.status(l),
-    )
+    engine::hv::run(&hx, steps, dry_run, crate::interrupt::flag(), &mut |l| {
+        printer.status(l)
+    })
 }
 
-/// Run the steps. `Ok(None)` when the work ran inside the lab (it printed its own report).
-pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Report>> {
+/// Run the steps: connect, lock, log, journal, progress and the summary.
+pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Report> {
     // Inputs first, on the hypervisor, before anything changes anywhere (and, in lab mode,
     // outside the namespace, where the network is).
     let Resolved {
         provided: artifacts,
         pending,
     } = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries)?;
-    let args: Vec<&str> = run.args.iter().map(String::as_str).collect();
-    if reexec_in_lab(cluster, &args)? {
-        return Ok(None);
-    }
+    reach_nodes(cluster)?;
     let _lock = if run.dry_run {
         None
     } else {
-        fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
-        Some(fsutil::lock_dir(&cluster.cluster_dir()).map_err(|e| {
-            Failure::new(format!("{e:#}"))
-                .hint("another kubicluster command is working on this cluster; wait for it")
-        })?)
+        Some(super::lock(cluster)?)
     };
     let dir = cluster.cluster_dir();
     if !run.dry_run {
@@ -281,9 +257,10 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         concurrency: run.concurrency,
         // After a run that stopped, everything is checked again.
         reverify: unfinished.is_some(),
+        cancel: crate::interrupt::flag(),
         ..Default::default()
     };
-    watch_ctrl_c(opts.cancel.clone());
+    let graceful = crate::interrupt::graceful();
     let printer = &mut *ctx.printer;
     let report = engine::run(cx, run.steps.clone(), &opts, |ev| match ev {
         Event::StepStarted {
@@ -294,6 +271,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
         } => printer.status(&format!("[{index}/{of}] {step} on {nodes} node(s)")),
         Event::NodeDone(r) => printer.node_report(r, opts.dry_run),
     });
+    drop(graceful);
     // Journal: what finished, where it stopped.
     let mut by_step: Vec<(String, bool)> = Vec::new();
     for n in &report.nodes {
@@ -336,7 +314,7 @@ pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Option<Rep
             .hint("fix the cause on the node(s) named and run the command again; nodes that succeeded are not redone")
             .into());
     }
-    Ok(Some(report))
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -23,15 +23,12 @@ pub mod workers;
 use anyhow::Result;
 
 use crate::cli::SpecArgs;
-use crate::error::{Exit, Failure};
+use crate::error::Failure;
 use crate::fsutil;
 use crate::hypervisor::libvirt::Libvirt;
 use crate::lab as sandbox;
 use crate::spec::{self, Cluster, HypervisorMode, Source};
 use crate::ui::Printer;
-
-/// `-d` was given: passed on to the command re-run inside the lab.
-pub static DEBUG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// What every command gets: the printer and a view of the environment.
 pub struct Ctx<'a> {
@@ -76,39 +73,43 @@ pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
     }
 }
 
-/// In lab mode, run `args` (a kubicluster command) inside the lab's network namespace, where
-/// the VMs are reachable, with the resolved spec; `Err(Exit)` carries its exit code. Returns
-/// `Ok(false)` when the caller should go on in this process.
-pub fn reexec_in_lab(cluster: &Cluster, args: &[&str]) -> Result<bool> {
-    if cluster.hypervisor.mode != HypervisorMode::Lab || sandbox::inside(cluster) {
-        return Ok(false);
+/// Make the cluster's nodes reachable from this process: in lab mode, check that the lab runs
+/// (an error with a hint if not) and open every later connection to a node inside the lab's
+/// network namespace ([`crate::net`]); in host mode nothing to do.
+pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
+    if cluster.hypervisor.mode != HypervisorMode::Lab {
+        return Ok(());
     }
     connect(cluster)?; // fail here, with a hint, if the lab is down
-    // The resolved spec for the child only (removed after), so a dry run leaves nothing behind.
-    let path = cluster
-        .cluster_dir()
-        .join(format!(".run-{}.yaml", std::process::id()));
+    crate::net::dial_inside(Some(&sandbox::netns_path(cluster)));
+    Ok(())
+}
+
+/// The cluster's lock (`<cluster dir>/.lock`), held until the guard is dropped. Taken once per
+/// process: a command that runs several phases (`up`: hypervisor, then nodes) holds it across
+/// them, and the phases' own calls get an empty guard.
+pub fn lock(cluster: &Cluster) -> Result<ClusterLock> {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if *held {
+        return Ok(ClusterLock(None));
+    }
     fsutil::ensure_dir(&cluster.cluster_dir(), fsutil::PRIVATE_DIR)?;
-    fsutil::write_atomic(
-        &path,
-        spec::to_yaml(&cluster.file).as_bytes(),
-        fsutil::PUBLIC,
-    )?;
-    struct Remove(std::path::PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
+    let lock = fsutil::lock_dir(&cluster.cluster_dir()).map_err(|e| {
+        Failure::new(format!("{e:#}"))
+            .hint("another kubicluster command is changing this cluster; wait for it to finish")
+    })?;
+    *held = true;
+    Ok(ClusterLock(Some(lock)))
+}
+
+static HELD: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+pub struct ClusterLock(Option<fsutil::DirLock>);
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            *HELD.lock().unwrap_or_else(|e| e.into_inner()) = false;
         }
-    }
-    let _remove = Remove(path.clone());
-    let file = path.display().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--file", file.as_str()]);
-    if DEBUG.load(std::sync::atomic::Ordering::Relaxed) {
-        all.push("--debug");
-    }
-    match sandbox::exec_inside(cluster, &all)? {
-        0 => Ok(true),
-        code => Err(Exit(code).into()),
     }
 }

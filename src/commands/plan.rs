@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::converge::{Run, converge, resolve_artifacts};
-use super::{Ctx, connect, reexec_in_lab};
+use super::{Ctx, connect, reach_nodes};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::engine::hv::{HvStep, Hx};
 use crate::hypervisor::Hypervisor;
@@ -36,14 +36,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let all = steps::pipeline();
     // Artifacts are made ready outside the lab namespace, where the network is.
     resolve_artifacts(&cluster, &all, true)?;
-    let mut a = vec!["plan".to_string()];
-    if args.output == OutputFormat::Json {
-        a.push("--output=json".into());
-    }
-    let argv: Vec<&str> = a.iter().map(String::as_str).collect();
-    if reexec_in_lab(&cluster, &argv)? {
-        return Ok(());
-    }
+    reach_nodes(&cluster)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv = connect(&cluster)?;
     let hv_steps = steps::hypervisor_pipeline(false);
@@ -91,20 +84,18 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         unplanned: unplanned.clone(),
         not_started: Vec::new(),
     };
-    if unplanned.is_empty()
-        && let Some(r) = converge(
+    if unplanned.is_empty() {
+        let r = converge(
             ctx,
             &cluster,
             Run {
-                args: Vec::new(),
                 steps: all.clone(),
                 dry_run: true,
                 allow_missing_binaries: true,
                 concurrency: 0,
                 title: "plan",
             },
-        )?
-    {
+        )?;
         for n in &r.nodes {
             out.nodes.entry(n.node.clone()).or_default().insert(
                 n.step.clone(),

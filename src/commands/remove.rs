@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, reexec_in_lab};
+use super::{Ctx, reach_nodes};
 use crate::cli::RemoveArgs;
 use crate::error::Failure;
 use crate::spec::{Role, Source};
@@ -29,10 +29,8 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
             .hint("take it out of the cluster file and run `kubicluster create-controllers` (its etcd member is removed), then `kubicluster destroy NODE`")
             .into());
     }
-    if reexec_in_lab(&cluster, &["remove", &node.name])? {
-        return Ok(());
-    }
-    let _lock = super::vms::lock(&cluster)?;
+    reach_nodes(&cluster)?;
+    let _lock = super::lock(&cluster)?;
     // 1. The API: drain, then delete the Node object.
     let kc = std::fs::read_to_string(cluster.admin_kubeconfig()).ok();
     let api = kc
@@ -97,12 +95,7 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
         crate::spec::remember(&left)?;
     }
     let next = match source {
-        // Inside the lab the spec arrives as a temporary copy; that is not the user's file.
-        Source::File(p)
-            if !p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".run-")) =>
-        {
+        Source::File(p) => {
             format!(
                 "delete {} from {} and run `kubicluster up` so the other nodes drop its route",
                 node.name,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use super::{Ctx, reexec_in_lab};
+use super::{Ctx, reach_nodes};
 use crate::cli::SmokeArgs;
 use crate::error::Failure;
 use crate::host::Host;
@@ -441,12 +441,15 @@ fn checks(
             .context("no nodePort")?;
         let w = cluster.workers().next().context("no worker")?;
         let url = format!("http://{}:{port}/", w.cluster_ip);
-        let mut r = ureq::get(&url)
-            .config()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .call()
-            .with_context(|| format!("GET {url}"))?;
+        // From the hypervisor, as a user would: in the lab, from inside its namespace.
+        let mut r = crate::net::agent(
+            ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build(),
+        )
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
         let text = r.body_mut().read_to_string()?;
         anyhow::ensure!(
             text.contains("kubicluster-smoke"),
@@ -506,10 +509,7 @@ fn secret_check(cluster: &Cluster) -> Outcome {
 pub fn run(ctx: &mut Ctx, args: &SmokeArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let image = args.pod_image.as_deref().unwrap_or(&cluster.test_image);
-    let wait = args.wait_seconds.to_string();
-    if reexec_in_lab(&cluster, &["test", "--pod-image", image, "--wait", &wait])? {
-        return Ok(());
-    }
+    reach_nodes(&cluster)?;
     let results = smoke(&cluster, image, Duration::from_secs(args.wait_seconds))?;
     report(ctx, &results)
 }

@@ -1,7 +1,8 @@
 //! `kubicluster up`: the whole pipeline, in order, every step on the engine, so a second `up`
 //! changes nothing: (lab up) → [`crate::steps::hypervisor_pipeline`] (prepare_networks,
 //! build_image, generate_pki, create_vms) → [`crate::steps::pipeline`] on the nodes
-//! (controllers, then workers) → the smoke test.
+//! (controllers, then workers) → every node Ready → the smoke test. One process, whatever the
+//! mode: in the lab, connections to the VMs are opened inside its namespace ([`crate::net`]).
 
 use anyhow::Result;
 
@@ -33,47 +34,37 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(
-            "[1/4] lab {}: namespace {}",
+            "[1/3] lab {}: namespace {}",
             if started { "started" } else { "running" },
             s.netns
         ));
     } else {
         ctx.printer.status(
-            "[1/4] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
+            "[1/3] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
         );
     }
-    // The hypervisor steps, in order; the last (the VMs) runs inside the lab namespace.
+    // The hypervisor steps, in order, once (the VMs last); connections to the VMs are opened
+    // inside the lab's namespace from here on; one lock for the whole run.
+    super::reach_nodes(&cluster)?;
+    let _lock = super::lock(&cluster)?;
     let hv_steps = crate::steps::hypervisor_pipeline(args.force);
-    let (here, vms): (Vec<&dyn HvStep>, Vec<&dyn HvStep>) = hv_steps
-        .iter()
-        .map(|s| s.as_ref())
-        .partition(|s| s.id() != crate::engine::StepId::CreateVms);
+    let hv_steps: Vec<&dyn HvStep> = hv_steps.iter().map(|s| s.as_ref()).collect();
     ctx.printer.status(&format!(
-        "[2/4] hypervisor: {}",
-        here.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+        "[2/3] hypervisor: {}",
+        hv_steps
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    super::converge::run_hypervisor(ctx, &cluster, "up", &here, false)?;
-    mark("hypervisor", &mut since);
-    ctx.printer.status(&format!(
-        "[3/4] {}",
-        vms.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
-    ));
-    super::vms::create(ctx, &cluster, args.force, false, &[])?;
-    mark("VMs", &mut since);
+    super::converge::run_hypervisor(ctx, &cluster, "up", &hv_steps, false)?;
+    mark("hypervisor and VMs", &mut since);
     ctx.printer
-        .status("[4/4] node steps: etcd, control plane, workers, pod network");
-    let mut a = vec!["create-workers".to_string(), "--all-steps".to_string()];
-    if args.allow_missing_binaries {
-        a.push("--allow-missing-binaries".into());
-    }
-    if args.skip_test {
-        a.push("--skip-test".into());
-    }
+        .status("[3/3] node steps: etcd, control plane, workers, pod network");
     let report = super::converge::converge(
         ctx,
         &cluster,
         super::converge::Run {
-            args: a,
             steps: crate::steps::pipeline(),
             dry_run: false,
             allow_missing_binaries: args.allow_missing_binaries,
@@ -81,10 +72,7 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
             title: "up",
         },
     )?;
-    // In lab mode the run (and its smoke test) happened inside the namespace.
-    if let Some(report) = report {
-        super::workers::smoke_after(ctx, &cluster, &report, args.skip_test)?;
-    }
+    super::workers::smoke_after(ctx, &cluster, &report, args.skip_test)?;
     mark("node steps, readiness and test", &mut since);
     ctx.printer.status(&format!(
         "up: {:.0} s in all: {}",

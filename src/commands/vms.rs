@@ -2,32 +2,15 @@
 
 use anyhow::Result;
 
-use super::{Ctx, connect, reexec_in_lab};
+use super::{Ctx, connect, reach_nodes};
 use crate::cli::{CreateVmsArgs, DestroyArgs};
 use crate::engine::hv::HvStep;
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
 
-/// Plan, apply and wait; shared with `up`. `only` are the original's positional node specs (the
-/// VMs to create), passed on when the command re-runs inside the lab.
-pub fn create(
-    ctx: &mut Ctx,
-    cluster: &Cluster,
-    force: bool,
-    dry_run: bool,
-    only: &[String],
-) -> Result<()> {
-    let mut args = vec!["create-vms"];
-    args.extend(only.iter().map(String::as_str));
-    if force {
-        args.push("--force");
-    }
-    if dry_run {
-        args.push("--dry-run");
-    }
-    if reexec_in_lab(cluster, &args)? {
-        return Ok(());
-    }
+/// Plan, apply and wait; shared with `up`.
+pub fn create(ctx: &mut Ctx, cluster: &Cluster, force: bool, dry_run: bool) -> Result<()> {
+    reach_nodes(cluster)?;
     let steps = crate::steps::create_vms_steps(force);
     let steps: Vec<&dyn HvStep> = steps.iter().map(|s| s.as_ref()).collect();
     super::converge::run_hypervisor(ctx, cluster, "create-vms", &steps, dry_run)?;
@@ -50,7 +33,7 @@ pub fn run_create(ctx: &mut Ctx, args: &CreateVmsArgs) -> Result<()> {
             .collect();
         cluster.nodes.retain(|n| names.contains(&n.name));
     }
-    create(ctx, &cluster, args.force, args.dry_run, &args.nodes)
+    create(ctx, &cluster, args.force, args.dry_run)
 }
 
 pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
@@ -99,24 +82,10 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
 pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let json = args.output == crate::cli::OutputFormat::Json;
-    if reexec_in_lab(
-        &cluster,
-        if json {
-            &["status", "--output", "json"]
-        } else {
-            &["status"]
-        },
-    )? {
-        return Ok(());
-    }
+    reach_nodes(&cluster)?;
     let hv = connect(&cluster)?;
-    let probe = cluster.hypervisor.mode == HypervisorMode::Host || lab::inside(&cluster);
-    let mut rows = vms::status(&cluster, &hv, probe)?;
-    let api = if probe {
-        vms::node_readiness(&cluster)
-    } else {
-        Err("not probed".into())
-    };
+    let mut rows = vms::status(&cluster, &hv)?;
+    let api = vms::node_readiness(&cluster);
     if let Ok(ready) = &api {
         // Controllers run no kubelet (as in KTHW): they are not Nodes.
         for r in rows.iter_mut().filter(|r| r.role == "worker") {
@@ -128,7 +97,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             );
         }
     }
-    let mut unhealthy = vms::unhealthy(&rows, probe);
+    let mut unhealthy = vms::unhealthy(&rows);
     let k8s = match &api {
         Ok(_) => vms::kubernetes_view(&cluster).ok(),
         Err(_) => None,
@@ -197,7 +166,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             text.push('\n');
         }
         ctx.printer.result(&text);
-        if probe && let Err(e) = &api {
+        if let Err(e) = &api {
             ctx.printer.status(&format!(
                 "status: no node readiness: the API server at {} does not answer ({e})",
                 cluster.kubernetes.api_server_url()
@@ -214,14 +183,4 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         return Err(crate::error::Exit(crate::error::EXIT_UNHEALTHY).into());
     }
     Ok(())
-}
-
-/// The cluster lock, for commands that change the cluster: a second run says who holds it.
-pub fn lock(cluster: &Cluster) -> Result<crate::fsutil::DirLock> {
-    crate::fsutil::ensure_dir(&cluster.cluster_dir(), crate::fsutil::PRIVATE_DIR)?;
-    crate::fsutil::lock_dir(&cluster.cluster_dir()).map_err(|e| {
-        crate::error::Failure::new(format!("{e:#}"))
-            .hint("another kubicluster command is changing this cluster; wait for it to finish")
-            .into()
-    })
 }

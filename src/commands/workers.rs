@@ -19,40 +19,17 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
             .into());
     }
     let only = args.only.map(|p| p.step());
-    let mut a = args
-        .run
-        .reexec("create-workers", only.map(crate::engine::StepId::name));
-    if args.all_steps {
-        a.push("--all-steps".into());
-    }
-    if args.skip_test {
-        a.push("--skip-test".into());
-    }
-    let report = converge(
+    converge(
         ctx,
         &cluster,
         Run {
-            args: a,
-            steps: if args.all_steps {
-                steps::pipeline()
-            } else {
-                steps::workers(only)
-            },
+            steps: steps::workers(only),
             dry_run: args.run.dry_run,
             allow_missing_binaries: args.run.allow_missing_binaries,
             concurrency: args.run.concurrency,
-            title: if args.all_steps {
-                "up"
-            } else {
-                "create-workers"
-            },
+            title: "create-workers",
         },
     )?;
-    if args.all_steps
-        && let Some(report) = report
-    {
-        smoke_after(ctx, &cluster, &report, args.skip_test)?;
-    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 //! works through sudo, where SFTP would not.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -209,8 +209,8 @@ fn open(t: &SshTarget) -> HostResult<ssh2::Session> {
         addr: t.addr.to_string(),
         reason,
     };
-    let tcp = TcpStream::connect_timeout(&t.addr, t.connect_timeout)
-        .map_err(|e| unreachable(e.to_string()))?;
+    let tcp =
+        crate::net::connect(&t.addr, t.connect_timeout).map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let mut session = ssh2::Session::new().map_err(|e| unreachable(e.to_string()))?;
     session.set_tcp_stream(tcp);

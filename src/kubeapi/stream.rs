@@ -65,7 +65,7 @@ fn connect(server: &str, tls: &Tls, path: &str, protocols: &str, timeout: Durati
         .to_socket_addrs()?
         .next()
         .with_context(|| format!("{addr}: no address"))?;
-    let tcp = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
+    let tcp = crate::net::connect(&sock, Duration::from_secs(10))
         .with_context(|| format!("connect {addr}"))?;
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;

@@ -219,10 +219,7 @@ pub(crate) fn tcp_connect(
     port: u16,
     secs: u64,
 ) -> std::io::Result<std::net::TcpStream> {
-    std::net::TcpStream::connect_timeout(
-        &SocketAddr::new(ip.into(), port),
-        Duration::from_secs(secs),
-    )
+    crate::net::connect(&SocketAddr::new(ip.into(), port), Duration::from_secs(secs))
 }
 
 pub(crate) fn answers(ip: Ipv4Addr, port: u16) -> bool {

@@ -41,7 +41,7 @@ pub(crate) fn unit_states(
     crate::host::read_units(h, units).unwrap_or_default()
 }
 
-pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result<Vec<NodeStatus>> {
+pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>> {
     cluster
         .nodes
         .iter()
@@ -58,7 +58,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
                 },
             };
             let mut units = Vec::new();
-            let ssh = if !probe_ssh || vm != "running" {
+            let ssh = if vm != "running" {
                 "-".into()
             } else if crate::host::pins::pinned(cluster, &n.name)
                 .ok()
@@ -92,14 +92,14 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor, probe_ssh: bool) -> Result
 }
 
 /// What is wrong with each node, for `status` (empty = healthy): a VM not running, SSH not
-/// answering with the pinned key (when probed), a unit kubicluster enabled that is not active,
+/// answering with the pinned key, a unit kubicluster enabled that is not active,
 /// a worker the API does not call Ready.
-pub fn unhealthy(rows: &[NodeStatus], probe: bool) -> Vec<String> {
+pub fn unhealthy(rows: &[NodeStatus]) -> Vec<String> {
     let mut unhealthy = Vec::new();
     for r in rows {
         if r.vm != "running" {
             unhealthy.push(format!("{} (VM {})", r.node, r.vm));
-        } else if probe && r.ssh != "ok" {
+        } else if r.ssh != "ok" {
             unhealthy.push(format!("{} (SSH: {})", r.node, r.ssh));
         }
         // A unit kubicluster enabled must run; one it could not start (no binary) stays disabled.

@@ -1,0 +1,159 @@
+//! Outgoing TCP connections of this process, and the network namespace they are made in.
+//!
+//! In lab mode the VMs live on bridges inside the lab's network namespace, reachable from
+//! nowhere else. Instead of re-running kubicluster inside that namespace for every command, the
+//! command layer calls [`dial_inside`] once: from then on every connection to a node (SSH, the
+//! API server, its WebSocket streams, the port probes) is opened by a short-lived thread that
+//! entered the namespace with `setns(2)`. A socket belongs to the namespace it was created in
+//! for its whole life, so the stream then works from any thread. Everything else in the process
+//! (downloads, `go` builds, libvirt's unix socket) stays in the host's namespace.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+static NAMESPACE: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// From now on, open connections inside the network namespace bound at `path`
+/// (`/run/netns/NAME`); `None`: in this process's own namespace again.
+pub fn dial_inside(path: Option<&Path>) {
+    *NAMESPACE.write().unwrap_or_else(|e| e.into_inner()) = path.map(Path::to_path_buf);
+}
+
+/// The namespace connections are opened in, if not the process's own.
+pub fn namespace() -> Option<PathBuf> {
+    NAMESPACE.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// `TcpStream::connect_timeout`, in the namespace chosen by [`dial_inside`].
+#[allow(clippy::disallowed_methods)] // the one place that may
+pub fn connect(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    match namespace() {
+        None => TcpStream::connect_timeout(addr, timeout),
+        Some(ns) => in_namespace(&ns, || TcpStream::connect_timeout(addr, timeout))?,
+    }
+}
+
+/// Run `f` on a thread that entered the network namespace at `ns` (the calling thread and the
+/// rest of the process are left where they are).
+pub fn in_namespace<T: Send>(ns: &Path, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    let file = std::fs::File::open(ns).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("open network namespace {}: {e}", ns.display()),
+        )
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| {
+                io::Error::other(format!("enter network namespace {}: {e}", ns.display()))
+            })?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the dialing thread panicked")))
+    })
+}
+
+/// For ureq: its own TCP connector, run in the namespace chosen by [`dial_inside`] (TLS is
+/// chained after it), so timeouts and shutdown behave exactly as ureq's.
+#[derive(Debug, Default)]
+pub struct Connector;
+
+impl ureq::unversioned::transport::Connector<()> for Connector {
+    type Out =
+        <ureq::unversioned::transport::TcpConnector as ureq::unversioned::transport::Connector<
+            (),
+        >>::Out;
+
+    fn connect(
+        &self,
+        details: &ureq::unversioned::transport::ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        use ureq::unversioned::transport::TcpConnector;
+        match namespace() {
+            None => TcpConnector::default().connect(details, chained),
+            Some(ns) => in_namespace(&ns, || TcpConnector::default().connect(details, chained))?,
+        }
+    }
+}
+
+/// A ureq agent whose connections go through [`connect`] (and so into the lab's namespace when
+/// one was chosen), with rustls for `https`.
+pub fn agent(config: ureq::config::Config) -> ureq::Agent {
+    use ureq::unversioned::transport::{Connector as _, RustlsConnector};
+    ureq::Agent::with_parts(
+        config,
+        ().chain(Connector).chain(RustlsConnector::default()),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A namespace made by this test (needs root: skipped with a message otherwise — the
+    /// CI runs as root, where it must run): a listener on 127.0.0.1 inside
+    /// it answers through the dialer, and the same port is closed in the host's namespace.
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn connections_open_inside_the_chosen_namespace() {
+        if !rustix::process::geteuid().is_root() {
+            // CI runs as root: there, this cannot be skipped.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "needs root (a network namespace)"
+            );
+            eprintln!("NOT RUN: needs root to create a network namespace");
+            return;
+        }
+        let name = format!("kubi-net-test-{}", std::process::id());
+        let ns = Path::new("/run/netns").join(&name);
+        let ip = |args: &[&str]| {
+            let st = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &name]);
+        struct Del(String);
+        impl Drop for Del {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &self.0])
+                    .status();
+            }
+        }
+        let _del = Del(name.clone());
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        let listener = in_namespace(&ns, || TcpListener::bind("127.0.0.1:0"))
+            .unwrap()
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"inside").unwrap();
+        });
+        // Not in the host's namespace (nothing listens there on that port).
+        assert!(connect(&addr, Duration::from_secs(2)).is_err());
+        dial_inside(Some(&ns));
+        let inside = connect(&addr, Duration::from_secs(2));
+        dial_inside(None);
+        let mut got = String::new();
+        inside.unwrap().read_to_string(&mut got).unwrap();
+        server.join().unwrap();
+        assert_eq!(got, "inside");
+        assert!(connect(&addr, Duration::from_secs(2)).is_err());
+    }
+}

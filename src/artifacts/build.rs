@@ -190,10 +190,10 @@ pub fn verify_dir(dir: &Path) -> Result<bool> {
         return Ok(false);
     };
     for (name, sha) in &list {
-        let Some(data) = fsutil::read_optional(&dir.join(name))? else {
+        let Some((_, got)) = super::read_with_digest(&dir.join(name))? else {
             return Ok(false);
         };
-        if crate::host::sha256_hex(&data) != *sha {
+        if got != *sha {
             return Ok(false);
         }
     }

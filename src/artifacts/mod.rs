@@ -182,12 +182,16 @@ fn expected_sha(cluster: &Cluster, c: &Component, version: &str, file: &str) -> 
 }
 
 /// Turn an upstream file (a binary or a tarball) into node files.
-fn unpack(c: &Component, version: &str, data: Vec<u8>) -> Result<Vec<NodeFile>> {
+/// The files `data` (whose digest is `sha`) puts on a node: itself, or members of its tar.gz.
+fn unpack(c: &Component, version: &str, data: Vec<u8>, sha: &str) -> Result<Vec<NodeFile>> {
     if c.members.is_empty() {
         return Ok(vec![NodeFile {
             path: c.dest.to_string(),
             mode: 0o755,
-            blob: Blob::new(data),
+            blob: Blob {
+                sha256: sha.to_string(),
+                data: std::sync::Arc::new(data),
+            },
         }]);
     }
     let mut want: BTreeMap<String, &str> = c
@@ -220,6 +224,42 @@ fn unpack(c: &Component, version: &str, data: Vec<u8>) -> Result<Vec<NodeFile>> 
     Ok(out)
 }
 
+/// A file's content and SHA-256, hashed once per process: a second read of the same file (the
+/// build's own check, then each command's inputs) is answered from memory while its identity
+/// (size, inode, modification and change times) is the same. `None` when it does not exist.
+pub fn read_with_digest(path: &Path) -> Result<Option<(Vec<u8>, String)>> {
+    use std::os::unix::fs::MetadataExt;
+    type Key = (PathBuf, u64, u64, i64, i64, i64, i64);
+    static SEEN: std::sync::Mutex<BTreeMap<Key, String>> = std::sync::Mutex::new(BTreeMap::new());
+    let identity = || -> Option<Key> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((
+            path.to_path_buf(),
+            m.len(),
+            m.ino(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ))
+    };
+    let before = identity();
+    let Some(data) = fsutil::read_optional(path)? else {
+        return Ok(None);
+    };
+    // Trusted only when nothing changed the file while it was read.
+    let key = before.filter(|k| Some(k) == identity().as_ref() && k.1 == data.len() as u64);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sha) = key.as_ref().and_then(|k| seen.get(k)) {
+        return Ok(Some((data, sha.clone())));
+    }
+    let sha = crate::host::sha256_hex(&data);
+    if let Some(k) = key {
+        seen.insert(k, sha.clone());
+    }
+    Ok(Some((data, sha)))
+}
+
 /// Make `name` ready for the nodes. Errors (bad checksum, unreachable URL, a file missing from
 /// `dir`) come before anything is installed anywhere; `Missing` is returned only for
 /// components that no configured source can provide (the caller decides whether that is fatal).
@@ -250,7 +290,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
             });
         }
         let path = Path::new(&a.dir).join(&file);
-        let Some(data) = fsutil::read_optional(&path)? else {
+        let Some((data, sha)) = read_with_digest(&path)? else {
             return Ok(Provided::Missing {
                 reason: if a.source == ArtifactSource::Build {
                     format!(
@@ -263,7 +303,6 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
                 file,
             });
         };
-        let sha = crate::host::sha256_hex(&data);
         let shown = path.display().to_string();
         let pinned = expected_sha(cluster, &c, &version, &file);
         // The directory's SHA256SUMS (what `artifacts build` writes) vouches for its files.
@@ -287,7 +326,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
             }
             tracing::warn!("{shown}: UNVERIFIED (no known sha256; --allow-unverified-artifacts)");
         }
-        let files = unpack(&c, &version, data).with_context(|| shown.clone())?;
+        let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;
         check_executables(&shown, &files)?;
         lock.check(&file, &sha)?;
         return Ok(Provided::Files { files, version });
@@ -309,7 +348,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
     )?;
     let sha = crate::host::sha256_hex(&data);
     let shown = dest.display().to_string();
-    let files = unpack(&c, &version, data).with_context(|| shown.clone())?;
+    let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;
     check_executables(&shown, &files)?;
     lock.check(&file, &sha)?;
     Ok(Provided::Files { files, version })

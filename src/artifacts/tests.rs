@@ -305,3 +305,28 @@ fn files_that_are_not_amd64_executables_are_refused_before_any_upload() {
     let e = provide(&c, &mut Lock::default(), "kube-scheduler").unwrap_err();
     assert!(format!("{e:#}").contains("no known sha256"), "{e:#}");
 }
+
+/// A file's digest is computed once per process while it stays the same file, and anew as soon
+/// as it is rewritten (even with the same size).
+#[test]
+fn a_rewritten_file_is_hashed_again() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("kube-apiserver");
+    std::fs::write(&p, b"one").unwrap();
+    let (data, sha) = super::read_with_digest(&p).unwrap().unwrap();
+    assert_eq!(
+        (data.as_slice(), sha.as_str()),
+        (&b"one"[..], sha256_hex(b"one").as_str())
+    );
+    assert_eq!(super::read_with_digest(&p).unwrap().unwrap().1, sha);
+    std::fs::write(&p, b"two").unwrap();
+    assert_eq!(
+        super::read_with_digest(&p).unwrap().unwrap().1,
+        sha256_hex(b"two")
+    );
+    assert!(
+        super::read_with_digest(&d.path().join("absent"))
+            .unwrap()
+            .is_none()
+    );
+}

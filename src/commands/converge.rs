@@ -42,6 +42,7 @@ pub fn resolve_artifacts(
     steps: &[Arc<dyn Step>],
     allow_missing: bool,
 ) -> Result<Resolved> {
+    let started = std::time::Instant::now();
     let locked = Lock::load(cluster)?;
     let mut provided = BTreeMap::new();
     let mut pending = BTreeMap::new();
@@ -56,6 +57,10 @@ pub fn resolve_artifacts(
         pending.insert(name.to_string(), lock);
         provided.insert(name.to_string(), p);
     }
+    tracing::debug!(
+        "artifacts resolved in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     if !missing.is_empty() && !allow_missing {
         return Err(Failure::new(format!(
             "these binaries cannot be had, nothing was changed:\n  {}",

@@ -127,8 +127,19 @@ pub fn prefetch(cx: &Cx, steps: &[Arc<dyn Step>]) {
         let Ok(host) = cx.host(&node.name) else {
             return;
         };
+        let t = std::time::Instant::now();
         match host.probe(&checks, &units, &paths) {
-            Ok(probe) => cx.prefetched.store(&node.name, &checks, &paths, probe),
+            Ok(probe) => {
+                tracing::debug!(
+                    node = %node.name,
+                    "prefetch: {} checks, {} units, {} paths read in {:.2} s",
+                    checks.len(),
+                    units.len(),
+                    paths.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                cx.prefetched.store(&node.name, &checks, &paths, probe)
+            }
             Err(e) => tracing::debug!(node = %node.name, "prefetch: {e}"),
         }
     });

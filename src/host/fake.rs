@@ -189,6 +189,7 @@ impl Host for FakeHost {
                 }
                 out(0, "")
             }
+            ["test", "-d", path] => out(if s.dirs.contains_key(*path) { 0 } else { 1 }, ""),
             // Unscripted commands succeed silently, like a guard that finds its work undone.
             _ => out(0, ""),
         })

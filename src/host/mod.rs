@@ -105,6 +105,19 @@ impl Cmd {
             .join(" ")
     }
 
+    /// The command as one line of a batch script. A shell script (`sh -c SCRIPT sh ARGS…`)
+    /// runs in a subshell of the batch instead of a new `sh` (a fork without an exec: every
+    /// process start is slow in an emulated guest), with its own positional parameters.
+    pub fn batch_line(&self) -> String {
+        match self.values().as_slice() {
+            ["sh", "-c", script, "sh", args @ ..] => {
+                let args: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+                format!("( set -- {}\n{script}\n)", args.join(" "))
+            }
+            _ => self.shell_line(),
+        }
+    }
+
     /// The argv values, as they are (for local execution).
     pub fn values(&self) -> Vec<&str> {
         self.argv.iter().map(|a| a.value.as_str()).collect()
@@ -389,7 +402,7 @@ pub fn probe_at_once(
     for c in checks {
         script.push_str(&format!(
             "{} </dev/null >/dev/null 2>&1; echo \"C|$?\"\n",
-            c.shell_line()
+            c.batch_line()
         ));
     }
     script.push_str("echo =units=\n");
@@ -593,6 +606,35 @@ pub fn sha256_hex(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A script batched as a subshell behaves as its own `sh -c`: its arguments (quoted, none
+    /// left over from the batch), its exit code, nothing it sets leaks out.
+    #[test]
+    fn a_batched_script_keeps_its_arguments_and_exit_code() {
+        let checks = [
+            Cmd::script(
+                r#"[ "$1" = "a b" ] && [ $# -eq 2 ] && exit 3"#,
+                ["a b", "it's"],
+            ),
+            Cmd::script("[ $# -eq 0 ] || exit 1; x=leak", Vec::<String>::new()),
+            Cmd::new(["sh", "-c", "[ -z \"$x\" ]"]),
+            Cmd::new(["false"]),
+        ];
+        let batch: String = checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} </dev/null >/dev/null 2>&1; echo \"C|$?\"\n",
+                    c.batch_line()
+                )
+            })
+            .collect();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &batch, "sh", "outer", "args"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "C|3\nC|0\nC|0\nC|1\n");
+    }
 
     #[test]
     fn secrets_are_redacted_and_values_quoted() {

@@ -28,11 +28,16 @@ pub fn namespace() -> Option<PathBuf> {
 }
 
 /// `TcpStream::connect_timeout`, in the namespace chosen by [`dial_inside`].
-#[allow(clippy::disallowed_methods)] // the one place that may
 pub fn connect(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    match namespace() {
+    connect_in(namespace().as_deref(), addr, timeout)
+}
+
+/// [`connect`] in the namespace at `ns` (`None`: the process's own).
+#[allow(clippy::disallowed_methods)] // the one place that may
+fn connect_in(ns: Option<&Path>, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    match ns {
         None => TcpStream::connect_timeout(addr, timeout),
-        Some(ns) => in_namespace(&ns, || TcpStream::connect_timeout(addr, timeout))?,
+        Some(ns) => in_namespace(ns, || TcpStream::connect_timeout(addr, timeout))?,
     }
 }
 
@@ -145,15 +150,17 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             s.write_all(b"inside").unwrap();
         });
-        // Not in the host's namespace (nothing listens there on that port).
-        assert!(connect(&addr, Duration::from_secs(2)).is_err());
-        dial_inside(Some(&ns));
-        let inside = connect(&addr, Duration::from_secs(2));
-        dial_inside(None);
+        // Not in the host's namespace (nothing listens there on that port). The process-wide
+        // choice (`dial_inside`) is left alone: other tests of this binary dial meanwhile.
+        let two = Duration::from_secs(2);
+        assert!(connect_in(None, &addr, two).is_err());
         let mut got = String::new();
-        inside.unwrap().read_to_string(&mut got).unwrap();
+        connect_in(Some(&ns), &addr, two)
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
         server.join().unwrap();
         assert_eq!(got, "inside");
-        assert!(connect(&addr, Duration::from_secs(2)).is_err());
+        assert!(connect_in(None, &addr, two).is_err());
     }
 }

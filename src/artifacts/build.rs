@@ -656,6 +656,27 @@ fn last_line(stderr: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// Every embedded Go module is reproducible from its own files: one that requires anything
+    /// carries the go.sum that pins it (the build runs with -mod=readonly); the pause module
+    /// has no go.sum because it requires nothing (standard library only) — checked, not assumed.
+    #[test]
+    fn every_go_module_pins_what_it_requires() {
+        let modules = [&ETCD, &CRI_TOOLS, &COREDNS, &PAUSE]
+            .into_iter()
+            .chain(BUILD_SETS.iter().map(|s| &s.kubernetes_module));
+        for m in modules {
+            let file = |name: &str| m.files.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+            let go_mod = file("go.mod").unwrap_or_else(|| panic!("{}: no go.mod", m.dir));
+            let requires = go_mod
+                .lines()
+                .any(|l| l.trim_start().starts_with("require"));
+            match file("go.sum") {
+                Some(sum) => assert!(!sum.trim().is_empty(), "{}: empty go.sum", m.dir),
+                None => assert!(!requires, "{}: requires modules but has no go.sum", m.dir),
+            }
+        }
+    }
+
     #[test]
     fn every_build_set_has_its_module_pinned() {
         for s in BUILD_SETS {

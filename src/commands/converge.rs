@@ -187,14 +187,24 @@ pub fn run_hypervisor(
     })
 }
 
-/// Run the steps: connect, lock, log, journal, progress and the summary.
+/// Run the steps: connect, lock, log, journal, progress and the summary. The artifacts are
+/// resolved first, on the hypervisor, before anything changes anywhere.
 pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Report> {
-    // Inputs first, on the hypervisor, before anything changes anywhere (and, in lab mode,
-    // outside the namespace, where the network is).
+    let resolved = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries)?;
+    converge_resolved(ctx, cluster, run, resolved)
+}
+
+/// [`converge`] with the artifacts `run.steps` need already resolved (by [`resolve_artifacts`]).
+pub fn converge_resolved(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    run: Run,
+    resolved: Resolved,
+) -> Result<Report> {
     let Resolved {
         provided: artifacts,
         pending,
-    } = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries)?;
+    } = resolved;
     reach_nodes(cluster)?;
     let _lock = if run.dry_run {
         None

@@ -80,8 +80,12 @@ pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
     if cluster.hypervisor.mode != HypervisorMode::Lab {
         return Ok(());
     }
+    let ns = sandbox::netns_path(cluster);
+    if crate::net::namespace().as_ref() == Some(&ns) {
+        return Ok(()); // an earlier phase of this command did it (`up`: hypervisor, then nodes)
+    }
     connect(cluster)?; // fail here, with a hint, if the lab is down
-    crate::net::dial_inside(Some(&sandbox::netns_path(cluster)));
+    crate::net::dial_inside(Some(&ns));
     Ok(())
 }
 

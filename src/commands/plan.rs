@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::converge::{Run, converge, resolve_artifacts};
+use super::converge::{Run, converge_resolved, resolve_artifacts};
 use super::{Ctx, connect, reach_nodes};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::engine::hv::{HvStep, Hx};
@@ -34,8 +34,8 @@ struct PlanOut {
 pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let all = steps::pipeline();
-    // Artifacts are made ready outside the lab namespace, where the network is.
-    resolve_artifacts(&cluster, &all, true)?;
+    // Artifacts first: a bad digest stops the plan before anything else is read.
+    let resolved = resolve_artifacts(&cluster, &all, true)?;
     reach_nodes(&cluster)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv = connect(&cluster)?;
@@ -85,7 +85,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         not_started: Vec::new(),
     };
     if unplanned.is_empty() {
-        let r = converge(
+        let r = converge_resolved(
             ctx,
             &cluster,
             Run {
@@ -95,6 +95,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
                 concurrency: 0,
                 title: "plan",
             },
+            resolved,
         )?;
         for n in &r.nodes {
             out.nodes.entry(n.node.clone()).or_default().insert(

@@ -198,6 +198,10 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::Destroy(a) => commands::vms::run_destroy(&mut ctx, a),
         Command::Status(a) => commands::vms::run_status(&mut ctx, a),
         Command::Up(a) => commands::up::run(&mut ctx, a),
+        Command::Stop(a) => commands::lifecycle::run_stop(&mut ctx, a),
+        Command::Start(a) => commands::lifecycle::run_start(&mut ctx, a),
+        Command::Etcd(a) => commands::etcd::run(&mut ctx, a),
+        Command::List(a) => commands::list::run(&mut ctx, a),
         Command::Lab(a) => commands::lab::run(&mut ctx, a),
         Command::Completions(a) => {
             let mut buf = Vec::new();

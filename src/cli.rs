@@ -95,6 +95,17 @@ pub enum Command {
     /// Each node's VM state, addresses, SSH reachability, its units and (where the API answers)
     /// readiness. Exit 3 when a node is not healthy.
     Status(StatusArgs),
+    /// Shut the cluster's VMs down cleanly (workers first, then controllers); disks and state
+    /// are kept for `start`.
+    Stop(StopArgs),
+    /// Start a stopped cluster: controllers until the API server is ready, then workers until
+    /// each is Ready again.
+    Start(StartArgs),
+    /// Every cluster `up` made in the work dir, with its state (running, stopped, partial) and
+    /// API endpoint.
+    List(ListArgs),
+    /// etcd backups: a snapshot to the hypervisor, or the whole cluster's state restored from one.
+    Etcd(EtcdArgs),
     /// The whole cluster: (lab) → artifacts → networks and pool → image if missing → cnc → create-vms
     /// → create-controllers → create-workers (pod network, addons) → every node Ready → test.
     Up(UpArgs),
@@ -464,6 +475,80 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Args)]
+pub struct ListArgs {
+    /// text, or json (one object per cluster).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Power the VMs off at once instead of shutting them down through the guest.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds a VM gets to shut down cleanly before it is powered off.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Print what would be stopped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Seconds to wait for the API server, and then for the workers to be Ready.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Print what would be started; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    #[command(subcommand)]
+    pub action: EtcdAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EtcdAction {
+    /// Save an etcd snapshot on the first controller and copy it to the hypervisor
+    /// (<workDir>/<cluster>/backups/etcd-<time>.db, 0600), checked whole.
+    Backup {
+        /// How many snapshots to keep on the hypervisor (the oldest beyond go).
+        #[arg(long, default_value_t = 7, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Restore the whole cluster's state from a snapshot: control plane stopped, every etcd
+    /// member restored from it (old data kept aside on each controller), started again.
+    Restore {
+        /// The snapshot file (from `etcd backup`, or `etcdctl snapshot save`).
+        snapshot: PathBuf,
+        /// Confirm: every change made to the cluster since the snapshot is undone.
+        #[arg(long)]
+        yes: bool,
+        /// Print the plan per node; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// The snapshots kept on the hypervisor, newest first.
+    List {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// text, or json: the whole topology (nodes, addresses, VM, SSH, units, readiness) for scripts.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
@@ -506,6 +591,9 @@ pub enum LabAction {
     Down(SpecOnly),
     /// Is the lab running?
     Status(SpecOnly),
+    /// Simulate the host rebooting: every VM powered off, libvirtd and the namespace's
+    /// interfaces gone, then libvirtd started again (it starts what is marked autostart).
+    Reboot(SpecOnly),
 }
 
 #[derive(Debug, Args)]

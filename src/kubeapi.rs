@@ -44,6 +44,27 @@ pub fn node_ready(node: &serde_json::Value) -> bool {
     })
 }
 
+/// Does a Node report `Ready=True` from a heartbeat at or after `since` (a kubelet that posted
+/// since then, not a status left over from before its VM stopped)?
+pub fn node_ready_since(node: &serde_json::Value, since: time::OffsetDateTime) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "True"
+                && c["lastHeartbeatTime"]
+                    .as_str()
+                    .and_then(|t| {
+                        time::OffsetDateTime::parse(
+                            t,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                    .is_some_and(|t| t >= since)
+        })
+    })
+}
+
 /// Where time runs out for a call when the caller sets none.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 

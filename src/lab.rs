@@ -212,34 +212,80 @@ pub fn down(cluster: &Cluster) -> Result<bool> {
         }
     }
     if ns_exists {
-        // Every process in the namespace: libvirtd, dnsmasq, QEMU.
-        for sig in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
-            let out = Command::new("ip").args(["netns", "pids", &ns]).output()?;
-            let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            if pids.is_empty() {
-                break;
-            }
-            for p in &pids {
-                signal(p, sig);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline
-                && pids
-                    .iter()
-                    .any(|p| Path::new(&format!("/proc/{p}")).exists())
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        run(Command::new("ip").args(["netns", "del", &ns]))?;
+        kill_namespace(&ns)?;
     }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     }
     Ok(true)
+}
+
+/// Stop every process in namespace `ns` (libvirtd, dnsmasq, QEMU) and delete it with its
+/// interfaces.
+fn kill_namespace(ns: &str) -> Result<()> {
+    for sig in [rustix::process::Signal::TERM, rustix::process::Signal::KILL] {
+        let out = Command::new("ip").args(["netns", "pids", ns]).output()?;
+        let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if pids.is_empty() {
+            break;
+        }
+        for p in &pids {
+            signal(p, sig);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && pids
+                .iter()
+                .any(|p| Path::new(&format!("/proc/{p}")).exists())
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    run(Command::new("ip").args(["netns", "del", ns]))
+}
+
+/// What the lab's host does when it reboots: every VM loses power, the daemon and the
+/// namespace's interfaces go, libvirt's run state (a tmpfs on a real host) is empty, and
+/// libvirtd starts again, starting what is marked autostart (networks, pool, domains).
+/// Definitions, disks and the cluster's files are kept. Returns the domains running after.
+pub fn reboot(cluster: &Cluster) -> Result<Vec<String>> {
+    let Some(s) = state(cluster)? else {
+        return Err(Failure::new(format!(
+            "the lab of cluster {} is not running",
+            cluster.name
+        ))
+        .hint("start it with `kubicluster lab up --lab`")
+        .into());
+    };
+    let lv = Libvirt::connect(&s.uri)?;
+    for d in lv.domains()? {
+        lv.stop_domain(&d.name)?;
+    }
+    drop(lv);
+    kill_namespace(&s.netns)?;
+    let run_dir = cluster.lab_dir().join("run");
+    std::fs::remove_dir_all(&run_dir).with_context(|| format!("empty {}", run_dir.display()))?;
+    let _ = std::fs::remove_file(state_path(cluster));
+    let (s, _) = up(cluster)?;
+    let lv = Libvirt::connect(&s.uri)?;
+    // libvirtd starts autostart domains as it starts; give it a moment to have done so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = lv.domains()?;
+        let running: Vec<String> = all
+            .iter()
+            .filter(|d| d.state == crate::hypervisor::VmState::Running)
+            .map(|d| d.name.clone())
+            .collect();
+        let want = all.iter().filter(|d| d.autostart).count();
+        if running.len() >= want || Instant::now() > deadline {
+            return Ok(running);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Send `sig` to process `pid` (a decimal string); a process that is gone is not an error.

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod artifacts;
+pub mod backups;
 pub mod cis;
 pub mod cli;
 pub mod commands;

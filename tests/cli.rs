@@ -245,6 +245,11 @@ fn help_for_every_command() {
         vec!["destroy", "--help"],
         vec!["status", "--help"],
         vec!["up", "--help"],
+        vec!["list", "--help"],
+        vec!["stop", "--help"],
+        vec!["start", "--help"],
+        vec!["etcd", "backup", "--help"],
+        vec!["etcd", "restore", "--help"],
         vec!["lab", "--help"],
         vec!["lab", "up", "--help"],
     ] {
@@ -1009,4 +1014,91 @@ fn several_controllers_without_a_load_balancer_are_warned_about() {
     assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
     let o = kubicluster(tmp.path(), &["validate"]);
     assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
+}
+
+#[test]
+fn etcd_restore_refuses_a_damaged_snapshot_and_needs_yes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Not a snapshot: refused before anything is read from or written to a node.
+    std::fs::write(tmp.path().join("junk.db"), vec![7u8; 8192]).unwrap();
+    let o = kubicluster(tmp.path(), &["etcd", "restore", "junk.db", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("junk.db is not a whole etcd snapshot: not an etcd (bbolt) database")
+            && stderr(&o).contains("help:"),
+        "{}",
+        stderr(&o)
+    );
+    // A whole one (bbolt's magic, its SHA-256 at the end) still needs --yes.
+    let mut db = vec![0u8; 8192];
+    db[16..20].copy_from_slice(&0xED0C_DAEDu32.to_le_bytes());
+    let hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&db)
+    };
+    db.extend_from_slice(&hash);
+    std::fs::write(tmp.path().join("good.db"), &db).unwrap();
+    let o = kubicluster(tmp.path(), &["etcd", "restore", "good.db"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("replaces the whole cluster's state")
+            && stderr(&o).contains("pass --yes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubicluster(tmp.path(), &["etcd", "restore", "missing.db", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("etcd list"), "{}", stderr(&o));
+    assert!(!tmp.path().join("work").exists(), "nothing created");
+    // No snapshots yet: list says where they would be.
+    let o = kubicluster(tmp.path(), &["etcd", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no etcd snapshots in"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn stop_and_start_need_a_reachable_hypervisor() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["stop", "start"] {
+        let o = kubicluster(tmp.path(), &[cmd, "--lab"]);
+        assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the lab of cluster kubicluster is not running")
+                && stderr(&o).contains("help: start it with"),
+            "{cmd}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn list_shows_every_remembered_cluster_with_its_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no clusters in"), "{}", stderr(&o));
+    let example = stdout(&kubicluster(tmp.path(), &["init", "--stdout"]));
+    for (name, extra) in [("alpha", ""), ("beta", "  hypervisor:\n    mode: lab\n")] {
+        let dir = tmp.path().join("work").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = example.replacen("  name: kubicluster ", &format!("  name: {name} "), 1);
+        std::fs::write(dir.join("cluster.yaml"), format!("{text}{extra}")).unwrap();
+    }
+    // A directory without a remembered spec is not a cluster.
+    std::fs::create_dir_all(tmp.path().join("work/images")).unwrap();
+    let o = kubicluster(tmp.path(), &["list", "-o", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["name"], "alpha");
+    assert_eq!(rows[1]["name"], "beta");
+    assert_eq!(rows[1]["mode"], "lab");
+    assert_eq!(rows[1]["state"], "stopped (lab not running)");
+    assert_eq!(rows[1]["nodes"], 3);
+    assert_eq!(rows[1]["endpoint"], "https://192.168.24.11:6443");
 }

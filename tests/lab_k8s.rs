@@ -8,7 +8,9 @@
 //! `status` shows Kubernetes' own view; `cis` finds every CIS file and flag item in place (the
 //! sandboxed units run, etcd as its own user); a second `up` changes and restarts nothing;
 //! `remove kubi-worker-02` drains it and deletes its Node through the API; `up` brings it back
-//! Ready and `test` passes again. calico-node and kata do not run here (no BIRD build, no nested
+//! Ready and `test` passes again. `etcd backup` / `etcd restore` bring a deleted ConfigMap
+//! back; `stop`, a simulated host reboot (`lab reboot`) and `start` leave a cluster whose
+//! `test` passes. calico-node and kata do not run here (no BIRD build, no nested
 //! virtualisation): checked by content in tests/render.rs.
 //! Gate: KUBICLUSTER_TEST_LAB=1 with KUBICLUSTER_TEST_ARTIFACTS=<build dir> (`make test`).
 
@@ -150,6 +152,83 @@ fn lab_kubernetes_cluster() {
     eprintln!("TIMING up (no-op): {:.1} s", t.elapsed().as_secs_f64());
     assert!(out.contains("up: made 0 change(s)"), "{out}");
     assert!(out.contains(", 0 restart(s)"), "{out}");
+
+    // etcd backup and restore: a ConfigMap made, a snapshot taken (kept on the hypervisor,
+    // checked whole), the ConfigMap deleted, the snapshot restored: it is back, every node
+    // Ready again.
+    let c = lab.cluster();
+    kubicluster::net::dial_inside(Some(&kubicluster::lab::netns_path(&c)));
+    let api = kubicluster::kubeapi::Client::admin(&c)
+        .unwrap()
+        .expect("admin kubeconfig");
+    let cm_path = "/api/v1/namespaces/default/configmaps/restore-probe";
+    api.apply(&serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "restore-probe", "namespace": "default"},
+        "data": {"made": "before the backup"},
+    }))
+    .unwrap();
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["etcd", "backup"]);
+    eprintln!("TIMING etcd backup: {:.1} s", t.elapsed().as_secs_f64());
+    assert!(out.contains("checked whole); 1 kept"), "{out}");
+    let snaps = kubicluster::backups::list(&c).unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    api.delete(cm_path).unwrap();
+    assert_eq!(api.get(cm_path).unwrap().0, 404, "deleted");
+    let snap = snaps[0].display().to_string();
+    let o = lab.kubicluster(&["etcd", "restore", &snap], &[]);
+    assert_eq!(o.status.code(), Some(2), "needs --yes: {}", text(&o));
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["etcd", "restore", &snap, "--yes"]);
+    eprintln!("TIMING etcd restore: {:.0} s", t.elapsed().as_secs_f64());
+    assert!(
+        out.contains("etcd restore: the cluster's state is that of"),
+        "{out}"
+    );
+    let (status, body) = api.get(cm_path).unwrap();
+    assert_eq!(status, 200, "the ConfigMap is back: {body}");
+    assert!(body.contains("before the backup"), "{body}");
+    let o = ssh(&c, "kubi-controller-01", "ls -d /var/lib/etcd.restore-*");
+    assert!(
+        o.status.success(),
+        "the data before the restore is kept aside"
+    );
+
+    // stop, a host reboot (libvirtd restarted with its run state gone), start: the VMs shut
+    // down cleanly, come back by themselves (autostart), and the cluster works again.
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["stop"]);
+    eprintln!("TIMING stop: {:.0} s", t.elapsed().as_secs_f64());
+    assert_eq!(out.matches("shut down cleanly").count(), 3, "{out}");
+    assert!(!out.contains("powered off"), "{out}");
+    let lv = lab.libvirt();
+    for d in kubicluster::hypervisor::Hypervisor::domains(&lv).unwrap() {
+        assert_eq!(d.state, kubicluster::hypervisor::VmState::Off, "{}", d.name);
+        assert!(d.autostart, "{} autostarts with libvirtd", d.name);
+    }
+    drop(lv);
+    let out = lab.ok(&["lab", "reboot"]);
+    assert!(
+        out.contains("kubi-controller-01")
+            && out.contains("kubi-worker-01")
+            && out.contains("kubi-worker-02"),
+        "every VM started by libvirtd itself: {out}"
+    );
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["start"]);
+    eprintln!(
+        "TIMING start after the reboot: {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.contains("start: every worker Ready again (2/2)"),
+        "{out}"
+    );
+    let out = lab.ok(&["test"]);
+    assert!(out.contains("test: every check passed"), "{out}");
+    let (status, _) = api.get(cm_path).unwrap();
+    assert_eq!(status, 200, "the restored ConfigMap survived the reboot");
 
     // remove drains and deletes the Node for real; up brings the worker back.
     let out = lab.ok(&["remove", "kubi-worker-02"]);

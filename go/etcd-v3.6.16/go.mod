@@ -1,10 +1,11 @@
-// Builds etcd and etcdctl of release v3.6.16 from the Go module proxy (kubicluster artifacts build).
+// Builds etcd, etcdctl and etcdutl of release v3.6.16 from the Go module proxy (kubicluster artifacts build).
 module kubicluster.local/build/etcd
 
 go 1.26.0
 
 require (
 	go.etcd.io/etcd/etcdctl/v3 v3.6.16
+	go.etcd.io/etcd/etcdutl/v3 v3.6.16
 	go.etcd.io/etcd/server/v3 v3.6.16
 )
 

@@ -184,6 +184,14 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
     Ok(Some(out))
 }
 
+/// What a build holds, first line of its `BUILD-INFO`: a build made by an older recipe (one
+/// that lacked a file this one makes) is rebuilt, not reused.
+const RECIPE: &str = "recipe 2: etcd tarball with etcd, etcdctl and etcdutl";
+
+fn same_recipe(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("BUILD-INFO")).is_ok_and(|t| t.lines().next() == Some(RECIPE))
+}
+
 /// A build directory is complete when every file its manifest names is there with that digest.
 pub fn verify_dir(dir: &Path) -> Result<bool> {
     let Some(list) = read_manifest(dir)? else {
@@ -208,7 +216,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
         Some(_) => out.with_file_name(format!("kubernetes-v{}-source", set.kubernetes)),
         None => out,
     };
-    if !req.force && req.source.is_none() && verify_dir(&out)? {
+    if !req.force && req.source.is_none() && verify_dir(&out)? && same_recipe(&out) {
         return Ok(Outcome {
             files: listing(&out)?,
             dir: out,
@@ -263,7 +271,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
         };
         go.build(&dir, &packages, &ldflags, &tmp)
     })?;
-    // etcd and etcdctl, packed as the release tarball the catalogue reads.
+    // etcd, etcdctl and etcdutl, packed as the release tarball the catalogue reads.
     timed(format!("etcd v{}", set.etcd), &mut || {
         let dir = go.module(&req.cache, &ETCD)?;
         let bin = tmp.join(".etcd");
@@ -274,20 +282,18 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
             "-s -w",
             &bin.join("etcd"),
         )?;
-        go.build_one(
-            &dir,
-            "go.etcd.io/etcd/etcdctl/v3",
-            "-s -w",
-            &bin.join("etcdctl"),
-        )?;
         let top = format!("etcd-v{}-linux-amd64", set.etcd);
-        let tgz = tarball(&[
-            (format!("{top}/etcd"), std::fs::read(bin.join("etcd"))?),
-            (
-                format!("{top}/etcdctl"),
-                std::fs::read(bin.join("etcdctl"))?,
-            ),
-        ])?;
+        let mut members = vec![(format!("{top}/etcd"), std::fs::read(bin.join("etcd"))?)];
+        for tool in ["etcdctl", "etcdutl"] {
+            go.build_one(
+                &dir,
+                &format!("go.etcd.io/etcd/{tool}/v3"),
+                "-s -w",
+                &bin.join(tool),
+            )?;
+            members.push((format!("{top}/{tool}"), std::fs::read(bin.join(tool))?));
+        }
+        let tgz = tarball(&members)?;
         std::fs::remove_dir_all(&bin)?;
         std::fs::write(tmp.join(format!("{top}.tar.gz")), tgz)?;
         Ok(())
@@ -363,7 +369,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
     std::fs::write(
         tmp.join("BUILD-INFO"),
         format!(
-            "kubernetes v{} ({})\netcd v{}\ncrictl v{}\ncoredns v{}\n{}\nCGO_ENABLED=0 -trimpath -ldflags=-s -w\n",
+            "{RECIPE}\nkubernetes v{} ({})\netcd v{}\ncrictl v{}\ncoredns v{}\n{}\nCGO_ENABLED=0 -trimpath -ldflags=-s -w\n",
             set.kubernetes,
             match &req.source {
                 Some(s) => format!("from {}", s.display()),

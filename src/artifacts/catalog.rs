@@ -93,6 +93,7 @@ pub fn all() -> Vec<Component> {
             members: &[
                 ("etcd-v{v}-linux-amd64/etcd", "/usr/local/bin/etcd"),
                 ("etcd-v{v}-linux-amd64/etcdctl", "/usr/local/bin/etcdctl"),
+                ("etcd-v{v}-linux-amd64/etcdutl", "/usr/local/bin/etcdutl"),
             ],
             dest: "/usr/local/bin",
             debs: &["etcd-server", "etcd-client"],

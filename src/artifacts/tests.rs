@@ -158,6 +158,7 @@ fn etcd_tarball(version: &str) -> Vec<u8> {
     for (name, body) in [
         ("etcd", &fake_elf("etcd-binary")[..]),
         ("etcdctl", &fake_elf("etcdctl-binary")[..]),
+        ("etcdutl", &fake_elf("etcdutl-binary")[..]),
         ("README.md", &b"x"[..]),
     ] {
         let mut h = tar::Header::new_gnu();
@@ -219,7 +220,8 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
         got,
         [
             ("/usr/local/bin/etcd", &fake_elf("etcd-binary")[..]),
-            ("/usr/local/bin/etcdctl", &fake_elf("etcdctl-binary")[..])
+            ("/usr/local/bin/etcdctl", &fake_elf("etcdctl-binary")[..]),
+            ("/usr/local/bin/etcdutl", &fake_elf("etcdutl-binary")[..])
         ]
     );
     assert_eq!(lock.0["etcd-v3.5.99-linux-amd64.tar.gz"], sha256_hex(&tgz));

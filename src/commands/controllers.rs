@@ -36,11 +36,7 @@ pub fn run(ctx: &mut Ctx, args: &CreateControllersArgs) -> Result<()> {
     let mut steps = steps::controllers(only);
     if args.force_etcd_data_reset {
         // One stamp for the snapshot and every controller's data set aside.
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(&time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]"
-            ))
-            .unwrap_or_else(|_| "now".into());
+        let stamp = super::stamp();
         let mut reset: Vec<std::sync::Arc<dyn crate::engine::Step>> = vec![
             std::sync::Arc::new(steps::snapshot_etcd::SnapshotEtcd {
                 stamp: stamp.clone(),

@@ -9,7 +9,9 @@ use crate::spec::HypervisorMode;
 
 pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
     let spec = match &args.action {
-        LabAction::Up(s) | LabAction::Down(s) | LabAction::Status(s) => &s.spec,
+        LabAction::Up(s) | LabAction::Down(s) | LabAction::Status(s) | LabAction::Reboot(s) => {
+            &s.spec
+        }
     };
     let (mut cluster, _) = ctx.cluster(spec)?;
     cluster.hypervisor.mode = HypervisorMode::Lab;
@@ -33,6 +35,19 @@ pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
             } else {
                 "no lab to remove"
             });
+        }
+        LabAction::Reboot(_) => {
+            let t = std::time::Instant::now();
+            let running = lab::reboot(&cluster)?;
+            ctx.printer.status(&format!(
+                "lab rebooted in {:.0} s: libvirtd started again; running (autostart): {}",
+                t.elapsed().as_secs_f64(),
+                if running.is_empty() {
+                    "none".to_string()
+                } else {
+                    running.join(", ")
+                }
+            ));
         }
         LabAction::Status(_) => match (lab::state(&cluster)?, lab::recorded(&cluster)?) {
             (Some(s), _) => ctx.printer.result(&format!(

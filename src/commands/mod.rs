@@ -6,10 +6,13 @@ pub mod cis;
 pub mod cnc;
 pub mod controllers;
 pub mod converge;
+pub mod etcd;
 pub mod image;
 pub mod init;
 pub mod kubeconfig;
 pub mod lab;
+pub mod lifecycle;
+pub mod list;
 pub mod plan;
 pub mod prepare;
 pub mod remove;
@@ -71,6 +74,15 @@ pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
                 .into()
         }),
     }
+}
+
+/// A UTC time stamp for names that sort by time (`20261204T183000`).
+pub fn stamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]"
+        ))
+        .unwrap_or_else(|_| "now".into())
 }
 
 /// Make the cluster's nodes reachable from this process: in lab mode, check that the lab runs

@@ -34,6 +34,39 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
 }
 
 /// `up`'s last step: the smoke test, unless skipped or the API server cannot run.
+/// Wait until every worker is Ready (with `since`: from a heartbeat at or after it); returns
+/// how many workers and how long it took.
+pub fn wait_workers_ready(
+    cluster: &crate::spec::Cluster,
+    timeout: std::time::Duration,
+    since: Option<time::OffsetDateTime>,
+) -> Result<(usize, std::time::Duration)> {
+    let t = std::time::Instant::now();
+    let want = cluster.workers().count();
+    crate::retry::until(timeout, std::time::Duration::from_secs(2), || {
+        let ready = crate::vms::node_readiness_since(cluster, since).unwrap_or_default();
+        let n = cluster
+            .workers()
+            .filter(|w| ready.get(&w.name).is_some_and(|r| r == "Ready"))
+            .count();
+        if n == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "only {n} of {want} workers Ready {} s later: {ready:?}",
+                timeout.as_secs()
+            )
+            .into())
+        }
+    })
+    .map_err(|why| {
+        crate::error::Failure::new(why).hint(
+            "`kubicluster status` shows each node's units; the kubelet's journal says why (journalctl -u kubelet)",
+        )
+    })?;
+    Ok((want, t.elapsed()))
+}
+
 pub fn smoke_after(
     ctx: &mut Ctx,
     cluster: &crate::spec::Cluster,
@@ -52,36 +85,10 @@ pub fn smoke_after(
         return Ok(());
     }
     // A cluster "is up" when every node is Ready (kubeadm's and kind's `--wait`).
-    let t = std::time::Instant::now();
-    let want = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.role == crate::spec::Role::Worker)
-        .count();
-    crate::retry::until(
-        std::time::Duration::from_secs(300),
-        std::time::Duration::from_secs(2),
-        || {
-            let ready = crate::vms::node_readiness(cluster).unwrap_or_default();
-            let n = cluster
-                .workers()
-                .filter(|w| ready.get(&w.name).is_some_and(|r| r == "Ready"))
-                .count();
-            if n == want {
-                Ok(())
-            } else {
-                Err(format!("only {n} of {want} workers Ready 300 s after the node steps: {ready:?}").into())
-            }
-        },
-    )
-    .map_err(|why| {
-        crate::error::Failure::new(why).hint(
-            "`kubicluster status` shows each node's units; the kubelet's journal says why (journalctl -u kubelet)",
-        )
-    })?;
+    let (want, took) = wait_workers_ready(cluster, std::time::Duration::from_secs(300), None)?;
     ctx.printer.status(&format!(
         "up: every node Ready ({want}/{want} workers), {:.0} s after the node steps ended",
-        t.elapsed().as_secs_f64()
+        took.as_secs_f64()
     ));
     if skip {
         ctx.printer.status("up: smoke test skipped (--skip-test)");

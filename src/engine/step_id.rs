@@ -22,6 +22,8 @@ pub enum StepId {
     InstallAddons,
     SnapshotEtcd,
     ResetEtcdData,
+    RestoreEtcd,
+    RestartAfterRestore,
     /// A step outside kubicluster's pipelines (tests, benchmarks).
     Custom(&'static str),
 }
@@ -45,6 +47,8 @@ impl StepId {
             StepId::InstallAddons => "install_addons",
             StepId::SnapshotEtcd => "snapshot_etcd",
             StepId::ResetEtcdData => "reset_etcd_data",
+            StepId::RestoreEtcd => "restore_etcd",
+            StepId::RestartAfterRestore => "restart_after_restore",
             StepId::Custom(name) => name,
         }
     }

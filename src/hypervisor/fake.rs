@@ -15,6 +15,8 @@ struct State {
     pools: BTreeMap<String, PoolInfo>,
     volumes: BTreeMap<(String, String), VolumeInfo>,
     calls: Vec<String>,
+    /// Domains whose guest ignores the ACPI power button.
+    deaf: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -47,6 +49,11 @@ impl FakeHypervisor {
         if let Some(d) = self.state.lock().unwrap().domains.get_mut(name) {
             d.state = VmState::Paused(reason.to_string());
         }
+    }
+
+    /// Make a domain's guest ignore `shutdown_domain` (a hung guest).
+    pub fn ignore_acpi(&self, name: &str) {
+        self.state.lock().unwrap().deaf.insert(name.to_string());
     }
 
     pub fn clear_calls(&self) {
@@ -87,12 +94,14 @@ impl Hypervisor for FakeHypervisor {
             .get(&name)
             .map(|d| d.state.clone())
             .unwrap_or(VmState::Off);
+        let autostart = s.domains.get(&name).is_some_and(|d| d.autostart);
         s.domains.insert(
             name.clone(),
             DomainInfo {
                 name,
                 state,
                 xml: xml.to_string(),
+                autostart,
             },
         );
         Ok(())
@@ -133,6 +142,32 @@ impl Hypervisor for FakeHypervisor {
             .get_mut(name)
             .ok_or_else(|| anyhow!("no domain {name}"))?
             .state = VmState::Off;
+        Ok(())
+    }
+
+    fn shutdown_domain(&self, name: &str) -> Result<()> {
+        self.record(format!("shutdown_domain {name}"));
+        let mut s = self.state.lock().unwrap();
+        let deaf = s.deaf.contains(name);
+        let d = s
+            .domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?;
+        if !deaf && d.state == VmState::Running {
+            d.state = VmState::Off;
+        }
+        Ok(())
+    }
+
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
+        self.record(format!("set_autostart {name} {on}"));
+        self.state
+            .lock()
+            .unwrap()
+            .domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?
+            .autostart = on;
         Ok(())
     }
 

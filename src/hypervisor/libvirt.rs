@@ -79,6 +79,7 @@ impl Libvirt {
             name: lv(d.name())?,
             state,
             xml: lv(d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE))?,
+            autostart: lv(d.autostart())?,
         })
     }
 
@@ -127,6 +128,19 @@ impl Hypervisor for Libvirt {
             lv(d.destroy())?;
         }
         Ok(())
+    }
+
+    fn shutdown_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        if lv(d.is_active())? {
+            lv(d.shutdown())?;
+        }
+        Ok(())
+    }
+
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.set_autostart(on))
     }
 
     fn undefine_domain(&self, name: &str) -> Result<()> {

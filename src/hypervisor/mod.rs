@@ -42,6 +42,8 @@ pub struct DomainInfo {
     pub state: VmState,
     /// The XML libvirt holds for the domain (inactive definition).
     pub xml: String,
+    /// Started by libvirt when its daemon starts (the host boots).
+    pub autostart: bool,
 }
 
 impl DomainInfo {
@@ -143,6 +145,10 @@ pub trait Hypervisor: Send + Sync {
     fn resume_domain(&self, name: &str) -> Result<()>;
     /// Power off at once (libvirt "destroy").
     fn stop_domain(&self, name: &str) -> Result<()>;
+    /// Ask the guest to shut down (ACPI power button); returns at once.
+    fn shutdown_domain(&self, name: &str) -> Result<()>;
+    /// Whether libvirt starts the domain when its daemon starts.
+    fn set_autostart(&self, name: &str, on: bool) -> Result<()>;
     fn undefine_domain(&self, name: &str) -> Result<()>;
     fn network(&self, name: &str) -> Result<Option<NetworkInfo>>;
     /// Define, mark autostart and start a network.

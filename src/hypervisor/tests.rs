@@ -53,6 +53,7 @@ fn domain_xml_parses_and_carries_what_the_vm_needs() {
         name: node.name.clone(),
         state: VmState::Off,
         xml: xml.clone(),
+        autostart: false,
     };
     assert_eq!(info.owner().as_deref(), Some("kubicluster"));
     assert_eq!(info.size(), Some((1, 4096)));

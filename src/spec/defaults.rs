@@ -171,6 +171,7 @@ impl Default for HypervisorEntry {
             image: String::new(),
             disk_gib: 8,
             boot_timeout_seconds: 300,
+            autostart: true,
             template_kind: TemplateKind::Kubicluster,
             template_host_key: String::new(),
             template_ip: "192.168.122.254".into(),

@@ -348,6 +348,9 @@ pub struct HypervisorEntry {
     pub disk_gib: u32,
     /// How long to wait for a VM to answer SSH after it was started.
     pub boot_timeout_seconds: u32,
+    /// libvirt starts the cluster's VMs when it starts (the host boots); `false` leaves them
+    /// off until `kubicluster start`.
+    pub autostart: bool,
     pub template_kind: TemplateKind,
     /// Legacy templates: the template's SSH host public key (all clones boot with it).
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -42,6 +42,7 @@ impl HvStep for CreateVms {
             vms::check_addresses_free(c, &plan)?;
         }
         let started = vms::apply(c, hv, &plan, hypervisor::kvm_usable(), gate)?;
+        vms::converge_autostart(c, hv, gate)?;
         if gate.dry_run() {
             return Ok(());
         }

@@ -23,6 +23,7 @@ pub mod prepare_host;
 pub mod prepare_networks;
 pub mod prepare_worker_nodes;
 pub mod reset_etcd_data;
+pub mod restore_etcd;
 pub mod snapshot_etcd;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! `snapshot_etcd` — before etcd data is reset (`create-controllers -fedr --yes`): an
 //! `etcdctl snapshot save` on the first controller with data, copied to the hypervisor as
-//! `<workDir>/<cluster>/backups/etcd-<stamp>.db` (0600). Nothing is wiped unless this worked.
+//! `<workDir>/<cluster>/backups/etcd-<stamp>.db` (0600), checked whole ([`crate::backups`]).
+//! Also `kubicluster etcd backup`. The node keeps only its latest snapshot.
 
 use crate::engine::StepId;
 use anyhow::{Context, Result, bail};
@@ -56,7 +57,8 @@ impl Step for SnapshotEtcd {
             check: Cmd::new(["test", "-s", path.as_str()]),
             run: Cmd::script(
                 &format!(
-                    "{} snapshot save \"$1.part\" && chmod 600 \"$1.part\" && mv \"$1.part\" \"$1\"",
+                    "{} snapshot save \"$1.part\" && chmod 600 \"$1.part\" && mv \"$1.part\" \"$1\" \
+                     && find {NODE_DIR} -maxdepth 1 -name 'etcd-*.db' ! -path \"$1\" -delete",
                     ctl.shell_line()
                 ),
                 [path.as_str()],
@@ -77,11 +79,11 @@ impl Step for SnapshotEtcd {
             .host(&node.name)?
             .read_file(&self.node_path())?
             .with_context(|| format!("{}: {} is missing", node.name, self.node_path()))?;
-        if data.len() < 1024 {
+        if let Err(e) = crate::backups::verify(&data) {
             bail!(
-                "{}: the etcd snapshot is only {} bytes",
+                "{}: the etcd snapshot {}: {e:#}",
                 node.name,
-                data.len()
+                self.node_path()
             );
         }
         let local = self.local_path(&cx.cluster);

@@ -256,6 +256,28 @@ pub fn apply(
     Ok(started)
 }
 
+/// Each VM's autostart as the spec says (`hypervisor.autostart`): libvirt starts the cluster's
+/// VMs with its daemon, so the cluster comes back after the host reboots.
+pub fn converge_autostart(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> Result<()> {
+    let want = cluster.hypervisor.autostart;
+    for n in &cluster.nodes {
+        let Some(d) = hv.domain(&n.name)? else {
+            continue;
+        };
+        if d.autostart != want {
+            let what = if want {
+                "autostart on"
+            } else {
+                "autostart off"
+            };
+            gate.wet(crate::engine::hv::change(&n.name, what), || {
+                hv.set_autostart(&n.name, want)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.
 pub fn destroy(
     cluster: &Cluster,

@@ -7,12 +7,14 @@
 pub mod infra;
 pub mod lifecycle;
 pub mod plan;
+pub mod power;
 pub mod status;
 pub mod wait;
 
 pub use infra::*;
 pub use lifecycle::*;
 pub use plan::*;
+pub use power::*;
 pub use status::*;
 pub use wait::*;
 

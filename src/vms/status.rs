@@ -127,6 +127,15 @@ pub fn unhealthy(rows: &[NodeStatus]) -> Vec<String> {
 pub fn node_readiness(
     cluster: &Cluster,
 ) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
+    node_readiness_since(cluster, None)
+}
+
+/// [`node_readiness`], where with `since` a Ready status must come from a heartbeat at or
+/// after it (after a restart, the Node may still show the Ready posted before).
+pub fn node_readiness_since(
+    cluster: &Cluster,
+    since: Option<time::OffsetDateTime>,
+) -> std::result::Result<std::collections::BTreeMap<String, String>, String> {
     let client = crate::kubeapi::Client::admin(cluster)
         .map_err(|e| format!("{e:#}"))?
         .ok_or("no admin kubeconfig")?;
@@ -143,7 +152,10 @@ pub fn node_readiness(
         .flatten()
         .filter_map(|n| {
             let name = n["metadata"]["name"].as_str()?.to_string();
-            let ready = crate::kubeapi::node_ready(n);
+            let ready = match since {
+                Some(t) => crate::kubeapi::node_ready_since(n, t),
+                None => crate::kubeapi::node_ready(n),
+            };
             Some((name, if ready { "Ready" } else { "NotReady" }.to_string()))
         })
         .collect())

@@ -1,0 +1,123 @@
+//! `kubicluster stop` and `kubicluster start`: the whole cluster powered down and back up with
+//! its disks, keys and state kept. Stop: workers first (the kubelet's graceful node shutdown
+//! stops their pods), then the controllers. Start: controllers first, until the API server is
+//! ready (its `/readyz` includes etcd), then the workers, until each posts Ready again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Ctx, connect, reach_nodes};
+use crate::cli::{StartArgs, StopArgs};
+use crate::engine::hv::Gate;
+use crate::spec::{Cluster, Role};
+use crate::vms;
+
+fn names(cluster: &Cluster, role: Role) -> Vec<String> {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == role)
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
+    let (cluster, _) = ctx.cluster(&args.spec)?;
+    let hv = connect(&cluster)?;
+    let _lock = super::lock(&cluster)?;
+    let t = Instant::now();
+    let timeout = Duration::from_secs(args.timeout);
+    let mut down = 0;
+    for (role, group) in [(Role::Worker, "workers"), (Role::Controller, "controllers")] {
+        let names = names(&cluster, role);
+        if names.is_empty() {
+            continue;
+        }
+        ctx.printer.status(&format!("stop: {group}"));
+        let stopped = {
+            let printer = &mut *ctx.printer;
+            let mut gate = Gate::new(args.dry_run, |l| printer.status(l));
+            vms::shutdown(&cluster, &hv, &names, timeout, args.force, &mut gate)?
+        };
+        for (name, how) in stopped {
+            if how != vms::Stopped::AlreadyOff {
+                down += 1;
+            }
+            ctx.printer.status(&format!("  {name}: {}", how.what()));
+        }
+    }
+    if args.dry_run {
+        ctx.printer.status("stop: dry run, nothing changed");
+        return Ok(());
+    }
+    ctx.printer.status(&format!(
+        "stop: {down} VM(s) stopped in {:.0} s; disks and state kept; `kubicluster start` brings the cluster back",
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
+    let (cluster, _) = ctx.cluster(&args.spec)?;
+    let hv = connect(&cluster)?;
+    reach_nodes(&cluster)?;
+    let _lock = super::lock(&cluster)?;
+    let t = Instant::now();
+    // Heartbeats from before this moment do not count as Ready.
+    let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    let timeout = Duration::from_secs(args.timeout);
+    let mut stages = Vec::new();
+    for (role, group) in [(Role::Controller, "controllers"), (Role::Worker, "workers")] {
+        let names = names(&cluster, role);
+        if names.is_empty() {
+            continue;
+        }
+        ctx.printer.status(&format!("start: {group}"));
+        let started = {
+            let printer = &mut *ctx.printer;
+            let mut gate = Gate::new(args.dry_run, |l| printer.status(l));
+            vms::power_on(&cluster, &hv, &names, &mut gate)?
+        };
+        if args.dry_run {
+            continue;
+        }
+        for (name, took) in vms::wait_all(&cluster, &hv, &started)? {
+            ctx.printer.status(&format!(
+                "  {name}: SSH answers with its pinned key ({} s)",
+                took.as_secs()
+            ));
+        }
+        stages.push(format!("{group} booted {:.0} s", t.elapsed().as_secs_f64()));
+        match role {
+            Role::Controller => {
+                let Some(api) = crate::kubeapi::Client::admin(&cluster)? else {
+                    ctx.printer
+                        .status("start: no admin kubeconfig: the API server was not waited for");
+                    continue;
+                };
+                api.wait_ready(timeout)?;
+                ctx.printer
+                    .status("start: the API server is ready (/readyz, etcd included)");
+                stages.push(format!("API ready {:.0} s", t.elapsed().as_secs_f64()));
+            }
+            Role::Worker => {
+                let (n, _) = super::workers::wait_workers_ready(&cluster, timeout, Some(since))?;
+                ctx.printer
+                    .status(&format!("start: every worker Ready again ({n}/{n})"));
+                stages.push(format!("workers Ready {:.0} s", t.elapsed().as_secs_f64()));
+            }
+        }
+    }
+    if args.dry_run {
+        ctx.printer.status("start: dry run, nothing changed");
+        return Ok(());
+    }
+    ctx.printer.status(&format!(
+        "start: cluster {} up in {:.0} s ({})",
+        cluster.name,
+        t.elapsed().as_secs_f64(),
+        stages.join(", ")
+    ));
+    Ok(())
+}

@@ -524,6 +524,11 @@ pub enum EtcdAction {
         /// How many snapshots to keep on the hypervisor (the oldest beyond go).
         #[arg(long, default_value_t = 7, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         keep: u32,
+        /// Install a systemd timer on the first controller that saves a snapshot there on this
+        /// systemd calendar (`hourly`, `daily`, `*-*-* 02:00`; default daily) instead of taking
+        /// one now. The next `etcd backup` copies the snapshots it took to the hypervisor.
+        #[arg(long, value_name = "CALENDAR", num_args = 0..=1, default_missing_value = "daily")]
+        schedule: Option<String>,
         #[command(flatten)]
         spec: SpecArgs,
     },

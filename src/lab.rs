@@ -132,19 +132,24 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
     let dir = cluster.lab_dir();
     fsutil::ensure_dir(&dir, fsutil::PRIVATE_DIR)?;
     let _lock = fsutil::lock_dir(&dir)?;
+    // A lab started again (after `lab reboot`, or a daemon that died) keeps its configuration:
+    // the networks, pool and domains it defined, the cluster's own "default" network among them.
+    let fresh = std::fs::read_dir(dir.join("etc")).map_or(true, |mut d| d.next().is_none());
     for (sub, _) in MOUNTS {
         fsutil::ensure_dir(&dir.join(sub), 0o755)?;
     }
-    // A private copy of the host's libvirt configuration, minus the packaged default network.
-    run(Command::new("cp")
-        .arg("-a")
-        .arg("/etc/libvirt/.")
-        .arg(dir.join("etc")))?;
-    for f in [
-        "qemu/networks/default.xml",
-        "qemu/networks/autostart/default.xml",
-    ] {
-        let _ = std::fs::remove_file(dir.join("etc").join(f));
+    if fresh {
+        // A private copy of the host's libvirt configuration, minus the packaged default network.
+        run(Command::new("cp")
+            .arg("-a")
+            .arg("/etc/libvirt/.")
+            .arg(dir.join("etc")))?;
+        for f in [
+            "qemu/networks/default.xml",
+            "qemu/networks/autostart/default.xml",
+        ] {
+            let _ = std::fs::remove_file(dir.join("etc").join(f));
+        }
     }
     fsutil::write_atomic(&dir.join("etc/qemu.conf"), QEMU_CONF.as_bytes(), 0o644)?;
     let ns = netns_name(cluster);

@@ -9,7 +9,7 @@
 //! sandboxed units run, etcd as its own user); a second `up` changes and restarts nothing;
 //! `remove kubi-worker-02` drains it and deletes its Node through the API; `up` brings it back
 //! Ready and `test` passes again. `etcd backup` / `etcd restore` bring a deleted ConfigMap
-//! back; `stop`, a simulated host reboot (`lab reboot`) and `start` leave a cluster whose
+//! back; a scheduled backup's snapshot reaches the hypervisor; `stop`, a simulated host reboot (`lab reboot`) and `start` leave a cluster whose
 //! `test` passes. calico-node and kata do not run here (no BIRD build, no nested
 //! virtualisation): checked by content in tests/render.rs.
 //! Gate: KUBICLUSTER_TEST_LAB=1 with KUBICLUSTER_TEST_ARTIFACTS=<build dir> (`make test`).
@@ -194,6 +194,30 @@ fn lab_kubernetes_cluster() {
         o.status.success(),
         "the data before the restore is kept aside"
     );
+
+    // A scheduled backup: a timer on the controller; what it saved is copied here by the next
+    // `etcd backup`, with that one's own snapshot.
+    let out = lab.ok(&["etcd", "backup", "--schedule", "hourly"]);
+    assert!(
+        out.contains("kubicluster-etcd-backup.timer on kubi-controller-01"),
+        "{out}"
+    );
+    let o = ssh(
+        &c,
+        "kubi-controller-01",
+        "systemctl is-active kubicluster-etcd-backup.timer && systemctl start kubicluster-etcd-backup.service && ls /var/backups/kubicluster",
+    );
+    assert!(
+        o.status.success(),
+        "the timer runs and its service saves a snapshot"
+    );
+    let out = lab.ok(&["etcd", "backup"]);
+    assert!(
+        out.contains("checked whole); 3 kept"),
+        "the first, the timer's, this one: {out}"
+    );
+    let out = lab.ok(&["etcd", "backup", "--schedule", "hourly"]);
+    assert!(out.contains("made 0 change(s)"), "{out}");
 
     // stop, a host reboot (libvirtd restarted with its run state gone), start: the VMs shut
     // down cleanly, come back by themselves (autostart), and the cluster works again.

@@ -19,7 +19,16 @@ use crate::steps;
 
 pub fn run(ctx: &mut Ctx, args: &EtcdArgs) -> Result<()> {
     match &args.action {
-        EtcdAction::Backup { keep, spec } => backup(ctx, *keep as usize, spec),
+        EtcdAction::Backup {
+            schedule: Some(calendar),
+            spec,
+            ..
+        } => schedule(ctx, calendar, spec),
+        EtcdAction::Backup {
+            keep,
+            schedule: None,
+            spec,
+        } => backup(ctx, *keep as usize, spec),
         EtcdAction::Restore {
             snapshot,
             yes,
@@ -72,6 +81,36 @@ fn backup(ctx: &mut Ctx, keep: usize, spec: &SpecArgs) -> Result<()> {
         } else {
             format!(", {} older removed (--keep {keep})", pruned.len())
         }
+    ));
+    Ok(())
+}
+
+fn schedule(ctx: &mut Ctx, calendar: &str, spec: &SpecArgs) -> Result<()> {
+    let cluster = cluster_with_controllers(ctx, spec)?;
+    if calendar.trim().is_empty() || calendar.contains(['\n', '\r']) {
+        return Err(Failure::bad_input(format!("--schedule {calendar:?} is not a calendar"))
+            .hint("give a systemd calendar expression: hourly, daily, weekly, or like \"*-*-* 02:00\"")
+            .into());
+    }
+    let node = cluster.controllers().next().expect("checked").name.clone();
+    converge(
+        ctx,
+        &cluster,
+        Run {
+            steps: vec![Arc::new(steps::schedule_etcd_backup::ScheduleEtcdBackup {
+                calendar: calendar.trim().to_string(),
+            })],
+            dry_run: false,
+            allow_missing_binaries: false,
+            concurrency: 0,
+            title: "etcd backup --schedule",
+        },
+    )?;
+    ctx.printer.status(&format!(
+        "etcd backup: {} on {node} saves a snapshot {calendar} to {} (the newest {} kept there); `kubicluster etcd backup` copies them here",
+        steps::schedule_etcd_backup::TIMER,
+        steps::snapshot_etcd::NODE_DIR,
+        steps::snapshot_etcd::NODE_KEEP
     ));
     Ok(())
 }

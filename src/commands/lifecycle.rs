@@ -74,15 +74,17 @@ pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
             continue;
         }
         ctx.printer.status(&format!("start: {group}"));
-        let started = {
+        {
             let printer = &mut *ctx.printer;
             let mut gate = Gate::new(args.dry_run, |l| printer.status(l));
-            vms::power_on(&cluster, &hv, &names, &mut gate)?
-        };
+            vms::power_on(&cluster, &hv, &names, &mut gate)?;
+        }
         if args.dry_run {
             continue;
         }
-        for (name, took) in vms::wait_all(&cluster, &hv, &started)? {
+        // Every VM of the group, not only those started here: libvirt may have started some
+        // (autostart, after the host rebooted) that have not finished booting.
+        for (name, took) in vms::wait_all(&cluster, &hv, &names)? {
             ctx.printer.status(&format!(
                 "  {name}: SSH answers with its pinned key ({} s)",
                 took.as_secs()
@@ -102,6 +104,12 @@ pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
                 stages.push(format!("API ready {:.0} s", t.elapsed().as_secs_f64()));
             }
             Role::Worker => {
+                if !cluster.admin_kubeconfig().exists() {
+                    ctx.printer.status(
+                        "start: no admin kubeconfig: the workers' readiness was not waited for",
+                    );
+                    continue;
+                }
                 let (n, _) = super::workers::wait_workers_ready(&cluster, timeout, Some(since))?;
                 ctx.printer
                     .status(&format!("start: every worker Ready again ({n}/{n})"));

@@ -24,6 +24,7 @@ pub enum StepId {
     ResetEtcdData,
     RestoreEtcd,
     RestartAfterRestore,
+    ScheduleEtcdBackup,
     /// A step outside kubicluster's pipelines (tests, benchmarks).
     Custom(&'static str),
 }
@@ -49,6 +50,7 @@ impl StepId {
             StepId::ResetEtcdData => "reset_etcd_data",
             StepId::RestoreEtcd => "restore_etcd",
             StepId::RestartAfterRestore => "restart_after_restore",
+            StepId::ScheduleEtcdBackup => "schedule_etcd_backup",
             StepId::Custom(name) => name,
         }
     }

@@ -57,6 +57,14 @@ pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
     ])
 }
 
+/// etcdctl on a controller against its own member (loopback client URL).
+pub fn local_etcdctl(cx: &Cx) -> Cmd {
+    etcdctl(
+        &bin_dir(cx),
+        &format!("https://127.0.0.1:{}", cx.cluster.etcd.client_port),
+    )
+}
+
 fn bin_dir(cx: &Cx) -> String {
     super::bin_dir(cx, "etcd")
 }
@@ -194,8 +202,7 @@ impl Step for InstallEtcd {
         // The first member with data removes members that are no longer controllers (a
         // controller taken out of the spec), so the quorum counts only real members.
         if with_data.first().is_some_and(|m| m.name == node.name) {
-            let ctl =
-                etcdctl(&bin, &format!("https://127.0.0.1:{}", c.etcd.client_port)).shell_line();
+            let ctl = local_etcdctl(cx).shell_line();
             let allowed: Vec<String> = c.controllers().map(|m| peer_url(c, m)).collect();
             let scan = |act: &str| {
                 format!(
@@ -240,10 +247,7 @@ impl Step for InstallEtcd {
 
     fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
         let host = cx.host(&node.name)?;
-        let ctl = etcdctl(
-            &bin_dir(cx),
-            &format!("https://127.0.0.1:{}", cx.cluster.etcd.client_port),
-        );
+        let ctl = local_etcdctl(cx);
         let health = ctl.arg("endpoint").arg("health");
         // An SSH failure ends the wait at once; an unhealthy answer is tried again.
         let mut last = None;

@@ -1,7 +1,9 @@
 //! `snapshot_etcd` — before etcd data is reset (`create-controllers -fedr --yes`): an
 //! `etcdctl snapshot save` on the first controller with data, copied to the hypervisor as
 //! `<workDir>/<cluster>/backups/etcd-<stamp>.db` (0600), checked whole ([`crate::backups`]).
-//! Also `kubicluster etcd backup`. The node keeps only its latest snapshot.
+//! Also `kubicluster etcd backup`, which with it pulls the snapshots the scheduled backup
+//! ([`super::schedule_etcd_backup`]) took on the node since. The node keeps its newest
+//! [`NODE_KEEP`].
 
 use crate::engine::StepId;
 use anyhow::{Context, Result, bail};
@@ -15,6 +17,17 @@ pub struct SnapshotEtcd {
 }
 
 pub const NODE_DIR: &str = "/var/backups/kubicluster";
+
+/// Snapshots a controller keeps (the hypervisor keeps its own count: `etcd backup --keep`).
+pub const NODE_KEEP: usize = 3;
+
+/// Shell that removes all but the newest [`NODE_KEEP`] snapshots on the node.
+pub fn node_retention() -> String {
+    format!(
+        "ls -1 {NODE_DIR}/etcd-*.db 2>/dev/null | sort -r | tail -n +{} | xargs -r rm -f",
+        NODE_KEEP + 1
+    )
+}
 
 impl SnapshotEtcd {
     fn node_path(&self) -> String {
@@ -43,12 +56,7 @@ impl Step for SnapshotEtcd {
     }
 
     fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
-        let c = &cx.cluster;
-        let bin = super::bin_dir(cx, "etcd");
-        let ctl = super::install_etcd::etcdctl(
-            &bin,
-            &format!("https://127.0.0.1:{}", c.etcd.client_port),
-        );
+        let ctl = super::install_etcd::local_etcdctl(cx);
         let mut want = Desired::default();
         want.dir("/var/backups", 0o755).dir(NODE_DIR, 0o700);
         let path = self.node_path();
@@ -57,9 +65,9 @@ impl Step for SnapshotEtcd {
             check: Cmd::new(["test", "-s", path.as_str()]),
             run: Cmd::script(
                 &format!(
-                    "{} snapshot save \"$1.part\" && chmod 600 \"$1.part\" && mv \"$1.part\" \"$1\" \
-                     && find {NODE_DIR} -maxdepth 1 -name 'etcd-*.db' ! -path \"$1\" -delete",
-                    ctl.shell_line()
+                    "{} snapshot save \"$1.part\" && chmod 600 \"$1.part\" && mv \"$1.part\" \"$1\" && {}",
+                    ctl.shell_line(),
+                    node_retention()
                 ),
                 [path.as_str()],
             ),
@@ -73,26 +81,42 @@ impl Step for SnapshotEtcd {
         true
     }
 
-    /// The snapshot is on the hypervisor, whole.
+    /// The snapshot is on the hypervisor, whole; so is every other snapshot the node holds
+    /// (a scheduled backup's) that the hypervisor has not yet.
     fn verify(&self, cx: &Cx, node: &Node) -> Result<()> {
-        let data = cx
-            .host(&node.name)?
-            .read_file(&self.node_path())?
-            .with_context(|| format!("{}: {} is missing", node.name, self.node_path()))?;
-        if let Err(e) = crate::backups::verify(&data) {
-            bail!(
-                "{}: the etcd snapshot {}: {e:#}",
-                node.name,
-                self.node_path()
-            );
+        let host = cx.host(&node.name)?;
+        let listing = host.run(&Cmd::script(
+            &format!("ls -1 {NODE_DIR}/ 2>/dev/null || true"),
+            [] as [&str; 0],
+        ))?;
+        let ours = format!("etcd-{}.db", self.stamp);
+        let mut names: Vec<String> = listing
+            .stdout_text()
+            .lines()
+            .map(str::trim)
+            .filter(|n| n.starts_with("etcd-") && n.ends_with(".db"))
+            .map(str::to_string)
+            .collect();
+        if !names.contains(&ours) {
+            names.push(ours.clone());
         }
-        let local = self.local_path(&cx.cluster);
-        crate::fsutil::ensure_dir(
-            local.parent().expect("has a parent"),
-            crate::fsutil::PRIVATE_DIR,
-        )?;
-        crate::fsutil::write_atomic(&local, &data, crate::fsutil::SECRET)?;
-        tracing::info!(path = %local.display(), bytes = data.len(), "etcd snapshot saved");
+        let dir = crate::backups::dir(&cx.cluster);
+        crate::fsutil::ensure_dir(&dir, crate::fsutil::PRIVATE_DIR)?;
+        for name in names {
+            let local = dir.join(&name);
+            if name != ours && local.exists() {
+                continue;
+            }
+            let remote = format!("{NODE_DIR}/{name}");
+            let data = host
+                .read_file(&remote)?
+                .with_context(|| format!("{}: {remote} is missing", node.name))?;
+            if let Err(e) = crate::backups::verify(&data) {
+                bail!("{}: the etcd snapshot {remote}: {e:#}", node.name);
+            }
+            crate::fsutil::write_atomic(&local, &data, crate::fsutil::SECRET)?;
+            tracing::info!(path = %local.display(), bytes = data.len(), "etcd snapshot saved");
+        }
         Ok(())
     }
 }

@@ -146,3 +146,87 @@ mkdir -p /run/kubicluster && touch "$1""#,
         Ok(want)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Cx;
+
+    fn three_controllers() -> Cluster {
+        let ov = crate::spec::Overrides {
+            work_dir: Some(std::env::temp_dir().display().to_string()),
+            controllers: (1..=3)
+                .map(|i| format!("kubi-controller-0{i},192.168.24.1{i},192.168.122.1{i}"))
+                .collect(),
+            workers: vec!["kubi-worker-01,192.168.24.21,192.168.122.21".into()],
+            ..Default::default()
+        };
+        crate::spec::resolve(None, &ov, &|_| None).unwrap().0
+    }
+
+    #[test]
+    fn every_member_is_restored_into_the_same_new_cluster_and_the_old_data_kept() {
+        let c = three_controllers();
+        let step = RestoreEtcd {
+            stamp: "20261204T190000".into(),
+            snapshot: Blob::new(b"snapshot".to_vec()),
+        };
+        assert_eq!(
+            step.targets(&c)
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "kubi-controller-01",
+                "kubi-controller-02",
+                "kubi-controller-03"
+            ]
+        );
+        let cx = Cx::new(c.clone(), Default::default(), Default::default());
+        let members = "kubi-controller-01=https://192.168.24.11:2380,\
+                       kubi-controller-02=https://192.168.24.12:2380,\
+                       kubi-controller-03=https://192.168.24.13:2380";
+        for node in step.targets(&c) {
+            let want = step.desired(&cx, node).unwrap();
+            let snap = want
+                .files
+                .iter()
+                .find(|f| f.path == "/var/backups/kubicluster/restore-20261204T190000.db")
+                .expect("the snapshot is copied to the node");
+            assert!(snap.secret && snap.mode == 0o600, "{snap:?}");
+            let [cmd] = &want.commands[..] else {
+                panic!("one command: {:?}", want.commands)
+            };
+            let args: Vec<&str> = cmd.run.argv.iter().map(|a| a.value.as_str()).collect();
+            // sh -c SCRIPT sh ASIDE SNAPSHOT NAME MEMBERS TOKEN PEER
+            assert_eq!(
+                &args[4..],
+                [
+                    "/var/lib/etcd.restore-20261204T190000",
+                    "/var/backups/kubicluster/restore-20261204T190000.db",
+                    node.name.as_str(),
+                    members,
+                    &format!("{}-restore-20261204T190000", c.etcd.cluster_token),
+                    &format!("https://{}:2380", node.cluster_ip),
+                ]
+            );
+            let script = args[2];
+            assert!(
+                script.contains(r#"mv /var/lib/etcd "$1""#),
+                "old data moved aside: {script}"
+            );
+            // /var/lib/etcd is removed only once the data before is aside (a re-run's partial
+            // output of this restore).
+            assert!(
+                script.contains(r#"if [ -d "$1" ]; then rm -rf /var/lib/etcd; elif"#),
+                "{script}"
+            );
+            assert!(
+                script.contains("kube-apiserver.service"),
+                "the API server stops first"
+            );
+            let check: Vec<&str> = cmd.check.argv.iter().map(|a| a.value.as_str()).collect();
+            assert_eq!(check[4], "/var/lib/etcd.restore-20261204T190000");
+        }
+    }
+}

@@ -36,33 +36,28 @@ pub fn pem_certs(pem: &[u8]) -> Result<Vec<ureq::tls::Certificate<'static>>> {
         .collect())
 }
 
+/// A Node's `Ready` condition when it is `True`.
+fn ready_condition(node: &serde_json::Value) -> Option<&serde_json::Value> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
 /// Does a Node object report `Ready=True`?
 pub fn node_ready(node: &serde_json::Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
+    ready_condition(node).is_some()
 }
 
 /// Does a Node report `Ready=True` from a heartbeat at or after `since` (a kubelet that posted
 /// since then, not a status left over from before its VM stopped)?
 pub fn node_ready_since(node: &serde_json::Value, since: time::OffsetDateTime) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter().any(|c| {
-            c["type"] == "Ready"
-                && c["status"] == "True"
-                && c["lastHeartbeatTime"]
-                    .as_str()
-                    .and_then(|t| {
-                        time::OffsetDateTime::parse(
-                            t,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .ok()
-                    })
-                    .is_some_and(|t| t >= since)
+    ready_condition(node)
+        .and_then(|c| c["lastHeartbeatTime"].as_str())
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         })
-    })
+        .is_some_and(|t| t >= since)
 }
 
 /// Where time runs out for a call when the caller sets none.
@@ -485,6 +480,25 @@ pub fn documents(text: &str) -> Result<Vec<serde_json::Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ready_status_counts_since_a_time_only_from_a_later_heartbeat() {
+        let node = |status: &str, beat: &str| {
+            serde_json::json!({"status": {"conditions": [
+                {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": beat},
+                {"type": "Ready", "status": status, "lastHeartbeatTime": beat},
+            ]}})
+        };
+        let t = time::macros::datetime!(2026-12-04 19:00:00 UTC);
+        let fresh = node("True", "2026-12-04T19:00:05Z");
+        let stale = node("True", "2026-12-04T18:59:00Z");
+        assert!(node_ready(&fresh) && node_ready(&stale));
+        assert!(node_ready_since(&fresh, t));
+        assert!(!node_ready_since(&stale, t), "posted before the start");
+        assert!(!node_ready(&node("False", "2026-12-04T19:00:05Z")));
+        assert!(!node_ready_since(&node("False", "2026-12-04T19:00:05Z"), t));
+        assert!(!node_ready_since(&node("True", "garbage"), t));
+    }
 
     #[test]
     fn paths_of_objects() {

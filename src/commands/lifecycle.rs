@@ -67,6 +67,8 @@ pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
     // Heartbeats from before this moment do not count as Ready.
     let since = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
     let timeout = Duration::from_secs(args.timeout);
+    // Without an admin kubeconfig (no `cnc` yet) there is nothing to wait for but SSH.
+    let api = crate::kubeapi::Client::admin(&cluster)?;
     let mut stages = Vec::new();
     for (role, group) in [(Role::Controller, "controllers"), (Role::Worker, "workers")] {
         let names = names(&cluster, role);
@@ -91,25 +93,20 @@ pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
             ));
         }
         stages.push(format!("{group} booted {:.0} s", t.elapsed().as_secs_f64()));
+        let Some(api) = &api else {
+            ctx.printer.status(&format!(
+                "start: no admin kubeconfig: the {group}' readiness was not waited for"
+            ));
+            continue;
+        };
         match role {
             Role::Controller => {
-                let Some(api) = crate::kubeapi::Client::admin(&cluster)? else {
-                    ctx.printer
-                        .status("start: no admin kubeconfig: the API server was not waited for");
-                    continue;
-                };
                 api.wait_ready(timeout)?;
                 ctx.printer
                     .status("start: the API server is ready (/readyz, etcd included)");
                 stages.push(format!("API ready {:.0} s", t.elapsed().as_secs_f64()));
             }
             Role::Worker => {
-                if !cluster.admin_kubeconfig().exists() {
-                    ctx.printer.status(
-                        "start: no admin kubeconfig: the workers' readiness was not waited for",
-                    );
-                    continue;
-                }
                 let (n, _) = super::workers::wait_workers_ready(&cluster, timeout, Some(since))?;
                 ctx.printer
                     .status(&format!("start: every worker Ready again ({n}/{n})"));

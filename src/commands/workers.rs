@@ -33,7 +33,6 @@ pub fn run(ctx: &mut Ctx, args: &CreateWorkersArgs) -> Result<()> {
     Ok(())
 }
 
-/// `up`'s last step: the smoke test, unless skipped or the API server cannot run.
 /// Wait until every worker is Ready (with `since`: from a heartbeat at or after it); returns
 /// how many workers and how long it took.
 pub fn wait_workers_ready(
@@ -67,6 +66,7 @@ pub fn wait_workers_ready(
     Ok((want, t.elapsed()))
 }
 
+/// `up`'s last step: the smoke test, unless skipped or the API server cannot run.
 pub fn smoke_after(
     ctx: &mut Ctx,
     cluster: &crate::spec::Cluster,

@@ -17,7 +17,8 @@ use crate::spec::{Cluster, Node};
 
 pub struct InstallEtcd;
 
-const DATA: &str = "/var/lib/etcd";
+/// etcd's data directory on a controller.
+pub const DATA: &str = "/var/lib/etcd";
 const UNIT: &str = "etcd.service";
 
 #[derive(serde::Serialize)]
@@ -37,7 +38,7 @@ struct BootstrapCtx {
     token: String,
 }
 
-fn peer_url(cluster: &Cluster, n: &Node) -> String {
+pub fn peer_url(cluster: &Cluster, n: &Node) -> String {
     format!("https://{}:{}", n.cluster_ip, cluster.etcd.peer_port)
 }
 

@@ -22,7 +22,7 @@ pub struct RestoreEtcd {
     pub snapshot: Blob,
 }
 
-const DATA: &str = "/var/lib/etcd";
+use super::install_etcd::{DATA, peer_url};
 
 /// The units stopped before etcd's data is swapped (started again by the steps after).
 const STOPPED: &str =
@@ -66,22 +66,21 @@ impl Step for RestoreEtcd {
         let mut want = Desired::default();
         // etcdutl (etcd ≥ 3.5) with the other etcd binaries; no unit restarted for it here.
         super::install_artifact(&mut want, cx.inputs.artifact("etcd"), &[]);
-        want.dir("/var/backups", 0o755)
-            .dir(super::snapshot_etcd::NODE_DIR, 0o700);
+        super::snapshot_etcd::node_dir(&mut want);
         let file = self.node_file();
         want.secret(&file, self.snapshot.clone(), &[]);
         let members: Vec<String> = c
             .controllers()
-            .map(|m| format!("{}=https://{}:{}", m.name, m.cluster_ip, c.etcd.peer_port))
+            .map(|m| format!("{}={}", m.name, peer_url(c, m)))
             .collect();
-        let peer = format!("https://{}:{}", node.cluster_ip, c.etcd.peer_port);
+        let peer = peer_url(c, node);
         let aside = self.aside();
         let token = self.token(c);
         want.command(GuardedCmd {
             what: format!("restore etcd from the snapshot (old data to {aside})"),
             // Restored: this stamp's old data is aside and new data in place.
             check: Cmd::script(
-                r#"[ -d "$1" ] && [ -d /var/lib/etcd/member ]"#,
+                &format!(r#"[ -d "$1" ] && [ -d {DATA}/member ]"#),
                 [aside.as_str()],
             ),
             run: Cmd::script(

@@ -34,9 +34,7 @@ impl Step for ScheduleEtcdBackup {
     fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
         let ctl = super::install_etcd::local_etcdctl(cx);
         let mut want = Desired::default();
-        want.dir("/var/backups", 0o755)
-            .dir(NODE_DIR, 0o700)
-            .dir("/usr/local/sbin", 0o755);
+        super::snapshot_etcd::node_dir(&mut want).dir("/usr/local/sbin", 0o755);
         let script = format!(
             "#!/bin/sh\n# kubicluster: an etcd snapshot (run by {TIMER}); the newest few are kept.\nset -e\numask 077\n\
              f={NODE_DIR}/etcd-$(date -u +%Y%m%dT%H%M%S).db\n{} snapshot save \"$f.part\"\nmv \"$f.part\" \"$f\"\n{}\n",

@@ -21,6 +21,11 @@ pub const NODE_DIR: &str = "/var/backups/kubicluster";
 /// Snapshots a controller keeps (the hypervisor keeps its own count: `etcd backup --keep`).
 pub const NODE_KEEP: usize = 3;
 
+/// The node's backup directory (0700 under /var/backups), for every step that writes there.
+pub fn node_dir(want: &mut Desired) -> &mut Desired {
+    want.dir("/var/backups", 0o755).dir(NODE_DIR, 0o700)
+}
+
 /// Shell that removes all but the newest [`NODE_KEEP`] snapshots on the node.
 pub fn node_retention() -> String {
     format!(
@@ -58,7 +63,7 @@ impl Step for SnapshotEtcd {
     fn desired(&self, cx: &Cx, _node: &Node) -> Result<Desired> {
         let ctl = super::install_etcd::local_etcdctl(cx);
         let mut want = Desired::default();
-        want.dir("/var/backups", 0o755).dir(NODE_DIR, 0o700);
+        node_dir(&mut want);
         let path = self.node_path();
         want.command(GuardedCmd {
             what: format!("etcd snapshot save {path}"),

@@ -201,6 +201,7 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::Stop(a) => commands::lifecycle::run_stop(&mut ctx, a),
         Command::Start(a) => commands::lifecycle::run_start(&mut ctx, a),
         Command::Etcd(a) => commands::etcd::run(&mut ctx, a),
+        Command::Snapshot(a) => commands::snapshot::run(&mut ctx, a),
         Command::List(a) => commands::list::run(&mut ctx, a),
         Command::Lab(a) => commands::lab::run(&mut ctx, a),
         Command::Completions(a) => {

@@ -106,6 +106,9 @@ pub enum Command {
     List(ListArgs),
     /// etcd backups: a snapshot to the hypervisor, or the whole cluster's state restored from one.
     Etcd(EtcdArgs),
+    /// Whole-cluster snapshots: every VM's disk frozen at one moment (with an etcd snapshot),
+    /// and the whole cluster brought back to one.
+    Snapshot(SnapshotArgs),
     /// The whole cluster: (lab) → artifacts → networks and pool → image if missing → cnc → create-vms
     /// → create-controllers → create-workers (pod network, addons) → every node Ready → test.
     Up(UpArgs),
@@ -548,6 +551,66 @@ pub enum EtcdAction {
     },
     /// The snapshots kept on the hypervisor, newest first.
     List {
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Take an etcd snapshot, then freeze every VM's disk at one moment (running VMs paused
+    /// only while their disks switch to new overlays).
+    Create {
+        /// The snapshot's name (letters, digits, '-', '_', '.').
+        #[arg(value_name = "NAME")]
+        snapshot: String,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// The cluster's snapshots, oldest first: age, size of their disk layers, etcd snapshot.
+    List {
+        /// text, or json for scripts.
+        #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Bring the whole cluster back to a snapshot: every VM powered off and put on a new disk
+    /// over the snapshot's layer, started again; ends when every node is Ready.
+    Revert {
+        /// The snapshot to bring back (`snapshot list` shows them).
+        #[arg(value_name = "NAME")]
+        snapshot: String,
+        /// Confirm: everything every node did since the snapshot is dropped.
+        #[arg(long)]
+        yes: bool,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for the API server, and then for the workers to be Ready.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+        #[command(flatten)]
+        spec: SpecArgs,
+    },
+    /// Forget a snapshot; its disk layers are deleted unless the VMs' disks (or another
+    /// snapshot) build on them.
+    Delete {
+        /// The snapshot to forget.
+        #[arg(value_name = "NAME")]
+        snapshot: String,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         spec: SpecArgs,
     },

@@ -164,7 +164,9 @@ pub fn up(cluster: &Cluster) -> Result<(LabState, bool)> {
             dir.join(sub).display()
         ));
     }
-    script.push_str("exec libvirtd\n");
+    // Its pid file in the private run dir: /run/libvirtd.pid belongs to the host's own libvirtd,
+    // or to another cluster's lab.
+    script.push_str("exec libvirtd --pid-file /run/libvirt/libvirtd.pid\n");
     let log = std::fs::File::create(dir.join("libvirtd.out"))?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns, "sh", "-c", &script])

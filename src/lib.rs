@@ -28,6 +28,7 @@ pub mod par;
 pub mod pki;
 pub mod render;
 pub mod retry;
+pub mod snapshots;
 pub mod spec;
 pub mod sshkeys;
 pub mod steps;

@@ -250,6 +250,9 @@ fn help_for_every_command() {
         vec!["start", "--help"],
         vec!["etcd", "backup", "--help"],
         vec!["etcd", "restore", "--help"],
+        vec!["snapshot", "create", "--help"],
+        vec!["snapshot", "revert", "--help"],
+        vec!["snapshot", "delete", "--help"],
         vec!["lab", "--help"],
         vec!["lab", "up", "--help"],
     ] {
@@ -1055,6 +1058,58 @@ fn etcd_restore_refuses_a_damaged_snapshot_and_needs_yes() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no etcd snapshots in"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn snapshot_names_and_records_are_checked_before_anything_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = kubicluster(tmp.path(), &["snapshot", "create", "a/b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"a/b\" is not a snapshot name") && stderr(&o).contains("help:"),
+        "{}",
+        stderr(&o)
+    );
+    for args in [
+        vec!["snapshot", "revert", "nope", "--yes"],
+        vec!["snapshot", "delete", "nope"],
+    ] {
+        let o = kubicluster(tmp.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cluster kubicluster has no snapshot \"nope\"")
+                && stderr(&o).contains("help: `kubicluster snapshot list`"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = kubicluster(tmp.path(), &["snapshot", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no snapshots"), "{}", stderr(&o));
+    let o = kubicluster(tmp.path(), &["snapshot", "list", "-o", "json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+    assert!(!tmp.path().join("work").exists(), "nothing created");
+    // An interrupted create is listed as such and cannot be reverted to.
+    let dir = tmp.path().join("work/kubicluster/snapshots/half");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("snapshot.json"),
+        r#"{"name":"half","created":"2026-12-04T21:00:00Z","complete":false,"paused_ms":0,"etcd":false,"layers":{}}"#,
+    )
+    .unwrap();
+    let o = kubicluster(tmp.path(), &["snapshot", "list"]);
+    assert!(
+        stdout(&o).contains("half\t") && stdout(&o).contains("incomplete"),
+        "{}",
+        stdout(&o)
+    );
+    let o = kubicluster(tmp.path(), &["snapshot", "revert", "half", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("snapshot half is incomplete"),
         "{}",
         stderr(&o)
     );

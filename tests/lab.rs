@@ -126,6 +126,33 @@ fn lab_vms_end_to_end() {
         );
     }
 
+    // A second cluster's lab beside this one, with the very same VM name and addresses: its own
+    // namespace and libvirtd (its own pid file: /run/libvirtd.pid is the host's), its VM
+    // verified at the shared address; this cluster's VMs untouched. `lab down` removes it alone.
+    {
+        let side = Lab::new("kubiside", "side", &[]);
+        let out = side.ok(&["lab", "up"]);
+        assert!(out.contains("lab started"), "{out}");
+        let first = c.node("kubi-controller-01").unwrap();
+        let spec = format!(
+            "kubi-controller-01,{},{}",
+            first.cluster_ip, first.hypervisor_ip
+        );
+        let out = side.ok(&["create-vms", "-c", &spec]);
+        assert!(out.contains("create-vms: 1 VM(s) up"), "{out}");
+        assert_eq!(side.domains(), ["kubi-controller-01"]);
+        let mut names = lab.domains();
+        names.sort();
+        assert_eq!(
+            names,
+            ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
+        );
+        let out = side.ok(&["lab", "down"]);
+        assert!(out.contains("lab removed"), "{out}");
+        let out = lab.ok(&["status"]);
+        assert_eq!(out.matches(" running ").count(), 3, "{out}");
+    }
+
     // Independently, with OpenSSH from inside the namespace, trusting only the pinned keys.
     let known = c.known_hosts();
     for n in &c.nodes {

@@ -222,7 +222,7 @@ fn hypervisor_faults_are_explained_and_recovered() {
     );
 
     // #11: paused by someone: resumed and verified.
-    lab.libvirt().suspend(NODE).unwrap();
+    lab.libvirt().suspend_domain(NODE).unwrap();
     assert!(matches!(state(&lab), VmState::Paused(_)));
     let out = lab.ok(&["create-vms"]);
     assert!(out.contains(&format!("{NODE}: resume (paused: ")), "{out}");

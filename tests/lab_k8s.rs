@@ -66,7 +66,8 @@ fn lab_kubernetes_cluster() {
 
     // The whole cluster and its smoke test.
     let out = lab.ok(&["up"]);
-    eprintln!("TIMING up (cold): {:.0} s", start.elapsed().as_secs_f64());
+    let up_cold = start.elapsed().as_secs_f64();
+    eprintln!("TIMING up (cold): {up_cold:.0} s");
     assert!(out.contains("test: every check passed"), "{out}");
     for check in [
         "PASS  every worker is Ready",
@@ -253,6 +254,65 @@ fn lab_kubernetes_cluster() {
     assert!(out.contains("test: every check passed"), "{out}");
     let (status, _) = api.get(cm_path).unwrap();
     assert_eq!(status, 200, "the restored ConfigMap survived the reboot");
+
+    // A whole-cluster snapshot of the running cluster, a ConfigMap made after it, a revert: the
+    // ConfigMap is gone, the one from before is there, every node Ready; the disks written
+    // since are deleted, the snapshot's layers kept while the VMs' disks build on them.
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["snapshot", "create", "s1"]);
+    eprintln!("TIMING snapshot create: {:.1} s", t.elapsed().as_secs_f64());
+    assert!(
+        out.contains("snapshot s1: 3 VM disk(s) frozen after an etcd snapshot, VMs paused"),
+        "{out}"
+    );
+    let after_path = "/api/v1/namespaces/default/configmaps/after-snapshot";
+    api.apply(&serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "after-snapshot", "namespace": "default"},
+        "data": {"made": "after the snapshot"},
+    }))
+    .unwrap();
+    let o = lab.kubicluster(&["snapshot", "revert", "s1"], &[]);
+    assert_eq!(o.status.code(), Some(2), "needs --yes: {}", text(&o));
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["snapshot", "revert", "s1", "--yes"]);
+    let revert = t.elapsed().as_secs_f64();
+    eprintln!(
+        "TIMING snapshot revert: {revert:.0} s (up cold {up_cold:.0} s: {:.1}x faster)",
+        up_cold / revert
+    );
+    assert!(
+        out.contains("start: every worker Ready again (2/2)")
+            && out.contains("is at s1")
+            && out.contains("3 disk layer(s) of before deleted"),
+        "{out}"
+    );
+    assert_eq!(
+        api.get(after_path).unwrap().0,
+        404,
+        "made after the snapshot"
+    );
+    assert_eq!(api.get(cm_path).unwrap().0, 200, "made before the snapshot");
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["snapshot", "list", "-o", "json"])).unwrap();
+    assert_eq!(list[0]["name"], "s1", "{list}");
+    assert_eq!(list[0]["complete"], true, "{list}");
+    assert_eq!(list[0]["etcd"], true, "{list}");
+    let out = lab.ok(&["snapshot", "delete", "s1"]);
+    assert!(
+        out.contains("0 disk layer(s) freed") && out.contains("3 kept because"),
+        "the reverted disks build on them: {out}"
+    );
+    let lv = lab.libvirt();
+    let pool = lab.cluster().hypervisor.storage_pool;
+    let vols: Vec<String> = kubicluster::hypervisor::Hypervisor::volumes(&lv, &pool)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .filter(|n| n.starts_with("kubi-"))
+        .collect();
+    assert_eq!(vols.len(), 6, "a base and a top per VM: {vols:?}");
+    drop(lv);
 
     // remove drains and deletes the Node for real; up brings the worker back.
     let out = lab.ok(&["remove", "kubi-worker-02"]);

@@ -51,24 +51,34 @@ fn cluster_with_controllers(ctx: &Ctx, spec: &SpecArgs) -> Result<Cluster> {
     Ok(cluster)
 }
 
-fn backup(ctx: &mut Ctx, keep: usize, spec: &SpecArgs) -> Result<()> {
-    let cluster = cluster_with_controllers(ctx, spec)?;
+/// Save an etcd snapshot on the first controller and copy it to the hypervisor's backups
+/// (checked whole by the step's verify); returns where it is.
+pub(super) fn take_backup(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    title: &'static str,
+) -> Result<std::path::PathBuf> {
     let step = steps::snapshot_etcd::SnapshotEtcd {
         stamp: super::stamp(),
     };
-    let path = step.local_path(&cluster);
+    let path = step.local_path(cluster);
     converge(
         ctx,
-        &cluster,
+        cluster,
         Run {
             steps: vec![Arc::new(step)],
             dry_run: false,
             allow_missing_binaries: false,
             concurrency: 0,
-            title: "etcd backup",
+            title,
         },
     )?;
-    // The step's verify copied it here and checked it whole.
+    Ok(path)
+}
+
+fn backup(ctx: &mut Ctx, keep: usize, spec: &SpecArgs) -> Result<()> {
+    let cluster = cluster_with_controllers(ctx, spec)?;
+    let path = take_backup(ctx, &cluster, "etcd backup")?;
     let size = std::fs::metadata(&path)?.len();
     let pruned = backups::prune(&cluster, keep)?;
     ctx.printer.status(&format!(

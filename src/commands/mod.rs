@@ -18,6 +18,7 @@ pub mod prepare;
 pub mod remove;
 pub mod render;
 pub mod smoke;
+pub mod snapshot;
 pub mod up;
 pub mod validate;
 pub mod vms;

@@ -1,7 +1,7 @@
 //! An in-memory hypervisor that records every mutating call, for planning and idempotency tests.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Result, anyhow, bail};
@@ -132,6 +132,61 @@ impl Hypervisor for FakeHypervisor {
             bail!("domain {name} is not paused");
         }
         d.state = VmState::Running;
+        Ok(())
+    }
+
+    fn suspend_domain(&self, name: &str) -> Result<()> {
+        self.record(format!("suspend_domain {name}"));
+        let mut s = self.state.lock().unwrap();
+        let d = s
+            .domains
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?;
+        if d.state != VmState::Running {
+            bail!("domain {name} is not running");
+        }
+        d.state = VmState::Paused("user".into());
+        Ok(())
+    }
+
+    /// Like libvirt: the new overlay appears in the pool whose directory holds it, backed by the
+    /// old disk, and the domain's disk is the new file.
+    fn snapshot_disk(&self, name: &str, new_top: &Path) -> Result<()> {
+        self.record(format!("snapshot_disk {name} {}", new_top.display()));
+        let mut s = self.state.lock().unwrap();
+        let d = s
+            .domains
+            .get(name)
+            .ok_or_else(|| anyhow!("no domain {name}"))?
+            .clone();
+        let old = d
+            .disk_path()
+            .ok_or_else(|| anyhow!("domain {name} has no disk"))?;
+        let (pool, capacity) = s
+            .volumes
+            .iter()
+            .find(|(_, v)| v.path == old)
+            .map(|((p, _), v)| (p.clone(), v.capacity))
+            .ok_or_else(|| anyhow!("{}: no such volume", old.display()))?;
+        let file = new_top
+            .file_name()
+            .and_then(|f| f.to_str())
+            .ok_or_else(|| anyhow!("{}: no file name", new_top.display()))?
+            .to_string();
+        if s.volumes.contains_key(&(pool.clone(), file.clone())) {
+            bail!("{}: the overlay file exists", new_top.display());
+        }
+        let xml = d.with_disk(new_top)?;
+        s.volumes.insert(
+            (pool, file.clone()),
+            VolumeInfo {
+                name: file,
+                path: new_top.to_path_buf(),
+                capacity,
+                backing: Some(old),
+            },
+        );
+        s.domains.get_mut(name).expect("found above").xml = xml;
         Ok(())
     }
 
@@ -269,6 +324,18 @@ impl Hypervisor for FakeHypervisor {
             .cloned())
     }
 
+    fn volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .volumes
+            .iter()
+            .filter(|((p, _), _)| p == pool)
+            .map(|(_, v)| v.clone())
+            .collect())
+    }
+
     fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo> {
         let name = xml_name(xml)?;
         self.record(format!("create_volume {pool}/{name}"));
@@ -279,6 +346,12 @@ impl Hypervisor for FakeHypervisor {
             .and_then(|n| n.text())
             .unwrap_or("0")
             .parse()?;
+        let backing = doc
+            .descendants()
+            .find(|n| n.has_tag_name("backingStore"))
+            .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
+            .and_then(|n| n.text())
+            .map(|t| PathBuf::from(t.trim()));
         let mut s = self.state.lock().unwrap();
         let dir = s
             .pools
@@ -290,6 +363,7 @@ impl Hypervisor for FakeHypervisor {
             name: name.clone(),
             path: dir.join(&name),
             capacity,
+            backing,
         };
         s.volumes.insert((pool.to_string(), name), v.clone());
         Ok(v)
@@ -327,6 +401,7 @@ impl Hypervisor for FakeHypervisor {
                 name: file,
                 path: entry.path(),
                 capacity,
+                backing: None,
             });
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! libvirt through the `virt` crate: the only module that imports it. Calls are blocking; the
 //! connection is shared by threads (libvirt connections are thread-safe).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use virt::connect::Connect;
@@ -55,13 +55,6 @@ impl Libvirt {
         })
     }
 
-    /// Pause a running domain (`virsh suspend`). Not part of [`Hypervisor`]: kubicluster never
-    /// pauses a VM; the lab tests use it to make the state a user can find a VM in.
-    pub fn suspend(&self, name: &str) -> Result<()> {
-        let d = lv(self.conn.lookup_domain_by_name(name))?;
-        lv(d.suspend()).map(|_| ())
-    }
-
     fn info(&self, d: &Domain) -> Result<DomainInfo> {
         let (state, reason) = lv(d.state())?;
         let state = match state {
@@ -80,6 +73,23 @@ impl Libvirt {
             state,
             xml: lv(d.xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE))?,
             autostart: lv(d.autostart())?,
+        })
+    }
+
+    fn volume_info(v: &StorageVol) -> Result<VolumeInfo> {
+        let xml = lv(v.xml_desc(0))?;
+        let doc = roxmltree::Document::parse(&xml)?;
+        let backing = doc
+            .descendants()
+            .find(|n| n.has_tag_name("backingStore"))
+            .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
+            .and_then(|n| n.text())
+            .map(PathBuf::from);
+        Ok(VolumeInfo {
+            name: lv(v.name())?,
+            path: PathBuf::from(lv(v.path())?),
+            capacity: lv(v.info())?.capacity,
+            backing,
         })
     }
 
@@ -120,6 +130,27 @@ impl Hypervisor for Libvirt {
     fn resume_domain(&self, name: &str) -> Result<()> {
         let d = lv(self.conn.lookup_domain_by_name(name))?;
         lv(d.resume()).map(|_| ())
+    }
+
+    fn suspend_domain(&self, name: &str) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        lv(d.suspend()).map(|_| ())
+    }
+
+    fn snapshot_disk(&self, name: &str, new_top: &Path) -> Result<()> {
+        let d = lv(self.conn.lookup_domain_by_name(name))?;
+        let file = new_top.display().to_string();
+        anyhow::ensure!(
+            !file.contains(['\'', '<', '&', '"']),
+            "{file}: not a path for libvirt XML"
+        );
+        let xml = format!(
+            "<domainsnapshot><disks><disk name='vda' snapshot='external'><driver type='qcow2'/><source file='{file}'/></disk></disks></domainsnapshot>"
+        );
+        let flags = virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+            | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+            | virt::sys::VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+        lv(d.create_snapshot_xml(&xml, flags)).map(|_| ())
     }
 
     fn stop_domain(&self, name: &str) -> Result<()> {
@@ -212,23 +243,22 @@ impl Hypervisor for Libvirt {
     fn volume(&self, pool: &str, name: &str) -> Result<Option<VolumeInfo>> {
         let p = self.pool_obj(pool)?;
         match optional(p.lookup_storage_vol_by_name(name))? {
-            Some(v) => Ok(Some(VolumeInfo {
-                name: name.to_string(),
-                path: PathBuf::from(lv(v.path())?),
-                capacity: lv(v.info())?.capacity,
-            })),
+            Some(v) => Ok(Some(Self::volume_info(&v)?)),
             None => Ok(None),
         }
+    }
+
+    fn volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>> {
+        lv(self.pool_obj(pool)?.list_all_volumes(0))?
+            .iter()
+            .map(Self::volume_info)
+            .collect()
     }
 
     fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo> {
         let p = self.pool_obj(pool)?;
         let v = lv(StorageVol::create_xml(&p, xml, 0))?;
-        Ok(VolumeInfo {
-            name: lv(v.name())?,
-            path: PathBuf::from(lv(v.path())?),
-            capacity: lv(v.info())?.capacity,
-        })
+        Self::volume_info(&v)
     }
 
     fn delete_volume(&self, pool: &str, name: &str) -> Result<()> {

@@ -81,6 +81,38 @@ impl DomainInfo {
             .collect()
     }
 
+    /// The file the VM's disk writes to (`<disk device='disk'><source file>`).
+    pub fn disk_path(&self) -> Option<PathBuf> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        let disk = os_disk(&doc)?;
+        disk.children()
+            .find(|n| n.has_tag_name("source"))?
+            .attribute("file")
+            .map(PathBuf::from)
+    }
+
+    /// The domain's XML with its disk writing to `path` instead (and no backing chain recorded:
+    /// libvirt reads it from the file).
+    pub fn with_disk(&self, path: &Path) -> Result<String> {
+        let doc = roxmltree::Document::parse(&self.xml)?;
+        let disk =
+            os_disk(&doc).ok_or_else(|| anyhow::anyhow!("{}: no disk in its XML", self.name))?;
+        let range = disk.range();
+        let path = path.display().to_string();
+        anyhow::ensure!(
+            !path.contains(['\'', '<', '&', '"']),
+            "{path}: not a path for libvirt XML"
+        );
+        let block = format!(
+            "<disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{path}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>"
+        );
+        Ok(format!(
+            "{}{block}{}",
+            &self.xml[..range.start],
+            &self.xml[range.end..]
+        ))
+    }
+
     /// (vcpus, memory in MiB) from the XML.
     pub fn size(&self) -> Option<(u32, u64)> {
         let doc = roxmltree::Document::parse(&self.xml).ok()?;
@@ -98,6 +130,12 @@ impl DomainInfo {
         };
         Some((vcpus, mib))
     }
+}
+
+/// The VM's system disk in a domain's XML.
+fn os_disk<'a>(doc: &'a roxmltree::Document) -> Option<roxmltree::Node<'a, 'a>> {
+    doc.descendants()
+        .find(|n| n.has_tag_name("disk") && n.attribute("device") == Some("disk"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +169,8 @@ pub struct VolumeInfo {
     pub name: String,
     pub path: PathBuf,
     pub capacity: u64,
+    /// The file a qcow2 overlay reads what it has not written from.
+    pub backing: Option<PathBuf>,
 }
 
 /// What kubicluster asks of a hypervisor. Implementations are blocking; callers fan out with threads.
@@ -143,6 +183,12 @@ pub trait Hypervisor: Send + Sync {
     fn start_domain(&self, name: &str) -> Result<()>;
     /// Resume a paused domain.
     fn resume_domain(&self, name: &str) -> Result<()>;
+    /// Pause a running domain (its memory kept, its clock stopped).
+    fn suspend_domain(&self, name: &str) -> Result<()>;
+    /// Freeze the domain's disk: from now on it writes to a new qcow2 overlay at `new_top`,
+    /// backed by the file it wrote to until now (an external disk-only snapshot, running or
+    /// not, without libvirt snapshot metadata: kubicluster keeps its own record).
+    fn snapshot_disk(&self, name: &str, new_top: &Path) -> Result<()>;
     /// Power off at once (libvirt "destroy").
     fn stop_domain(&self, name: &str) -> Result<()>;
     /// Ask the guest to shut down (ACPI power button); returns at once.
@@ -160,6 +206,8 @@ pub trait Hypervisor: Send + Sync {
     fn create_pool(&self, xml: &str) -> Result<()>;
     fn start_pool(&self, name: &str) -> Result<()>;
     fn volume(&self, pool: &str, name: &str) -> Result<Option<VolumeInfo>>;
+    /// Every volume of a pool.
+    fn volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>>;
     fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo>;
     fn delete_volume(&self, pool: &str, name: &str) -> Result<()>;
     /// Re-read a pool's directory (after a file was copied in).

@@ -25,9 +25,13 @@ pub(crate) fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> R
         hv.undefine_domain(name)?;
     }
     let pool = &cluster.hypervisor.storage_pool;
-    let vol = volume_name(name);
-    if hv.pool(pool)?.is_some() && hv.volume(pool, &vol)?.is_some() {
-        hv.delete_volume(pool, &vol)?;
+    if hv.pool(pool)?.is_some() {
+        // Its disk and every layer of its snapshots.
+        for v in hv.volumes(pool)? {
+            if snapshot::is_layer_of(name, &v.name) {
+                hv.delete_volume(pool, &v.name)?;
+            }
+        }
     }
     Ok(())
 }
@@ -318,6 +322,16 @@ pub fn destroy(
         if existed {
             removed.push(name);
         }
+    }
+    let snaps = crate::snapshots::root(cluster);
+    if only.is_empty() && snaps.exists() {
+        gate.wet(
+            crate::engine::hv::change(
+                snaps.display().to_string(),
+                "remove the cluster's snapshot records (their disk layers went with the VMs)",
+            ),
+            || Ok(std::fs::remove_dir_all(&snaps)?),
+        )?;
     }
     if only.is_empty() && cluster.known_hosts().exists() {
         let path = cluster.known_hosts();

@@ -1,13 +1,15 @@
 //! The VMs of a cluster, the mechanics under the `prepare_networks`, `create_vms` and
 //! `destroy_vms` steps: [`infra`] (networks, pool, SSH key, template volume), [`plan`] (read
 //! only), [`lifecycle`] (create, start, resume, re-address, remove), [`wait`] (SSH with the
-//! pinned key, identity verified) and [`status`]. Every mutation goes through the engine's
+//! pinned key, identity verified), [`power`] (stop, start), [`snapshot`] (disk layers) and
+//! [`status`]. Every mutation goes through the engine's
 //! [`Gate`]. kubicluster only ever touches domains whose metadata names this cluster.
 
 pub mod infra;
 pub mod lifecycle;
 pub mod plan;
 pub mod power;
+pub mod snapshot;
 pub mod status;
 pub mod wait;
 

@@ -30,7 +30,7 @@ impl Stopped {
 }
 
 /// The cluster's domain called `name`, refused when it is missing or not ours.
-fn own_domain(
+pub(crate) fn own_domain(
     cluster: &Cluster,
     hv: &dyn Hypervisor,
     name: &str,

@@ -96,6 +96,7 @@ bench: bench-deps artifacts
 	bench/create-vms.sh
 	bench/converge.sh
 	bench/up.sh
+	bench/snapshot.sh
 
 clean:
 	$(CARGO) clean

@@ -139,11 +139,7 @@ impl Hypervisor for Libvirt {
 
     fn snapshot_disk(&self, name: &str, new_top: &Path) -> Result<()> {
         let d = lv(self.conn.lookup_domain_by_name(name))?;
-        let file = new_top.display().to_string();
-        anyhow::ensure!(
-            !file.contains(['\'', '<', '&', '"']),
-            "{file}: not a path for libvirt XML"
-        );
+        let file = super::xml_path(new_top)?;
         let xml = format!(
             "<domainsnapshot><disks><disk name='vda' snapshot='external'><driver type='qcow2'/><source file='{file}'/></disk></disks></domainsnapshot>"
         );

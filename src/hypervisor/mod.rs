@@ -98,11 +98,7 @@ impl DomainInfo {
         let disk =
             os_disk(&doc).ok_or_else(|| anyhow::anyhow!("{}: no disk in its XML", self.name))?;
         let range = disk.range();
-        let path = path.display().to_string();
-        anyhow::ensure!(
-            !path.contains(['\'', '<', '&', '"']),
-            "{path}: not a path for libvirt XML"
-        );
+        let path = xml_path(path)?;
         let block = format!(
             "<disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2' discard='unmap'/>\n      <source file='{path}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>"
         );
@@ -130,6 +126,17 @@ impl DomainInfo {
         };
         Some((vcpus, mib))
     }
+}
+
+/// A file path to put in an XML attribute, refused when it holds a character that would need
+/// escaping (kubicluster's own paths never do).
+pub fn xml_path(path: &Path) -> Result<String> {
+    let text = path.display().to_string();
+    anyhow::ensure!(
+        !text.contains(['\'', '<', '&', '"']),
+        "{text}: not a path for libvirt XML"
+    );
+    Ok(text)
 }
 
 /// The VM's system disk in a domain's XML.

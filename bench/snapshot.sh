@@ -29,7 +29,7 @@ t0=$(now)
 t1=$(now)
 revert=$(secs "$t0" "$t1")
 grep -q "every worker Ready again" "$TMP/revert" || { cat "$TMP/revert" >&2; exit 1; }
-echo "  snapshot revert to every node Ready: ${revert} s   ($(tail -1 "$TMP/revert" | grep -oE '\(controllers booted[^)]*\)'))"
+echo "  snapshot revert to every node Ready: ${revert} s   $(tail -1 "$TMP/revert" | grep -oE '\(controllers booted[^)]*\)')"
 echo "  up / revert: $(ratio "$up" "$revert")x"
 "$BIN" snapshot list | sed 's/^/    /'
 echo "not started here: kata (no nested virtualisation), calico (the bridge pod network runs); KVM guests (TCG only)"

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, connect, reach_nodes};
+use super::{Ctx, connect, gate, reach_nodes};
 use crate::cli::{StartArgs, StopArgs};
-use crate::engine::hv::Gate;
 use crate::hypervisor::Hypervisor;
 use crate::spec::{Cluster, Role};
 use crate::vms;
@@ -36,11 +35,14 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
             continue;
         }
         ctx.printer.status(&format!("stop: {group}"));
-        let stopped = {
-            let printer = &mut *ctx.printer;
-            let mut gate = Gate::new(args.dry_run, |l| printer.status(l));
-            vms::shutdown(&cluster, &hv, &names, timeout, args.force, &mut gate)?
-        };
+        let stopped = vms::shutdown(
+            &cluster,
+            &hv,
+            &names,
+            timeout,
+            args.force,
+            &mut gate(ctx, args.dry_run),
+        )?;
         for (name, how) in stopped {
             if how != vms::Stopped::AlreadyOff {
                 down += 1;
@@ -109,11 +111,7 @@ pub(super) fn bring_up(
             continue;
         }
         ctx.printer.status(&format!("start: {group}"));
-        {
-            let printer = &mut *ctx.printer;
-            let mut gate = Gate::new(dry_run, |l| printer.status(l));
-            vms::power_on(cluster, hv, &names, &mut gate)?;
-        }
+        vms::power_on(cluster, hv, &names, &mut gate(ctx, dry_run))?;
         if dry_run {
             continue;
         }

@@ -78,6 +78,12 @@ pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
 }
 
 /// A UTC time stamp for names that sort by time (`20261204T183000`).
+/// A hypervisor gate that prints each change on the command's status lines.
+pub(crate) fn gate<'a>(ctx: &'a mut Ctx, dry_run: bool) -> crate::engine::hv::Gate<'a> {
+    let printer = &mut *ctx.printer;
+    crate::engine::hv::Gate::new(dry_run, move |l| printer.status(l))
+}
+
 pub fn stamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::macros::format_description!(

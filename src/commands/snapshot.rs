@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, connect, reach_nodes};
+use super::{Ctx, connect, gate, reach_nodes};
 use crate::cli::{OutputFormat, SnapshotAction, SnapshotArgs, SpecArgs};
-use crate::engine::hv::Gate;
 use crate::error::Failure;
 use crate::fsutil;
 use crate::hypervisor::{Hypervisor, VmState};
@@ -58,11 +57,6 @@ fn existing(cluster: &Cluster, name: &str) -> Result<Manifest> {
             .hint("`kubicluster snapshot list` shows the snapshots")
             .into()
     })
-}
-
-fn gate<'a>(ctx: &'a mut Ctx, dry_run: bool) -> Gate<'a> {
-    let printer = &mut *ctx.printer;
-    Gate::new(dry_run, move |l| printer.status(l))
 }
 
 fn create(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<()> {

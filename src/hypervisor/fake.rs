@@ -346,12 +346,7 @@ impl Hypervisor for FakeHypervisor {
             .and_then(|n| n.text())
             .unwrap_or("0")
             .parse()?;
-        let backing = doc
-            .descendants()
-            .find(|n| n.has_tag_name("backingStore"))
-            .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
-            .and_then(|n| n.text())
-            .map(|t| PathBuf::from(t.trim()));
+        let backing = super::backing_path(xml)?;
         let mut s = self.state.lock().unwrap();
         let dir = s
             .pools

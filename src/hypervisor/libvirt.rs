@@ -77,19 +77,11 @@ impl Libvirt {
     }
 
     fn volume_info(v: &StorageVol) -> Result<VolumeInfo> {
-        let xml = lv(v.xml_desc(0))?;
-        let doc = roxmltree::Document::parse(&xml)?;
-        let backing = doc
-            .descendants()
-            .find(|n| n.has_tag_name("backingStore"))
-            .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
-            .and_then(|n| n.text())
-            .map(PathBuf::from);
         Ok(VolumeInfo {
             name: lv(v.name())?,
             path: PathBuf::from(lv(v.path())?),
             capacity: lv(v.info())?.capacity,
-            backing,
+            backing: super::backing_path(&lv(v.xml_desc(0))?)?,
         })
     }
 

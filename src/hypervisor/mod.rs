@@ -139,6 +139,17 @@ pub fn xml_path(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// The backing file named in a volume's XML (`<backingStore><path>`), if it has one.
+pub fn backing_path(volume_xml: &str) -> Result<Option<PathBuf>> {
+    let doc = roxmltree::Document::parse(volume_xml)?;
+    Ok(doc
+        .descendants()
+        .find(|n| n.has_tag_name("backingStore"))
+        .and_then(|b| b.children().find(|n| n.has_tag_name("path")))
+        .and_then(|n| n.text())
+        .map(|t| PathBuf::from(t.trim())))
+}
+
 /// The VM's system disk in a domain's XML.
 fn os_disk<'a>(doc: &'a roxmltree::Document) -> Option<roxmltree::Node<'a, 'a>> {
     doc.descendants()

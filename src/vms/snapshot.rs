@@ -69,8 +69,12 @@ pub fn layers_to_freeze(
     cluster: &Cluster,
     hv: &dyn Hypervisor,
 ) -> Result<BTreeMap<String, PathBuf>> {
+    freezable(&current_disks(cluster, hv)?)
+}
+
+fn freezable(disks: &[(hypervisor::DomainInfo, PathBuf)]) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
-    for (d, disk) in current_disks(cluster, hv)? {
+    for (d, disk) in disks {
         if !matches!(d.state, VmState::Running | VmState::Off) {
             return Err(Failure::new(format!(
                 "{}: the VM is {:?}, neither running nor off",
@@ -79,7 +83,7 @@ pub fn layers_to_freeze(
             .hint("`kubicluster start` (or `stop`) the cluster first")
             .into());
         }
-        out.insert(d.name, disk);
+        out.insert(d.name.clone(), disk.clone());
     }
     Ok(out)
 }
@@ -93,8 +97,9 @@ pub fn freeze(
     gate: &mut Gate,
 ) -> Result<Frozen> {
     let dir = pool_dir(cluster, hv)?;
-    let layers = layers_to_freeze(cluster, hv)?;
-    let running: Vec<String> = current_disks(cluster, hv)?
+    let disks = current_disks(cluster, hv)?;
+    let layers = freezable(&disks)?;
+    let running: Vec<String> = disks
         .into_iter()
         .filter(|(d, _)| d.state == VmState::Running)
         .map(|(d, _)| d.name)
@@ -157,6 +162,7 @@ pub fn revert_disks(
     let pool = cluster.hypervisor.storage_pool.clone();
     let mut before = BTreeMap::new();
     let mut changed: Vec<hypervisor::DomainInfo> = Vec::new();
+    let volumes = hv.volumes(&pool)?;
     for (d, disk) in current_disks(cluster, hv)? {
         let layer = layers.get(&d.name).ok_or_else(|| {
             Failure::new(format!(
@@ -166,9 +172,9 @@ pub fn revert_disks(
             .hint("remove the node (`kubicluster remove`) or take a new snapshot")
         })?;
         let top = layer_name(&d.name, stamp);
-        let done = disk.file_name().and_then(|f| f.to_str()) == Some(top.as_str())
-            && hv.volume(&pool, &top)?.and_then(|v| v.backing).as_ref() == Some(layer);
-        if done {
+        let on_top = disk.file_name().and_then(|f| f.to_str()) == Some(top.as_str());
+        let top_volume = volumes.iter().find(|v| v.name == top);
+        if on_top && top_volume.and_then(|v| v.backing.as_ref()) == Some(layer) {
             continue;
         }
         before.insert(d.name.clone(), disk.clone());
@@ -178,17 +184,17 @@ pub fn revert_disks(
         let r = gate.wet(crate::engine::hv::change(&d.name, what), || {
             forget_verified(cluster, &d.name);
             hv.stop_domain(&d.name)?;
-            if hv.volume(&pool, &top)?.is_some() {
+            if top_volume.is_some() {
                 // Never a VM's disk: only what a killed run of this revert left unused.
                 anyhow::ensure!(
-                    disk.file_name().and_then(|f| f.to_str()) != Some(top.as_str()),
+                    !on_top,
                     "{top} is the VM's disk already, not over the snapshot's layer: not replaced"
                 );
                 hv.delete_volume(&pool, &top)?;
             }
             let capacity = disk_bytes(cluster).max(
-                hv.volumes(&pool)?
-                    .into_iter()
+                volumes
+                    .iter()
                     .find(|v| &v.path == layer)
                     .map(|v| v.capacity)
                     .ok_or_else(|| anyhow::anyhow!("{}: the layer is gone", layer.display()))?,

@@ -1157,3 +1157,114 @@ fn list_shows_every_remembered_cluster_with_its_state() {
     assert_eq!(rows[1]["nodes"], 3);
     assert_eq!(rows[1]["endpoint"], "https://192.168.24.11:6443");
 }
+
+/// Every path under `dir` with its mode and content (a link's target): what "unchanged,
+/// byte for byte" compares.
+fn tree(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if m.is_dir() {
+                todo.push(p.clone());
+                Vec::new()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            out.push((rel, m.permissions().mode(), content));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `plan` and every `--dry-run` write, create and download nothing: run in a network namespace
+/// of their own with no interface up (so any connection out fails), with each artifact source
+/// (`upstream` would download binaries, `deb` would fetch a Debian index, `build` would build
+/// from Go modules), they succeed, say what a real run would download, and leave the work
+/// directory and the artifacts cache exactly as they were — paths, modes and bytes.
+#[test]
+fn plan_and_dry_runs_write_and_download_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cache = d.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    assert!(kubicluster(d, &["cnc"]).status.success());
+    let before = tree(d);
+    let offline = |args: &[&str]| -> Output {
+        let o = Command::new("unshare")
+            .args([
+                "--map-root-user",
+                "--net",
+                env!("CARGO_BIN_EXE_kubicluster"),
+            ])
+            .args(args)
+            .args(["--libvirt-uri", "test:///default"])
+            .current_dir(d)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBICLUSTER_CACHE_DIR", &cache)
+            .output()
+            .expect("run unshare");
+        let e = stderr(&o);
+        assert!(
+            !e.starts_with("unshare:"),
+            "this test needs a network namespace of its own (unshare --map-root-user --net): {e}"
+        );
+        o
+    };
+    for source in ["upstream", "deb", "build"] {
+        let o = offline(&["plan", "--artifacts", source]);
+        assert!(
+            o.status.success(),
+            "plan --artifacts {source}: {}",
+            stderr(&o)
+        );
+        let text = stdout(&o);
+        assert!(
+            text.contains("to download; a plan downloads nothing"),
+            "{source}: {text}"
+        );
+        let want = match source {
+            "upstream" => "kube-apiserver from https://",
+            "deb" => "the package index, then the packages (containerd)",
+            _ => "(`artifacts build`)",
+        };
+        assert!(text.contains(want), "{source}: {text}");
+        assert!(text.contains("PKI (0 pending)"), "{text}");
+        let json = offline(&["plan", "--artifacts", source, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert!(!v["downloads"].as_array().unwrap().is_empty(), "{v}");
+    }
+    // Dry runs of the commands that change things: the hypervisor ones finish; the node ones
+    // say what they would download, then stop at the nodes (no VM has been made).
+    for args in [
+        &["create-vms", "--dry-run"][..],
+        &["destroy", "--dry-run"],
+        &["create-controllers", "--dry-run", "--artifacts", "upstream"],
+        &["create-workers", "--dry-run", "--artifacts", "upstream"],
+    ] {
+        let o = offline(args);
+        let e = stderr(&o);
+        if args[0].starts_with("create-") && args[0] != "create-vms" {
+            assert!(e.contains("would download"), "{args:?}: {e}");
+            assert!(e.contains("no pinned SSH host key"), "{args:?}: {e}");
+        } else {
+            assert!(o.status.success(), "{args:?}: {e}");
+        }
+    }
+    assert_eq!(
+        tree(d),
+        before,
+        "plan and dry runs left the work dir and the cache as they were"
+    );
+}

@@ -99,6 +99,7 @@ fn target(s: &Sshd, pinned: ssh_key::PublicKey) -> SshTarget {
         pinned,
         connect_timeout: Duration::from_secs(5),
         digest_cache: None,
+        digest_cache_read_only: false,
     }
 }
 

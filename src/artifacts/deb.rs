@@ -71,10 +71,21 @@ pub fn mirror_from(texts: &[String]) -> Option<String> {
 struct Apt {
     dir: PathBuf,
     host: LocalHost,
+    /// A dry run's view: nothing is written (no memo, no lists, no download).
+    look_only: bool,
+}
+
+/// What [`fetch`] found.
+pub enum Got {
+    Debs(Vec<DebPackage>),
+    /// Only a dry run gets this: what a real run would fetch.
+    WouldDownload(String),
 }
 
 impl Apt {
-    fn new(cluster: &Cluster, suite: &str) -> Result<Apt> {
+    /// The private apt setup for `suite`, created unless `look_only` (then `None` when it is not
+    /// there as it would be: a real run starts it afresh).
+    fn new(cluster: &Cluster, suite: &str, look_only: bool) -> Result<Option<Apt>> {
         let a = &cluster.artifacts;
         let dir = super::downloads_dir(cluster).join(format!("deb-{suite}"));
         let mirror = if a.deb_mirror.is_empty() {
@@ -85,11 +96,21 @@ impl Apt {
         } else {
             a.deb_mirror.clone()
         };
+        let sources = format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n");
+        let list = dir.join("sources.list");
+        let apt = Apt {
+            dir: dir.clone(),
+            host: LocalHost::new("hypervisor"),
+            look_only,
+        };
+        if look_only {
+            let ready = fsutil::read_optional(&list)?.as_deref() == Some(sources.as_bytes())
+                && dir.join("status").exists();
+            return Ok(ready.then_some(apt));
+        }
         for d in ["lists/partial", "cache/archives/partial", "parts", "debs"] {
             fsutil::ensure_dir(&dir.join(d), 0o755)?;
         }
-        let sources = format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n");
-        let list = dir.join("sources.list");
         if fsutil::read_optional(&list)?.as_deref() != Some(sources.as_bytes()) {
             fsutil::write_atomic(&list, sources.as_bytes(), fsutil::PUBLIC)?;
             let _ = std::fs::remove_dir_all(dir.join("lists"));
@@ -98,10 +119,7 @@ impl Apt {
         if !dir.join("status").exists() {
             fsutil::write_atomic(&dir.join("status"), b"", fsutil::PUBLIC)?;
         }
-        Ok(Apt {
-            dir,
-            host: LocalHost::new("hypervisor"),
-        })
+        Ok(Some(apt))
     }
 
     fn cmd(&self, tool: &str) -> Cmd {
@@ -163,7 +181,13 @@ impl Apt {
                     return Ok(None);
                 }
                 let t = o.stdout_text();
-                fsutil::write_atomic(&memo, format!("{stamp}\n{t}").as_bytes(), fsutil::PUBLIC)?;
+                if !self.look_only {
+                    fsutil::write_atomic(
+                        &memo,
+                        format!("{stamp}\n{t}").as_bytes(),
+                        fsutil::PUBLIC,
+                    )?;
+                }
                 t
             }
         };
@@ -182,13 +206,26 @@ impl Apt {
     }
 }
 
-/// Fetch `packages` of Debian `suite` (verified) into the cache and return them.
-pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str]) -> Result<Vec<DebPackage>> {
-    let apt = Apt::new(cluster, suite)?;
+/// Fetch `packages` of Debian `suite` (verified) into the cache and return them. With
+/// [`Fetch::Never`](super::Fetch) only what is cached is returned; anything else is said.
+pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str], mode: super::Fetch) -> Result<Got> {
+    let look_only = mode == super::Fetch::Never;
+    let would = |what: &str| {
+        Ok(Got::WouldDownload(format!(
+            "Debian {suite}: {what} ({})",
+            packages.join(", ")
+        )))
+    };
+    let Some(apt) = Apt::new(cluster, suite, look_only)? else {
+        return would("the package index, then the packages");
+    };
     let mut updated = false;
     let mut out = Vec::new();
     for pkg in packages {
         let mut info = apt.show(pkg)?;
+        if info.is_none() && look_only {
+            return would("the package index, then the packages");
+        }
         if info.is_none() && !updated {
             apt.update()?;
             updated = true;
@@ -202,6 +239,7 @@ pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str]) -> Result<Vec<De
         let cached = fsutil::read_optional(&path)?.filter(|d| crate::host::sha256_hex(d) == sha);
         let data = match cached {
             Some(d) => d,
+            None if look_only => return would(&format!("{pkg} {version} and the others")),
             None => {
                 // apt-get download writes into the current directory: run it from there.
                 let debs = apt.dir.join("debs").display().to_string();
@@ -238,7 +276,7 @@ pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str]) -> Result<Vec<De
             blob: Blob::new(data),
         });
     }
-    Ok(out)
+    Ok(Got::Debs(out))
 }
 
 #[cfg(test)]

@@ -58,6 +58,21 @@ pub fn parse_sum(text: &str, shape: SumFile, file: &str) -> Option<String> {
     }
 }
 
+/// The content of `dest` when it is cached and verified without any network access: it matches
+/// the lock, or `known` (a pinned or configured digest). What a dry run uses; `None`: only a
+/// download could tell.
+pub fn cached(dest: &Path, locked: Option<&str>, known: Option<&str>) -> Result<Option<Vec<u8>>> {
+    let Some(data) = fsutil::read_optional(dest)? else {
+        return Ok(None);
+    };
+    let sha = sha256_hex(&data);
+    let trusted = [locked, known]
+        .into_iter()
+        .flatten()
+        .any(|want| want.eq_ignore_ascii_case(&sha));
+    Ok(trusted.then_some(data))
+}
+
 /// The verified content of `dest`, downloading it from `url` when it is not cached (or no
 /// longer matches). `locked` is the digest recorded before; `expected` is asked only when the
 /// cache cannot be trusted by the lock alone.

@@ -5,7 +5,8 @@
 //! `dir` (a local directory with the upstream file names, for offline use) and `deb` (Debian
 //! packages of a configured suite, fetched with apt on the hypervisor and installed with dpkg;
 //! components Debian does not carry, like the Kubernetes binaries, then come from `dir`).
-//! Nodes never download anything. The digest actually used is recorded in
+//! Nodes never download anything, and neither does a dry run or `plan` ([`Fetch::Never`]: what
+//! is cached is used, the rest is said as [`Provided::WouldDownload`]). The digest actually used is recorded in
 //! `<workDir>/<cluster>/artifacts.lock`; a later run that sees another digest stops.
 
 pub mod build;
@@ -54,6 +55,9 @@ pub enum Provided {
     },
     /// Cannot be had here: the reason names the files and where they would be looked for.
     Missing { reason: String, file: String },
+    /// A dry run's answer for what only a download could provide: nothing was fetched; the
+    /// text says what a real run would download (and from where).
+    WouldDownload { what: String, file: String },
 }
 
 impl Provided {
@@ -66,7 +70,19 @@ impl Provided {
                 let v = d.version.split(':').next_back().unwrap_or(&d.version);
                 v.split(['~', '-', '+']).next().unwrap_or(v).to_string()
             }),
-            Provided::Missing { .. } => None,
+            Provided::Missing { .. } | Provided::WouldDownload { .. } => None,
+        }
+    }
+
+    /// Why there are no files to install, if there are none: the reason it is missing, or
+    /// what a real run would download.
+    pub fn unavailable(&self) -> Option<String> {
+        match self {
+            Provided::Missing { reason, .. } => Some(reason.clone()),
+            Provided::WouldDownload { what, .. } => Some(format!(
+                "a real run would download {what}; a dry run downloads nothing"
+            )),
+            Provided::Files { .. } | Provided::Debs { .. } => None,
         }
     }
 
@@ -260,17 +276,31 @@ pub fn read_with_digest(path: &Path) -> Result<Option<(Vec<u8>, String)>> {
     Ok(Some((data, sha)))
 }
 
+/// Whether [`provide`] may fetch what is not cached (a real run), or must only look (a dry run
+/// or `plan`: nothing is written, downloaded or fetched from any index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    Allowed,
+    Never,
+}
+
 /// Make `name` ready for the nodes. Errors (bad checksum, unreachable URL, a file missing from
 /// `dir`) come before anything is installed anywhere; `Missing` is returned only for
 /// components that no configured source can provide (the caller decides whether that is fatal).
-pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provided> {
+/// With [`Fetch::Never`] what is not cached comes back as [`Provided::WouldDownload`].
+pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> Result<Provided> {
     let c = catalog::find(name);
     let version = version_for(cluster, &c);
     let file = (c.file)(&version);
     let a = &cluster.artifacts;
     if from_deb(cluster, &c) {
         let suite = a.deb_suites.get(name).unwrap_or(&a.deb_suite);
-        let debs = deb::fetch(cluster, suite, c.debs)?;
+        let debs = match deb::fetch(cluster, suite, c.debs, mode)? {
+            deb::Got::Debs(debs) => debs,
+            deb::Got::WouldDownload(what) => {
+                return Ok(Provided::WouldDownload { what, file });
+            }
+        };
         for d in &debs {
             lock.check(&d.file_name, &d.blob.sha256)?;
         }
@@ -332,20 +362,38 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str) -> Result<Provide
         return Ok(Provided::Files { files, version });
     }
     let dest = downloads_dir(cluster).join(&file);
-    let data = fetch::ensure(
-        &dest,
-        &(c.url)(&version),
-        || match expected_sha(cluster, &c, &version, &file) {
-            Some(s) => Ok(s),
+    let locked = lock.0.get(&file).cloned();
+    let data = if mode == Fetch::Never {
+        let pinned = expected_sha(cluster, &c, &version, &file);
+        match fetch::cached(&dest, locked.as_deref(), pinned.as_deref())? {
+            Some(data) => data,
             None => {
-                let (sum_url, shape) = c
-                    .sum_url
-                    .ok_or_else(|| anyhow::anyhow!("{name}: no checksum source"))?;
-                fetch::publisher_sha(&sum_url(&version), shape, &file)
+                let what = if dest.exists() {
+                    format!(
+                        "{file}: cached, but only the publisher's checksum file could verify it"
+                    )
+                } else {
+                    format!("{file} from {}", (c.url)(&version))
+                };
+                return Ok(Provided::WouldDownload { what, file });
             }
-        },
-        lock.0.get(&file).cloned(),
-    )?;
+        }
+    } else {
+        fetch::ensure(
+            &dest,
+            &(c.url)(&version),
+            || match expected_sha(cluster, &c, &version, &file) {
+                Some(s) => Ok(s),
+                None => {
+                    let (sum_url, shape) = c
+                        .sum_url
+                        .ok_or_else(|| anyhow::anyhow!("{name}: no checksum source"))?;
+                    fetch::publisher_sha(&sum_url(&version), shape, &file)
+                }
+            },
+            locked,
+        )?
+    };
     let sha = crate::host::sha256_hex(&data);
     let shown = dest.display().to_string();
     let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;

@@ -192,7 +192,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     let c = dir_cluster(&dir, &work);
     let mut lock = Lock::default();
     // No digest vouches for it (3.5.99 is pinned nowhere): refused, with the ways out.
-    let e = provide(&c, &mut lock, "etcd").unwrap_err();
+    let e = provide(&c, &mut lock, "etcd", Fetch::Allowed).unwrap_err();
     let msg = format!("{e:#}");
     assert!(msg.contains("no known sha256"), "{msg}");
     let (_, hint) = crate::error::classify(&e);
@@ -208,7 +208,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
         format!("{}  etcd-v3.5.99-linux-amd64.tar.gz\n", sha256_hex(&tgz)),
     )
     .unwrap();
-    let p = provide(&c, &mut lock, "etcd").unwrap();
+    let p = provide(&c, &mut lock, "etcd", Fetch::Allowed).unwrap();
     let Provided::Files { files, .. } = &p else {
         panic!("{p:?}")
     };
@@ -226,7 +226,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     );
     assert_eq!(lock.0["etcd-v3.5.99-linux-amd64.tar.gz"], sha256_hex(&tgz));
     // A missing Kubernetes binary is reported with its file name, not an error.
-    let m = provide(&c, &mut lock, "kube-apiserver").unwrap();
+    let m = provide(&c, &mut lock, "kube-apiserver", Fetch::Allowed).unwrap();
     assert!(
         matches!(&m, Provided::Missing { file, reason } if file == "kube-apiserver" && reason.contains("does not exist")),
         "{m:?}"
@@ -236,7 +236,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     lock.save(&c).unwrap();
     let changed: Vec<u8> = etcd_tarball("3.5.99").into_iter().chain([0u8; 8]).collect();
     std::fs::write(dir.join("etcd-v3.5.99-linux-amd64.tar.gz"), &changed).unwrap();
-    let e = provide(&c, &mut Lock::load(&c).unwrap(), "etcd").unwrap_err();
+    let e = provide(&c, &mut Lock::load(&c).unwrap(), "etcd", Fetch::Allowed).unwrap_err();
     assert!(format!("{e:#}").contains("sha256 is"), "{e:#}");
     std::fs::write(
         dir.join("SHA256SUMS"),
@@ -247,7 +247,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     )
     .unwrap();
     let mut lock = Lock::load(&c).unwrap();
-    let e = provide(&c, &mut lock, "etcd").unwrap_err();
+    let e = provide(&c, &mut lock, "etcd", Fetch::Allowed).unwrap_err();
     assert!(
         format!("{e:#}").contains("recorded in artifacts.lock"),
         "{e:#}"
@@ -264,7 +264,7 @@ fn a_pinned_digest_in_the_cluster_file_is_enforced_for_dir_files() {
     c.artifacts
         .sha256
         .insert("kube-scheduler".into(), "1".repeat(64));
-    let e = provide(&c, &mut Lock::default(), "kube-scheduler").unwrap_err();
+    let e = provide(&c, &mut Lock::default(), "kube-scheduler", Fetch::Allowed).unwrap_err();
     assert!(
         format!("{e:#}").contains(&format!("expected {}", "1".repeat(64))),
         "{e:#}"
@@ -288,7 +288,7 @@ fn files_that_are_not_amd64_executables_are_refused_before_any_upload() {
     ] {
         std::fs::write(dir.join("kube-scheduler"), &body).unwrap();
         let mut lock = Lock::default();
-        let e = provide(&c, &mut lock, "kube-scheduler").unwrap_err();
+        let e = provide(&c, &mut lock, "kube-scheduler", Fetch::Allowed).unwrap_err();
         let msg = format!("{e:#}");
         assert!(msg.contains("kube-scheduler") && msg.contains(why), "{msg}");
         assert!(lock.0.is_empty(), "nothing locked for {why}");
@@ -298,13 +298,13 @@ fn files_that_are_not_amd64_executables_are_refused_before_any_upload() {
     std::fs::write(dir.join("kube-scheduler"), fake_elf("scheduler")).unwrap();
     let mut lock = Lock::default();
     assert!(matches!(
-        provide(&c, &mut lock, "kube-scheduler").unwrap(),
+        provide(&c, &mut lock, "kube-scheduler", Fetch::Allowed).unwrap(),
         Provided::Files { .. }
     ));
     assert!(lock.0.contains_key("kube-scheduler"));
     // Not allowed: refused.
     c.artifacts.allow_unverified = false;
-    let e = provide(&c, &mut Lock::default(), "kube-scheduler").unwrap_err();
+    let e = provide(&c, &mut Lock::default(), "kube-scheduler", Fetch::Allowed).unwrap_err();
     assert!(format!("{e:#}").contains("no known sha256"), "{e:#}");
 }
 
@@ -330,5 +330,49 @@ fn a_rewritten_file_is_hashed_again() {
         super::read_with_digest(&d.path().join("absent"))
             .unwrap()
             .is_none()
+    );
+}
+
+/// A dry run's `provide` only looks: an upstream file not cached is said ("would download …
+/// from …") and nothing is created; once cached with the digest the lock holds, it is used
+/// as a real run would, still without a connection.
+#[test]
+fn a_dry_run_never_downloads_and_uses_what_is_cached() {
+    let d = tempfile::tempdir().unwrap();
+    let ov = crate::spec::Overrides {
+        work_dir: Some(d.path().join("work").display().to_string()),
+        artifacts_source: Some(crate::spec::ArtifactSource::Upstream),
+        etcd_version: Some("3.5.99".into()),
+        ..Default::default()
+    };
+    let c = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+    let mut lock = Lock::default();
+    let p = provide(&c, &mut lock, "etcd", Fetch::Never).unwrap();
+    let Provided::WouldDownload { what, file } = &p else {
+        panic!("{p:?}")
+    };
+    assert_eq!(file, "etcd-v3.5.99-linux-amd64.tar.gz");
+    assert!(what.contains(" from https://"), "{what}");
+    assert!(
+        p.unavailable()
+            .unwrap()
+            .contains("a dry run downloads nothing")
+    );
+    assert!(!d.path().join("work").exists(), "a dry run creates nothing");
+    // Cached, and the lock vouches for it: used.
+    let tgz = etcd_tarball("3.5.99");
+    std::fs::create_dir_all(downloads_dir(&c)).unwrap();
+    std::fs::write(downloads_dir(&c).join(file), &tgz).unwrap();
+    let mut lock = Lock([(file.clone(), sha256_hex(&tgz))].into());
+    let p = provide(&c, &mut lock, "etcd", Fetch::Never).unwrap();
+    assert!(
+        matches!(p, Provided::Files { ref files, .. } if files.len() == 3),
+        "{p:?}"
+    );
+    // Cached but vouched for by nothing offline: said, not trusted.
+    let p = provide(&c, &mut Lock::default(), "etcd", Fetch::Never).unwrap();
+    assert!(
+        matches!(&p, Provided::WouldDownload { what, .. } if what.contains("publisher's checksum")),
+        "{p:?}"
     );
 }

@@ -41,6 +41,7 @@ pub fn resolve_artifacts(
     cluster: &Cluster,
     steps: &[Arc<dyn Step>],
     allow_missing: bool,
+    fetch: artifacts::Fetch,
 ) -> Result<Resolved> {
     let started = std::time::Instant::now();
     let locked = Lock::load(cluster)?;
@@ -49,7 +50,7 @@ pub fn resolve_artifacts(
     let mut missing = Vec::new();
     for name in steps::artifacts_for(steps, cluster) {
         let mut lock = locked.clone();
-        let p = artifacts::provide(cluster, &mut lock, name)?;
+        let p = artifacts::provide(cluster, &mut lock, name, fetch)?;
         if let Provided::Missing { reason, file } = &p {
             missing.push(format!("{name}: {reason} (file name: {file})"));
         }
@@ -70,6 +71,19 @@ pub fn resolve_artifacts(
         .into());
     }
     Ok(Resolved { provided, pending })
+}
+
+/// What a real run would download that a dry run did not (one line each).
+pub fn would_download(provided: &BTreeMap<String, Provided>) -> Vec<String> {
+    let mut out: Vec<String> = provided
+        .values()
+        .filter_map(|p| match p {
+            Provided::WouldDownload { what, .. } => Some(what.clone()),
+            _ => None,
+        })
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Record in `artifacts.lock` the digests of what the steps that succeeded on at least one
@@ -105,14 +119,19 @@ fn lock_installed(
     Ok(())
 }
 
-fn connect_all(cluster: &Cluster, nodes: &[Node]) -> Result<BTreeMap<String, Arc<dyn Host>>> {
+/// SSH to every node of `nodes` (pinned host keys). A dry run reads the nodes' digest caches on
+/// the hypervisor but does not add to them.
+fn connect_all(
+    cluster: &Cluster,
+    nodes: &[Node],
+    dry_run: bool,
+) -> Result<BTreeMap<String, Arc<dyn Host>>> {
     let targets: Vec<(Node, SshTarget)> = nodes
         .iter()
         .map(|n| {
-            Ok((
-                n.clone(),
-                pins::ssh_target(cluster, n, Duration::from_secs(10))?,
-            ))
+            let mut t = pins::ssh_target(cluster, n, Duration::from_secs(10))?;
+            t.digest_cache_read_only = dry_run;
+            Ok((n.clone(), t))
         })
         .collect::<Result<_>>()?;
     let results = engine::fanout::map(
@@ -190,7 +209,13 @@ pub fn run_hypervisor(
 /// Run the steps: connect, lock, log, journal, progress and the summary. The artifacts are
 /// resolved first, on the hypervisor, before anything changes anywhere.
 pub fn converge(ctx: &mut Ctx, cluster: &Cluster, run: Run) -> Result<Report> {
-    let resolved = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries)?;
+    // A dry run looks at what is cached and says what it would download.
+    let fetch = if run.dry_run {
+        artifacts::Fetch::Never
+    } else {
+        artifacts::Fetch::Allowed
+    };
+    let resolved = resolve_artifacts(cluster, &run.steps, run.allow_missing_binaries, fetch)?;
     converge_resolved(ctx, cluster, run, resolved)
 }
 
@@ -205,6 +230,10 @@ pub fn converge_resolved(
         provided: artifacts,
         pending,
     } = resolved;
+    for what in would_download(&artifacts) {
+        ctx.printer
+            .status(&format!("{}: would download {what}", run.title));
+    }
     reach_nodes(cluster)?;
     let _lock = if run.dry_run {
         None
@@ -257,7 +286,7 @@ pub fn converge_resolved(
     } else {
         Vec::new()
     };
-    let hosts = connect_all(cluster, &nodes)?;
+    let hosts = connect_all(cluster, &nodes, run.dry_run)?;
     let cx = Arc::new(Cx::new(
         cluster.clone(),
         hosts,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::converge::{Run, converge_resolved, resolve_artifacts};
+use super::converge::{Run, converge_resolved, resolve_artifacts, would_download};
 use super::{Ctx, connect, reach_nodes};
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::engine::hv::{HvStep, Hx};
@@ -21,6 +21,8 @@ use crate::{engine, steps};
 struct PlanOut {
     cluster: String,
     changes: usize,
+    /// What `up` would download (a plan downloads nothing).
+    downloads: Vec<String>,
     /// Networks, pool, SSH key, template image.
     hypervisor: Vec<String>,
     pki: Vec<String>,
@@ -35,7 +37,20 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let all = steps::pipeline();
     // Artifacts first: a bad digest stops the plan before anything else is read.
-    let resolved = resolve_artifacts(&cluster, &all, true)?;
+    let resolved = resolve_artifacts(&cluster, &all, true, crate::artifacts::Fetch::Never)?;
+    let mut downloads = would_download(&resolved.provided);
+    if cluster.artifacts.source == crate::spec::ArtifactSource::Build
+        && !crate::artifacts::build::verify_dir(std::path::Path::new(&cluster.artifacts.dir))?
+    {
+        let set = super::artifacts::set_of(&cluster)?;
+        downloads.insert(
+            0,
+            format!(
+                "Go modules of kubernetes v{}, etcd v{}, crictl v{} and CoreDNS v{}, built into {} (`artifacts build`)",
+                set.kubernetes, set.etcd, set.crictl, set.coredns, cluster.artifacts.dir
+            ),
+        );
+    }
     reach_nodes(&cluster)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv = connect(&cluster)?;
@@ -77,6 +92,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let mut out = PlanOut {
         cluster: cluster.name.clone(),
         changes: 0,
+        downloads,
         hypervisor: hypervisor_changes,
         pki: pki_changes,
         vms: vm_changes,
@@ -114,7 +130,8 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         .map(Vec::len)
         .sum();
     // A node that cannot be planned yet has (at least) every step pending.
-    out.changes = out.hypervisor.len()
+    out.changes = out.downloads.len()
+        + out.hypervisor.len()
         + out.pki.len()
         + out.vms.len()
         + node_changes
@@ -126,6 +143,15 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
         }
         OutputFormat::Text => {
             let mut t = String::new();
+            if !out.downloads.is_empty() {
+                t.push_str(&format!(
+                    "artifacts ({} to download; a plan downloads nothing)\n",
+                    out.downloads.len()
+                ));
+                for d in &out.downloads {
+                    t.push_str(&format!("  {d}\n"));
+                }
+            }
             t.push_str(&format!("hypervisor ({} pending)\n", out.hypervisor.len()));
             for c in &out.hypervisor {
                 t.push_str(&format!("  {c}\n"));

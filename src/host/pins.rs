@@ -59,5 +59,6 @@ pub fn ssh_target(
         pinned: require(cluster, &node.name)?,
         connect_timeout,
         digest_cache: Some(cluster.vm_dir(&node.name).join("digests")),
+        digest_cache_read_only: false,
     })
 }

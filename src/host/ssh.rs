@@ -34,6 +34,8 @@ pub struct SshTarget {
     /// Where the digests of the node's files are remembered between runs (`sha key path`
     /// lines); `None`: in memory only.
     pub digest_cache: Option<PathBuf>,
+    /// Read the digest cache but never write it (a dry run writes nothing anywhere).
+    pub digest_cache_read_only: bool,
 }
 
 pub struct SshHost {
@@ -102,6 +104,7 @@ impl SshHost {
             pinned: expected.clone(),
             connect_timeout: timeout,
             digest_cache: None,
+            digest_cache_read_only: false,
         })
     }
 
@@ -368,6 +371,7 @@ impl Host for SshHost {
         }
         if let Some(file) = &self.target.digest_cache
             && changed
+            && !self.target.digest_cache_read_only
         {
             let text: String = d
                 .iter()

@@ -123,7 +123,11 @@ fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
     if cx.cluster.workers().next().is_none() {
         return Ok(Some("the cluster has no workers".into()));
     }
-    if let Some(Provided::Missing { reason, .. }) = cx.inputs.artifact("kube-apiserver") {
+    if let Some(reason) = cx
+        .inputs
+        .artifact("kube-apiserver")
+        .and_then(Provided::unavailable)
+    {
         return Ok(Some(format!(
             "kube-apiserver is not started (no binary: {reason})"
         )));
@@ -174,7 +178,7 @@ impl Step for InstallAddons {
             want.file(&format!("{DIR}/{name}"), Blob::new(text), 0o644, &[]);
         }
         if cx.cluster.cni == Cni::Calico
-            && let Some(Provided::Missing { reason, .. }) = cx.inputs.artifact("calico")
+            && let Some(reason) = cx.inputs.artifact("calico").and_then(Provided::unavailable)
         {
             want.note("calico", format!("manifest not available: {reason}"));
         }

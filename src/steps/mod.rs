@@ -135,9 +135,8 @@ pub fn bin_dir_for(cluster: &Cluster, component: &str) -> String {
 /// Why a unit whose binary is `component` cannot be started, if it cannot.
 pub fn missing_binary(cx: &crate::engine::Cx, component: &str) -> Option<String> {
     match cx.inputs.artifact(component) {
-        Some(Provided::Missing { reason, .. }) => Some(format!("no binary: {reason}")),
+        Some(p) => p.unavailable().map(|reason| format!("no binary: {reason}")),
         None => Some("binaries not resolved (render)".into()),
-        _ => None,
     }
 }
 
@@ -230,7 +229,7 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
                 after_units: false,
             });
         }
-        Some(Provided::Missing { .. }) | None => {}
+        Some(Provided::Missing { .. } | Provided::WouldDownload { .. }) | None => {}
     }
 }
 

@@ -111,6 +111,10 @@ pub fn template_volume(
     gate: &mut Gate,
 ) -> Result<Option<VolumeInfo>> {
     let image = cluster.image_path();
+    if gate.dry_run() && !image.exists() {
+        // build_image, before this step, builds it there.
+        return Ok(None);
+    }
     let mut f = std::fs::File::open(&image).map_err(|e| {
         Failure::bad_input(format!("template image {}: {e}", image.display())).hint(
             "build one with `kubicluster image build`, or give an existing qcow2 with --image",

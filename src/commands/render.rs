@@ -1,8 +1,10 @@
 //! `kubicluster render [--out DIR] [NODE…]`: every file kubicluster would place on each node,
 //! written to `DIR/<node>/<absolute path>` with the mode it gets there, the guarded commands to
 //! `DIR/<node>/COMMANDS`, and every object applied through the Kubernetes API to
-//! `DIR/api/<kind>-<name>.yaml`. Touches no host and no network: binaries are not fetched (and
-//! not written); the PKI is read from the work dir.
+//! `DIR/api/<kind>-<name>.yaml`. It is the engine's own plan and apply onto a [`DirHost`] per
+//! node (a fresh node rooted at `DIR/<node>`), so it writes what a run writes — directories and
+//! files with their modes, the commands in the order a run runs them, in full. Touches no host
+//! and no network: binaries are not fetched (and not written); the PKI is read from the work dir.
 //!
 //! DIR belongs to the user until proven otherwise: it is created (0700: it holds private keys)
 //! when absent, used when empty (its own mode left alone), and replaced whole when it holds an
@@ -20,10 +22,12 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::RenderArgs;
-use crate::engine::Cx;
+use crate::engine::{Change, Cx, plan};
 use crate::error::Failure;
 use crate::fsutil;
+use crate::host::dir::DirHost;
 use crate::steps::{self, Inputs, install_addons};
+use std::sync::atomic::AtomicBool;
 
 fn write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     if let Some(d) = path.parent() {
@@ -254,35 +258,43 @@ fn render_into(
     out: &Path,
 ) -> Result<(usize, Vec<String>)> {
     let mut files = 0;
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<String> = Vec::new();
+    let mut hosts: BTreeMap<String, DirHost> = BTreeMap::new();
+    let never = AtomicBool::new(false);
+    // The engine's own plan and apply, onto a directory per node: the same dirs, files, modes
+    // and commands as a real run on a fresh node.
     for step in steps::pipeline() {
         for node in step.targets(cluster) {
             if !only.is_empty() && !only.contains(&node.name) {
                 continue;
             }
             let want = step.desired(cx, node)?;
-            let root = out.join(&node.name);
-            for d in &want.dirs {
-                std::fs::create_dir_all(root.join(d.path.trim_start_matches('/')))?;
-            }
-            for (path, mode, blob) in want.all_files() {
-                write(&root.join(path.trim_start_matches('/')), &blob.data, mode)?;
-                files += 1;
-            }
-            if !want.commands.is_empty() {
-                let mut text = String::new();
-                let p = root.join("COMMANDS");
-                if let Some(old) = fsutil::read_optional(&p)? {
-                    text.push_str(&String::from_utf8_lossy(&old));
-                }
-                for c in &want.commands {
-                    text.push_str(&format!(
-                        "# {} — {}\n# done when: {}\n{}\n\n",
-                        step.name(),
-                        c.what,
-                        c.check,
-                        c.run
-                    ));
+            let host = hosts
+                .entry(node.name.clone())
+                .or_insert_with(|| DirHost::new(&node.name, out.join(&node.name)));
+            let changes = plan::plan(host, &want)?;
+            plan::apply(host, &want, &changes, &never).map_err(|e| anyhow::anyhow!("{e}"))?;
+            files += changes
+                .iter()
+                .filter(|c| matches!(c, Change::WriteFile { .. }))
+                .count();
+            let ran = host.take_commands();
+            if !ran.is_empty() {
+                let p = host.under("/COMMANDS");
+                let mut text = fsutil::read_optional(&p)?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                for c in &ran {
+                    match want.commands.iter().find(|g| g.run == *c) {
+                        Some(g) => text.push_str(&format!(
+                            "# {} — {}\n# done when: {}\n{}\n\n",
+                            step.name(),
+                            g.what,
+                            g.check.full_line(),
+                            c.full_line()
+                        )),
+                        None => text.push_str(&format!("# {}\n{}\n\n", step.name(), c.full_line())),
+                    }
                 }
                 write(&p, text.as_bytes(), fsutil::PUBLIC)?;
             }
@@ -302,4 +314,102 @@ fn render_into(
         }
     }
     Ok((files, nodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+    use std::os::unix::fs::MetadataExt;
+
+    /// `render` and a real apply are the same code, so they write the same bytes with the same
+    /// modes: every step of the pipeline applied onto in-memory nodes (the engine's plan and
+    /// apply, as over SSH) and rendered into a directory; every file and every directory a step
+    /// declares compared, path, content and mode.
+    #[test]
+    fn render_writes_what_a_real_apply_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ov = crate::spec::Overrides {
+            work_dir: Some(tmp.path().join("work").display().to_string()),
+            ..Default::default()
+        };
+        let cluster = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+        crate::pki::generate(&cluster, &Default::default()).unwrap();
+        let cx = Arc::new(Cx::new(
+            cluster.clone(),
+            BTreeMap::new(),
+            Inputs {
+                pki: Inputs::load_pki(&cluster).unwrap(),
+                artifacts: None,
+                images: Vec::new(),
+            },
+        ));
+        let out = tmp.path().join("out");
+        let (files, nodes) = render_into(&cx, &cluster, &[], &out).unwrap();
+        assert_eq!(nodes.len(), 3);
+        let never = AtomicBool::new(false);
+        let mut compared = 0;
+        for name in &nodes {
+            let node = cluster.node(name).unwrap();
+            let fake = FakeHost::new(name).with(|s| {
+                for d in [
+                    "/etc",
+                    "/etc/systemd",
+                    "/etc/systemd/system",
+                    "/var",
+                    "/var/lib",
+                ] {
+                    s.dirs.insert(d.into(), 0o755);
+                }
+            });
+            let mut declared = Vec::new();
+            for step in steps::pipeline() {
+                if !step.targets(&cluster).iter().any(|n| n.name == *name) {
+                    continue;
+                }
+                let want = step.desired(&cx, node).unwrap();
+                let changes = plan::plan(&fake, &want).unwrap();
+                plan::apply(&fake, &want, &changes, &never).unwrap();
+                declared.extend(want.dirs.iter().map(|d| d.path.clone()));
+            }
+            let s = fake.state.lock().unwrap();
+            let root = out.join(name);
+            for (path, f) in &s.files {
+                let p = root.join(path.trim_start_matches('/'));
+                let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{name}:{path}: {e}"));
+                assert!(got == f.data, "{name}:{path}: other bytes");
+                let mode = std::fs::metadata(&p).unwrap().mode() & 0o7777;
+                assert_eq!(mode, f.mode, "{name}:{path}: mode");
+                compared += 1;
+            }
+            for path in &declared {
+                let p = root.join(path.trim_start_matches('/'));
+                let mode = std::fs::metadata(&p).unwrap().mode() & 0o7777;
+                assert_eq!(mode, s.dirs[path], "{name}:{path}: directory mode");
+            }
+            // Nothing rendered that the apply did not write (COMMANDS is the render's own).
+            let mut rendered = Vec::new();
+            let mut todo = vec![root.clone()];
+            while let Some(d) = todo.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        todo.push(p);
+                    } else {
+                        rendered.push(format!("/{}", p.strip_prefix(&root).unwrap().display()));
+                    }
+                }
+            }
+            rendered.retain(|p| p != "/COMMANDS");
+            rendered.sort();
+            assert_eq!(
+                rendered,
+                s.files.keys().cloned().collect::<Vec<_>>(),
+                "{name}"
+            );
+        }
+        // The API objects are files of the render too.
+        assert!(files > compared, "{files} rendered, {compared} compared");
+        assert!(compared >= 60, "{compared}");
+    }
 }

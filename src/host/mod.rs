@@ -7,6 +7,7 @@
 //! when it has to cross SSH, and arguments marked secret print as `[REDACTED]` in logs and errors.
 //! Errors are typed ([`HostError`]) so callers branch on the kind, never on the message text.
 
+pub mod dir;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod local;
@@ -125,6 +126,24 @@ impl Cmd {
 }
 
 /// The command for logs and errors: secrets redacted, long scripts shortened.
+impl Cmd {
+    /// The whole command line, every value in full (scripts too) and secrets redacted: what
+    /// `render` writes down. [`Display`](fmt::Display) shortens long values for logs.
+    pub fn full_line(&self) -> String {
+        self.argv
+            .iter()
+            .map(|a| {
+                if a.secret {
+                    "[REDACTED]".to_string()
+                } else {
+                    shell_quote(&a.value)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self

@@ -328,10 +328,10 @@ fn delete(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<(
     let freed = {
         let mut gate = gate(ctx, dry_run);
         gate.wet(
-            crate::engine::hv::change(
-                dir.display().to_string(),
-                "forget the snapshot (its record and etcd snapshot)",
-            ),
+            crate::engine::Change::RemovePath {
+                path: dir.display().to_string(),
+                what: "the snapshot's record and etcd snapshot".into(),
+            },
             || snapshots::forget(&cluster, name),
         )?;
         vms::snapshot::collect_garbage(&cluster, &hv, &needed, &mut gate)?

@@ -124,14 +124,6 @@ impl<'a> Gate<'a> {
     }
 }
 
-/// `Change::Hypervisor` for `object`.
-pub fn change(object: impl Into<String>, what: impl Into<String>) -> Change {
-    Change::Hypervisor {
-        object: object.into(),
-        what: what.into(),
-    }
-}
-
 /// One step on the hypervisor; one file per step under `steps/`.
 pub trait HvStep {
     /// Which step it is.
@@ -210,9 +202,13 @@ mod tests {
         fn run(&self, _hx: &Hx, gate: &mut Gate) -> Result<()> {
             if !self.0.exists() {
                 let p = self.0.clone();
-                gate.wet(change(p.display().to_string(), "create"), || {
-                    Ok(std::fs::write(&p, b"x")?)
-                })?;
+                gate.wet(
+                    Change::WriteHostFile {
+                        path: p.display().to_string(),
+                        mode: "0644".into(),
+                    },
+                    || Ok(std::fs::write(&p, b"x")?),
+                )?;
             } else {
                 gate.say("up to date");
             }

@@ -25,7 +25,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use desired::{Blob, Desired, DirSpec, FileSpec, GuardedCmd, UnitSpec};
-pub use plan::Change;
+pub use plan::{Change, PkiOp, VmOp};
 pub use step_id::StepId;
 
 use crate::host::Host;

@@ -456,3 +456,42 @@ fn a_converged_run_reads_each_node_once_and_a_change_makes_later_steps_read_agai
         assert!((2..=3).contains(&reads(&log)), "{log:?}");
     }
 }
+
+/// Every change is typed: a VM's and a certificate's read the same as before in the text and
+/// carry their kind and fields in JSON.
+#[test]
+fn hypervisor_changes_are_typed_in_text_and_json() {
+    let vm = Change::Vm {
+        vm: "kubi-worker-01".into(),
+        op: super::VmOp::Recreate {
+            why: "memory 1024 → 2048 MiB".into(),
+        },
+    };
+    assert_eq!(
+        vm.to_string(),
+        "kubi-worker-01: recreate (memory 1024 → 2048 MiB)"
+    );
+    assert_eq!(
+        serde_json::to_value(&vm).unwrap(),
+        serde_json::json!({"action": "vm", "vm": "kubi-worker-01", "op": "recreate", "why": "memory 1024 → 2048 MiB"})
+    );
+    let cert = Change::Pki {
+        file: "admin.pem".into(),
+        op: super::PkiOp::Reissue {
+            why: "expires in 3 days".into(),
+        },
+    };
+    assert_eq!(cert.to_string(), "admin.pem: re-issue (expires in 3 days)");
+    assert_eq!(
+        serde_json::to_value(&cert).unwrap(),
+        serde_json::json!({"action": "pki", "file": "admin.pem", "op": "reissue", "why": "expires in 3 days"})
+    );
+    let net = Change::CreateNetwork {
+        name: "vm-cluster-net".into(),
+        cidr: "192.168.24.0/24".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&net).unwrap()["action"],
+        "create-network"
+    );
+}

@@ -5,7 +5,8 @@
 use crate::engine::StepId;
 use anyhow::Result;
 
-use crate::engine::hv::{Gate, HvStep, Hx, change};
+use crate::engine::Change;
+use crate::engine::hv::{Gate, HvStep, Hx};
 
 pub struct BuildImage;
 
@@ -24,10 +25,9 @@ impl HvStep for BuildImage {
             return Ok(());
         }
         gate.wet(
-            change(
-                format!("template image {}", path.display()),
-                "build (mmdebstrap, Debian bookworm)",
-            ),
+            Change::BuildImage {
+                path: path.display().to_string(),
+            },
             || crate::image::build(&path, false).map(|_| ()),
         )?;
         Ok(())

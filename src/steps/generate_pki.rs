@@ -6,7 +6,8 @@
 use crate::engine::StepId;
 use anyhow::Result;
 
-use crate::engine::hv::{Gate, HvStep, Hx, change};
+use crate::engine::hv::{Gate, HvStep, Hx};
+use crate::engine::{Change, PkiOp};
 use crate::pki::{self, Outcome};
 
 pub struct GeneratePki {
@@ -31,13 +32,13 @@ impl HvStep for GeneratePki {
         };
         let report = pki::generate(hx.cluster, &opts)?;
         for e in &report.entries {
-            let (what, line) = match &e.outcome {
-                Outcome::Created => ("create".to_string(), format!("  created   {}", e.file)),
+            let (op, line) = match &e.outcome {
+                Outcome::Created => (PkiOp::Create, format!("  created   {}", e.file)),
                 Outcome::Reissued(why) => (
-                    format!("re-issue ({why})"),
+                    PkiOp::Reissue { why: why.clone() },
                     format!("  reissued  {} ({why})", e.file),
                 ),
-                Outcome::Updated => ("update".to_string(), format!("  updated   {}", e.file)),
+                Outcome::Updated => (PkiOp::Update, format!("  updated   {}", e.file)),
                 Outcome::Kept => {
                     if self.list_kept {
                         gate.say(&format!("  kept      {}", e.file));
@@ -51,7 +52,10 @@ impl HvStep for GeneratePki {
                 }
             };
             gate.say(&line);
-            gate.done(change(&e.file, what));
+            gate.done(Change::Pki {
+                file: e.file.clone(),
+                op,
+            });
         }
         let (created, changed, kept) = report.counts();
         gate.say(&format!(

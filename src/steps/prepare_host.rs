@@ -12,7 +12,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::engine::hv::{Gate, HvStep, Hx, change};
+use crate::engine::Change;
+use crate::engine::hv::{Gate, HvStep, Hx};
 use crate::error::Failure;
 use crate::hypervisor::{self, Hypervisor};
 use crate::spec::{Cluster, ClusterNetMode, HypervisorMode};
@@ -58,7 +59,9 @@ impl HvStep for PrepareHost {
         let missing = missing_packages();
         if !missing.is_empty() {
             gate.wet(
-                change("packages", format!("install {}", missing.join(" "))),
+                Change::InstallPackages {
+                    packages: missing.iter().map(|p| p.to_string()).collect(),
+                },
                 || install_packages(&missing),
             )?;
         }
@@ -97,10 +100,11 @@ fn take_template(cluster: &Cluster, t: &Path, key: Option<&Path>, gate: &mut Gat
     let out = cluster.image_path();
     if fsutil::read_optional(&out)?.as_deref() != Some(&bytes[..]) {
         gate.wet(
-            change(
-                out.display().to_string(),
-                format!("take the template {}", t.display()),
-            ),
+            Change::TakeFile {
+                path: out.display().to_string(),
+                from: t.display().to_string(),
+                mode: "0644".into(),
+            },
             || {
                 fsutil::ensure_dir(out.parent().expect("has a parent"), 0o755)?;
                 fsutil::write_atomic(&out, &bytes, 0o644)
@@ -109,10 +113,11 @@ fn take_template(cluster: &Cluster, t: &Path, key: Option<&Path>, gate: &mut Gat
     }
     if fsutil::read_optional(&cluster.ssh_key)?.as_deref() != Some(&key_bytes[..]) {
         gate.wet(
-            change(
-                cluster.ssh_key.display().to_string(),
-                format!("take the template's key {} (0600)", key.display()),
-            ),
+            Change::TakeFile {
+                path: cluster.ssh_key.display().to_string(),
+                from: key.display().to_string(),
+                mode: "0600".into(),
+            },
             || {
                 fsutil::ensure_dir(
                     cluster.ssh_key.parent().expect("has a parent"),
@@ -368,17 +373,27 @@ fn install_packages(missing: &[&str]) -> Result<()> {
     run(&args)
 }
 
+/// A file of the hypervisor's own settings, written 0644.
+fn host_file(path: &Path) -> Change {
+    Change::WriteHostFile {
+        path: path.display().to_string(),
+        mode: "0644".into(),
+    }
+}
+
 fn host_settings(gate: &mut Gate) -> Result<()> {
     let conf = MODULES.join("\n") + "\n";
     let path = Path::new("/etc/modules-load.d/kubicluster.conf");
     if fsutil::read_optional(path)?.as_deref() != Some(conf.as_bytes()) {
-        gate.wet(change(path.display().to_string(), "write (0644)"), || {
+        gate.wet(host_file(path), || {
             fsutil::write_atomic(path, conf.as_bytes(), 0o644)
         })?;
     }
     for m in unloaded_modules() {
         gate.wet(
-            change(format!("kernel module {m}"), "load (modprobe)"),
+            Change::LoadModule {
+                name: m.to_string(),
+            },
             || {
                 let st = Command::new("modprobe")
                     .arg(m)
@@ -395,12 +410,16 @@ fn host_settings(gate: &mut Gate) -> Result<()> {
         .collect();
     let path = Path::new("/etc/sysctl.d/90-kubicluster.conf");
     if fsutil::read_optional(path)?.as_deref() != Some(text.as_bytes()) {
-        gate.wet(change(path.display().to_string(), "write (0644)"), || {
+        gate.wet(host_file(path), || {
             fsutil::write_atomic(path, text.as_bytes(), 0o644)
         })?;
     }
     for (k, v) in unset_sysctls() {
-        gate.wet(change(format!("sysctl {k}"), format!("set to {v}")), || {
+        let set = Change::SetSysctl {
+            key: k.to_string(),
+            value: v.to_string(),
+        };
+        gate.wet(set, || {
             std::fs::write(sysctl_path(k), v).with_context(|| format!("set {k}"))
         })?;
     }
@@ -438,7 +457,7 @@ fn write_bridge_config(cluster: &Cluster, gate: &mut Gate) -> Result<()> {
                 .into());
         }
         None => {
-            gate.wet(change(path.display().to_string(), "write (0644)"), || {
+            gate.wet(host_file(&path), || {
                 fsutil::ensure_dir(path.parent().expect("has a parent"), 0o755)?;
                 fsutil::write_atomic(&path, text.as_bytes(), 0o644)
             })?;

@@ -38,10 +38,10 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
         match hv.network(&name)? {
             None => {
                 gate.wet(
-                    crate::engine::hv::change(
-                        format!("network {name}"),
-                        format!("create ({cidr})"),
-                    ),
+                    Change::CreateNetwork {
+                        name: name.clone(),
+                        cidr: cidr.to_string(),
+                    },
                     || hv.create_network(&hypervisor::network_xml(&name, nat, &bridge, cidr)),
                 )?;
             }
@@ -55,10 +55,9 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
                     .into());
                 }
                 if !n.active {
-                    gate.wet(
-                        crate::engine::hv::change(format!("network {name}"), "start"),
-                        || hv.start_network(&name),
-                    )?;
+                    gate.wet(Change::StartNetwork { name: name.clone() }, || {
+                        hv.start_network(&name)
+                    })?;
                 }
             }
         }
@@ -68,10 +67,10 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
     match hv.pool(pool)? {
         None => {
             gate.wet(
-                crate::engine::hv::change(
-                    format!("storage pool {pool}"),
-                    format!("create ({})", dir.display()),
-                ),
+                Change::CreatePool {
+                    name: pool.to_string(),
+                    path: dir.display().to_string(),
+                },
                 || {
                     fsutil::ensure_dir(&dir, 0o711)?;
                     hv.create_pool(&hypervisor::pool_xml(pool, &dir))
@@ -85,7 +84,9 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
         }
         Some(p) if !p.active => {
             gate.wet(
-                crate::engine::hv::change(format!("storage pool {pool}"), "start"),
+                Change::StartPool {
+                    name: pool.to_string(),
+                },
                 || hv.start_pool(pool),
             )?;
         }
@@ -93,7 +94,9 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
     }
     if !cluster.ssh_key.exists() {
         gate.wet(
-            crate::engine::hv::change(format!("SSH key {}", cluster.ssh_key.display()), "create"),
+            Change::CreateSshKey {
+                path: cluster.ssh_key.display().to_string(),
+            },
             || {
                 sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))
                     .map(|_| ())
@@ -142,10 +145,11 @@ pub fn template_volume(
     }
     let dir = cluster.storage_dir();
     let copied = gate.wet(
-        crate::engine::hv::change(
-            format!("template volume {name}"),
-            format!("copy {} into pool {pool}", image.display()),
-        ),
+        Change::CopyTemplate {
+            volume: name.clone(),
+            pool: pool.to_string(),
+            from: image.display().to_string(),
+        },
         || {
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::copy(&image, &tmp)

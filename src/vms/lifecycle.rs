@@ -215,7 +215,7 @@ pub fn apply(
             continue;
         }
         let done = gate.wet(
-            crate::engine::hv::change(&n.name, p.action.what()),
+            vm_change(&n.name, p.action.op().expect("a change")),
             || -> Result<()> {
                 match &p.action {
                     Action::Create => {
@@ -269,12 +269,7 @@ pub fn converge_autostart(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gat
             continue;
         };
         if d.autostart != want {
-            let what = if want {
-                "autostart on"
-            } else {
-                "autostart off"
-            };
-            gate.wet(crate::engine::hv::change(&n.name, what), || {
+            gate.wet(vm_change(&n.name, VmOp::Autostart { on: want }), || {
                 hv.set_autostart(&n.name, want)
             })?;
         }
@@ -307,12 +302,13 @@ pub fn destroy(
         let disk = has_pool && hv.volume(pool, &volume_name(&name))?.is_some();
         let dir = cluster.vm_dir(&name);
         let what = match (existed, disk) {
-            (true, _) => "remove the VM, its disk and its files (host key, identity)",
-            (false, true) => "remove its disk and files (no VM defined)",
-            (false, false) if dir.exists() => "remove its files (no VM, no disk)",
+            (true, _) => "the VM, its disk and its files (host key, identity)",
+            (false, true) => "its disk and files (no VM defined)",
+            (false, false) if dir.exists() => "its files (no VM, no disk)",
             (false, false) => continue,
         };
-        gate.wet(crate::engine::hv::change(&name, what), || {
+        let op = VmOp::Remove { what: what.into() };
+        gate.wet(vm_change(&name, op), || {
             remove_vm(cluster, hv, &name)?;
             if dir.exists() {
                 std::fs::remove_dir_all(&dir)?;
@@ -326,17 +322,20 @@ pub fn destroy(
     let snaps = crate::snapshots::root(cluster);
     if only.is_empty() && snaps.exists() {
         gate.wet(
-            crate::engine::hv::change(
-                snaps.display().to_string(),
-                "remove the cluster's snapshot records (their disk layers went with the VMs)",
-            ),
+            Change::RemovePath {
+                path: snaps.display().to_string(),
+                what: "the cluster's snapshot records (their disk layers went with the VMs)".into(),
+            },
             || Ok(std::fs::remove_dir_all(&snaps)?),
         )?;
     }
     if only.is_empty() && cluster.known_hosts().exists() {
         let path = cluster.known_hosts();
         gate.wet(
-            crate::engine::hv::change(path.display().to_string(), "remove"),
+            Change::RemovePath {
+                path: path.display().to_string(),
+                what: String::new(),
+            },
             || {
                 std::fs::remove_file(&path)?;
                 let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));

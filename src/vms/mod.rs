@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use ssh_key::PublicKey;
 
 pub use crate::engine::hv::Gate;
+pub use crate::engine::{Change, VmOp};
 use crate::error::Failure;
 use crate::fsutil;
 use crate::host::Host;
@@ -124,6 +125,14 @@ pub fn is_key_mismatch(e: &anyhow::Error) -> bool {
             Some(HostError::HostKeyMismatch { .. })
         )
     })
+}
+
+/// The change `op` on the VM `vm`.
+pub(crate) fn vm_change(vm: &str, op: VmOp) -> Change {
+    Change::Vm {
+        vm: vm.to_string(),
+        op,
+    }
 }
 
 #[cfg(test)]

@@ -31,19 +31,32 @@ impl Action {
     /// What is done to the VM, as the plan says it.
     pub fn what(&self) -> String {
         match self {
-            Action::Create => "create and start".into(),
-            Action::Start => "start (defined, not running)".into(),
-            Action::Verify => "running, not yet verified (an earlier run stopped before it answered): wait for SSH and verify".into(),
             Action::Keep => "up to date".into(),
-            Action::StartDrifted(d) => format!(
-                "start (defined, not running); it differs from the spec ({d}): run with --force to recreate it"
-            ),
             Action::Drift(d) => {
                 format!("differs from the spec ({d}); run with --force to recreate it")
             }
-            Action::Recreate(why) => format!("recreate ({why})"),
-            Action::Resume(why) => format!("resume (paused: {why}), then verify"),
+            _ => self.op().map(|o| o.to_string()).unwrap_or_default(),
         }
+    }
+}
+
+impl Action {
+    /// The change it makes, if it makes one (keeping a VM, or its drift without `--force`,
+    /// changes nothing).
+    pub fn op(&self) -> Option<VmOp> {
+        Some(match self {
+            Action::Create => VmOp::Create,
+            Action::Start => VmOp::Start { drift: None },
+            Action::StartDrifted(d) => VmOp::Start {
+                drift: Some(d.clone()),
+            },
+            Action::Verify => VmOp::Verify,
+            Action::Resume(why) => VmOp::Resume {
+                why: Some(why.clone()),
+            },
+            Action::Recreate(why) => VmOp::Recreate { why: why.clone() },
+            Action::Keep | Action::Drift(_) => return None,
+        })
     }
 }
 

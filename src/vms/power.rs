@@ -61,15 +61,12 @@ pub fn shutdown(
             VmState::Off => out.push((name.clone(), Stopped::AlreadyOff)),
             // A paused guest cannot see the power button.
             VmState::Running if !force => {
-                if gate.wet(
-                    crate::engine::hv::change(name, "shut down (power button)"),
-                    || hv.shutdown_domain(name),
-                )? {
+                if gate.wet(vm_change(name, VmOp::ShutDown), || hv.shutdown_domain(name))? {
                     waiting.push(name.clone());
                 }
             }
             _ => {
-                gate.wet(crate::engine::hv::change(name, "power off"), || {
+                gate.wet(vm_change(name, VmOp::PowerOff { after_s: None }), || {
                     hv.stop_domain(name)
                 })?;
                 out.push((name.clone(), Stopped::PoweredOff { timed_out: false }));
@@ -91,10 +88,10 @@ pub fn shutdown(
         }
         if start.elapsed() >= timeout {
             for name in waiting.drain(..) {
-                let what = format!("power off (no clean shutdown in {} s)", timeout.as_secs());
-                gate.wet(crate::engine::hv::change(&name, what), || {
-                    hv.stop_domain(&name)
-                })?;
+                let op = VmOp::PowerOff {
+                    after_s: Some(timeout.as_secs()),
+                };
+                gate.wet(vm_change(&name, op), || hv.stop_domain(&name))?;
                 out.push((name, Stopped::PoweredOff { timed_out: true }));
             }
             break;
@@ -121,11 +118,11 @@ pub fn power_on(
                 if why == hypervisor::PAUSED_IO_ERROR {
                     disk_space_or_explain(cluster, name)?;
                 }
-                gate.wet(crate::engine::hv::change(name, "resume"), || {
+                gate.wet(vm_change(name, VmOp::Resume { why: None }), || {
                     hv.resume_domain(name)
                 })?
             }
-            _ => gate.wet(crate::engine::hv::change(name, "start"), || {
+            _ => gate.wet(vm_change(name, VmOp::Start { drift: None }), || {
                 hv.start_domain(name)
             })?,
         };

@@ -108,25 +108,23 @@ pub fn freeze(
     let mut paused = Vec::new();
     let mut switch = || -> Result<()> {
         for name in &running {
-            if gate.wet(crate::engine::hv::change(name, "pause"), || {
-                hv.suspend_domain(name)
-            })? {
+            if gate.wet(vm_change(name, VmOp::Pause), || hv.suspend_domain(name))? {
                 paused.push(name.clone());
             }
         }
         for name in layers.keys() {
             let top = dir.join(layer_name(name, stamp));
-            let what = format!("freeze its disk; write to a new overlay {}", top.display());
-            gate.wet(crate::engine::hv::change(name, what), || {
-                hv.snapshot_disk(name, &top)
-            })?;
+            let op = VmOp::FreezeDisk {
+                overlay: top.display().to_string(),
+            };
+            gate.wet(vm_change(name, op), || hv.snapshot_disk(name, &top))?;
         }
         Ok(())
     };
     let result = switch();
     let mut resumed = Ok(());
     for name in &paused {
-        let r = gate.wet(crate::engine::hv::change(name, "resume"), || {
+        let r = gate.wet(vm_change(name, VmOp::Resume { why: None }), || {
             hv.resume_domain(name)
         });
         if let Err(e) = r
@@ -178,10 +176,10 @@ pub fn revert_disks(
             continue;
         }
         before.insert(d.name.clone(), disk.clone());
-        let what = format!(
-            "power off; new disk {top} over the snapshot's layer (what it wrote since is dropped)"
-        );
-        let r = gate.wet(crate::engine::hv::change(&d.name, what), || {
+        let op = VmOp::RevertDisk {
+            overlay: top.clone(),
+        };
+        let r = gate.wet(vm_change(&d.name, op), || {
             forget_verified(cluster, &d.name);
             hv.stop_domain(&d.name)?;
             if top_volume.is_some() {
@@ -264,13 +262,11 @@ pub fn collect_garbage(
             continue;
         }
         let size = std::fs::metadata(&v.path).map(|m| m.len()).unwrap_or(0);
-        let what = format!(
-            "delete disk layer ({} MiB): no VM, snapshot or revert uses it",
-            size >> 20
-        );
-        if gate.wet(crate::engine::hv::change(&v.name, what), || {
-            hv.delete_volume(pool, &v.name)
-        })? {
+        let change = Change::DeleteLayer {
+            volume: v.name.clone(),
+            mib: size >> 20,
+        };
+        if gate.wet(change, || hv.delete_volume(pool, &v.name))? {
             deleted.push((v.name.clone(), size));
         }
     }

@@ -13,6 +13,7 @@ use anyhow::Result;
 use super::{Ctx, reach_nodes};
 use crate::artifacts::{self, Lock, Provided};
 use crate::engine::hv::{HvStep, Hx};
+use crate::engine::pipeline::{self, PipelineStep, Target};
 use crate::engine::{self, Cx, Event, Report, Step, journal};
 use crate::error::{Exit, Failure};
 use crate::host::ssh::{SshHost, SshTarget};
@@ -30,6 +31,7 @@ pub struct Run<'a> {
 
 /// Every artifact the steps need, made ready on the hypervisor, and the digests they would add to
 /// `artifacts.lock` (per artifact), recorded only once a node has installed them.
+#[derive(Clone)]
 pub struct Resolved {
     pub provided: BTreeMap<String, Provided>,
     pending: BTreeMap<String, Lock>,
@@ -171,6 +173,82 @@ fn connect_all(
     Ok(hosts)
 }
 
+/// A selection of the pipeline and how to run it.
+pub struct PipelineRun<'a> {
+    pub title: &'a str,
+    pub steps: Vec<PipelineStep>,
+    pub dry_run: bool,
+    pub allow_missing_binaries: bool,
+    pub concurrency: usize,
+}
+
+/// Run a selection of the pipeline once, in order — the runner of `up`: every step's preflight
+/// and the artifacts of every node step (a bad digest, a missing binary) before anything
+/// changes anywhere; then one lock and one log for the whole run; the hypervisor's steps on
+/// this thread, the node steps fanned out over their nodes with the journal; one report.
+pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Result<Report> {
+    let gated = pipeline::gated(&run.steps);
+    let gated_refs: Vec<&dyn HvStep> = gated.iter().map(|s| s.as_ref()).collect();
+    engine::hv::preflight(cluster, &gated_refs, run.dry_run)?;
+    let node_steps = pipeline::declared(&run.steps);
+    let resolved = if node_steps.is_empty() {
+        None
+    } else {
+        let fetch = if run.dry_run {
+            artifacts::Fetch::Never
+        } else {
+            artifacts::Fetch::Allowed
+        };
+        Some(resolve_artifacts(
+            cluster,
+            &node_steps,
+            run.allow_missing_binaries,
+            fetch,
+        )?)
+    };
+    if run.steps.iter().any(|s| s.target() != Target::Local) {
+        reach_nodes(cluster)?;
+    }
+    let _lock = if run.dry_run {
+        None
+    } else {
+        Some(super::lock(cluster)?)
+    };
+    let started = std::time::Instant::now();
+    let mut report = Report {
+        dry_run: run.dry_run,
+        ..Report::default()
+    };
+    for segment in pipeline::segments(&run.steps) {
+        let part = match &segment[0] {
+            PipelineStep::Gated(_) => {
+                let steps = pipeline::gated(segment);
+                let refs: Vec<&dyn HvStep> = steps.iter().map(|s| s.as_ref()).collect();
+                run_hypervisor(ctx, cluster, run.title, &refs, run.dry_run)?
+            }
+            PipelineStep::Declared(_) => converge_resolved(
+                ctx,
+                cluster,
+                Run {
+                    steps: pipeline::declared(segment),
+                    dry_run: run.dry_run,
+                    allow_missing_binaries: run.allow_missing_binaries,
+                    concurrency: run.concurrency,
+                    title: run.title,
+                },
+                resolved.clone().expect("resolved for the node steps"),
+            )?,
+        };
+        report.nodes.extend(part.nodes);
+        if part.interrupted {
+            report.interrupted = true;
+            break;
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
 /// Run hypervisor steps (`prepare`, `cnc`, `create-vms`, `destroy`, and `up`'s first part) on
 /// the engine: the cluster lock unless a dry run, a log file, the libvirt connection when a
 /// step needs one, every line through the printer. The caller has entered the lab if needed.
@@ -191,7 +269,10 @@ pub fn run_hypervisor(
         let log = crate::logfile::open(&cluster.cluster_dir(), title)?;
         tracing::info!(log = %log.display(), "{title} started");
     }
-    let hv = if steps.iter().any(|s| s.needs_libvirt()) {
+    let hv = if steps
+        .iter()
+        .any(|s| s.target() == engine::Target::Hypervisor)
+    {
         Some(super::connect(cluster)?)
     } else {
         None
@@ -377,7 +458,7 @@ mod tests {
             ..Default::default()
         };
         let cluster = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
-        let steps = steps::pipeline();
+        let steps = steps::node_steps();
         let pending: BTreeMap<String, Lock> = [
             ("etcd", "etcd.tar.gz", "aa"),
             ("kube-apiserver", "kube-apiserver", "bb"),

@@ -35,7 +35,9 @@ struct PlanOut {
 
 pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    let all = steps::pipeline();
+    // The one pipeline, dry: its hypervisor steps, then (where the VMs run) its node steps.
+    let pipeline = steps::pipeline(false);
+    let all = engine::pipeline::declared(&pipeline);
     // Artifacts first: a bad digest stops the plan before anything else is read.
     let resolved = resolve_artifacts(&cluster, &all, true, crate::artifacts::Fetch::Never)?;
     let mut downloads = would_download(&resolved.provided);
@@ -54,7 +56,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     reach_nodes(&cluster)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv = connect(&cluster)?;
-    let hv_steps = steps::hypervisor_pipeline(false);
+    let hv_steps = engine::pipeline::gated(&pipeline);
     let refs: Vec<&dyn HvStep> = hv_steps.iter().map(|s| s.as_ref()).collect();
     let hx = Hx {
         cluster: &cluster,

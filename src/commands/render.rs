@@ -263,7 +263,7 @@ fn render_into(
     let never = AtomicBool::new(false);
     // The engine's own plan and apply, onto a directory per node: the same dirs, files, modes
     // and commands as a real run on a fresh node.
-    for step in steps::pipeline() {
+    for step in steps::node_steps() {
         for node in step.targets(cluster) {
             if !only.is_empty() && !only.contains(&node.name) {
                 continue;
@@ -363,7 +363,7 @@ mod tests {
                 }
             });
             let mut declared = Vec::new();
-            for step in steps::pipeline() {
+            for step in steps::node_steps() {
                 if !step.targets(&cluster).iter().any(|n| n.name == *name) {
                     continue;
                 }

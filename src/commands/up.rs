@@ -1,14 +1,13 @@
-//! `kubicluster up`: the whole pipeline, in order, every step on the engine, so a second `up`
-//! changes nothing: (lab up) → [`crate::steps::hypervisor_pipeline`] (prepare_networks,
-//! build_image, generate_pki, create_vms) → [`crate::steps::pipeline`] on the nodes
-//! (controllers, then workers) → every node Ready → the smoke test. One process, whatever the
+//! `kubicluster up`: the whole pipeline ([`crate::steps::pipeline`]), once, in order, every step
+//! on the engine, so a second `up` changes nothing: (lab up) → prepare_networks, build_image,
+//! generate_pki, create_vms on the hypervisor → etcd, the control plane, the workers and the
+//! addons on the nodes → every node Ready → the smoke test. One process, whatever the
 //! mode: in the lab, connections to the VMs are opened inside its namespace ([`crate::net`]).
 
 use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::UpArgs;
-use crate::engine::hv::HvStep;
 use crate::lab;
 use crate::spec::HypervisorMode;
 
@@ -16,10 +15,10 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
     let started = std::time::Instant::now();
     let mut stages: Vec<(&str, f64)> = Vec::new();
-    let mut mark = |name: &'static str, since: &mut std::time::Instant| {
+    fn mark(stages: &mut Vec<(&str, f64)>, name: &'static str, since: &mut std::time::Instant) {
         stages.push((name, since.elapsed().as_secs_f64()));
         *since = std::time::Instant::now();
-    };
+    }
     let mut since = std::time::Instant::now();
     // Later commands (status, plan, destroy …) find this cluster without the flags.
     crate::spec::remember(&cluster)?;
@@ -29,51 +28,54 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     // namespace (the module proxy is not reachable from inside).
     if cluster.artifacts.source == crate::spec::ArtifactSource::Build {
         super::artifacts::ensure(ctx.printer, &cluster, ctx.env, None, false)?;
-        mark("artifacts", &mut since);
+        mark(&mut stages, "artifacts", &mut since);
     }
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(
-            "[1/3] lab {}: namespace {}",
+            "[1/2] lab {}: namespace {}",
             if started { "started" } else { "running" },
             s.netns
         ));
     } else {
         ctx.printer.status(
-            "[1/3] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
+            "[1/2] host mode (run `kubicluster prepare` once for packages, modules and sysctls)",
         );
     }
-    // The hypervisor steps, in order, once (the VMs last); connections to the VMs are opened
-    // inside the lab's namespace from here on; one lock for the whole run.
-    super::reach_nodes(&cluster)?;
-    let _lock = super::lock(&cluster)?;
-    let hv_steps = crate::steps::hypervisor_pipeline(args.force);
-    let hv_steps: Vec<&dyn HvStep> = hv_steps.iter().map(|s| s.as_ref()).collect();
+    // The whole pipeline, once: the hypervisor's steps (the VMs last), then the node steps;
+    // connections to the VMs are opened inside the lab's namespace; one lock, one log.
+    let steps = crate::steps::pipeline(args.force);
     ctx.printer.status(&format!(
-        "[2/3] hypervisor: {}",
-        hv_steps
+        "[2/2] pipeline: {}",
+        steps
             .iter()
-            .map(|s| s.name())
+            .map(|s| s.id().name())
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    super::converge::run_hypervisor(ctx, &cluster, "up", &hv_steps, false)?;
-    mark("hypervisor and VMs", &mut since);
-    ctx.printer
-        .status("[3/3] node steps: etcd, control plane, workers, pod network");
-    let report = super::converge::converge(
+    let report = super::converge::run_pipeline(
         ctx,
         &cluster,
-        super::converge::Run {
-            steps: crate::steps::pipeline(),
+        super::converge::PipelineRun {
+            title: "up",
+            steps,
             dry_run: false,
             allow_missing_binaries: args.allow_missing_binaries,
             concurrency: 0,
-            title: "up",
         },
     )?;
+    let hv_seconds: f64 = report
+        .nodes
+        .iter()
+        .filter(|n| n.node == crate::engine::hv::HYPERVISOR)
+        .map(|n| n.seconds)
+        .sum();
+    let pipeline_seconds = since.elapsed().as_secs_f64();
+    stages.push(("hypervisor and VMs", hv_seconds));
+    stages.push(("node steps", pipeline_seconds - hv_seconds));
+    since = std::time::Instant::now();
     super::workers::smoke_after(ctx, &cluster, &report, args.skip_test)?;
-    mark("node steps, readiness and test", &mut since);
+    mark(&mut stages, "readiness and test", &mut since);
     ctx.printer.status(&format!(
         "up: {:.0} s in all: {}",
         started.elapsed().as_secs_f64(),

@@ -4,16 +4,22 @@ use anyhow::Result;
 
 use super::{Ctx, connect, reach_nodes};
 use crate::cli::{CreateVmsArgs, DestroyArgs};
-use crate::engine::hv::HvStep;
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
 
 /// Plan, apply and wait; shared with `up`.
 pub fn create(ctx: &mut Ctx, cluster: &Cluster, force: bool, dry_run: bool) -> Result<()> {
-    reach_nodes(cluster)?;
-    let steps = crate::steps::create_vms_steps(force);
-    let steps: Vec<&dyn HvStep> = steps.iter().map(|s| s.as_ref()).collect();
-    super::converge::run_hypervisor(ctx, cluster, "create-vms", &steps, dry_run)?;
+    super::converge::run_pipeline(
+        ctx,
+        cluster,
+        super::converge::PipelineRun {
+            title: "create-vms",
+            steps: crate::steps::create_vms_steps(force),
+            dry_run,
+            allow_missing_binaries: false,
+            concurrency: 0,
+        },
+    )?;
     if dry_run {
         ctx.printer.status("dry run: nothing changed");
     }

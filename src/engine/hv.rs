@@ -12,7 +12,7 @@
 //! VMs boot and are waited for in parallel). A failing step ends the run with its own error
 //! (its hint and exit code kept), after the lines of what it did.
 
-use super::StepId;
+use super::{StepId, Target};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -132,10 +132,10 @@ pub trait HvStep {
     fn name(&self) -> &'static str {
         self.id().name()
     }
-    /// Whether it needs the libvirt connection (the PKI and the image do not, so `cnc` works
-    /// with no lab running).
-    fn needs_libvirt(&self) -> bool {
-        true
+    /// What it acts on: [`Target::Local`] steps (the PKI, the image) need no libvirt
+    /// connection, so `cnc` works with no lab running.
+    fn target(&self) -> Target {
+        Target::Hypervisor
     }
     /// Checks of the step's own inputs before anything is locked, connected or changed (bad
     /// input is refused with nothing touched).

@@ -12,6 +12,7 @@ pub mod desired;
 pub mod fanout;
 pub mod hv;
 pub mod journal;
+pub mod pipeline;
 pub mod plan;
 pub mod prefetch;
 pub mod step_id;
@@ -25,6 +26,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use desired::{Blob, Desired, DirSpec, FileSpec, GuardedCmd, UnitSpec};
+pub use pipeline::{PipelineStep, Target};
 pub use plan::{Change, PkiOp, VmOp};
 pub use step_id::StepId;
 

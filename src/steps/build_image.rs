@@ -6,6 +6,7 @@ use crate::engine::StepId;
 use anyhow::Result;
 
 use crate::engine::Change;
+use crate::engine::Target;
 use crate::engine::hv::{Gate, HvStep, Hx};
 
 pub struct BuildImage;
@@ -15,8 +16,8 @@ impl HvStep for BuildImage {
         StepId::BuildImage
     }
 
-    fn needs_libvirt(&self) -> bool {
-        false
+    fn target(&self) -> Target {
+        Target::Local
     }
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {

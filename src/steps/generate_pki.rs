@@ -6,6 +6,7 @@
 use crate::engine::StepId;
 use anyhow::Result;
 
+use crate::engine::Target;
 use crate::engine::hv::{Gate, HvStep, Hx};
 use crate::engine::{Change, PkiOp};
 use crate::pki::{self, Outcome};
@@ -21,8 +22,8 @@ impl HvStep for GeneratePki {
         StepId::GeneratePki
     }
 
-    fn needs_libvirt(&self) -> bool {
-        false
+    fn target(&self) -> Target {
+        Target::Local
     }
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {

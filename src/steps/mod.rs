@@ -33,7 +33,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
-use crate::engine::hv::HvStep;
+use crate::engine::pipeline::{self, PipelineStep};
 use crate::engine::{Blob, Desired, GuardedCmd, Step, StepId};
 use crate::error::Failure;
 use crate::host::Cmd;
@@ -243,40 +243,43 @@ pub fn artifacts_for(steps: &[Arc<dyn Step>], cluster: &Cluster) -> Vec<&'static
         .collect()
 }
 
-/// `up` on the hypervisor, in order: networks, pool and key; the template image if missing;
-/// the PKI; the VMs (the last one needs the lab namespace in lab mode, see `up`).
-pub fn hypervisor_pipeline(force_vms: bool) -> Vec<Box<dyn HvStep>> {
+/// Every step of `up`, in order, once: on the hypervisor the networks, pool and key, the
+/// template image if missing, the PKI and the VMs; then on the nodes etcd, the control plane,
+/// the workers and the addons. `force_vms` recreates VMs that differ from the spec.
+pub fn pipeline(force_vms: bool) -> Vec<PipelineStep> {
+    use PipelineStep::{Declared, Gated};
     vec![
-        Box::new(prepare_networks::PrepareNetworks),
-        Box::new(build_image::BuildImage),
-        Box::new(generate_pki::GeneratePki {
+        Gated(Arc::new(prepare_networks::PrepareNetworks)),
+        Gated(Arc::new(build_image::BuildImage)),
+        Gated(Arc::new(generate_pki::GeneratePki {
             opts: Default::default(),
             list_kept: false,
-        }),
-        Box::new(create_vms::CreateVms { force: force_vms }),
+        })),
+        Gated(Arc::new(create_vms::CreateVms { force: force_vms })),
+        Declared(Arc::new(install_etcd::InstallEtcd)),
+        Declared(Arc::new(install_control_plane::InstallControlPlane)),
+        Declared(Arc::new(prepare_worker_nodes::PrepareWorkerNodes)),
+        Declared(Arc::new(install_runc::InstallRunc)),
+        Declared(Arc::new(install_containerd::InstallContainerd)),
+        Declared(Arc::new(install_cni::InstallCni)),
+        Declared(Arc::new(
+            install_kubernetes_workers::InstallKubernetesWorkers,
+        )),
+        Declared(Arc::new(install_addons::InstallAddons)),
     ]
 }
 
 /// The steps of `create-vms`: what the VMs stand on, then the VMs.
-pub fn create_vms_steps(force: bool) -> Vec<Box<dyn HvStep>> {
-    hypervisor_pipeline(force)
-        .into_iter()
-        .filter(|s| [StepId::PrepareNetworks, StepId::CreateVms].contains(&s.id()))
-        .collect()
+pub fn create_vms_steps(force: bool) -> Vec<PipelineStep> {
+    pipeline::select(
+        pipeline(force),
+        &[StepId::PrepareNetworks, StepId::CreateVms],
+    )
 }
 
-/// Every node step, in order (after the hypervisor steps).
-pub fn pipeline() -> Vec<Arc<dyn Step>> {
-    vec![
-        Arc::new(install_etcd::InstallEtcd),
-        Arc::new(install_control_plane::InstallControlPlane),
-        Arc::new(prepare_worker_nodes::PrepareWorkerNodes),
-        Arc::new(install_runc::InstallRunc),
-        Arc::new(install_containerd::InstallContainerd),
-        Arc::new(install_cni::InstallCni),
-        Arc::new(install_kubernetes_workers::InstallKubernetesWorkers),
-        Arc::new(install_addons::InstallAddons),
-    ]
+/// The node steps of the pipeline, in order.
+pub fn node_steps() -> Vec<Arc<dyn Step>> {
+    pipeline::declared(&pipeline(false))
 }
 
 /// The controller steps (what `create-controllers` runs).
@@ -285,7 +288,7 @@ pub const CONTROLLER_STEPS: [StepId; 2] =
 
 /// The steps of `create-workers`, or only one of them (a legacy subcommand).
 pub fn workers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
-    pipeline()
+    node_steps()
         .into_iter()
         .filter(|s| !CONTROLLER_STEPS.contains(&s.id()))
         .filter(|s| only.is_none_or(|o| o == s.id()))
@@ -294,7 +297,7 @@ pub fn workers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
 
 /// The steps of `create-controllers`, or only one of them (a legacy subcommand).
 pub fn controllers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
-    pipeline()
+    node_steps()
         .into_iter()
         .filter(|s| CONTROLLER_STEPS.contains(&s.id()))
         .filter(|s| only.is_none_or(|o| o == s.id()))

@@ -13,6 +13,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::engine::Change;
+use crate::engine::Target;
 use crate::engine::hv::{Gate, HvStep, Hx};
 use crate::error::Failure;
 use crate::hypervisor::{self, Hypervisor};
@@ -30,8 +31,8 @@ impl HvStep for PrepareHost {
         StepId::PrepareHost
     }
 
-    fn needs_libvirt(&self) -> bool {
-        false
+    fn target(&self) -> Target {
+        Target::Local
     }
 
     fn preflight(&self, cluster: &Cluster, dry_run: bool) -> Result<()> {

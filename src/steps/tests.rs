@@ -212,7 +212,7 @@ fn pod_subnets_follow_the_node_address_not_the_list_order() {
 fn the_pipeline_needs_each_artifact_once_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = cluster(tmp.path(), 1);
-    let all = super::artifacts_for(&super::pipeline(), &c);
+    let all = super::artifacts_for(&super::node_steps(), &c);
     assert_eq!(
         all,
         [
@@ -229,7 +229,7 @@ fn the_pipeline_needs_each_artifact_once_in_order() {
     );
     c.cni = Cni::Calico;
     assert_eq!(
-        super::artifacts_for(&super::pipeline(), &c).last(),
+        super::artifacts_for(&super::node_steps(), &c).last(),
         Some(&"calico")
     );
     assert_eq!(
@@ -238,5 +238,59 @@ fn the_pipeline_needs_each_artifact_once_in_order() {
             &c
         ),
         ["runc"]
+    );
+}
+
+/// One pipeline: every step once, the hypervisor's (local files first where they need no
+/// libvirt) before the nodes'; `create-vms`, `create-controllers` and `create-workers` are
+/// selections of it in its order, and a runner walks it as two runs of one kind each.
+#[test]
+fn one_pipeline_every_command_selects_from_it() {
+    use crate::engine::pipeline::{declared, segments};
+    use crate::engine::{PipelineStep, StepId, Target};
+    let all = super::pipeline(false);
+    let ids: Vec<StepId> = all.iter().map(|s| s.id()).collect();
+    let mut unique = ids.clone();
+    unique.sort_by_key(|i| i.name());
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "every step once: {ids:?}");
+    let targets: Vec<Target> = all.iter().map(|s| s.target()).collect();
+    assert_eq!(
+        targets,
+        [
+            vec![
+                Target::Hypervisor,
+                Target::Local,
+                Target::Local,
+                Target::Hypervisor
+            ],
+            vec![Target::Nodes; 8]
+        ]
+        .concat()
+    );
+    let runs = segments(&all);
+    assert_eq!(runs.len(), 2);
+    assert!(matches!(runs[0][0], PipelineStep::Gated(_)) && runs[0].len() == 4);
+    let vms: Vec<StepId> = super::create_vms_steps(false)
+        .iter()
+        .map(|s| s.id())
+        .collect();
+    assert_eq!(vms, [StepId::PrepareNetworks, StepId::CreateVms]);
+    let nodes: Vec<StepId> = declared(&all).iter().map(|s| s.id()).collect();
+    let picked: Vec<StepId> = super::controllers(None)
+        .iter()
+        .chain(super::workers(None).iter())
+        .map(|s| s.id())
+        .collect();
+    assert_eq!(
+        picked, nodes,
+        "controllers then workers: the node steps in order"
+    );
+    assert_eq!(
+        super::workers(Some(StepId::InstallCni))
+            .iter()
+            .map(|s| s.id())
+            .collect::<Vec<_>>(),
+        [StepId::InstallCni]
     );
 }

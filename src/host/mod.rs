@@ -480,21 +480,22 @@ pub fn batch_checks(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<bool>> {
     Ok(probe_at_once(host, cmds, &[], &[])?.checks)
 }
 
-/// The shell script behind `stat_many` on hosts reached by command (SSH). A constant number
-/// of processes whatever the number of paths (fork is slow in emulated VMs): dangling links
+/// The shell script behind `stat_many` on hosts reached by command (SSH). Two processes whatever
+/// the number of paths (`stat` and `awk`; fork is slow in emulated VMs), and `sha256sum` only
+/// when a file must be hashed: dangling links
 /// (`O|path`), one `stat` for all (`S|type|mode|owner|path`), then `--`, then each regular
 /// file's identity (`K|size:inode:mtime:ctime|path`, nanoseconds) and the sha256 (`sha256sum`
 /// lines) of those whose identity is not in `$known` (`key|path` lines the caller remembers
 /// with their digest): an unchanged binary of hundreds of MB is not read again.
 pub const STAT_SCRIPT: &str = r#"for p in "$@"; do if [ -L "$p" ] && [ ! -e "$p" ]; then echo "O|$p"; fi; done
-stat -L -c 'S|%F|%a|%U|%n' -- "$@" 2>/dev/null
-echo --
-t=$(mktemp) || exit 1
-find -L "$@" -maxdepth 0 -type f -exec stat -L -c 'K|%s:%i:%.9Y:%.9Z|%n' -- {} + 2>/dev/null >"$t"
-awk -v known="${known-}" -v h="$t.h" 'BEGIN { n = split(known, L, "\n"); for (i = 1; i <= n; i++) k[L[i]] = 1; printf "" > h }
-{ print; r = substr($0, 3); if (!(r in k)) print substr(r, index(r, "|") + 1) > h }' "$t"
-xargs -r -d '\n' sha256sum -- <"$t.h" 2>/dev/null
-rm -f "$t" "$t.h"
+stat -L -c 'S|%F|%a|%U|%s:%i:%.9Y:%.9Z|%n' -- "$@" 2>/dev/null | awk -v known="${known-}" '
+BEGIN { n = split(known, L, "\n"); for (i = 1; i <= n; i++) k[L[i]] = 1; FS = "|" }
+{ p = $0; for (i = 0; i < 5; i++) p = substr(p, index(p, "|") + 1)
+  print $1 "|" $2 "|" $3 "|" $4 "|" p
+  if ($2 == "regular file" || $2 == "regular empty file") {
+    K[++nk] = "K|" $5 "|" p; if (!(($5 "|" p) in k)) H[++nh] = p } }
+END { print "--"; for (i = 1; i <= nk; i++) print K[i]
+  if (nh) { fflush(); c = "xargs -r -d \"\\n\" sha256sum -- 2>/dev/null"; for (i = 1; i <= nh; i++) print H[i] | c; close(c) } }'
 exit 0"#;
 
 /// What a host remembers of the files it hashed: path → (identity from [`STAT_SCRIPT`], sha256).

@@ -60,6 +60,15 @@ impl Cx {
         }
     }
 
+    /// The fact `q` asks for: from what [`prefetch::prefetch`] read (every step's declared
+    /// facts, one round trip per node), else read now on its node and kept like [`Cx::fact`].
+    pub fn fact_of(&self, q: &FactQuery) -> Result<String> {
+        self.fact(&q.key, || {
+            let o = self.host(&q.node)?.run(&q.cmd)?;
+            Ok((q.read)(o.ok(), &o.stdout_text()))
+        })
+    }
+
     /// A fact, read once per step: `read` runs only if no node of this step asked before.
     pub fn fact(&self, key: &str, read: impl FnOnce() -> Result<String>) -> Result<String> {
         if let Some(v) = self.facts.lock().expect("facts lock").get(key) {
@@ -80,6 +89,22 @@ impl Cx {
     }
 }
 
+/// A fact a step reads from a node to decide what it wants (is there etcd data, does the API
+/// server run, can kata run): a command whose exit status and output make the answer. Declared
+/// by [`Step::facts`], all of a run's facts are read before the first step, one round trip per
+/// node, in parallel; [`Cx::fact_of`] answers from that.
+#[derive(Clone)]
+pub struct FactQuery {
+    /// Names the fact in [`Cx`]'s facts (`etcd-data:kubi-controller-01`).
+    pub key: String,
+    /// The node it is read on.
+    pub node: String,
+    /// Read-only, no stdin, no secret (it runs in a batch).
+    pub cmd: crate::host::Cmd,
+    /// The answer from (exit status 0?, stdout).
+    pub read: fn(bool, &str) -> String,
+}
+
 /// One step of the pipeline; one file per step under `steps/`.
 pub trait Step: Send + Sync {
     /// Which step it is.
@@ -93,6 +118,11 @@ pub trait Step: Send + Sync {
     /// The catalogue components (`etcd`, `kubelet`, …) it installs, made ready on the
     /// hypervisor before any node changes.
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// The facts [`Step::desired`] on `node` reads through [`Cx::fact_of`], so a run can read
+    /// them all at once beforehand.
+    fn facts(&self, _cx: &Cx, _node: &Node) -> Vec<FactQuery> {
         Vec::new()
     }
     /// What `node` should look like. May read facts from any host of `cx` (never write).
@@ -273,6 +303,7 @@ pub fn run(
         ..Report::default()
     };
     let of = steps.len();
+    prefetch::prefetch_facts(&cx, &steps);
     prefetch::prefetch(&cx, &steps);
     for (index, step) in steps.into_iter().enumerate() {
         if opts.cancel.load(Ordering::SeqCst) {

@@ -86,6 +86,44 @@ impl Prefetched {
     }
 }
 
+/// Every fact the steps declare, read in one round trip per node (the nodes in parallel) into
+/// `cx`'s facts, before any step asks. A node that does not answer is left to be asked step by
+/// step, where the error is reported.
+pub fn prefetch_facts(cx: &Cx, steps: &[Arc<dyn Step>]) {
+    let mut by_node: BTreeMap<String, Vec<super::FactQuery>> = BTreeMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for step in steps {
+        for node in step.targets(&cx.cluster) {
+            for q in step.facts(cx, node) {
+                if cx.hosts.contains_key(&q.node) && seen.insert(q.key.clone()) {
+                    by_node.entry(q.node.clone()).or_default().push(q);
+                }
+            }
+        }
+    }
+    let groups: Vec<(String, Vec<super::FactQuery>)> = by_node.into_iter().collect();
+    crate::par::map(&groups, |(node, queries)| {
+        let Ok(host) = cx.host(node) else { return };
+        let t = std::time::Instant::now();
+        let cmds: Vec<Cmd> = queries.iter().map(|q| q.cmd.clone()).collect();
+        match crate::host::run_all(host.as_ref(), &cmds) {
+            Ok(outs) => {
+                let mut facts = cx.facts.lock().expect("facts lock");
+                for (q, (ok, out)) in queries.iter().zip(outs) {
+                    facts.insert(q.key.clone(), (q.read)(ok, &out));
+                }
+                tracing::debug!(
+                    node = %node,
+                    "prefetch: {} facts read in {:.2} s",
+                    queries.len(),
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => tracing::debug!(node = %node, "prefetch facts: {e}"),
+        }
+    });
+}
+
 /// Read, in one probe per node, what every step in `steps` will plan from. Read-only; an error
 /// (a node that does not answer, a step that cannot say what it wants) leaves that node to be
 /// read step by step, where the error is reported.

@@ -219,3 +219,37 @@ mod tests {
         assert_eq!(via_sh, vec![s[0].clone(), Stat::Missing]);
     }
 }
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    /// Several reads in one shell: each one's exit status and stdout, in order, even when one
+    /// prints nothing, fails, or prints what looks like the batch's own markers.
+    #[test]
+    fn run_all_answers_each_command_in_one_round_trip() {
+        let h = LocalHost::new("local");
+        let out = crate::host::run_all(
+            &h,
+            &[
+                Cmd::new(["echo", "a"]),
+                Cmd::new(["false"]),
+                Cmd::script(
+                    "echo x; echo '=rc 0=' >&2; printf 'two\\nlines'; exit 3",
+                    [""; 0],
+                ),
+                Cmd::new(["test", "-d", "/"]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (true, "a\n".to_string()),
+                (false, String::new()),
+                (false, "x\ntwo\nlines".to_string()),
+                (true, String::new()),
+            ]
+        );
+    }
+}

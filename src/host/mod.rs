@@ -466,6 +466,45 @@ pub fn probe_at_once(
     })
 }
 
+/// Run read-only commands in one round trip: each one's exit status (0?) and stdout, in order.
+/// Commands that cannot be batched (stdin, a secret) run one by one.
+pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>> {
+    if cmds.len() < 2 || !cmds.iter().all(batchable) {
+        return cmds
+            .iter()
+            .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
+            .collect();
+    }
+    let mut script = String::new();
+    for (i, c) in cmds.iter().enumerate() {
+        script.push_str(&format!(
+            "echo '=out {i}='\n{} </dev/null 2>/dev/null; echo \"\n=rc $?=\"\n",
+            c.batch_line()
+        ));
+    }
+    let mut cmd = Cmd::new(["sh", "-c", &script]);
+    cmd.timeout = longest_timeout(cmds);
+    let text = host.check(&cmd)?.stdout_text();
+    let bad = || HostError::Io {
+        node: host.name().to_string(),
+        what: "batch of reads".into(),
+        reason: format!(
+            "unexpected answer: {}",
+            text.chars().take(200).collect::<String>()
+        ),
+    };
+    let mut out = Vec::new();
+    for i in 0..cmds.len() {
+        let start =
+            text.find(&format!("=out {i}=\n")).ok_or_else(bad)? + format!("=out {i}=\n").len();
+        let rest = &text[start..];
+        let end = rest.find("\n=rc ").ok_or_else(bad)?;
+        let code = rest[end + 5..].split('=').next().ok_or_else(bad)?;
+        out.push((code.trim() == "0", rest[..end].to_string()));
+    }
+    Ok(out)
+}
+
 /// Whether a command can run inside a batch script: no stdin, and no secret argument (it would
 /// end up in the script's text, and so in the debug log).
 fn batchable(c: &Cmd) -> bool {

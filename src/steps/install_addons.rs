@@ -12,7 +12,7 @@ use crate::engine::StepId;
 use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
-use crate::engine::{Blob, Cx, Desired, Step};
+use crate::engine::{Blob, Cx, Desired, FactQuery, Step};
 use crate::render;
 use crate::spec::{Cluster, Cni, Node};
 
@@ -132,27 +132,28 @@ fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
             "kube-apiserver is not started (no binary: {reason})"
         )));
     }
-    let Ok(h) = cx.host(&node.name) else {
+    if !cx.hosts.contains_key(&node.name) {
         return Ok(Some("no connection to the controller (render)".into()));
-    };
+    }
     // Read once per step: `desired` and `verify` both ask.
-    let why = cx.fact(&format!("apiserver-inactive:{}", node.name), || {
-        let o = h.run(&crate::host::Cmd::new([
-            "systemctl",
-            "is-active",
-            "kube-apiserver.service",
-        ]))?;
-        Ok(if o.ok() {
-            String::new()
-        } else {
-            format!(
-                "kube-apiserver is not running on {} ({})",
-                node.name,
-                o.stdout_text().trim()
-            )
-        })
-    })?;
+    let why = cx.fact_of(&apiserver_inactive(node))?;
     Ok((!why.is_empty()).then_some(why))
+}
+
+/// Why kube-apiserver is not running on `node` (empty: it runs).
+fn apiserver_inactive(node: &Node) -> FactQuery {
+    FactQuery {
+        key: format!("apiserver-inactive:{}", node.name),
+        node: node.name.clone(),
+        cmd: crate::host::Cmd::new(["systemctl", "is-active", "kube-apiserver.service"]),
+        read: |ok, out| {
+            if ok {
+                String::new()
+            } else {
+                format!("kube-apiserver is not running ({})", out.trim())
+            }
+        },
+    }
 }
 
 impl Step for InstallAddons {
@@ -169,6 +170,14 @@ impl Step for InstallAddons {
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().take(1).collect()
+    }
+
+    fn facts(&self, cx: &Cx, node: &Node) -> Vec<FactQuery> {
+        if cx.hosts.contains_key(&node.name) {
+            vec![apiserver_inactive(node)]
+        } else {
+            Vec::new()
+        }
     }
 
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {

@@ -11,8 +11,8 @@
 use crate::engine::StepId;
 use anyhow::{Result, bail};
 
-use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
-use crate::host::{Cmd, Host};
+use crate::engine::{Blob, Cx, Desired, FactQuery, GuardedCmd, Step, UnitSpec};
+use crate::host::Cmd;
 use crate::render;
 use crate::spec::{Cluster, Node, Runtime};
 
@@ -29,37 +29,42 @@ pub fn kata_usable(cx: &Cx, node: &Node) -> Result<std::result::Result<(), Strin
     if cx.cluster.containerd.default_runtime != Runtime::Kata {
         return Ok(Err("containerd.defaultRuntime is runc".into()));
     }
-    let Ok(h) = cx.host(&node.name) else {
+    if !cx.hosts.contains_key(&node.name) {
         return Ok(Ok(()));
-    };
-    let v = cx.fact(&format!("kata:{}", node.name), || {
-        Ok(match kata_check(h.as_ref())? {
-            Ok(()) => String::new(),
-            Err(why) => why,
-        })
-    })?;
+    }
+    let v = cx.fact_of(&kata_check(node))?;
     Ok(if v.is_empty() { Ok(()) } else { Err(v) })
 }
 
-fn kata_check(h: &dyn Host) -> Result<std::result::Result<(), String>> {
-    let o = h.run(&Cmd::script(
-        r#"[ -c /dev/kvm ] || { echo "no /dev/kvm in this VM (nested virtualisation is off, or the VM runs under TCG)"; exit 1; }
+/// The fact [`kata_usable`] reads, when it reads one.
+pub fn kata_facts(cx: &Cx, node: &Node) -> Vec<FactQuery> {
+    let asked = cx.cluster.containerd.default_runtime == Runtime::Kata;
+    if asked && cx.hosts.contains_key(&node.name) {
+        vec![kata_check(node)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Why kata cannot run on `node` (empty: it can): /dev/kvm, the shim, kata's own check.
+fn kata_check(node: &Node) -> FactQuery {
+    FactQuery {
+        key: format!("kata:{}", node.name),
+        node: node.name.clone(),
+        cmd: Cmd::script(
+            r#"[ -c /dev/kvm ] || { echo "no /dev/kvm in this VM (nested virtualisation is off, or the VM runs under TCG)"; exit 1; }
 [ -x "$1" ] || { echo "the kata shim $1 is not installed (unpack kata-static into /opt/kata)"; exit 1; }
 if [ -x /opt/kata/bin/kata-runtime ] && ! out=$(/opt/kata/bin/kata-runtime check --no-network-checks 2>&1); then
   echo "kata-runtime check failed: $(printf '%s' "$out" | tail -n 1)"; exit 1
 fi"#,
-        [KATA_SHIM],
-    ))?;
-    Ok(if o.ok() {
-        Ok(())
-    } else {
-        let why = o.stdout_text().trim().to_string();
-        Err(if why.is_empty() {
-            format!("the kata check failed ({})", o.tail(2))
-        } else {
-            why
-        })
-    })
+            [KATA_SHIM],
+        ),
+        read: |ok, out| match (ok, out.trim()) {
+            (true, _) => String::new(),
+            (false, "") => "the kata check failed".into(),
+            (false, why) => why.to_string(),
+        },
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -107,6 +112,10 @@ impl Step for InstallContainerd {
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.workers().collect()
+    }
+
+    fn facts(&self, cx: &Cx, node: &Node) -> Vec<FactQuery> {
+        kata_facts(cx, node)
     }
 
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {

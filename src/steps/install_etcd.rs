@@ -10,7 +10,7 @@
 use crate::engine::StepId;
 use anyhow::Result;
 
-use crate::engine::{Blob, Cx, Desired, GuardedCmd, Step, UnitSpec};
+use crate::engine::{Blob, Cx, Desired, FactQuery, GuardedCmd, Step, UnitSpec};
 use crate::host::Cmd;
 use crate::render;
 use crate::spec::{Cluster, Node};
@@ -70,21 +70,32 @@ fn bin_dir(cx: &Cx) -> String {
     super::bin_dir(cx, "etcd")
 }
 
-/// Which controllers already hold etcd data (read-only).
+/// Does controller `c` hold etcd data? One process (`test`), not a stat script: every process
+/// is slow on an emulated guest.
+fn has_data(c: &Node) -> FactQuery {
+    FactQuery {
+        key: format!("etcd-data:{}", c.name),
+        node: c.name.clone(),
+        cmd: Cmd::new(["test", "-d", &format!("{DATA}/member")]),
+        read: |ok, _| ok.to_string(),
+    }
+}
+
+/// The facts every controller's plan reads: which controllers hold data (the reachable ones).
+fn data_facts(cx: &Cx) -> Vec<FactQuery> {
+    cx.cluster
+        .controllers()
+        .filter(|c| cx.hosts.contains_key(&c.name))
+        .map(has_data)
+        .collect()
+}
+
+/// Which controllers already hold etcd data (read-only; once per step, not per node).
 fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
     let mut out = Vec::new();
-    for c in cx.cluster.controllers() {
-        let Ok(h) = cx.host(&c.name) else { continue };
-        // Read once per step, not once per (node, controller).
-        // One process (`test`), not a stat script: every process is slow on an emulated guest.
-        let has = cx.fact(&format!("etcd-data:{}", c.name), || {
-            let member = format!("{DATA}/member");
-            Ok(h.run(&Cmd::new(["test", "-d", member.as_str()]))?
-                .ok()
-                .to_string())
-        })?;
-        if has == "true" {
-            out.push(c.clone());
+    for q in data_facts(cx) {
+        if cx.fact_of(&q)? == "true" {
+            out.push(cx.cluster.node(&q.node).expect("a controller").clone());
         }
     }
     Ok(out)
@@ -101,6 +112,10 @@ impl Step for InstallEtcd {
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.controllers().collect()
+    }
+
+    fn facts(&self, cx: &Cx, _node: &Node) -> Vec<FactQuery> {
+        data_facts(cx)
     }
 
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {

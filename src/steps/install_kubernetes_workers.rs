@@ -31,6 +31,10 @@ impl Step for InstallKubernetesWorkers {
         cluster.workers().collect()
     }
 
+    fn facts(&self, cx: &Cx, node: &Node) -> Vec<crate::engine::FactQuery> {
+        super::install_containerd::kata_facts(cx, node)
+    }
+
     fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
         let c = &cx.cluster;
         let k = &c.kubernetes;

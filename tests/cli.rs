@@ -1268,3 +1268,31 @@ fn plan_and_dry_runs_write_and_download_nothing() {
         "plan and dry runs left the work dir and the cache as they were"
     );
 }
+
+/// `up --artifacts build` with an `--artifacts-dir` that holds no complete build is bad input:
+/// refused before anything is built, started or written (no build elsewhere behind its back).
+#[test]
+fn up_refuses_an_artifacts_dir_without_a_complete_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("bin")).unwrap();
+    let o = kubicluster(
+        d,
+        &[
+            "up",
+            "--artifacts",
+            "build",
+            "--artifacts-dir",
+            "bin",
+            "--libvirt-uri",
+            "test:///default",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("holds no complete build") && e.contains("help:"),
+        "{e}"
+    );
+    assert!(!d.join("work").exists(), "nothing written");
+}

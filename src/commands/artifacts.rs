@@ -64,6 +64,40 @@ pub fn set_of(cluster: &Cluster) -> Result<&'static build::BuildSet> {
     })
 }
 
+/// The build the cluster uses (`--artifacts build`): built or reused in the cache when
+/// `artifacts.dir` is the cache's, used as it is when the user named another directory that
+/// holds a complete build (every file its SHA256SUMS lists, with that digest), refused when
+/// that directory does not.
+pub fn ensure_for(
+    printer: &mut Printer,
+    cluster: &Cluster,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<()> {
+    let set = set_of(cluster)?;
+    let cached = build::output_dir(&build::cache_dir(env), set.kubernetes);
+    let dir = std::path::Path::new(&cluster.artifacts.dir);
+    if dir == cached {
+        return ensure(printer, cluster, env, None, false).map(|_| ());
+    }
+    if build::verify_dir(dir)? {
+        printer.status(&format!(
+            "artifacts: the build in {} (every file matches its SHA256SUMS)",
+            dir.display()
+        ));
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "spec.artifacts.dir {} holds no complete build of kubernetes v{} (a SHA256SUMS and every file it lists)",
+        dir.display(),
+        set.kubernetes
+    ))
+    .hint(format!(
+        "run `kubicluster artifacts build` (it builds into {}) and leave artifacts.dir unset, or point it at such a build",
+        cached.display()
+    ))
+    .into())
+}
+
 /// Build (or reuse) the cluster's artifacts, printing what was built and how long it took.
 pub fn ensure(
     printer: &mut Printer,

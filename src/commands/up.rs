@@ -20,16 +20,16 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
         *since = std::time::Instant::now();
     }
     let mut since = std::time::Instant::now();
-    // Later commands (status, plan, destroy …) find this cluster without the flags.
-    crate::spec::remember(&cluster)?;
     ctx.printer
         .status(&format!("up: cluster {} from {source}", cluster.name));
     // Built binaries are made (or found complete) before anything else, outside the lab's
     // namespace (the module proxy is not reachable from inside).
     if cluster.artifacts.source == crate::spec::ArtifactSource::Build {
-        super::artifacts::ensure(ctx.printer, &cluster, ctx.env, None, false)?;
+        super::artifacts::ensure_for(ctx.printer, &cluster, ctx.env)?;
         mark(&mut stages, "artifacts", &mut since);
     }
+    // Later commands (status, plan, destroy …) find this cluster without the flags.
+    crate::spec::remember(&cluster)?;
     if cluster.hypervisor.mode == HypervisorMode::Lab {
         let (s, started) = lab::up(&cluster)?;
         ctx.printer.status(&format!(

@@ -155,8 +155,12 @@ pub fn admin_client_if_started(
 }
 
 /// A worker cannot go without `component` (`what` in messages): an error when the run's
-/// artifacts lack it (`render`, which resolves none, goes on).
+/// artifacts lack it (`render`, which resolves none, goes on; so does a dry run for what a real
+/// run would download: it plans the rest and says what it would download).
 pub fn require_binary(cx: &crate::engine::Cx, component: &str, what: &str) -> Result<()> {
+    if let Some(Provided::WouldDownload { .. }) = cx.inputs.artifact(component) {
+        return Ok(());
+    }
     match missing_binary(cx, component) {
         Some(why) if cx.inputs.artifacts.is_some() => {
             anyhow::bail!("{what} needed on every worker and cannot be had: {why}")

@@ -294,3 +294,44 @@ fn one_pipeline_every_command_selects_from_it() {
         [StepId::InstallCni]
     );
 }
+
+/// A worker cannot go without runc: a run whose artifacts lack it fails the step, but a dry run
+/// for which a real run would download it plans the rest (the plan says what it would download).
+#[test]
+fn a_binary_a_dry_run_would_download_does_not_fail_its_plan() {
+    use crate::artifacts::Provided;
+    use crate::engine::Step;
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), 1);
+    let node = c.workers().next().unwrap().clone();
+    let with = |p: Provided| {
+        Cx::new(
+            c.clone(),
+            BTreeMap::new(),
+            super::Inputs {
+                artifacts: Some(BTreeMap::from([("runc".to_string(), p)])),
+                ..Default::default()
+            },
+        )
+    };
+    let would = with(Provided::WouldDownload {
+        what: "runc.amd64 from https://example.invalid/runc.amd64".into(),
+        file: "runc.amd64".into(),
+    });
+    assert!(
+        super::install_runc::InstallRunc
+            .desired(&would, &node)
+            .is_ok()
+    );
+    let missing = with(Provided::Missing {
+        reason: "not in the directory".into(),
+        file: "runc.amd64".into(),
+    });
+    let e = super::install_runc::InstallRunc
+        .desired(&missing, &node)
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("runc is needed on every worker"),
+        "{e:#}"
+    );
+}

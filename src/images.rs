@@ -120,7 +120,7 @@ pub fn oci_archive(
     entrypoint: &[&str],
     cmd: &[&str],
 ) -> Result<Vec<u8>> {
-    use crate::host::sha256_hex;
+    use crate::blob::sha256_hex;
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);

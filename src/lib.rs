@@ -8,6 +8,7 @@
 pub mod app;
 pub mod artifacts;
 pub mod backups;
+pub mod blob;
 pub mod cis;
 pub mod cli;
 pub mod commands;

@@ -859,3 +859,42 @@ fn loose_modes_on_secrets_are_tightened_and_said() {
         );
     }
 }
+
+/// Every file the PKI writes belongs either to a node (its name in it) or to the cluster; the
+/// cluster's stems are exactly the names `spec` keeps node names off.
+#[test]
+fn the_cluster_files_are_the_names_the_spec_reserves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = cluster_with(tmp.path(), 2, 2, |_| {});
+    pki::generate(&cl, &Options::default()).unwrap();
+    let nodes: Vec<String> = cl.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut stems = std::collections::BTreeSet::new();
+    for e in fs::read_dir(cl.certs_dir()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let stem = [
+            "-key.pem",
+            ".pem",
+            ".kubeconfig",
+            ".yaml",
+            ".csr",
+            "-key.json",
+        ]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(&name)
+        .to_string();
+        if !nodes.iter().any(|n| stem.contains(n.as_str())) {
+            stems.insert(stem);
+        }
+    }
+    let reserved: std::collections::BTreeSet<String> = kubicluster::spec::RESERVED_FILE_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let unreserved: Vec<&String> = stems.difference(&reserved).collect();
+    assert!(
+        unreserved.is_empty(),
+        "cluster files whose names a node could take: {unreserved:?}"
+    );
+    assert!(stems.contains("ca") && stems.contains("admin"), "{stems:?}");
+}

@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use crate::error::Failure;
 use crate::fsutil;
 use crate::images::{LayerEntry, oci_archive};
+pub use crate::spec::build_sets::*;
 
 /// A Go module of the project's own, embedded: its directory under `go/` and its files.
 pub struct GoModule {
@@ -37,44 +38,35 @@ macro_rules! go_module {
     };
 }
 
-/// One pinned set: a Kubernetes release and the versions built with it.
-pub struct BuildSet {
-    pub kubernetes: &'static str,
-    pub etcd: &'static str,
-    pub crictl: &'static str,
-    pub coredns: &'static str,
-    kubernetes_module: GoModule,
-}
-
 const ETCD: GoModule = go_module!("etcd-v3.6.16", ["go.mod", "go.sum", "tools.go"]);
 const CRI_TOOLS: GoModule = go_module!("cri-tools-v1.37.0", ["go.mod", "go.sum", "tools.go"]);
 const COREDNS: GoModule = go_module!("coredns-v1.15.0", ["go.mod", "go.sum", "main.go"]);
 const PAUSE: GoModule = go_module!("pause", ["go.mod", "main.go"]);
 
-/// The Kubernetes releases kubicluster can build, newest first.
-pub const BUILD_SETS: &[BuildSet] = &[
-    BuildSet {
-        kubernetes: "1.37.2",
-        etcd: "3.6.16",
-        crictl: "1.37.0",
-        coredns: "1.15.0",
-        kubernetes_module: go_module!("kubernetes-v1.37.2", ["go.mod", "go.sum", "tools.go"]),
-    },
-    BuildSet {
-        kubernetes: "1.36.3",
-        etcd: "3.6.16",
-        crictl: "1.37.0",
-        coredns: "1.15.0",
-        kubernetes_module: go_module!("kubernetes-v1.36.3", ["go.mod", "go.sum", "tools.go"]),
-    },
-    BuildSet {
-        kubernetes: "1.35.4",
-        etcd: "3.6.16",
-        crictl: "1.37.0",
-        coredns: "1.15.0",
-        kubernetes_module: go_module!("kubernetes-v1.35.4", ["go.mod", "go.sum", "tools.go"]),
-    },
+/// The Go module of each Kubernetes release a build set pins (`spec::build_sets`).
+const KUBERNETES_MODULES: &[(&str, GoModule)] = &[
+    (
+        "1.37.2",
+        go_module!("kubernetes-v1.37.2", ["go.mod", "go.sum", "tools.go"]),
+    ),
+    (
+        "1.36.3",
+        go_module!("kubernetes-v1.36.3", ["go.mod", "go.sum", "tools.go"]),
+    ),
+    (
+        "1.35.4",
+        go_module!("kubernetes-v1.35.4", ["go.mod", "go.sum", "tools.go"]),
+    ),
 ];
+
+/// The embedded Go module that pins `set`'s Kubernetes release.
+fn kubernetes_module(set: &BuildSet) -> &'static GoModule {
+    KUBERNETES_MODULES
+        .iter()
+        .find(|(v, _)| *v == set.kubernetes)
+        .map(|(_, m)| m)
+        .expect("every build set has its module (tested)")
+}
 
 /// The Kubernetes components built, as `cmd/<name>` of k8s.io/kubernetes.
 pub const KUBERNETES_BINARIES: &[&str] = &[
@@ -97,51 +89,6 @@ pub const BUILT: &[&str] = &[
     "kubectl",
     "crictl",
 ];
-
-/// The images a build writes under `images/`, by the names containerd gives them.
-pub fn pause_image(set: &BuildSet) -> String {
-    format!("kubicluster.local/pause:v{}", set.kubernetes)
-}
-pub fn coredns_image(set: &BuildSet) -> String {
-    format!("kubicluster.local/coredns:v{}", set.coredns)
-}
-pub const BUSYBOX_IMAGE: &str = "kubicluster.local/busybox:host";
-pub const IMAGE_FILES: [&str; 3] = [
-    "images/pause.tar",
-    "images/coredns.tar",
-    "images/busybox.tar",
-];
-
-pub fn set_for(kubernetes: &str) -> Option<&'static BuildSet> {
-    BUILD_SETS.iter().find(|s| s.kubernetes == kubernetes)
-}
-
-pub fn versions() -> String {
-    BUILD_SETS
-        .iter()
-        .map(|s| s.kubernetes)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `$KUBICLUSTER_CACHE_DIR`, else `$XDG_CACHE_HOME/kubicluster`, else `~/.cache/kubicluster`.
-pub fn cache_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    let set = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(d) = set("KUBICLUSTER_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = set("XDG_CACHE_HOME") {
-        return Path::new(&d).join("kubicluster");
-    }
-    Path::new(&set("HOME").unwrap_or_else(|| "/root".into())).join(".cache/kubicluster")
-}
-
-/// Where the build of a Kubernetes version lives.
-pub fn output_dir(cache: &Path, kubernetes: &str) -> PathBuf {
-    cache
-        .join("artifacts")
-        .join(format!("kubernetes-v{kubernetes}"))
-}
 
 /// What to build and where.
 pub struct Request<'a> {
@@ -267,7 +214,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
                 );
                 src.clone()
             }
-            None => go.module(&req.cache, &set.kubernetes_module)?,
+            None => go.module(&req.cache, kubernetes_module(set))?,
         };
         go.build(&dir, &packages, &ldflags, &tmp)
     })?;
@@ -362,7 +309,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
     let files = listing(&tmp)?;
     let mut manifest = String::new();
     for (name, _) in &files {
-        let sha = crate::host::sha256_hex(&std::fs::read(tmp.join(name))?);
+        let sha = crate::blob::sha256_hex(&std::fs::read(tmp.join(name))?);
         manifest.push_str(&format!("{sha}  {name}\n"));
     }
     std::fs::write(tmp.join(MANIFEST), manifest)?;
@@ -373,7 +320,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
             set.kubernetes,
             match &req.source {
                 Some(s) => format!("from {}", s.display()),
-                None => format!("go/{}", set.kubernetes_module.dir),
+                None => format!("go/{}", kubernetes_module(set).dir),
             },
             set.etcd,
             set.crictl,
@@ -669,7 +616,7 @@ mod tests {
     fn every_go_module_pins_what_it_requires() {
         let modules = [&ETCD, &CRI_TOOLS, &COREDNS, &PAUSE]
             .into_iter()
-            .chain(BUILD_SETS.iter().map(|s| &s.kubernetes_module));
+            .chain(KUBERNETES_MODULES.iter().map(|(_, m)| m));
         for m in modules {
             let file = |name: &str| m.files.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
             let go_mod = file("go.mod").unwrap_or_else(|| panic!("{}: no go.mod", m.dir));
@@ -685,8 +632,9 @@ mod tests {
 
     #[test]
     fn every_build_set_has_its_module_pinned() {
+        assert_eq!(KUBERNETES_MODULES.len(), BUILD_SETS.len());
         for s in BUILD_SETS {
-            let gomod = s.kubernetes_module.files[0].1;
+            let gomod = kubernetes_module(s).files[0].1;
             assert!(gomod.contains(&format!("require k8s.io/kubernetes v{}", s.kubernetes)));
             let minor = s.kubernetes.split('.').nth(1).unwrap();
             // Every staging module at the published release of the same line.
@@ -702,7 +650,7 @@ mod tests {
                 );
             }
             assert!(
-                s.kubernetes_module.files[1]
+                kubernetes_module(s).files[1]
                     .1
                     .contains("k8s.io/kubernetes v"),
                 "go.sum"
@@ -735,7 +683,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(!verify_dir(d.path()).unwrap(), "no manifest");
         std::fs::write(d.path().join("kubelet"), b"x").unwrap();
-        let sha = crate::host::sha256_hex(b"x");
+        let sha = crate::blob::sha256_hex(b"x");
         std::fs::write(d.path().join(MANIFEST), format!("{sha}  kubelet\n")).unwrap();
         assert!(verify_dir(d.path()).unwrap());
         std::fs::write(d.path().join("kubelet"), b"y").unwrap();

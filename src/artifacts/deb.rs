@@ -9,12 +9,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::DebPackage;
-use crate::engine::Blob;
+use crate::blob::Blob;
 use crate::error::Failure;
 use crate::fsutil;
-use crate::host::local::LocalHost;
-use crate::host::{Cmd, Host};
 use crate::spec::Cluster;
+use std::process::Command;
 
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -70,7 +69,6 @@ pub fn mirror_from(texts: &[String]) -> Option<String> {
 
 struct Apt {
     dir: PathBuf,
-    host: LocalHost,
     /// A dry run's view: nothing is written (no memo, no lists, no download).
     look_only: bool,
 }
@@ -100,7 +98,6 @@ impl Apt {
         let list = dir.join("sources.list");
         let apt = Apt {
             dir: dir.clone(),
-            host: LocalHost::new("hypervisor"),
             look_only,
         };
         if look_only {
@@ -122,9 +119,10 @@ impl Apt {
         Ok(Some(apt))
     }
 
-    fn cmd(&self, tool: &str) -> Cmd {
+    /// `tool` (apt-get, apt-cache) under the private configuration.
+    fn cmd(&self, tool: &str) -> Command {
         let d = self.dir.display();
-        let mut c = Cmd::new([tool]);
+        let mut c = Command::new(tool);
         for o in [
             format!("Dir::Etc::SourceList={d}/sources.list"),
             format!("Dir::Etc::SourceParts={d}/parts"),
@@ -134,25 +132,40 @@ impl Apt {
             "Debug::NoLocking=1".into(),
             "APT::Sandbox::User=root".into(),
         ] {
-            c = c.arg("-o").arg(o);
+            c.arg("-o").arg(o);
         }
+        c.stdin(std::process::Stdio::null());
         c
     }
 
-    fn run(&self, c: Cmd, what: &str) -> Result<String> {
-        let o = self.host.run(&c)?;
-        if !o.ok() {
-            return Err(Failure::new(format!("{what} failed: {}", o.tail(5)))
+    /// Runs `c`: (succeeded, stdout, the last lines of stderr and stdout for an error).
+    fn output(c: &mut Command) -> Result<(bool, String, String)> {
+        tracing::debug!("run {c:?}");
+        let o = c
+            .output()
+            .with_context(|| format!("run {:?}", c.get_program()))?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stderr), out);
+        let lines: Vec<&str> = all.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        Ok((o.status.success(), out, tail))
+    }
+
+    fn run(&self, mut c: Command, what: &str) -> Result<String> {
+        let (ok, out, tail) = Apt::output(&mut c)?;
+        if !ok {
+            return Err(Failure::new(format!("{what} failed: {tail}"))
                 .hint("is the Debian archive reachable, and does the suite carry the package? (spec.artifacts.debSuite)")
                 .into());
         }
-        Ok(o.stdout_text())
+        Ok(out)
     }
 
     fn update(&self) -> Result<()> {
         tracing::info!(dir = %self.dir.display(), "apt-get update (private lists)");
-        self.run(self.cmd("apt-get").arg("update"), "apt-get update")
-            .map(|_| ())
+        let mut c = self.cmd("apt-get");
+        c.arg("update");
+        self.run(c, "apt-get update").map(|_| ())
     }
 
     /// (version, file name, sha256) of the candidate of `pkg`.
@@ -170,17 +183,12 @@ impl Apt {
         let text = match cached {
             Some(t) => t,
             None => {
-                let o = self.host.run(
-                    &self
-                        .cmd("apt-cache")
-                        .arg("show")
-                        .arg("--no-all-versions")
-                        .arg(pkg),
-                )?;
-                if !o.ok() {
+                let mut c = self.cmd("apt-cache");
+                c.arg("show").arg("--no-all-versions").arg(pkg);
+                let (ok, t, _) = Apt::output(&mut c)?;
+                if !ok {
                     return Ok(None);
                 }
-                let t = o.stdout_text();
                 if !self.look_only {
                     fsutil::write_atomic(
                         &memo,
@@ -236,20 +244,16 @@ pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str], mode: super::Fet
                 .hint("choose another suite (spec.artifacts.debSuite) or another source")
         })?;
         let path = apt.dir.join("debs").join(&file_name);
-        let cached = fsutil::read_optional(&path)?.filter(|d| crate::host::sha256_hex(d) == sha);
+        let cached = fsutil::read_optional(&path)?.filter(|d| crate::blob::sha256_hex(d) == sha);
         let data = match cached {
             Some(d) => d,
             None if look_only => return would(&format!("{pkg} {version} and the others")),
             None => {
                 // apt-get download writes into the current directory: run it from there.
-                let debs = apt.dir.join("debs").display().to_string();
                 let get = |apt: &Apt| {
-                    let inner = apt
-                        .cmd("apt-get")
-                        .arg("download")
-                        .arg(format!("{pkg}={version}"));
-                    let mut c = Cmd::script(r#"cd "$1" && shift && exec "$@""#, [debs.as_str()]);
-                    c.argv.extend(inner.argv);
+                    let mut c = apt.cmd("apt-get");
+                    c.current_dir(apt.dir.join("debs"));
+                    c.arg("download").arg(format!("{pkg}={version}"));
                     apt.run(c, &format!("apt-get download {pkg}={version}"))
                 };
                 if let Err(e) = get(&apt) {
@@ -264,7 +268,7 @@ pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str], mode: super::Fet
                 super::verify_sha(
                     &path.display().to_string(),
                     &sha,
-                    &crate::host::sha256_hex(&d),
+                    &crate::blob::sha256_hex(&d),
                 )?;
                 d
             }

@@ -9,9 +9,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::catalog::SumFile;
+use crate::blob::sha256_hex;
 use crate::error::Failure;
 use crate::fsutil;
-use crate::host::sha256_hex;
 
 fn unreachable(url: &str, e: impl std::fmt::Display) -> anyhow::Error {
     Failure::new(format!("cannot download {url}: {e}"))

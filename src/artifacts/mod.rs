@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::engine::Blob;
+use crate::blob::Blob;
 use crate::error::Failure;
 use crate::fsutil;
 use crate::spec::{ArtifactSource, Cluster};
@@ -269,7 +269,7 @@ pub fn read_with_digest(path: &Path) -> Result<Option<(Vec<u8>, String)>> {
     if let Some(sha) = key.as_ref().and_then(|k| seen.get(k)) {
         return Ok(Some((data, sha.clone())));
     }
-    let sha = crate::host::sha256_hex(&data);
+    let sha = crate::blob::sha256_hex(&data);
     if let Some(k) = key {
         seen.insert(k, sha.clone());
     }
@@ -394,7 +394,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
             locked,
         )?
     };
-    let sha = crate::host::sha256_hex(&data);
+    let sha = crate::blob::sha256_hex(&data);
     let shown = dest.display().to_string();
     let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;
     check_executables(&shown, &files)?;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::catalog::SumFile;
 use super::*;
-use crate::host::sha256_hex;
+use crate::blob::sha256_hex;
 
 /// Serve `files` (path → body) on 127.0.0.1; returns the base URL and a request log.
 fn serve(files: Vec<(&'static str, Vec<u8>)>) -> (String, Arc<Mutex<Vec<String>>>) {

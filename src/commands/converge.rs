@@ -16,10 +16,11 @@ use crate::engine::hv::{HvStep, Hx};
 use crate::engine::pipeline::{self, PipelineStep, Target};
 use crate::engine::{self, Cx, Event, Report, Step, journal};
 use crate::error::{Exit, Failure};
+use crate::host::Host;
 use crate::host::ssh::{SshHost, SshTarget};
-use crate::host::{Host, pins};
 use crate::spec::{Cluster, Node};
 use crate::steps::{self, Inputs};
+use crate::vms::pins;
 
 pub struct Run<'a> {
     pub steps: Vec<Arc<dyn Step>>,

@@ -25,7 +25,6 @@ use crate::retry::NotYet;
 use crate::spec::Cluster;
 
 const NS: &str = "kubicluster-smoke";
-pub const DEFAULT_IMAGE: &str = "docker.io/library/busybox:1.36";
 
 #[derive(Debug, PartialEq)]
 pub enum Outcome {

@@ -2,37 +2,8 @@
 //! systemd units (enabled, started) and commands guarded by a check. Steps build a [`Desired`]
 //! from the cluster spec (and read-only facts); the engine diffs it against the node.
 
-use std::sync::Arc;
-
-use crate::host::{Cmd, sha256_hex};
-
-/// File content with its sha256, shared cheaply between nodes (binaries are large).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Blob {
-    pub sha256: String,
-    pub data: Arc<Vec<u8>>,
-}
-
-impl Blob {
-    pub fn new(data: impl Into<Vec<u8>>) -> Self {
-        let data = data.into();
-        Blob {
-            sha256: sha256_hex(&data),
-            data: Arc::new(data),
-        }
-    }
-}
-
-impl std::fmt::Debug for Blob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Blob({} bytes, sha256 {})",
-            self.data.len(),
-            &self.sha256[..12]
-        )
-    }
-}
+pub use crate::blob::Blob;
+use crate::host::Cmd;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirSpec {

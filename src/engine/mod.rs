@@ -11,6 +11,7 @@
 pub mod desired;
 pub mod fanout;
 pub mod hv;
+pub mod inputs;
 pub mod journal;
 pub mod pipeline;
 pub mod plan;
@@ -37,7 +38,7 @@ use crate::spec::{Cluster, Node};
 pub struct Cx {
     pub cluster: Cluster,
     pub hosts: BTreeMap<String, Arc<dyn Host>>,
-    pub inputs: crate::steps::Inputs,
+    pub inputs: inputs::Inputs,
     /// Facts read from the nodes (which controllers hold etcd data, can a worker run kata),
     /// shared by a step's nodes; cleared when a step starts after a change was applied.
     pub facts: std::sync::Mutex<BTreeMap<String, String>>,
@@ -49,7 +50,7 @@ impl Cx {
     pub fn new(
         cluster: Cluster,
         hosts: BTreeMap<String, Arc<dyn Host>>,
-        inputs: crate::steps::Inputs,
+        inputs: inputs::Inputs,
     ) -> Self {
         Cx {
             cluster,

@@ -11,7 +11,6 @@ pub mod dir;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod local;
-pub mod pins;
 pub mod ssh;
 
 use std::collections::BTreeMap;
@@ -655,12 +654,7 @@ pub fn written_identity(stdout: &str) -> Option<String> {
         .filter(|k| k.split(':').count() == 4)
 }
 
-/// sha256 of bytes, lowercase hex.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(data);
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::blob::sha256_hex;
 
 #[cfg(test)]
 mod tests {

@@ -321,12 +321,15 @@ impl VmFiles {
     }
 }
 
+/// The domain of `node`: its disk, its emulation and the fingerprint of the SSH host key it
+/// was given (kept in the domain's metadata, so a VM is known by its identity).
 pub fn domain_xml(
     cluster: &Cluster,
     node: &Node,
     disk: &Path,
     domain_type: &str,
     cpu_mode: &str,
+    host_key_fingerprint: Option<String>,
 ) -> String {
     let files = VmFiles::for_node(cluster, &node.name);
     let bridged = cluster.networks.mode == ClusterNetMode::Bridged;
@@ -346,10 +349,7 @@ pub fn domain_xml(
             disk: disk.display().to_string(),
             identity_file: files.identity.display().to_string(),
             host_key_file: files.host_key.display().to_string(),
-            host_key_fingerprint: crate::host::pins::pinned(cluster, &node.name)
-                .ok()
-                .flatten()
-                .map(|k| k.fingerprint(Default::default()).to_string()),
+            host_key_fingerprint,
             console_log: files.console_log.display().to_string(),
             mac_hypervisor: mac_address(&cluster.name, &node.name, 0),
             mac_cluster: mac_address(&cluster.name, &node.name, 1),

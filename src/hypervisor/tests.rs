@@ -45,6 +45,7 @@ fn domain_xml_parses_and_carries_what_the_vm_needs() {
         Path::new("/var/lib/libvirt/images/kubi-worker-01.qcow2"),
         "qemu",
         "maximum",
+        Some("SHA256:pinned-by-the-caller".into()),
     );
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let root = doc.root_element();
@@ -56,6 +57,11 @@ fn domain_xml_parses_and_carries_what_the_vm_needs() {
         autostart: false,
     };
     assert_eq!(info.owner().as_deref(), Some("kubicluster"));
+    assert_eq!(
+        info.host_key_fingerprint().as_deref(),
+        Some("SHA256:pinned-by-the-caller"),
+        "the fingerprint the caller passed is the one kept"
+    );
     assert_eq!(info.size(), Some((1, 4096)));
     let ifaces: Vec<_> = doc
         .descendants()
@@ -100,6 +106,7 @@ fn bridged_mode_attaches_the_host_bridge() {
         Path::new("/d.qcow2"),
         "kvm",
         "host-passthrough",
+        None,
     );
     let doc = roxmltree::Document::parse(&xml).unwrap();
     let bridge = doc
@@ -212,6 +219,7 @@ fn libvirt_test_driver_round_trip() {
         Path::new("/tmp/disk.qcow2"),
         "test",
         "maximum",
+        None,
     );
     lv.define_domain(&xml).unwrap();
     let d = lv.domain("kubi-controller-01").unwrap().unwrap();

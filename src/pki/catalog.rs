@@ -113,24 +113,6 @@ pub struct KubeconfigSpec {
     pub group: Group,
 }
 
-/// File base names that are not node names; validation keeps node names off them.
-pub const RESERVED_FILE_NAMES: &[&str] = &[
-    "ca",
-    "etcd-ca",
-    "front-proxy-ca",
-    "kubernetes",
-    "service-accounts",
-    "admin",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kube-proxy",
-    "calico-cni",
-    "apiserver-kubelet-client",
-    "apiserver-etcd-client",
-    "front-proxy-client",
-    "encryption-config",
-];
-
 fn leaf(
     file: impl Into<String>,
     issuer: Authority,

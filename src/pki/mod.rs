@@ -128,7 +128,7 @@ impl PkiState {
 
     fn record(&mut self, cluster: &Cluster, what: &str, data: &[u8], wet: &Wet) -> Result<()> {
         self.0
-            .insert(what.to_string(), crate::host::sha256_hex(data));
+            .insert(what.to_string(), crate::blob::sha256_hex(data));
         let mut text = String::from(
             "# sha256 of what this cluster's PKI was created with; kubicluster refuses to re-create these silently\n",
         );

@@ -5,6 +5,7 @@
 //! `types` is the file as written (loose strings), `validate` turns it into [`Cluster`] collecting
 //! every problem, `overrides` applies flags and env. Nothing below this module prints or exits.
 
+pub mod build_sets;
 mod defaults;
 mod overrides;
 mod problem;
@@ -377,12 +378,32 @@ pub fn resolve(
     }
 }
 
+/// The PKI's file base names that belong to the cluster, not to a node (`ca`, `admin`, …):
+/// validation keeps node names off them, so a node's files never take one's place. The PKI's
+/// catalogue is checked against this list by a test (`tests/pki.rs`).
+pub const RESERVED_FILE_NAMES: &[&str] = &[
+    "ca",
+    "etcd-ca",
+    "front-proxy-ca",
+    "kubernetes",
+    "service-accounts",
+    "admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "calico-cni",
+    "apiserver-kubelet-client",
+    "apiserver-etcd-client",
+    "front-proxy-client",
+    "encryption-config",
+];
+
 /// The `build` source decides defaults the others leave to the file: the build's output
 /// directory (under the cache dir, hence the environment), etcd's version (the build set's), the
 /// image archives to import, and the sandbox, CoreDNS and test images (the local builds, where the
 /// file keeps the registry defaults).
 fn resolve_build_source(c: &mut Cluster, env: &dyn Fn(&str) -> Option<String>) -> Vec<Problem> {
-    use crate::artifacts::build;
+    use self::build_sets as build;
     if c.artifacts.source != ArtifactSource::Build {
         return Vec::new();
     }

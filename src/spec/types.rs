@@ -146,6 +146,10 @@ pub struct ContainerdEntry {
 }
 
 pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+/// CoreDNS's image where the artifacts do not bring one (the `build` source does).
+pub const DEFAULT_COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
+/// The image `kubicluster test` runs its pods from where the artifacts do not bring one.
+pub const DEFAULT_TEST_IMAGE: &str = "docker.io/library/busybox:1.36";
 
 impl Default for ContainerdEntry {
     fn default() -> Self {

@@ -390,7 +390,7 @@ impl Collector {
         }
         // Every file of the PKI belongs to exactly one owner: a node name must not make one of its
         // files (for its role) the same as a fixed file or another node's file.
-        let mut stems: Vec<(String, String)> = crate::pki::catalog::RESERVED_FILE_NAMES
+        let mut stems: Vec<(String, String)> = super::RESERVED_FILE_NAMES
             .iter()
             .map(|r| (r.to_string(), format!("the cluster's {r} files")))
             .collect();
@@ -822,8 +822,8 @@ fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluste
         cni: nets.cni,
         containerd: spec.containerd.clone(),
         images: spec.images.iter().map(PathBuf::from).collect(),
-        coredns_image: crate::steps::install_addons::COREDNS_IMAGE.to_string(),
-        test_image: crate::commands::smoke::DEFAULT_IMAGE.to_string(),
+        coredns_image: super::types::DEFAULT_COREDNS_IMAGE.to_string(),
+        test_image: super::types::DEFAULT_TEST_IMAGE.to_string(),
         file: resolved,
     }
 }

@@ -19,7 +19,6 @@ use crate::spec::{Cluster, Cni, Node};
 pub struct InstallAddons;
 
 pub const DIR: &str = "/etc/kubernetes/addons";
-pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.12.0";
 
 /// Fill calico's manifest: the IPv4 pool = the pod CIDR (upstream leaves it commented out and
 /// defaults to 192.168.0.0/16), and the node address taken from the cluster network (the VMs

@@ -1,8 +1,9 @@
-//! The steps, one file each, named as the original's subcommands. `up` is two literal,
-//! ordered lists: [`hypervisor_pipeline`] (on the hypervisor: networks, image, PKI, VMs) then
-//! [`pipeline`] (on the nodes, once the VMs answer); the legacy commands run slices of them.
-//! Hypervisor steps ([`crate::engine::hv::HvStep`]) pass each change through the engine's
-//! gate; node steps ([`Step`]) declare each node's files and units for the engine to diff.
+//! The steps, one file each, named as the original's subcommands. `up` is one literal, ordered
+//! list, [`pipeline`]: on the hypervisor the networks, the image, the PKI and the VMs, then on
+//! the nodes etcd, the control plane, the workers and the addons; the other commands select
+//! from it. Hypervisor steps ([`crate::engine::hv::HvStep`]) pass each change through the
+//! engine's gate; node steps ([`Step`]) declare each node's files and units for the engine to
+//! diff.
 //!
 //! Steps get their inputs ([`Inputs`]: the PKI files read from the hypervisor's work dir and
 //! the artifacts made ready there) from the command, so `desired` is a pure function of the
@@ -27,91 +28,17 @@ pub mod restore_etcd;
 pub mod schedule_etcd_backup;
 pub mod snapshot_etcd;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::artifacts::Provided;
 use crate::engine::pipeline::{self, PipelineStep};
 use crate::engine::{Blob, Desired, GuardedCmd, Step, StepId};
-use crate::error::Failure;
 use crate::host::Cmd;
 use crate::spec::Cluster;
 
-/// What the command hands every step.
-#[derive(Debug, Clone, Default)]
-pub struct Inputs {
-    /// Files of `<workDir>/<cluster>/certs_and_configs`, by file name.
-    pub pki: BTreeMap<String, Blob>,
-    /// Artifacts by component name; `None` for `render` (no network, no downloads): binaries
-    /// are then left out and the source's binary directory is assumed.
-    pub artifacts: Option<BTreeMap<String, Provided>>,
-    /// `spec.images`, read on the hypervisor (empty for `render`).
-    pub images: Vec<ImageInput>,
-}
-
-/// An image archive to import on the workers.
-#[derive(Debug, Clone)]
-pub struct ImageInput {
-    pub file_name: String,
-    /// Normalised names inside (what `ctr images ls -q` shows once imported).
-    pub names: Vec<String>,
-    pub blob: Blob,
-}
-
-impl ImageInput {
-    pub fn load(cluster: &Cluster) -> Result<Vec<ImageInput>> {
-        cluster
-            .images
-            .iter()
-            .map(|p| {
-                let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-                Ok(ImageInput {
-                    file_name: p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "image.tar".into()),
-                    names: crate::images::names(&data, p)?,
-                    blob: Blob::new(data),
-                })
-            })
-            .collect()
-    }
-}
-
-impl Inputs {
-    pub fn pki(&self, file: &str) -> Result<Blob> {
-        self.pki.get(file).cloned().ok_or_else(|| {
-            Failure::new(format!(
-                "{file} is missing from the cluster's certs_and_configs"
-            ))
-            .hint("run `kubicluster cnc` first")
-            .into()
-        })
-    }
-
-    pub fn artifact(&self, name: &str) -> Option<&Provided> {
-        self.artifacts.as_ref().and_then(|a| a.get(name))
-    }
-
-    /// Read every file of the PKI directory (the CA keys stay there unless a step asks).
-    pub fn load_pki(cluster: &Cluster) -> Result<BTreeMap<String, Blob>> {
-        let dir = cluster.certs_dir();
-        let mut out = BTreeMap::new();
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(out);
-        };
-        for e in rd {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type()?.is_file() && !name.starts_with('.') {
-                out.insert(name, Blob::new(std::fs::read(e.path())?));
-            }
-        }
-        Ok(out)
-    }
-}
+pub use crate::engine::inputs::{ImageInput, Inputs};
 
 /// Where `component`'s binaries are on the node: from the artifacts, or (for `render`, which
 /// resolves none) where the configured source puts them.

@@ -70,7 +70,16 @@ pub(crate) fn create_vm(
         &hypervisor::overlay_volume_xml(&vol_name, capacity, &template.path),
     )?;
     let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
-    hv.define_domain(&hypervisor::domain_xml(cluster, n, &vol.path, dtype, &cpu))?;
+    let fingerprint = super::pins::pinned(cluster, &n.name)?
+        .map(|k| k.fingerprint(Default::default()).to_string());
+    hv.define_domain(&hypervisor::domain_xml(
+        cluster,
+        n,
+        &vol.path,
+        dtype,
+        &cpu,
+        fingerprint,
+    ))?;
     if legacy(cluster) {
         // Started one at a time by `readdress`: every clone boots with the template's address.
         return Ok(());

@@ -7,6 +7,7 @@
 
 pub mod infra;
 pub mod lifecycle;
+pub mod pins;
 pub mod plan;
 pub mod power;
 pub mod snapshot;
@@ -66,7 +67,7 @@ pub(crate) fn legacy(cluster: &Cluster) -> bool {
 /// The host key a node must present, from the pin store (never minted here: reading a pin
 /// must not create one; `create-vms` makes host keys before a VM first boots).
 pub fn pinned_key(cluster: &Cluster, node: &str) -> Result<PublicKey> {
-    crate::host::pins::require(cluster, node)
+    crate::vms::pins::require(cluster, node)
 }
 
 /// `known_hosts`, rewritten from the pin store. Returns the nodes whose line there differed

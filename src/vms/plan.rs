@@ -101,7 +101,7 @@ pub(crate) fn check_pin(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result
     let Some(recorded) = d.host_key_fingerprint() else {
         return Ok(()); // created before the fingerprint was recorded, or a legacy template
     };
-    let current = crate::host::pins::pinned(cluster, &d.name)?
+    let current = crate::vms::pins::pinned(cluster, &d.name)?
         .map(|k| k.fingerprint(Default::default()).to_string());
     if current.as_deref() == Some(recorded.as_str()) {
         return Ok(());
@@ -109,7 +109,7 @@ pub(crate) fn check_pin(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result
     Err(Failure::new(format!(
         "{}: the pinned host key ({}) is {}, not the key the VM was created with ({recorded})",
         d.name,
-        crate::host::pins::host_key_path(cluster, &d.name).display(),
+        crate::vms::pins::host_key_path(cluster, &d.name).display(),
         current.as_deref().unwrap_or("missing"),
     ))
     .hint("restore that file from a backup; or recreate the VM with `create-vms --force` (a new key is made and pinned)")

@@ -60,7 +60,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
             let mut units = Vec::new();
             let ssh = if vm != "running" {
                 "-".into()
-            } else if crate::host::pins::pinned(cluster, &n.name)
+            } else if crate::vms::pins::pinned(cluster, &n.name)
                 .ok()
                 .flatten()
                 .is_none()

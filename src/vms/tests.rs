@@ -216,7 +216,14 @@ fn a_foreign_domain_is_never_touched() {
     // another kubicluster cluster's domain is foreign too
     let mut other = c.clone();
     other.name = "other".into();
-    let xml = hypervisor::domain_xml(&other, &other.nodes[0], Path::new("/d"), "qemu", "maximum");
+    let xml = hypervisor::domain_xml(
+        &other,
+        &other.nodes[0],
+        Path::new("/d"),
+        "qemu",
+        "maximum",
+        None,
+    );
     hv.define_domain(&xml).unwrap();
     let err = destroy(
         &c,
@@ -315,7 +322,14 @@ fn an_address_used_by_another_clusters_vm_is_refused() {
     let mut other = c.clone();
     other.name = "other".into();
     other.nodes[0].name = "other-01".into();
-    let xml = hypervisor::domain_xml(&other, &other.nodes[0], Path::new("/d"), "qemu", "maximum");
+    let xml = hypervisor::domain_xml(
+        &other,
+        &other.nodes[0],
+        Path::new("/d"),
+        "qemu",
+        "maximum",
+        None,
+    );
     hv.define_domain(&xml).unwrap();
     hv.clear_calls();
     let err = plan(&c, &hv, false).unwrap_err();
@@ -495,7 +509,7 @@ fn a_replaced_pin_is_an_error_and_a_tampered_known_hosts_line_is_reported() {
     assert_eq!(write_known_hosts(&c).unwrap(), ["kubi-worker-02"]);
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), text);
     // The pin replaced by another key: plan refuses, naming both fingerprints.
-    let pin = crate::host::pins::host_key_path(&c, "kubi-worker-01");
+    let pin = crate::vms::pins::host_key_path(&c, "kubi-worker-01");
     std::fs::remove_file(&pin).unwrap();
     let _ = std::fs::remove_file(pin.with_extension("pub"));
     crate::sshkeys::ensure_key(&pin, "another").unwrap();

@@ -30,7 +30,7 @@ pub fn disk_full(node: &str, dir: &std::path::Path, free: Option<u64>) -> Option
 
 /// Connect to a node over SSH, pinning its host key.
 pub fn connect(cluster: &Cluster, n: &Node, timeout: Duration) -> Result<SshHost> {
-    Ok(SshHost::connect(crate::host::pins::ssh_target(
+    Ok(SshHost::connect(crate::vms::pins::ssh_target(
         cluster, n, timeout,
     )?)?)
 }

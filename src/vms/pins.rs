@@ -50,8 +50,8 @@ pub fn ssh_target(
     cluster: &Cluster,
     node: &crate::spec::Node,
     connect_timeout: std::time::Duration,
-) -> Result<super::ssh::SshTarget> {
-    Ok(super::ssh::SshTarget {
+) -> Result<crate::host::ssh::SshTarget> {
+    Ok(crate::host::ssh::SshTarget {
         name: node.name.clone(),
         addr: std::net::SocketAddr::new(node.hypervisor_ip.into(), cluster.ssh_port),
         user: cluster.ssh_user.clone(),

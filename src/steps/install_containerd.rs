@@ -22,6 +22,15 @@ pub const UNIT: &str = "containerd.service";
 pub const CONFIG: &str = "/etc/containerd/config.toml";
 const KATA_SHIM: &str = "/opt/kata/bin/containerd-shim-kata-v2";
 const IMAGE_CACHE: &str = "/var/cache/kubicluster/images";
+/// Shell prelude of the images' guard: `$1` is ctr; the images containerd has, listed once, and
+/// `has NAME` (no process per name: emulated guests fork slowly).
+const IMAGES_LISTED: &str = r#"ctr="$1"; shift
+have="
+$("$ctr" -n k8s.io images ls -q 2>/dev/null)
+"
+has() { case "$have" in *"
+$1
+"*) return 0 ;; esac; return 1; }"#;
 
 /// Can kata run on this worker? `Err` says why not. Read-only. Without a connection (`render`)
 /// the answer is "yes if asked for", since nothing can be checked.
@@ -192,21 +201,36 @@ impl Step for InstallContainerd {
             want.dir("/var/cache/kubicluster", 0o755)
                 .dir(IMAGE_CACHE, 0o755);
         }
-        for img in images {
-            let path = format!("{IMAGE_CACHE}/{}", img.file_name);
-            let what = format!("import {} ({})", img.file_name, img.names.join(", "));
-            want.file(&path, img.blob.clone(), 0o644, &[]);
-            want.files.last_mut().expect("pushed").payload_of = Some(what.clone());
-            let mut check_args = vec![ctr.clone()];
-            check_args.extend(img.names.iter().cloned());
+        // One guard for all of them: `ctr` is a large Go binary, slow to start in an emulated
+        // guest, so the images are listed once; an archive is uploaded only when an import runs,
+        // and only archives whose images are missing are imported.
+        if !images.is_empty() {
+            let what = format!(
+                "import {}",
+                images
+                    .iter()
+                    .map(|i| format!("{} ({})", i.file_name, i.names.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut names = vec![ctr.clone()];
+            let mut archives = vec![ctr.clone()];
+            for img in &images {
+                let path = format!("{IMAGE_CACHE}/{}", img.file_name);
+                want.file(&path, img.blob.clone(), 0o644, &[]);
+                want.files.last_mut().expect("pushed").payload_of = Some(what.clone());
+                names.extend(img.names.iter().cloned());
+                archives.push(format!("{path}|{}", img.names.join(" ")));
+            }
             want.command(GuardedCmd {
                 what,
-                check: Cmd::script(
-                    r#"ctr="$1"; shift; have=$("$ctr" -n k8s.io images ls -q 2>/dev/null) || exit 1
-for n in "$@"; do printf '%s\n' "$have" | grep -qxF "$n" || exit 1; done"#,
-                    check_args,
+                check: Cmd::script(&format!("{IMAGES_LISTED}\nfor n in \"$@\"; do has \"$n\" || exit 1; done"), names),
+                run: Cmd::script(
+                    &format!(
+                        "{IMAGES_LISTED}\nfor a in \"$@\"; do\n  missing=0; for n in ${{a#*|}}; do has \"$n\" || missing=1; done\n  [ $missing = 0 ] || \"$ctr\" -n k8s.io images import \"${{a%%|*}}\" || exit 1\ndone"
+                    ),
+                    archives,
                 ),
-                run: Cmd::new([ctr.as_str(), "-n", "k8s.io", "images", "import", &path]),
                 restarts: vec![],
                 after_units: true,
             });

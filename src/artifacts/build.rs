@@ -145,7 +145,7 @@ pub fn verify_dir(dir: &Path) -> Result<bool> {
         return Ok(false);
     };
     for (name, sha) in &list {
-        let Some((_, got)) = super::read_with_digest(&dir.join(name))? else {
+        let Some(got) = super::digest_of(&dir.join(name))? else {
             return Ok(false);
         };
         if got != *sha {

@@ -331,6 +331,34 @@ fn a_rewritten_file_is_hashed_again() {
             .unwrap()
             .is_none()
     );
+    // Known by identity: answered without reading; rewritten: read and hashed again.
+    assert_eq!(super::digest_of(&p).unwrap().unwrap(), sha256_hex(b"two"));
+    std::fs::write(&p, b"three").unwrap();
+    assert_eq!(super::digest_of(&p).unwrap().unwrap(), sha256_hex(b"three"));
+    assert!(
+        super::digest_of(&d.path().join("absent"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// What a run remembers for the next: each file's digest by path and identity; a damaged line
+/// is ignored (that file is hashed again), a path with spaces kept whole.
+#[test]
+fn the_digest_memo_round_trips_and_ignores_damage() {
+    let sha = sha256_hex(b"x");
+    let text = format!(
+        "{sha} 1:2:3.000000004:5.000000006 /cache/kube apiserver\nnot a line\n{} 1:2:3:4 /short\n",
+        &sha[..10]
+    );
+    let m = super::parse_memo(&text);
+    assert_eq!(m.len(), 1);
+    let key = (
+        std::path::PathBuf::from("/cache/kube apiserver"),
+        "1:2:3.000000004:5.000000006".to_string(),
+    );
+    assert_eq!(m.get(&key), Some(&sha));
+    assert_eq!(super::parse_memo(&super::format_memo(&m)), m);
 }
 
 /// A dry run's `provide` only looks: an upstream file not cached is said ("would download …

@@ -22,6 +22,9 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let mut since = std::time::Instant::now();
     ctx.printer
         .status(&format!("up: cluster {} from {source}", cluster.name));
+    // The artifacts' digests are remembered in the cluster's work dir by file identity, so a
+    // second `up` does not hash hundreds of MB again (`up` has no dry run: `plan` writes nothing).
+    crate::artifacts::remember_digests_in(cluster.cluster_dir().join("artifact-digests"));
     // Built binaries are made (or found complete) before anything else, outside the lab's
     // namespace (the module proxy is not reachable from inside).
     if cluster.artifacts.source == crate::spec::ArtifactSource::Build {

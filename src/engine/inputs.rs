@@ -39,14 +39,19 @@ impl ImageInput {
             .images
             .iter()
             .map(|p| {
-                let data = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+                let (data, sha256) = crate::artifacts::read_with_digest(p)
+                    .with_context(|| format!("read {}", p.display()))?
+                    .ok_or_else(|| anyhow::anyhow!("{}: no such file", p.display()))?;
                 Ok(ImageInput {
                     file_name: p
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "image.tar".into()),
                     names: crate::images::names(&data, p)?,
-                    blob: Blob::new(data),
+                    blob: Blob {
+                        sha256,
+                        data: std::sync::Arc::new(data),
+                    },
                 })
             })
             .collect()

@@ -3,7 +3,10 @@
 #  (a) disk clone: a qcow2 overlay on the template (what kubicluster does, through a libvirt
 #      volume) vs a full copy (what the original did), for the template and a 4x larger image;
 #  (b) boot to SSH: 1 VM vs 3 VMs created in parallel (the original had to go one by one);
-#  (c) create-vms again with nothing changed.
+#  (c) create-vms again with nothing changed;
+#  (d) boot to the serial console's login prompt: the same image in plain QEMU (no libvirt, no
+#      identity, no kubicluster; same machine, CPU, memory and NICs, networks left unconfigured)
+#      vs the kubicluster VM of (b), and the goal: kubicluster <= 1.2x raw.
 # Usage: bench/create-vms.sh   (needs `make lab-deps`; builds the image if it is missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
@@ -30,7 +33,19 @@ done
 echo "(b) boot to SSH: 1 VM vs 3 VMs in parallel (TCG: $(grep -qE ' (vmx|svm)' /proc/cpuinfo && echo maybe kvm || echo emulated))"
 "$BIN" lab up >/dev/null 2>&1
 "$BIN" prepare >/dev/null 2>&1
-one=$(timed "$BIN" create-vms -c kubi-controller-01,192.168.24.11,192.168.122.11)
+# The console log is polled for the login prompt while create-vms runs (the same marker as (d)).
+CONSOLE=$TMP/work/bench/vms/kubi-controller-01/console.log
+t0=$(now)
+"$BIN" create-vms -c kubi-controller-01,192.168.24.11,192.168.122.11 >/dev/null 2>&1 &
+cv=$!
+login_kubi=""
+while kill -0 $cv 2>/dev/null || [ -z "$login_kubi" ]; do
+  if [ -z "$login_kubi" ] && grep -q "login:" "$CONSOLE" 2>/dev/null; then login_kubi=$(secs "$t0" "$(now)"); fi
+  if ! kill -0 $cv 2>/dev/null && [ -z "$login_kubi" ]; then login_kubi="n/a"; fi
+  sleep 0.2
+done
+wait $cv
+one=$(secs "$t0" "$(now)")
 "$BIN" destroy -c kubi-controller-01,192.168.24.11,192.168.122.11 >/dev/null 2>&1
 three=$(timed "$BIN" create-vms)
 echo "  1 VM: ${one} s   3 VMs: ${three} s   3 VMs / 1 VM: $(ratio "$three" "$one")x (one after another would be ~3x)"
@@ -39,3 +54,22 @@ echo "(c) create-vms again, nothing changed"
 again=$(timed "$BIN" create-vms)
 echo "  ${again} s   (first run / re-run: $(ratio "$three" "$again")x)"
 "$BIN" destroy >/dev/null 2>&1
+
+echo "(d) boot to the login prompt on the serial console, 1 VM: plain QEMU vs kubicluster (same image)"
+RAW=$TMP/raw.qcow2
+qemu-img create -q -f qcow2 -F qcow2 -b "$IMAGE" "$RAW"
+t0=$(now)
+# restrict=on: the guest's user-mode NICs reach nothing (and are left unconfigured anyway).
+qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 1 -m 1024 -display none -nodefaults \
+  -drive file="$RAW",if=virtio,format=qcow2 \
+  -netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0 \
+  -netdev user,id=n1,restrict=on -device virtio-net-pci,netdev=n1 \
+  -device virtio-rng-pci -serial file:"$TMP/raw-console.log" &
+q=$!
+login_raw="n/a"
+for _ in $(seq 1 1500); do
+  if grep -q "login:" "$TMP/raw-console.log" 2>/dev/null; then login_raw=$(secs "$t0" "$(now)"); break; fi
+  sleep 0.2
+done
+kill $q 2>/dev/null; wait $q 2>/dev/null || true
+echo "  plain QEMU: ${login_raw} s   kubicluster VM (create-vms of (b), from its start): ${login_kubi} s   kubicluster / raw: $(ratio "$login_kubi" "$login_raw")x (goal <= 1.2x); create-vms to SSH verified: ${one} s"

@@ -241,8 +241,8 @@ fn unpack(c: &Component, version: &str, data: Vec<u8>, sha: &str) -> Result<Vec<
 }
 
 /// Where digests of the hypervisor's artifact files are remembered between runs (set once per
-/// process by the command line, under kubicluster's cache directory); unset, they are
-/// remembered for the process only.
+/// process by `up`, in the cluster's work dir: `artifact-digests`); unset, as in `plan` and the
+/// dry runs, they are remembered for the process only and nothing is written.
 static DIGEST_MEMO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Remember artifact digests in `file` across runs (the first call wins).

@@ -4,7 +4,8 @@
 # images from the build, containerd/runc/CNI from Debian packages, with the time of every stage
 # and node step, the time until every node is Ready, and the smoke test; then a no-op `up` (goal
 # < 3 s of node work, nothing restarted). Measured in one run.
-# Usage: bench/up.sh   (needs `make lab-deps artifacts`; builds the image if it is missing)
+# Usage: [BASE_BIN=path/to/other/kubicluster] bench/up.sh   (needs `make lab-deps artifacts`;
+# builds the image if it is missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchup KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
@@ -22,15 +23,31 @@ stages() {
     }'
 }
 
-echo "up from nothing (1 controller + 2 workers, TCG)"
-t0=$(now)
-stamped "$BIN" up >"$TMP/first"
-t1=$(now)
-grep -q "up: done" "$TMP/first" || { cat "$TMP/first" >&2; exit 1; }
-stages <"$TMP/first"
-grep -E "up: every node Ready|test: every check passed|up: [0-9]+ s in all" "$TMP/first" | cut -d' ' -f2- | sed 's/^/  /'
-first=$(secs "$t0" "$t1")
-echo "  total: ${first} s   $(grep -oE '(made|would make) [0-9]+ change\(s\)[^,]*, [0-9]+ restart\(s\)' "$TMP/first" | tail -1)"
+# One first `up` with `bin`, printed by stage; its total in $first.
+first_up() {
+  local bin=$1 label=$2
+  echo "up from nothing with $label (1 controller + 2 workers, TCG)"
+  t0=$(now)
+  stamped "$bin" up >"$TMP/first"
+  t1=$(now)
+  grep -q "up: done" "$TMP/first" || { cat "$TMP/first" >&2; exit 1; }
+  stages <"$TMP/first"
+  grep -E "up: every node Ready|test: every check passed|up: [0-9]+ s in all" "$TMP/first" | cut -d' ' -f2- | sed 's/^/  /'
+  first=$(secs "$t0" "$t1")
+  echo "  total: ${first} s   $(grep -oE '(made|would make) [0-9]+ change\(s\)[^,]*, [0-9]+ restart\(s\)' "$TMP/first" | tail -1)"
+}
+
+# BASE_BIN=<another kubicluster binary> (e.g. the landed one): its first `up` too, in the same
+# run, from nothing as well (the cluster, its work dir and the lab removed in between).
+if [ -n "${BASE_BIN:-}" ]; then
+  first_up "$BASE_BIN" "BASE_BIN ($BASE_BIN)"
+  base=$first
+  "$BASE_BIN" destroy --all >/dev/null 2>&1 || true
+  "$BASE_BIN" lab down >/dev/null 2>&1 || true
+  rm -rf "$TMP/work"
+fi
+first_up "$BIN" "this tree"
+[ -n "${BASE_BIN:-}" ] && echo "first up: BASE_BIN ${base} s, this tree ${first} s ($(ratio "$base" "$first")x)"
 
 t0=$(now)
 stamped "$BIN" up --skip-test >"$TMP/noop"

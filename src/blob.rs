@@ -25,6 +25,15 @@ impl Blob {
             data: Arc::new(data),
         }
     }
+
+    /// Content whose digest is already known (read with a digest memo, or checked against a
+    /// manifest): not hashed again.
+    pub fn with_digest(data: Vec<u8>, sha256: String) -> Self {
+        Blob {
+            sha256,
+            data: Arc::new(data),
+        }
+    }
 }
 
 impl std::fmt::Debug for Blob {

@@ -35,6 +35,8 @@ pub struct Component {
     pub debs: &'static [&'static str],
     /// Where the Debian packages put the binaries.
     pub deb_bin_dir: &'static str,
+    /// The programs taken from the packages, by path; empty = every executable they carry.
+    pub deb_programs: &'static [&'static str],
 }
 
 macro_rules! k8s_binary {
@@ -61,6 +63,7 @@ macro_rules! k8s_binary {
             dest: concat!("/usr/local/bin/", $name),
             debs: &[],
             deb_bin_dir: "",
+            deb_programs: &[],
         }
     };
 }
@@ -98,6 +101,7 @@ pub fn all() -> Vec<Component> {
             dest: "/usr/local/bin",
             debs: &["etcd-server", "etcd-client"],
             deb_bin_dir: "/usr/bin",
+            deb_programs: &[],
         },
         k8s_binary!("kube-apiserver"),
         k8s_binary!("kube-controller-manager"),
@@ -210,6 +214,12 @@ pub fn all() -> Vec<Component> {
             dest: "/usr/local/bin",
             debs: &["containerd"],
             deb_bin_dir: "/usr/bin",
+            // Not its failpoint and loopback test helpers (30 MB).
+            deb_programs: &[
+                "/usr/bin/containerd",
+                "/usr/bin/containerd-shim-runc-v2",
+                "/usr/bin/ctr",
+            ],
         },
         Component {
             name: "runc",
@@ -234,6 +244,7 @@ pub fn all() -> Vec<Component> {
             dest: "/usr/local/bin/runc",
             debs: &["runc"],
             deb_bin_dir: "/usr/sbin",
+            deb_programs: &[],
         },
         Component {
             name: "cni-plugins",
@@ -274,6 +285,7 @@ pub fn all() -> Vec<Component> {
             dest: "/opt/cni/bin",
             debs: &["containernetworking-plugins"],
             deb_bin_dir: "/usr/lib/cni",
+            deb_programs: &[],
         },
         Component {
             name: "calico",
@@ -295,6 +307,7 @@ pub fn all() -> Vec<Component> {
             dest: "",
             debs: &[],
             deb_bin_dir: "",
+            deb_programs: &[],
         },
     ]
 }

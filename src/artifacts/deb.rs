@@ -1,6 +1,7 @@
 //! The `deb` source: Debian packages of a configured suite, fetched on the hypervisor with apt
 //! under a private configuration (its own sources list, lists, cache and an empty dpkg status),
-//! so the hypervisor's own apt setup is never changed. The archive is the one the hypervisor's
+//! so the hypervisor's own apt setup is never changed, and unpacked there ([`super::deb_files`]):
+//! the nodes get their programs as files. The archive is the one the hypervisor's
 //! apt sources already use, unless `artifacts.debMirror` names another. apt verifies each
 //! package against the suite's signed index; kubicluster records the digest in the lock.
 
@@ -9,7 +10,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::DebPackage;
-use crate::blob::Blob;
 use crate::error::Failure;
 use crate::fsutil;
 use crate::spec::Cluster;
@@ -244,40 +244,51 @@ pub fn fetch(cluster: &Cluster, suite: &str, packages: &[&str], mode: super::Fet
                 .hint("choose another suite (spec.artifacts.debSuite) or another source")
         })?;
         let path = apt.dir.join("debs").join(&file_name);
-        let cached = fsutil::read_optional(&path)?.filter(|d| crate::blob::sha256_hex(d) == sha);
-        let data = match cached {
-            Some(d) => d,
-            None if look_only => return would(&format!("{pkg} {version} and the others")),
-            None => {
-                // apt-get download writes into the current directory: run it from there.
-                let get = |apt: &Apt| {
-                    let mut c = apt.cmd("apt-get");
-                    c.current_dir(apt.dir.join("debs"));
-                    c.arg("download").arg(format!("{pkg}={version}"));
-                    apt.run(c, &format!("apt-get download {pkg}={version}"))
-                };
-                if let Err(e) = get(&apt) {
-                    if updated {
-                        return Err(e);
-                    }
-                    apt.update()?;
-                    updated = true;
-                    get(&apt)?;
-                }
-                let d = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-                super::verify_sha(
-                    &path.display().to_string(),
-                    &sha,
-                    &crate::blob::sha256_hex(&d),
-                )?;
-                d
+        // The package file itself, verified (downloaded when it is not cached): read only when
+        // its programs are not unpacked yet.
+        let deb = || -> Result<Option<Vec<u8>>> {
+            if let Some(d) =
+                fsutil::read_optional(&path)?.filter(|d| crate::blob::sha256_hex(d) == sha)
+            {
+                return Ok(Some(d));
             }
+            if look_only {
+                return Ok(None);
+            }
+            // apt-get download writes into the current directory: run it from there.
+            let get = |apt: &Apt| {
+                let mut c = apt.cmd("apt-get");
+                c.current_dir(apt.dir.join("debs"));
+                c.arg("download").arg(format!("{pkg}={version}"));
+                apt.run(c, &format!("apt-get download {pkg}={version}"))
+            };
+            if let Err(e) = get(&apt) {
+                if updated {
+                    return Err(e);
+                }
+                apt.update()?;
+                updated = true;
+                get(&apt)?;
+            }
+            let d = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            super::verify_sha(
+                &path.display().to_string(),
+                &sha,
+                &crate::blob::sha256_hex(&d),
+            )?;
+            Ok(Some(d))
+        };
+        let unpacked = apt.dir.join("unpacked");
+        let Some(files) = super::deb_files::unpacked(&unpacked, &file_name, &sha, deb, look_only)?
+        else {
+            return would(&format!("{pkg} {version} and the others"));
         };
         out.push(DebPackage {
             package: pkg.to_string(),
             version,
             file_name,
-            blob: Blob::new(data),
+            sha256: sha,
+            files,
         });
     }
     Ok(Got::Debs(out))

@@ -3,7 +3,8 @@
 //! Sources (`spec.artifacts.source`): `upstream` (downloaded once into `<workDir>/downloads/`,
 //! verified against a pinned sha256, the cluster file's, or the publisher's checksum file),
 //! `dir` (a local directory with the upstream file names, for offline use) and `deb` (Debian
-//! packages of a configured suite, fetched with apt on the hypervisor and installed with dpkg;
+//! packages of a configured suite, fetched with apt on the hypervisor and unpacked there, their
+//! programs placed on the nodes as files;
 //! components Debian does not carry, like the Kubernetes binaries, then come from `dir`).
 //! Nodes never download anything, and neither does a dry run or `plan` ([`Fetch::Never`]: what
 //! is cached is used, the rest is said as [`Provided::WouldDownload`]). The digest actually used is recorded in
@@ -12,6 +13,7 @@
 pub mod build;
 pub mod catalog;
 pub mod deb;
+pub mod deb_files;
 pub mod fetch;
 
 use std::collections::BTreeMap;
@@ -33,13 +35,16 @@ pub struct NodeFile {
     pub blob: Blob,
 }
 
-/// A Debian package to install with dpkg.
+/// A Debian package, unpacked on the hypervisor: its programs go to the nodes as files.
 #[derive(Debug, Clone)]
 pub struct DebPackage {
     pub package: String,
     pub version: String,
     pub file_name: String,
-    pub blob: Blob,
+    /// The package file's sha256 (apt's signed index vouches for it).
+    pub sha256: String,
+    /// Its programs ([`deb_files::executables`]).
+    pub files: Vec<NodeFile>,
 }
 
 /// How a component reaches the nodes.
@@ -204,10 +209,7 @@ fn unpack(c: &Component, version: &str, data: Vec<u8>, sha: &str) -> Result<Vec<
         return Ok(vec![NodeFile {
             path: c.dest.to_string(),
             mode: 0o755,
-            blob: Blob {
-                sha256: sha.to_string(),
-                data: std::sync::Arc::new(data),
-            },
+            blob: Blob::with_digest(data, sha.to_string()),
         }]);
     }
     let mut want: BTreeMap<String, &str> = c
@@ -373,14 +375,30 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
     let a = &cluster.artifacts;
     if from_deb(cluster, &c) {
         let suite = a.deb_suites.get(name).unwrap_or(&a.deb_suite);
-        let debs = match deb::fetch(cluster, suite, c.debs, mode)? {
+        let mut debs = match deb::fetch(cluster, suite, c.debs, mode)? {
             deb::Got::Debs(debs) => debs,
             deb::Got::WouldDownload(what) => {
                 return Ok(Provided::WouldDownload { what, file });
             }
         };
-        for d in &debs {
-            lock.check(&d.file_name, &d.blob.sha256)?;
+        for d in &mut debs {
+            lock.check(&d.file_name, &d.sha256)?;
+            if !c.deb_programs.is_empty() {
+                d.files
+                    .retain(|f| c.deb_programs.contains(&f.path.as_str()));
+            }
+        }
+        if let Some(gone) = c
+            .deb_programs
+            .iter()
+            .find(|p| !debs.iter().any(|d| d.files.iter().any(|f| f.path == **p)))
+        {
+            return Err(Failure::new(format!(
+                "the Debian packages for {name} ({}) carry no {gone}",
+                c.debs.join(", ")
+            ))
+            .hint("choose another suite for it (spec.artifacts.debSuites) or another source")
+            .into());
         }
         return Ok(Provided::Debs {
             debs,

@@ -48,10 +48,7 @@ impl ImageInput {
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "image.tar".into()),
                     names: crate::images::names(&data, p)?,
-                    blob: Blob {
-                        sha256,
-                        data: std::sync::Arc::new(data),
-                    },
+                    blob: Blob::with_digest(data, sha256),
                 })
             })
             .collect()

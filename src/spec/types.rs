@@ -375,8 +375,9 @@ pub enum ArtifactSource {
     Upstream,
     /// Files with the upstream names in `artifacts.dir` (offline use).
     Dir,
-    /// Debian packages of `debSuite`, fetched on the hypervisor with apt and installed with dpkg
-    /// (etcd, containerd, runc, CNI plugins); Kubernetes binaries still come from `dir`.
+    /// Debian packages of `debSuite`, fetched on the hypervisor with apt and unpacked there, their
+    /// programs placed on the nodes as files (etcd, containerd, runc, CNI plugins); Kubernetes
+    /// binaries still come from `dir`.
     Deb,
     /// What `kubicluster artifacts build` compiles from Go modules (the Kubernetes binaries,
     /// etcd, crictl, and the pause, CoreDNS and busybox images), the rest (containerd, runc, CNI

@@ -34,8 +34,7 @@ use anyhow::Result;
 
 use crate::artifacts::Provided;
 use crate::engine::pipeline::{self, PipelineStep};
-use crate::engine::{Blob, Desired, GuardedCmd, Step, StepId};
-use crate::host::Cmd;
+use crate::engine::{Blob, Desired, Step, StepId};
 use crate::spec::Cluster;
 
 pub use crate::engine::inputs::{ImageInput, Inputs};
@@ -121,44 +120,27 @@ pub fn install_artifact(want: &mut Desired, provided: Option<&Provided>, units: 
             }
         }
         Some(Provided::Debs { debs, .. }) => {
-            let dir = "/var/cache/kubicluster/debs";
-            want.dir("/var/cache/kubicluster", 0o755).dir(dir, 0o755);
-            let what = format!(
-                "install {} (dpkg)",
-                debs.iter()
-                    .map(|d| format!("{} {}", d.package, d.version))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut expect = String::new();
-            let mut names = Vec::new();
-            let mut paths = Vec::new();
-            for d in debs {
-                let path = format!("{dir}/{}", d.file_name);
-                want.file(&path, d.blob.clone(), 0o644, &[]);
-                want.files.last_mut().expect("pushed").payload_of = Some(what.clone());
-                expect.push_str(&format!("{} ", d.version));
-                names.push(d.package.clone());
-                paths.push(path);
+            // The packages' programs, unpacked on the hypervisor, at the paths Debian gives
+            // them (a node that once ran dpkg for the same version already has these bytes).
+            let standard = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/lib"];
+            let mut dirs = std::collections::BTreeSet::new();
+            for f in debs.iter().flat_map(|d| &d.files) {
+                let mut parent = std::path::Path::new(&f.path).parent();
+                let mut chain = Vec::new();
+                while let Some(p) = parent.and_then(|p| p.to_str()) {
+                    if p == "/" || standard.contains(&p) {
+                        break;
+                    }
+                    chain.push(p.to_string());
+                    parent = std::path::Path::new(p).parent();
+                }
+                for d in chain.into_iter().rev() {
+                    if dirs.insert(d.clone()) {
+                        want.dir(&d, 0o755);
+                    }
+                }
+                want.file(&f.path, f.blob.clone(), f.mode, units);
             }
-            let mut check_args = vec![expect];
-            check_args.extend(names.iter().cloned());
-            want.command(GuardedCmd {
-                what,
-                check: Cmd::script(
-                    r#"want="$1"; shift; [ "$(dpkg-query -W -f='${Version} ' "$@" 2>/dev/null)" = "$want" ]"#,
-                    check_args,
-                ),
-                // policy-rc.d keeps the packages' own services from starting at install time.
-                run: Cmd::script(
-                    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d\n\
-                     DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold \"$@\"; rc=$?\n\
-                     rm -f /usr/sbin/policy-rc.d; exit $rc",
-                    paths,
-                ),
-                restarts: units.iter().map(|u| u.to_string()).collect(),
-                after_units: false,
-            });
         }
         Some(Provided::Missing { .. } | Provided::WouldDownload { .. }) | None => {}
     }

@@ -470,3 +470,68 @@ fn the_sysctl_guard_compares_every_value_with_proc() {
         "no file"
     );
 }
+
+#[test]
+fn debian_packages_reach_the_nodes_as_files_without_dpkg() {
+    use crate::artifacts::{DebPackage, NodeFile, Provided};
+    use crate::engine::{Blob, Desired};
+    let file = |path: &str, data: &[u8]| NodeFile {
+        path: path.into(),
+        mode: 0o755,
+        blob: Blob::new(data.to_vec()),
+    };
+    let provided = Provided::Debs {
+        debs: vec![DebPackage {
+            package: "containerd".into(),
+            version: "2.1.9~ds1-5".into(),
+            file_name: "containerd_2.1.9~ds1-5_amd64.deb".into(),
+            sha256: "00".into(),
+            files: vec![
+                file("/usr/bin/containerd", b"c"),
+                file("/usr/lib/cni/cni-bridge-fp", b"f"),
+                file("/usr/lib/containerd/a/runc-fp", b"r"),
+            ],
+        }],
+        bin_dir: "/usr/bin".into(),
+    };
+    let mut want = Desired::default();
+    super::install_artifact(&mut want, Some(&provided), &["containerd.service"]);
+    assert!(want.commands.is_empty(), "no dpkg: {:?}", want.commands);
+    let dirs: Vec<&str> = want.dirs.iter().map(|d| d.path.as_str()).collect();
+    // Parents created outermost first, the system's own directories left alone.
+    assert_eq!(
+        dirs,
+        [
+            "/usr/lib/cni",
+            "/usr/lib/containerd",
+            "/usr/lib/containerd/a"
+        ]
+    );
+    let files: Vec<(&str, u32, &[u8], Vec<String>)> = want
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.as_str(),
+                f.mode,
+                f.content.data.as_slice(),
+                f.restarts.clone(),
+            )
+        })
+        .collect();
+    let restart = vec!["containerd.service".to_string()];
+    assert_eq!(
+        files,
+        [
+            ("/usr/bin/containerd", 0o755, &b"c"[..], restart.clone()),
+            (
+                "/usr/lib/cni/cni-bridge-fp",
+                0o755,
+                &b"f"[..],
+                restart.clone()
+            ),
+            ("/usr/lib/containerd/a/runc-fp", 0o755, &b"r"[..], restart),
+        ]
+    );
+    assert_eq!(provided.version().as_deref(), Some("2.1.9"));
+}

@@ -8,6 +8,7 @@
 //! somewhere. A dry run plans and changes nothing, anywhere. Ctrl-C stops scheduling, lets the
 //! change in flight finish, records where it stopped in the journal and exits 130.
 
+pub mod change;
 pub mod desired;
 pub mod fanout;
 pub mod hv;

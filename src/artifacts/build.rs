@@ -13,11 +13,12 @@
 //! whole or not at all; a later build that finds it complete and matching its manifest reuses it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::go::Go;
 use crate::error::Failure;
 use crate::fsutil;
 use crate::images::{LayerEntry, oci_archive};
@@ -26,7 +27,7 @@ pub use crate::spec::build_sets::*;
 /// A Go module of the project's own, embedded: its directory under `go/` and its files.
 pub struct GoModule {
     pub dir: &'static str,
-    files: &'static [(&'static str, &'static str)],
+    pub(super) files: &'static [(&'static str, &'static str)],
 }
 
 macro_rules! go_module {
@@ -466,235 +467,6 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-/// The local Go toolchain.
-struct Go {
-    bin: PathBuf,
-    version: String,
-    proxy: String,
-}
-
-/// `$KUBICLUSTER_GO`, else `go` on PATH, else where Go's own tarball installs it.
-fn go_binary() -> PathBuf {
-    if let Some(g) = std::env::var_os("KUBICLUSTER_GO").filter(|g| !g.is_empty()) {
-        return PathBuf::from(g);
-    }
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()));
-    let fallback = Path::new("/usr/local/go/bin/go");
-    if !on_path && fallback.is_file() {
-        fallback.to_path_buf()
-    } else {
-        PathBuf::from("go")
-    }
-}
-
-impl Go {
-    fn find() -> Result<Go> {
-        let bin = go_binary();
-        let out = Command::new(&bin)
-            .args(["env", "GOVERSION", "GOPROXY"])
-            .output();
-        let out = match out {
-            Ok(o) if o.status.success() => o,
-            Ok(o) => {
-                return Err(Failure::new(format!(
-                    "the Go toolchain does not work: {}",
-                    last_line(&o.stderr)
-                ))
-                .hint("check `go env`; kubicluster needs Go 1.26 or newer")
-                .into());
-            }
-            Err(_) => {
-                return Err(Failure::new(format!(
-                    "no Go toolchain: {} cannot be run (looked at $KUBICLUSTER_GO, PATH and /usr/local/go/bin)",
-                    bin.display()
-                ))
-                .hint("install Go 1.26 or newer (on PATH or in /usr/local/go/bin), or name it with KUBICLUSTER_GO")
-                .into());
-            }
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut lines = text.lines();
-        let version = lines.next().unwrap_or("").to_string();
-        let proxy = lines.next().unwrap_or("").to_string();
-        Ok(Go {
-            bin,
-            version,
-            proxy,
-        })
-    }
-
-    /// Write the embedded module under the cache, download what its go.sum pins.
-    fn module(&self, cache: &Path, m: &GoModule) -> Result<PathBuf> {
-        let dir = cache.join("go").join(m.dir);
-        fsutil::ensure_dir(&dir, 0o755)?;
-        for (name, text) in m.files {
-            fsutil::write_atomic(&dir.join(name), text.as_bytes(), fsutil::PUBLIC)?;
-        }
-        let o = self.cmd(&dir).args(["mod", "download"]).output()?;
-        if !o.status.success() {
-            return Err(Failure::new(format!(
-                "cannot download the Go modules of go/{}: {}",
-                m.dir,
-                last_line(&o.stderr)
-            ))
-            .hint(format!(
-                "the Go module proxy ({}) must be reachable, or the module cache filled; check GOPROXY and the network, then run again",
-                self.proxy
-            ))
-            .into());
-        }
-        Ok(dir)
-    }
-
-    fn cmd(&self, dir: &Path) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.current_dir(dir)
-            .env("CGO_ENABLED", "0")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=readonly -buildvcs=false")
-            .stdin(std::process::Stdio::null());
-        c
-    }
-
-    fn build(&self, dir: &Path, packages: &[String], ldflags: &str, out_dir: &Path) -> Result<()> {
-        let o = self
-            .cmd(dir)
-            .args(["build", "-trimpath", &format!("-ldflags={ldflags}"), "-o"])
-            .arg(format!("{}/", out_dir.display()))
-            .args(packages)
-            .output()?;
-        if !o.status.success() {
-            return Err(Failure::new(format!(
-                "go build in {} failed: {}",
-                dir.display(),
-                last_line(&o.stderr)
-            ))
-            .hint("the whole output: run the same `go build` there; nothing was written to the artifacts directory")
-            .into());
-        }
-        Ok(())
-    }
-
-    fn build_one(&self, dir: &Path, package: &str, ldflags: &str, out: &Path) -> Result<()> {
-        let o = self
-            .cmd(dir)
-            .args(["build", "-trimpath", &format!("-ldflags={ldflags}"), "-o"])
-            .arg(out)
-            .arg(package)
-            .output()?;
-        if !o.status.success() {
-            return Err(Failure::new(format!(
-                "go build {package} in {} failed: {}",
-                dir.display(),
-                last_line(&o.stderr)
-            ))
-            .hint("nothing was written to the artifacts directory")
-            .into());
-        }
-        Ok(())
-    }
-}
-
-fn last_line(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("(no output)")
-        .to_string()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every embedded Go module is reproducible from its own files: one that requires anything
-    /// carries the go.sum that pins it (the build runs with -mod=readonly); the pause module
-    /// has no go.sum because it requires nothing (standard library only) — checked, not assumed.
-    #[test]
-    fn every_go_module_pins_what_it_requires() {
-        let modules = [&ETCD, &CRI_TOOLS, &COREDNS, &PAUSE]
-            .into_iter()
-            .chain(KUBERNETES_MODULES.iter().map(|(_, m)| m));
-        for m in modules {
-            let file = |name: &str| m.files.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
-            let go_mod = file("go.mod").unwrap_or_else(|| panic!("{}: no go.mod", m.dir));
-            let requires = go_mod
-                .lines()
-                .any(|l| l.trim_start().starts_with("require"));
-            match file("go.sum") {
-                Some(sum) => assert!(!sum.trim().is_empty(), "{}: empty go.sum", m.dir),
-                None => assert!(!requires, "{}: requires modules but has no go.sum", m.dir),
-            }
-        }
-    }
-
-    #[test]
-    fn every_build_set_has_its_module_pinned() {
-        assert_eq!(KUBERNETES_MODULES.len(), BUILD_SETS.len());
-        for s in BUILD_SETS {
-            let gomod = kubernetes_module(s).files[0].1;
-            assert!(gomod.contains(&format!("require k8s.io/kubernetes v{}", s.kubernetes)));
-            let minor = s.kubernetes.split('.').nth(1).unwrap();
-            // Every staging module at the published release of the same line.
-            let replaces: Vec<&str> = gomod.lines().filter(|l| l.contains(" => ")).collect();
-            assert!(replaces.len() > 25, "{}", s.kubernetes);
-            for r in replaces {
-                assert!(
-                    r.trim_end().ends_with(&format!(
-                        "v0.{minor}.{}",
-                        s.kubernetes.split('.').nth(2).unwrap()
-                    )),
-                    "{r}"
-                );
-            }
-            assert!(
-                kubernetes_module(s).files[1]
-                    .1
-                    .contains("k8s.io/kubernetes v"),
-                "go.sum"
-            );
-        }
-    }
-
-    #[test]
-    fn ldflags_stamp_the_version() {
-        let f = kubernetes_ldflags("1.37.2");
-        assert!(f.contains("-X k8s.io/component-base/version.gitVersion=v1.37.2"));
-        assert!(f.contains("-X k8s.io/component-base/version.gitMinor=37"));
-        assert!(f.starts_with("-s -w"));
-    }
-
-    #[test]
-    fn cache_dir_follows_xdg() {
-        let env = |k: &str| match k {
-            "XDG_CACHE_HOME" => Some("/x".to_string()),
-            "HOME" => Some("/home/u".to_string()),
-            _ => None,
-        };
-        assert_eq!(cache_dir(&env), Path::new("/x/kubicluster"));
-        let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
-        assert_eq!(cache_dir(&env), Path::new("/home/u/.cache/kubicluster"));
-    }
-
-    #[test]
-    fn a_directory_is_complete_only_when_its_manifest_matches() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(!verify_dir(d.path()).unwrap(), "no manifest");
-        std::fs::write(d.path().join("kubelet"), b"x").unwrap();
-        let sha = crate::blob::sha256_hex(b"x");
-        std::fs::write(d.path().join(MANIFEST), format!("{sha}  kubelet\n")).unwrap();
-        assert!(verify_dir(d.path()).unwrap());
-        std::fs::write(d.path().join("kubelet"), b"y").unwrap();
-        assert!(!verify_dir(d.path()).unwrap(), "changed file");
-    }
-
-    #[test]
-    fn static_elf_detection() {
-        assert!(!is_static_elf(b"#!/bin/sh\n"));
-        if let Ok(ls) = std::fs::read("/bin/ls") {
-            assert!(!is_static_elf(&ls), "/bin/ls is dynamically linked");
-        }
-    }
-}
+#[path = "build_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod deb;
 pub mod deb_files;
 pub mod fetch;
+mod go;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,123 @@
+//! Health, autostart, stop and start on the fake.
+
+use super::*;
+
+#[test]
+fn unhealthy_names_each_node_and_its_problem() {
+    let row = |node: &str, role: &str, vm: &str, ssh: &str| NodeStatus {
+        node: node.into(),
+        role: role.into(),
+        vm: vm.into(),
+        cluster_ip: String::new(),
+        hypervisor_ip: String::new(),
+        ssh: ssh.into(),
+        units: Vec::new(),
+        ready: None,
+    };
+    let mut w1 = row("w1", "worker", "running", "ok");
+    w1.units = vec![
+        ("kubelet.service".into(), "enabled".into(), "failed".into()),
+        // Never started (no binary): disabled, not a fault.
+        (
+            "kube-proxy.service".into(),
+            "disabled".into(),
+            "inactive".into(),
+        ),
+    ];
+    w1.ready = Some("NotReady".into());
+    let rows = [
+        row("c1", "controller", "running", "ok"),
+        row("c2", "controller", "paused", "-"),
+        row("w2", "worker", "running", "WRONG HOST KEY"),
+        w1,
+    ];
+    assert_eq!(
+        unhealthy(&rows),
+        [
+            "c2 (VM paused)",
+            "w2 (SSH: WRONG HOST KEY)",
+            "w1 (kubelet not active)",
+            "w1 (node NotReady)"
+        ]
+    );
+}
+
+#[test]
+fn autostart_follows_the_spec_once() {
+    let (_tmp, mut c, hv) = setup();
+    infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    hv.clear_calls();
+    let mut g = Gate::quiet(false);
+    converge_autostart(&c, &hv, &mut g).unwrap();
+    assert_eq!(g.changes.len(), c.nodes.len(), "{:?}", g.changes);
+    assert!(hv.domain("kubi-worker-01").unwrap().unwrap().autostart);
+    let mut g = Gate::quiet(false);
+    converge_autostart(&c, &hv, &mut g).unwrap();
+    assert!(g.changes.is_empty(), "a second run changes nothing");
+    // Turned off in the spec: off on every domain; a dry run only says so.
+    c.hypervisor.autostart = false;
+    let mut g = Gate::quiet(true);
+    converge_autostart(&c, &hv, &mut g).unwrap();
+    assert_eq!(g.changes.len(), c.nodes.len());
+    assert!(hv.domain("kubi-worker-01").unwrap().unwrap().autostart);
+    converge_autostart(&c, &hv, &mut Gate::quiet(false)).unwrap();
+    assert!(!hv.domain("kubi-worker-01").unwrap().unwrap().autostart);
+}
+
+#[test]
+fn stop_shuts_down_cleanly_and_powers_off_only_what_hangs() {
+    let (_tmp, c, hv) = setup();
+    infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    hv.stop_domain("kubi-worker-02").unwrap();
+    hv.ignore_acpi("kubi-worker-01");
+    hv.clear_calls();
+    let names: Vec<String> = c.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut g = Gate::quiet(false);
+    let got = shutdown(&c, &hv, &names, Duration::from_millis(600), false, &mut g).unwrap();
+    let got: std::collections::BTreeMap<_, _> = got.into_iter().collect();
+    assert!(
+        matches!(got["kubi-controller-01"], Stopped::Clean(_)),
+        "{got:?}"
+    );
+    assert_eq!(
+        got["kubi-worker-01"],
+        Stopped::PoweredOff { timed_out: true }
+    );
+    assert_eq!(got["kubi-worker-02"], Stopped::AlreadyOff);
+    assert_eq!(
+        hv.calls(),
+        [
+            "shutdown_domain kubi-controller-01",
+            "shutdown_domain kubi-worker-01",
+            "stop_domain kubi-worker-01"
+        ]
+    );
+    for n in &names {
+        assert_eq!(hv.domain(n).unwrap().unwrap().state, VmState::Off);
+    }
+    // start: every VM again, nothing twice; --force powers off without asking the guest.
+    let started = power_on(&c, &hv, &names, &mut Gate::quiet(false)).unwrap();
+    assert_eq!(started, names);
+    assert!(
+        power_on(&c, &hv, &names, &mut Gate::quiet(false))
+            .unwrap()
+            .is_empty()
+    );
+    hv.clear_calls();
+    let got = shutdown(
+        &c,
+        &hv,
+        &names[..1],
+        Duration::from_secs(60),
+        true,
+        &mut Gate::quiet(false),
+    )
+    .unwrap();
+    assert_eq!(got[0].1, Stopped::PoweredOff { timed_out: false });
+    assert_eq!(hv.calls(), ["stop_domain kubi-controller-01"]);
+    // A domain that is not there is an error with a hint, not a silent skip.
+    let e = power_on(&c, &hv, &["nope".to_string()], &mut Gate::quiet(false)).unwrap_err();
+    assert!(e.to_string().contains("nope: no VM of that name"), "{e:#}");
+}

@@ -354,7 +354,13 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     // The real run: etcd from the deb source, verified healthy by the tool.
     // -d lists every change applied.
     let out = lab.ok(&["create-controllers", "-d", "--allow-missing-binaries"]);
-    assert!(out.contains("run: install etcd-server 3.5"), "{out}");
+    // The packages' programs arrive as files, unpacked on the hypervisor: no dpkg in the VM.
+    assert!(
+        out.contains("write /usr/bin/etcd (0755): missing")
+            && out.contains("write /usr/bin/etcdctl (0755): missing")
+            && !out.contains("dpkg"),
+        "{out}"
+    );
     assert!(
         out.contains("NOT started (3)")
             && out.contains("kube-apiserver.service on kubi-controller-01"),
@@ -596,7 +602,17 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
     assert!(text(&o).contains("untouched"));
 
     let out = lab.ok_env(&["create-workers", "-d", "--allow-missing-binaries"], &env);
-    assert!(out.contains("run: install containerd 2."), "{out}");
+    // containerd, runc and the CNI plugins as files at Debian's paths, without dpkg, and
+    // without containerd's failpoint test helpers.
+    assert!(
+        out.contains("write /usr/bin/containerd (0755): missing")
+            && out.contains("write /usr/bin/containerd-shim-runc-v2 (0755): missing")
+            && out.contains("write /usr/sbin/runc (0755): missing")
+            && out.contains("write /usr/lib/cni/bridge (0755): missing")
+            && !out.contains("runc-fp")
+            && !out.contains("dpkg"),
+        "{out}"
+    );
     assert!(
         out.contains("kubelet.service on kubi-worker-01")
             && out.contains("kube-proxy.service on kubi-worker-02"),

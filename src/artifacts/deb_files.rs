@@ -4,8 +4,9 @@
 //!
 //! What is taken from a package: every regular file with an executable bit in its data archive
 //! (hard links resolved). Documentation, manual pages, the package's own units and
-//! configuration files are left out; symbolic links too (none of the packages used has one
-//! among its programs). Maintainer scripts are not run: what they would do that the cluster
+//! configuration files are left out; symbolic links too (runc's package has one, `/usr/bin/runc`
+//! to `/usr/sbin/runc`: the program itself is placed, and the units and containerd find it by
+//! `/usr/sbin` on their path). Maintainer scripts are not run: what they would do that the cluster
 //! needs (the etcd system user) the steps do themselves.
 //!
 //! Unpacked once per package file into `<cache>/unpacked/<file>/`, with a manifest (the

@@ -24,7 +24,7 @@ pub struct FileSpec {
     pub create_only: bool,
     /// Units restarted when this file changes.
     pub restarts: Vec<String>,
-    /// Needed only by the guarded command with this `what` (a package file for dpkg): checked
+    /// Needed only by the guarded command with this `what` (an image archive to import): checked
     /// and uploaded only when that command is going to run.
     pub payload_of: Option<String>,
 }
@@ -54,7 +54,7 @@ impl UnitSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardedCmd {
-    /// What it does, for plans: "install etcd-server 3.5.16 (dpkg)".
+    /// What it does, for plans: "import pause.tar (registry.k8s.io/pause:3.10)".
     pub what: String,
     /// Exit 0 = already done, nothing to run.
     pub check: Cmd,

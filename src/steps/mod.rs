@@ -220,4 +220,6 @@ pub fn controllers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {
 #[cfg(test)]
 mod hv_tests;
 #[cfg(test)]
+mod install_tests;
+#[cfg(test)]
 mod tests;

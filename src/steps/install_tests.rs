@@ -1,0 +1,249 @@
+//! The node steps' installs on fakes and this machine's `sh`: a binary a dry run would download,
+//! the offline images listed once, the sysctl guard against /proc, Debian packages as files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::tests::{cluster, fake};
+use crate::engine::Cx;
+use crate::host::Host;
+/// A worker cannot go without runc: a run whose artifacts lack it fails the step, but a dry run
+/// for which a real run would download it plans the rest (the plan says what it would download).
+#[test]
+fn a_binary_a_dry_run_would_download_does_not_fail_its_plan() {
+    use crate::artifacts::Provided;
+    use crate::engine::Step;
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), 1);
+    let node = c.workers().next().unwrap().clone();
+    let with = |p: Provided| {
+        Cx::new(
+            c.clone(),
+            BTreeMap::new(),
+            super::Inputs {
+                artifacts: Some(BTreeMap::from([("runc".to_string(), p)])),
+                ..Default::default()
+            },
+        )
+    };
+    let would = with(Provided::WouldDownload {
+        what: "runc.amd64 from https://example.invalid/runc.amd64".into(),
+        file: "runc.amd64".into(),
+    });
+    assert!(
+        super::install_runc::InstallRunc
+            .desired(&would, &node)
+            .is_ok()
+    );
+    let missing = with(Provided::Missing {
+        reason: "not in the directory".into(),
+        file: "runc.amd64".into(),
+    });
+    let e = super::install_runc::InstallRunc
+        .desired(&missing, &node)
+        .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("runc is needed on every worker"),
+        "{e:#}"
+    );
+}
+
+/// The offline images are one guard: `ctr` lists the images once for all of them, and the run
+/// imports only the archives whose images are missing (here with a stand-in `ctr` and real `sh`).
+#[test]
+fn images_are_listed_once_and_only_missing_ones_imported() {
+    use crate::engine::Step;
+    use crate::host::local::LocalHost;
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), 1);
+    let node = c.workers().next().unwrap().clone();
+    let image = |file: &str, name: &str| super::ImageInput {
+        file_name: file.into(),
+        names: vec![name.into()],
+        blob: crate::blob::Blob::new(file.as_bytes().to_vec()),
+    };
+    let pause = "kubicluster.local/pause:v1";
+    let dns = "kubicluster.local/coredns:v1";
+    let cx = Cx::new(
+        c.clone(),
+        BTreeMap::from([(
+            node.name.clone(),
+            Arc::new(fake(&c, &node.name)) as Arc<dyn Host>,
+        )]),
+        super::Inputs {
+            images: vec![image("coredns.tar", dns), image("pause.tar", pause)],
+            ..Default::default()
+        },
+    );
+    let want = super::install_containerd::InstallContainerd
+        .desired(&cx, &node)
+        .unwrap();
+    let imports: Vec<_> = want
+        .commands
+        .iter()
+        .filter(|g| g.what.starts_with("import "))
+        .collect();
+    assert_eq!(imports.len(), 1, "one guard for every image");
+    let g = imports[0];
+    assert!(g.what.contains("pause.tar") && g.what.contains("coredns.tar"));
+    let payloads: Vec<&str> = want
+        .files
+        .iter()
+        .filter(|f| f.payload_of.as_deref() == Some(g.what.as_str()))
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(payloads.len(), 2, "both archives go only with the import");
+
+    // A stand-in ctr: `images ls -q` prints `have`, `images import PATH` records PATH.
+    let ctr = d.path().join("ctr");
+    let have = d.path().join("have");
+    let log = d.path().join("imported");
+    std::fs::write(
+        &ctr,
+        format!(
+            "#!/bin/sh\ncase \"$3 $4\" in\n\"images ls\") cat {} ;;\n\"images import\") echo \"$5\" >> {} ;;\nesac\n",
+            have.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ctr, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let with_fake_ctr = |cmd: &crate::host::Cmd| {
+        let mut cmd = cmd.clone();
+        for a in &mut cmd.argv {
+            if a.value.ends_with("/ctr") {
+                a.value = ctr.display().to_string();
+            }
+        }
+        cmd
+    };
+    let local = LocalHost::new("hypervisor");
+    let check = || local.run(&with_fake_ctr(&g.check)).unwrap().ok();
+    std::fs::write(&have, format!("{pause}\n")).unwrap();
+    assert!(!check(), "coredns is missing");
+    assert!(local.run(&with_fake_ctr(&g.run)).unwrap().ok());
+    let imported = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        imported.trim(),
+        "/var/cache/kubicluster/images/coredns.tar",
+        "only the missing archive imported"
+    );
+    std::fs::write(&have, format!("{pause}\n{dns}\n")).unwrap();
+    assert!(check(), "every image there");
+    std::fs::write(&have, "kubicluster.local/pause:v1-other\n").unwrap();
+    assert!(!check(), "a name is matched whole, not as a prefix");
+}
+
+/// The sysctl guard reads every key the file sets back from /proc in one process (real `sh` and
+/// this machine's /proc): a file matching the running values passes, one value off fails.
+#[test]
+fn the_sysctl_guard_compares_every_value_with_proc() {
+    use crate::engine::Step;
+    use crate::host::local::LocalHost;
+    let d = tempfile::tempdir().unwrap();
+    let c = cluster(d.path(), 1);
+    let node = c.workers().next().unwrap().clone();
+    let cx = Cx::new(c.clone(), BTreeMap::new(), super::Inputs::default());
+    let want = super::prepare_worker_nodes::PrepareWorkerNodes
+        .desired(&cx, &node)
+        .unwrap();
+    let g = want
+        .commands
+        .iter()
+        .find(|g| g.what.starts_with("apply /etc/sysctl.d/"))
+        .expect("the sysctl guard");
+    let read = |k: &str| {
+        std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/")))
+            .unwrap()
+            .trim_end()
+            .to_string()
+    };
+    let conf = d.path().join("sysctl.conf");
+    let check = |text: String| {
+        std::fs::write(&conf, text).unwrap();
+        let mut cmd = g.check.clone();
+        let last = cmd.argv.last_mut().unwrap();
+        last.value = conf.display().to_string();
+        LocalHost::new("hypervisor").run(&cmd).unwrap().ok()
+    };
+    let (ostype, pid_max) = (read("kernel.ostype"), read("kernel.pid_max"));
+    assert!(check(format!(
+        "# comment\nkernel.ostype = {ostype}\nkernel.pid_max={pid_max}\n"
+    )));
+    assert!(!check(format!(
+        "kernel.ostype = {ostype}\nkernel.pid_max = 1{pid_max}\n"
+    )));
+    assert!(!check("kernel.no_such_key = 1\n".into()));
+    std::fs::remove_file(&conf).unwrap();
+    let mut cmd = g.check.clone();
+    cmd.argv.last_mut().unwrap().value = conf.display().to_string();
+    assert!(
+        !LocalHost::new("hypervisor").run(&cmd).unwrap().ok(),
+        "no file"
+    );
+}
+
+#[test]
+fn debian_packages_reach_the_nodes_as_files_without_dpkg() {
+    use crate::artifacts::{DebPackage, NodeFile, Provided};
+    use crate::engine::{Blob, Desired};
+    let file = |path: &str, data: &[u8]| NodeFile {
+        path: path.into(),
+        mode: 0o755,
+        blob: Blob::new(data.to_vec()),
+    };
+    let provided = Provided::Debs {
+        debs: vec![DebPackage {
+            package: "containerd".into(),
+            version: "2.1.9~ds1-5".into(),
+            file_name: "containerd_2.1.9~ds1-5_amd64.deb".into(),
+            sha256: "00".into(),
+            files: vec![
+                file("/usr/bin/containerd", b"c"),
+                file("/usr/lib/cni/cni-bridge-fp", b"f"),
+                file("/usr/lib/containerd/a/runc-fp", b"r"),
+            ],
+        }],
+        bin_dir: "/usr/bin".into(),
+    };
+    let mut want = Desired::default();
+    super::install_artifact(&mut want, Some(&provided), &["containerd.service"]);
+    assert!(want.commands.is_empty(), "no dpkg: {:?}", want.commands);
+    let dirs: Vec<&str> = want.dirs.iter().map(|d| d.path.as_str()).collect();
+    // Parents created outermost first, the system's own directories left alone.
+    assert_eq!(
+        dirs,
+        [
+            "/usr/lib/cni",
+            "/usr/lib/containerd",
+            "/usr/lib/containerd/a"
+        ]
+    );
+    let files: Vec<(&str, u32, &[u8], Vec<String>)> = want
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.path.as_str(),
+                f.mode,
+                f.content.data.as_slice(),
+                f.restarts.clone(),
+            )
+        })
+        .collect();
+    let restart = vec!["containerd.service".to_string()];
+    assert_eq!(
+        files,
+        [
+            ("/usr/bin/containerd", 0o755, &b"c"[..], restart.clone()),
+            (
+                "/usr/lib/cni/cni-bridge-fp",
+                0o755,
+                &b"f"[..],
+                restart.clone()
+            ),
+            ("/usr/lib/containerd/a/runc-fp", 0o755, &b"r"[..], restart),
+        ]
+    );
+    assert_eq!(provided.version().as_deref(), Some("2.1.9"));
+}

@@ -138,11 +138,11 @@ fn read_cached(root: &Path, sha: &str) -> Result<Option<Vec<NodeFile>>> {
         let Ok(mode) = u32::from_str_radix(mode, 8) else {
             return Ok(None);
         };
-        match super::read_with_digest(&on_disk(root, path))? {
-            Some((data, got)) if got == want => files.push(NodeFile {
+        match super::blob_of(&on_disk(root, path))? {
+            Some(blob) if blob.sha256 == want => files.push(NodeFile {
                 path: path.to_string(),
                 mode,
-                blob: Blob::with_digest(data, got),
+                blob,
             }),
             _ => return Ok(None),
         }
@@ -172,7 +172,7 @@ fn write_cache(dir: &Path, file_name: &str, sha: &str, files: &[NodeFile]) -> Re
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("create {}", parent.display()))?;
         }
-        fsutil::write_atomic(&p, &f.blob.data, f.mode & 0o755)?;
+        fsutil::write_atomic(&p, f.blob.data()?, f.mode & 0o755)?;
         manifest.push_str(&format!("{} {:o} {}\n", f.blob.sha256, f.mode, f.path));
     }
     fsutil::write_atomic(&tmp.join(MANIFEST), manifest.as_bytes(), fsutil::PUBLIC)?;
@@ -262,7 +262,7 @@ mod tests {
     fn paths(files: &[NodeFile]) -> Vec<(String, u32, Vec<u8>)> {
         files
             .iter()
-            .map(|f| (f.path.clone(), f.mode, f.blob.data.to_vec()))
+            .map(|f| (f.path.clone(), f.mode, f.blob.data().unwrap().to_vec()))
             .collect()
     }
 

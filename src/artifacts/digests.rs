@@ -93,6 +93,27 @@ fn known(path: &Path, id: &str) -> Option<String> {
         .and_then(|m| m.get(&(path.to_path_buf(), id.to_string())).cloned())
 }
 
+/// A file as a [`Blob`](crate::blob::Blob) without reading it when its identity is remembered
+/// (its bytes are read, and checked, when a node needs them); else read and hashed. `None`
+/// when it does not exist.
+pub fn blob_of(path: &Path) -> Result<Option<crate::blob::Blob>> {
+    if let Some(id) = identity(path)
+        && let Some(sha) = known(path, &id)
+    {
+        let len = id
+            .split(':')
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        return Ok(Some(crate::blob::Blob::from_file(
+            path.to_path_buf(),
+            len,
+            sha,
+        )));
+    }
+    Ok(read_with_digest(path)?.map(|(data, sha)| crate::blob::Blob::with_digest(data, sha)))
+}
+
 /// A file's SHA-256 without reading it when its identity is remembered (this run, or an
 /// earlier one through the memo); else read and hashed. `None` when it does not exist.
 pub fn digest_of(path: &Path) -> Result<Option<String>> {

@@ -28,7 +28,7 @@ use crate::error::Failure;
 use crate::fsutil;
 use crate::spec::{ArtifactSource, Cluster};
 use catalog::Component;
-pub use digests::{digest_of, read_with_digest, remember_digests_in};
+pub use digests::{blob_of, digest_of, read_with_digest, remember_digests_in};
 #[cfg(test)]
 use digests::{format_memo, parse_memo};
 
@@ -209,21 +209,22 @@ fn expected_sha(cluster: &Cluster, c: &Component, version: &str, file: &str) -> 
 
 /// Turn an upstream file (a binary or a tarball) into node files.
 /// The files `data` (whose digest is `sha`) puts on a node: itself, or members of its tar.gz.
-fn unpack(c: &Component, version: &str, data: Vec<u8>, sha: &str) -> Result<Vec<NodeFile>> {
+fn unpack(c: &Component, version: &str, blob: Blob) -> Result<Vec<NodeFile>> {
     if c.members.is_empty() {
         return Ok(vec![NodeFile {
             path: c.dest.to_string(),
             mode: 0o755,
-            blob: Blob::with_digest(data, sha.to_string()),
+            blob,
         }]);
     }
+    let data = blob.data()?;
     let mut want: BTreeMap<String, &str> = c
         .members
         .iter()
         .map(|(inside, dest)| (inside.replace("{v}", version), *dest))
         .collect();
     let mut out = Vec::new();
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data.as_slice()));
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(data));
     for entry in ar.entries().context("read tar.gz")? {
         let mut e = entry.context("read tar entry")?;
         let raw = e.path().context("tar entry path")?.display().to_string();
@@ -307,7 +308,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
             });
         }
         let path = Path::new(&a.dir).join(&file);
-        let Some((data, sha)) = read_with_digest(&path)? else {
+        let Some(blob) = blob_of(&path)? else {
             return Ok(Provided::Missing {
                 reason: if a.source == ArtifactSource::Build {
                     format!(
@@ -320,6 +321,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
                 file,
             });
         };
+        let sha = blob.sha256.clone();
         let shown = path.display().to_string();
         let pinned = expected_sha(cluster, &c, &version, &file);
         // The directory's SHA256SUMS (what `artifacts build` writes) vouches for its files.
@@ -343,7 +345,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
             }
             tracing::warn!("{shown}: UNVERIFIED (no known sha256; --allow-unverified-artifacts)");
         }
-        let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;
+        let files = unpack(&c, &version, blob).with_context(|| shown.clone())?;
         check_executables(&shown, &files)?;
         lock.check(&file, &sha)?;
         return Ok(Provided::Files { files, version });
@@ -383,7 +385,8 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
     };
     let sha = crate::blob::sha256_hex(&data);
     let shown = dest.display().to_string();
-    let files = unpack(&c, &version, data, &sha).with_context(|| shown.clone())?;
+    let files = unpack(&c, &version, Blob::with_digest(data, sha.clone()))
+        .with_context(|| shown.clone())?;
     check_executables(&shown, &files)?;
     lock.check(&file, &sha)?;
     Ok(Provided::Files { files, version })
@@ -399,7 +402,7 @@ pub fn check_executables(from: &str, files: &[NodeFile]) -> Result<()> {
         .iter()
         .filter(|f| f.mode & 0o111 != 0 && !f.path.is_empty())
     {
-        let d = &f.blob.data;
+        let d = &f.blob.head(20)?;
         let what = if d.is_empty() {
             Some("is empty".to_string())
         } else if d.len() < 20 || &d[..4] != b"\x7fELF" {

@@ -214,7 +214,7 @@ fn dir_source_unpacks_etcd_records_the_lock_and_reports_missing_binaries() {
     };
     let got: Vec<(&str, &[u8])> = files
         .iter()
-        .map(|f| (f.path.as_str(), f.blob.data.as_slice()))
+        .map(|f| (f.path.as_str(), f.blob.data().unwrap()))
         .collect();
     assert_eq!(
         got,
@@ -340,6 +340,25 @@ fn a_rewritten_file_is_hashed_again() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A file whose digest is remembered becomes a blob that is not read until a node needs its
+/// bytes (a no-op run reads no binary); one not known yet is read and hashed.
+#[test]
+fn a_known_file_is_a_blob_read_only_when_needed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("kubelet");
+    std::fs::write(&p, b"ELF kubelet").unwrap();
+    let first = super::blob_of(&p).unwrap().unwrap();
+    assert_eq!(first.sha256, sha256_hex(b"ELF kubelet"));
+    assert_eq!(first.data().unwrap(), b"ELF kubelet");
+    let second = super::blob_of(&p).unwrap().unwrap();
+    assert_eq!((second.len(), &second.sha256), (11, &first.sha256));
+    // Not read yet: made unreadable, the blob still has its digest and size; its bytes fail.
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(second, first);
+    assert!(second.data().is_err());
+    assert!(super::blob_of(&p).unwrap().is_none());
 }
 
 /// What a run remembers for the next: each file's digest by path and identity; a damaged line

@@ -271,10 +271,22 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
             host.check(&Cmd::new(["chmod", to, path]))?;
         }
         Change::WriteFile { path, .. } => {
+            // The bytes of a large file are read from the hypervisor's disk only here.
+            fn bytes<'b>(
+                host: &dyn Host,
+                path: &str,
+                b: &'b crate::blob::Blob,
+            ) -> HostResult<&'b [u8]> {
+                b.data().map_err(|e| HostError::Io {
+                    node: host.name().to_string(),
+                    what: format!("write {path}"),
+                    reason: e.to_string(),
+                })
+            }
             if let Some(f) = want.files.iter().find(|f| f.path == *path) {
-                host.write_file(path, &f.content.data, f.mode, &f.owner)?;
+                host.write_file(path, bytes(host, path, &f.content)?, f.mode, &f.owner)?;
             } else if let Some(u) = want.units.iter().find(|u| u.path() == *path) {
-                host.write_file(path, &u.file.data, UNIT_MODE, "root")?;
+                host.write_file(path, bytes(host, path, &u.file)?, UNIT_MODE, "root")?;
             }
         }
         Change::Run { what } | Change::RunAfter { what } => {

@@ -91,7 +91,7 @@ pub fn manifests(cx: &Cx) -> Result<Vec<(String, String)>> {
         && let Some(f) = files.first()
     {
         let text =
-            String::from_utf8(f.blob.data.to_vec()).context("calico manifest is not UTF-8")?;
+            String::from_utf8(f.blob.data()?.to_vec()).context("calico manifest is not UTF-8")?;
         let patched = patch_calico(&text, c)?;
         let patched = match c.containerd.default_runtime {
             // The seed's rule: calico cannot run under kata.
@@ -207,7 +207,7 @@ impl Step for InstallAddons {
         }
         let admin = cx.inputs.pki("admin.kubeconfig")?;
         let client =
-            crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), None)?;
+            crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(admin.data()?), None)?;
         client.wait_ready(std::time::Duration::from_secs(180))?;
         for (name, text) in manifests(cx)? {
             for obj in crate::kubeapi::documents(&text)? {

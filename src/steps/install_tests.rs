@@ -226,7 +226,7 @@ fn debian_packages_reach_the_nodes_as_files_without_dpkg() {
             (
                 f.path.as_str(),
                 f.mode,
-                f.content.data.as_slice(),
+                f.content.data().unwrap(),
                 f.restarts.clone(),
             )
         })

@@ -77,7 +77,8 @@ pub fn admin_client_if_started(
         return Ok(None);
     }
     let admin = cx.inputs.pki("admin.kubeconfig")?;
-    crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(&admin.data), server).map(Some)
+    crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(admin.data()?), server)
+        .map(Some)
 }
 
 /// A worker cannot go without `component` (`what` in messages): an error when the run's

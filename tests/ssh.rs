@@ -201,6 +201,17 @@ fn commands_files_and_stats_over_real_ssh() {
         )
     );
     assert_eq!(probe.units.len(), 1);
+    // With the run's facts read first, in the same round trip.
+    let reads = [
+        Cmd::new(["echo", odd]),
+        Cmd::new(["test", "-e", &format!("{f}.nope")]),
+    ];
+    let (outs, again) = h.probe_reading(&reads, &checks, &units, &paths).unwrap();
+    assert_eq!(
+        outs,
+        vec![(true, format!("{odd}\n")), (false, String::new())]
+    );
+    assert_eq!(again, probe);
     let empty = h.probe(&[], &[], &[]).unwrap();
     assert_eq!(empty, kubicluster::host::Probe::default());
     let e = h

@@ -305,15 +305,21 @@ pub fn run(
         ..Report::default()
     };
     let of = steps.len();
-    prefetch::prefetch_facts(&cx, &steps);
-    prefetch::prefetch(&cx, &steps);
+    // Facts and probe in one round trip per node when the last run's facts are remembered
+    // (and still true); else the facts first, then the probe.
+    let cluster_dir = cx.cluster.cluster_dir();
+    if !prefetch::prefetch_speculating(&cx, &steps, &prefetch::remembered(&cluster_dir)) {
+        prefetch::prefetch_facts(&cx, &steps);
+        prefetch::prefetch(&cx, &steps);
+    }
+    let all_steps = steps.clone();
     for (index, step) in steps.into_iter().enumerate() {
         if opts.cancel.load(Ordering::SeqCst) {
             report.interrupted = true;
             break;
         }
         // Facts read before any change are still true; after one, each step reads again.
-        if cx.prefetched.changed() {
+        if report.changes() > 0 {
             cx.facts.lock().expect("facts lock").clear();
         }
         let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();
@@ -368,6 +374,16 @@ pub fn run(
         }
         if failed {
             break;
+        }
+    }
+    if !opts.dry_run {
+        // For the next run's one round trip: the facts as this run leaves the nodes.
+        if report.changes() > 0 {
+            cx.facts.lock().expect("facts lock").clear();
+            prefetch::prefetch_facts(&cx, &all_steps);
+        }
+        if let Some(facts) = prefetch::current_facts(&cx, &all_steps) {
+            prefetch::remember(&cluster_dir, &facts);
         }
     }
     report.seconds = start.elapsed().as_secs_f64();

@@ -457,6 +457,110 @@ fn a_converged_run_reads_each_node_once_and_a_change_makes_later_steps_read_agai
     }
 }
 
+/// A step whose file depends on a fact read from its node (as etcd's data, kata's usability).
+struct Facty;
+
+impl Step for Facty {
+    fn id(&self) -> StepId {
+        StepId::Custom("install_facty")
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().collect()
+    }
+    fn facts(&self, _cx: &Cx, node: &Node) -> Vec<FactQuery> {
+        vec![FactQuery {
+            key: format!("flavour:{}", node.name),
+            node: node.name.clone(),
+            cmd: Cmd::new(["cat", "/flavour"]),
+            read: |_, out| out.trim().to_string(),
+        }]
+    }
+    fn desired(&self, cx: &Cx, node: &Node) -> Result<Desired> {
+        let flavour = cx.fact_of(&self.facts(cx, node)[0])?;
+        let mut d = Desired::default();
+        d.file("/etc/flavour.conf", Blob::new(flavour), 0o644, &[]);
+        Ok(d)
+    }
+}
+
+/// The facts a run read are remembered in the cluster's dir; the next run reads them fresh in
+/// the same probe that was planned from the remembered ones, and plans again when one changed.
+/// A dry run remembers nothing.
+#[test]
+fn remembered_facts_are_checked_in_the_probe_and_a_changed_one_replans() {
+    let d = tempfile::tempdir().unwrap();
+    let ov = crate::spec::Overrides {
+        work_dir: Some(d.path().display().to_string()),
+        ..Default::default()
+    };
+    let c = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+    let hosts = fakes(&c);
+    let answer = |flavour: &str| {
+        for h in hosts.values() {
+            h.state.lock().unwrap().answers = vec![(
+                "cat /flavour".into(),
+                crate::host::Output {
+                    status: 0,
+                    stdout: format!("{flavour}\n").into_bytes(),
+                    stderr: Vec::new(),
+                },
+            )];
+        }
+    };
+    let steps = || -> Vec<Arc<dyn Step>> { vec![Arc::new(Facty)] };
+    let memo = c.cluster_dir().join("node-facts.json");
+    std::fs::create_dir_all(c.cluster_dir()).unwrap();
+    answer("a");
+    let dry = Options {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert!(run(cx(&c, &hosts), steps(), &dry, |_| {}).changes() > 0);
+    assert!(!memo.exists(), "a dry run remembers nothing");
+    let first = run(cx(&c, &hosts), steps(), &Options::default(), |_| {});
+    assert!(first.failed().is_empty(), "{:?}", first.failed());
+    let remembered = prefetch::remembered(&c.cluster_dir());
+    assert_eq!(remembered.len(), c.nodes.len());
+    assert!(remembered.values().all(|v| v == "a"), "{remembered:?}");
+    for h in hosts.values() {
+        h.take_log();
+    }
+    // Converged: one fact read and one stat per node, nothing written.
+    let again = run(cx(&c, &hosts), steps(), &Options::default(), |_| {});
+    assert_eq!(again.changes(), 0, "{:?}", again.nodes);
+    for h in hosts.values() {
+        let log = h.take_log();
+        let facts = log.iter().filter(|l| l.contains("cat /flavour")).count();
+        assert_eq!((facts, reads(&log)), (1, 1), "{log:?}");
+        assert_eq!(
+            log[0], "probe with 1 read(s)",
+            "the fact came with the probe: {log:?}"
+        );
+        assert!(
+            writes(&log).iter().all(|l| l.contains("cat /flavour")),
+            "{log:?}"
+        );
+    }
+    // The fact changed on the nodes: the probe planned from "a" is dropped, the file follows.
+    answer("b");
+    let changed = run(cx(&c, &hosts), steps(), &Options::default(), |_| {});
+    assert!(changed.changes() > 0, "{:?}", changed.nodes);
+    for h in hosts.values() {
+        assert_eq!(h.file("/etc/flavour.conf").unwrap().data, b"b");
+        let log = h.take_log();
+        assert_eq!(log[0], "probe with 1 read(s)", "{log:?}");
+        assert!(
+            reads(&log) >= 2,
+            "probed again with the fresh fact: {log:?}"
+        );
+    }
+    assert!(
+        prefetch::remembered(&c.cluster_dir())
+            .values()
+            .all(|v| v == "b")
+    );
+}
+
 /// Every change is typed: a VM's and a certificate's read the same as before in the text and
 /// carry their kind and fields in JSON.
 #[test]

@@ -62,21 +62,38 @@ pub fn probe_at_once(
     units: &[String],
     paths: &[String],
 ) -> HostResult<Probe> {
-    if !checks.iter().all(batchable) {
-        return Ok(Probe {
-            checks: checks
-                .iter()
-                .map(|c| host.run(c).map(|o| o.ok()))
-                .collect::<HostResult<_>>()?,
-            units: read_units(host, units)?,
-            stats: host.stat_many(paths)?,
-        });
+    probe_reading_at_once(host, &[], checks, units, paths).map(|(_, p)| p)
+}
+
+/// [`probe_at_once`] that also runs the read-only commands `reads` first, in the same round
+/// trip, and returns each one's (exit 0?, stdout) (the facts a run's plans depend on).
+pub fn probe_reading_at_once(
+    host: &dyn Host,
+    reads: &[Cmd],
+    checks: &[Cmd],
+    units: &[String],
+    paths: &[String],
+) -> HostResult<(Vec<(bool, String)>, Probe)> {
+    if !checks.iter().all(batchable) || !reads.iter().all(batchable) {
+        let outs = run_all(host, reads)?;
+        return Ok((
+            outs,
+            Probe {
+                checks: checks
+                    .iter()
+                    .map(|c| host.run(c).map(|o| o.ok()))
+                    .collect::<HostResult<_>>()?,
+                units: read_units(host, units)?,
+                stats: host.stat_many(paths)?,
+            },
+        ));
     }
     let set = |values: &[String]| -> String {
         let q: Vec<String> = values.iter().map(|v| shell_quote(v)).collect();
         format!("set -- {}\n", q.join(" "))
     };
-    let mut script = String::new();
+    let mut script = reads_script(reads);
+    script.push_str("echo =checks=\n");
     for c in checks {
         script.push_str(&format!(
             "{} </dev/null >/dev/null 2>&1; echo \"C|$?\"\n",
@@ -100,6 +117,10 @@ pub fn probe_at_once(
         what: format!("probe ({what})"),
         reason: format!("unexpected answer: {}", out.tail(3)),
     };
+    let (read, after) = parse_reads(&text, reads.len()).ok_or_else(|| bad("reads"))?;
+    let (_, text) = text[after..]
+        .split_once("=checks=\n")
+        .ok_or_else(|| bad("reads"))?;
     let (head, rest) = text.split_once("=units=\n").ok_or_else(|| bad("checks"))?;
     let (unit_text, stat_text) = rest.split_once("=stat=\n").ok_or_else(|| bad("units"))?;
     let codes: Vec<bool> = head
@@ -118,11 +139,14 @@ pub fn probe_at_once(
         host.remember_digests(learned);
         stats
     };
-    Ok(Probe {
-        checks: codes,
-        units: parse_units(unit_text),
-        stats,
-    })
+    Ok((
+        read,
+        Probe {
+            checks: codes,
+            units: parse_units(unit_text),
+            stats,
+        },
+    ))
 }
 
 /// Run read-only commands in one round trip: each one's exit status (0?) and stdout, in order.
@@ -134,6 +158,24 @@ pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>>
             .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
             .collect();
     }
+    let mut cmd = Cmd::new(["sh", "-c", &reads_script(cmds)]);
+    cmd.timeout = longest_timeout(cmds);
+    let text = host.check(&cmd)?.stdout_text();
+    parse_reads(&text, cmds.len())
+        .map(|(out, _)| out)
+        .ok_or_else(|| HostError::Io {
+            node: host.name().to_string(),
+            what: "batch of reads".into(),
+            reason: format!(
+                "unexpected answer: {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        })
+}
+
+/// The script part that runs read-only commands one after another, each output framed by
+/// `=out I=` and `=rc CODE=` lines ([`parse_reads`]).
+fn reads_script(cmds: &[Cmd]) -> String {
     let mut script = String::new();
     for (i, c) in cmds.iter().enumerate() {
         script.push_str(&format!(
@@ -141,27 +183,27 @@ pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>>
             c.batch_line()
         ));
     }
-    let mut cmd = Cmd::new(["sh", "-c", &script]);
-    cmd.timeout = longest_timeout(cmds);
-    let text = host.check(&cmd)?.stdout_text();
-    let bad = || HostError::Io {
-        node: host.name().to_string(),
-        what: "batch of reads".into(),
-        reason: format!(
-            "unexpected answer: {}",
-            text.chars().take(200).collect::<String>()
-        ),
-    };
+    script
+}
+
+/// [`reads_script`]'s answers for `n` commands: each one's (exit 0?, stdout), and where in
+/// `text` the last one's frame ends.
+fn parse_reads(text: &str, n: usize) -> Option<(Vec<(bool, String)>, usize)> {
     let mut out = Vec::new();
-    for i in 0..cmds.len() {
-        let start =
-            text.find(&format!("=out {i}=\n")).ok_or_else(bad)? + format!("=out {i}=\n").len();
-        let rest = &text[start..];
-        let end = rest.find("\n=rc ").ok_or_else(bad)?;
-        let code = rest[end + 5..].split('=').next().ok_or_else(bad)?;
-        out.push((code.trim() == "0", rest[..end].to_string()));
+    let mut at = 0;
+    for i in 0..n {
+        let mark = format!("=out {i}=\n");
+        let start = at + text[at..].find(&mark)? + mark.len();
+        let end = start + text[start..].find("\n=rc ")?;
+        let code_start = end + "\n=rc ".len();
+        let code_len = text[code_start..].find('=')?;
+        out.push((
+            text[code_start..code_start + code_len].trim() == "0",
+            text[start..end].to_string(),
+        ));
+        at = code_start + code_len + 1;
     }
-    Ok(out)
+    Some((out, at))
 }
 
 /// Whether a command can run inside a batch script: no stdin, and no secret argument (it would

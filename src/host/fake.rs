@@ -242,4 +242,21 @@ impl Host for FakeHost {
             })
             .collect())
     }
+
+    /// As a host reached by command does it, logged as one entry (`probe with N read(s)`) so
+    /// tests see that the facts came with the probe.
+    fn probe_reading(
+        &self,
+        reads: &[Cmd],
+        checks: &[Cmd],
+        units: &[String],
+        paths: &[String],
+    ) -> HostResult<(Vec<(bool, String)>, super::Probe)> {
+        drop(self.enter(format!("probe with {} read(s)", reads.len()))?);
+        let outs = reads
+            .iter()
+            .map(|c| self.run(c).map(|o| (o.ok(), o.stdout_text())))
+            .collect::<HostResult<_>>()?;
+        Ok((outs, self.probe(checks, units, paths)?))
+    }
 }

@@ -252,4 +252,39 @@ mod batch_tests {
             ]
         );
     }
+
+    /// Reads, checks, units and stats in one shell, each answered as the separate calls
+    /// answer it, even when a read prints the probe's own section markers.
+    #[test]
+    fn a_probe_reads_commands_in_the_same_round_trip() {
+        let h = LocalHost::new("local");
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        let reads = [
+            Cmd::script("echo =checks=; echo =units=; exit 1", [""; 0]),
+            Cmd::new(["echo", "kata: no /dev/kvm"]),
+        ];
+        let checks = [Cmd::new(["true"]), Cmd::new(["false"])];
+        let paths = vec![
+            f.display().to_string(),
+            d.path().join("no").display().to_string(),
+        ];
+        let (outs, probe) =
+            crate::host::probe_reading_at_once(&h, &reads, &checks, &[], &paths).unwrap();
+        assert_eq!(
+            outs,
+            vec![
+                (false, "=checks=\n=units=\n".to_string()),
+                (true, "kata: no /dev/kvm\n".to_string()),
+            ]
+        );
+        assert_eq!(probe.checks, [true, false]);
+        assert_eq!(probe.stats, h.stat_many(&paths).unwrap());
+        // Without reads it is the plain probe.
+        assert_eq!(
+            crate::host::probe_at_once(&h, &checks, &[], &paths).unwrap(),
+            probe
+        );
+    }
 }

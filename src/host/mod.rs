@@ -330,6 +330,22 @@ pub trait Host: Send + Sync {
         })
     }
 
+    /// [`Host::probe`], after running the read-only commands `reads` (each one's exit 0? and
+    /// stdout): in one round trip on hosts reached by command ([`probe_reading_at_once`]).
+    fn probe_reading(
+        &self,
+        reads: &[Cmd],
+        checks: &[Cmd],
+        units: &[String],
+        paths: &[String],
+    ) -> HostResult<(Vec<(bool, String)>, Probe)> {
+        let outs = reads
+            .iter()
+            .map(|c| self.run(c).map(|o| (o.ok(), o.stdout_text())))
+            .collect::<HostResult<_>>()?;
+        Ok((outs, self.probe(checks, units, paths)?))
+    }
+
     /// Run each command and say which exited 0 (the engine's guards). Hosts reached by
     /// command override this to batch them into one round trip ([`batch_checks`]).
     fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {

@@ -335,6 +335,16 @@ impl Host for SshHost {
         super::probe_at_once(self, checks, units, paths)
     }
 
+    fn probe_reading(
+        &self,
+        reads: &[Cmd],
+        checks: &[Cmd],
+        units: &[String],
+        paths: &[String],
+    ) -> HostResult<(Vec<(bool, String)>, Probe)> {
+        super::probe_reading_at_once(self, reads, checks, units, paths)
+    }
+
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>> {
         if paths.is_empty() {
             return Ok(Vec::new());

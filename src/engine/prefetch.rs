@@ -196,12 +196,7 @@ pub fn prefetch_speculating(
             facts.insert(q.key.clone(), remembered[&q.key].clone());
         }
     }
-    let nodes: Vec<&Node> = cx
-        .cluster
-        .nodes
-        .iter()
-        .filter(|n| cx.hosts.contains_key(&n.name))
-        .collect();
+    let nodes = connected_nodes(cx);
     let results: Vec<Option<NodeRead>> = crate::par::map(&nodes, |node| {
         let reads: &[FactQuery] = groups.get(&node.name).map_or(&[], |v| v.as_slice());
         let inputs = probe_inputs(cx, steps, node);
@@ -300,6 +295,15 @@ fn probe_inputs(cx: &Cx, steps: &[Arc<dyn Step>], node: &Node) -> Option<ProbeIn
 
 type ProbeInputs = (Vec<Cmd>, Vec<String>, Vec<String>);
 
+/// The nodes of the cluster this run is connected to.
+fn connected_nodes(cx: &Cx) -> Vec<&Node> {
+    cx.cluster
+        .nodes
+        .iter()
+        .filter(|n| cx.hosts.contains_key(&n.name))
+        .collect()
+}
+
 /// A node's facts read fresh (key, value), and its probe with what it was asked.
 type NodeRead = (Vec<(String, String)>, Option<(ProbeInputs, Probe)>);
 
@@ -307,12 +311,7 @@ type NodeRead = (Vec<(String, String)>, Option<(ProbeInputs, Probe)>);
 /// (a node that does not answer, a step that cannot say what it wants) leaves that node to be
 /// read step by step, where the error is reported.
 pub fn prefetch(cx: &Cx, steps: &[Arc<dyn Step>]) {
-    let nodes: Vec<&Node> = cx
-        .cluster
-        .nodes
-        .iter()
-        .filter(|n| cx.hosts.contains_key(&n.name))
-        .collect();
+    let nodes = connected_nodes(cx);
     crate::par::map(&nodes, |node| {
         let Some((checks, units, paths)) = probe_inputs(cx, steps, node) else {
             return;

@@ -149,6 +149,21 @@ pub fn probe_reading_at_once(
     ))
 }
 
+/// [`Host::probe_reading`] as separate calls: each read, then the probe.
+pub fn reads_then_probe<H: Host + ?Sized>(
+    host: &H,
+    reads: &[Cmd],
+    checks: &[Cmd],
+    units: &[String],
+    paths: &[String],
+) -> HostResult<(Vec<(bool, String)>, Probe)> {
+    let outs = reads
+        .iter()
+        .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
+        .collect::<HostResult<_>>()?;
+    Ok((outs, host.probe(checks, units, paths)?))
+}
+
 /// Run read-only commands in one round trip: each one's exit status (0?) and stdout, in order.
 /// Commands that cannot be batched (stdin, a secret) run one by one.
 pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>> {

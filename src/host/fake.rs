@@ -253,10 +253,6 @@ impl Host for FakeHost {
         paths: &[String],
     ) -> HostResult<(Vec<(bool, String)>, super::Probe)> {
         drop(self.enter(format!("probe with {} read(s)", reads.len()))?);
-        let outs = reads
-            .iter()
-            .map(|c| self.run(c).map(|o| (o.ok(), o.stdout_text())))
-            .collect::<HostResult<_>>()?;
-        Ok((outs, self.probe(checks, units, paths)?))
+        super::reads_then_probe(self, reads, checks, units, paths)
     }
 }

@@ -339,11 +339,7 @@ pub trait Host: Send + Sync {
         units: &[String],
         paths: &[String],
     ) -> HostResult<(Vec<(bool, String)>, Probe)> {
-        let outs = reads
-            .iter()
-            .map(|c| self.run(c).map(|o| (o.ok(), o.stdout_text())))
-            .collect::<HostResult<_>>()?;
-        Ok((outs, self.probe(checks, units, paths)?))
+        reads_then_probe(self, reads, checks, units, paths)
     }
 
     /// Run each command and say which exited 0 (the engine's guards). Hosts reached by

@@ -178,6 +178,10 @@ fn write_cache(dir: &Path, file_name: &str, sha: &str, files: &[NodeFile]) -> Re
     fsutil::write_atomic(&tmp.join(MANIFEST), manifest.as_bytes(), fsutil::PUBLIC)?;
     std::fs::rename(&tmp, &root)
         .with_context(|| format!("rename {} to {}", tmp.display(), root.display()))?;
+    // The next run takes the programs' digests from the memo instead of reading them.
+    for f in files {
+        super::digests::wrote(&on_disk(&root, &f.path), &f.blob.sha256);
+    }
     Ok(())
 }
 
@@ -301,6 +305,8 @@ mod tests {
             .unwrap();
         let tool = cache.join("t.deb/usr/bin/tool");
         assert_eq!(std::fs::read(&tool).unwrap(), b"#!tool");
+        // Its digest is remembered as written: the next run does not read the program.
+        assert!(crate::artifacts::digests::is_known(&tool));
         // Complete and matching: the package is not read again.
         let again = unpacked(&cache, "t.deb", &sha, || panic!("read the package"), false)
             .unwrap()

@@ -87,6 +87,20 @@ fn learn(path: &Path, id: String, sha: &str) {
     }
 }
 
+/// Remember the digest of a file this process has just written with bytes of that digest, so
+/// the next run takes it from the memo instead of reading and hashing it.
+pub fn wrote(path: &Path, sha: &str) {
+    if let Some(id) = identity(path) {
+        learn(path, id, sha);
+    }
+}
+
+/// Whether `path`'s digest is remembered for the file as it is now.
+#[cfg(test)]
+pub fn is_known(path: &Path) -> bool {
+    identity(path).is_some_and(|id| known(path, &id).is_some())
+}
+
 fn known(path: &Path, id: &str) -> Option<String> {
     memo()
         .as_ref()

@@ -319,7 +319,7 @@ pub fn run(
             break;
         }
         // Facts read before any change are still true; after one, each step reads again.
-        if report.changes() > 0 {
+        if cx.prefetched.changed() {
             cx.facts.lock().expect("facts lock").clear();
         }
         let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();

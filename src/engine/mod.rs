@@ -308,7 +308,8 @@ pub fn run(
     // Facts and probe in one round trip per node when the last run's facts are remembered
     // (and still true); else the facts first, then the probe.
     let cluster_dir = cx.cluster.cluster_dir();
-    if !prefetch::prefetch_speculating(&cx, &steps, &prefetch::remembered(&cluster_dir)) {
+    let remembered = prefetch::remembered(&cluster_dir);
+    if !prefetch::prefetch_speculating(&cx, &steps, &remembered) {
         prefetch::prefetch_facts(&cx, &steps);
         prefetch::prefetch(&cx, &steps);
     }
@@ -383,7 +384,7 @@ pub fn run(
             prefetch::prefetch_facts(&cx, &all_steps);
         }
         if let Some(facts) = prefetch::current_facts(&cx, &all_steps) {
-            prefetch::remember(&cluster_dir, &facts);
+            prefetch::remember(&cluster_dir, &facts, &remembered);
         }
     }
     report.seconds = start.elapsed().as_secs_f64();

@@ -161,9 +161,13 @@ pub fn remembered(cluster_dir: &Path) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Keep `facts` for the next run (unless they are what is remembered already).
-pub fn remember(cluster_dir: &Path, facts: &BTreeMap<String, String>) {
-    if facts.is_empty() || remembered(cluster_dir) == *facts {
+/// Keep `facts` for the next run (unless they are `before`, what the run found remembered).
+pub fn remember(
+    cluster_dir: &Path,
+    facts: &BTreeMap<String, String>,
+    before: &BTreeMap<String, String>,
+) {
+    if facts.is_empty() || before == facts {
         return;
     }
     let text = serde_json::to_vec_pretty(facts).unwrap_or_default();

@@ -157,21 +157,14 @@ pub fn reads_then_probe<H: Host + ?Sized>(
     units: &[String],
     paths: &[String],
 ) -> HostResult<(Vec<(bool, String)>, Probe)> {
-    let outs = reads
-        .iter()
-        .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
-        .collect::<HostResult<_>>()?;
-    Ok((outs, host.probe(checks, units, paths)?))
+    Ok((run_each(host, reads)?, host.probe(checks, units, paths)?))
 }
 
 /// Run read-only commands in one round trip: each one's exit status (0?) and stdout, in order.
 /// Commands that cannot be batched (stdin, a secret) run one by one.
 pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>> {
     if cmds.len() < 2 || !cmds.iter().all(batchable) {
-        return cmds
-            .iter()
-            .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
-            .collect();
+        return run_each(host, cmds);
     }
     let mut cmd = Cmd::new(["sh", "-c", &reads_script(cmds)]);
     cmd.timeout = longest_timeout(cmds);
@@ -186,6 +179,13 @@ pub fn run_all(host: &dyn Host, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>>
                 text.chars().take(200).collect::<String>()
             ),
         })
+}
+
+/// Each command run on its own: its (exit 0?, stdout), in order.
+fn run_each<H: Host + ?Sized>(host: &H, cmds: &[Cmd]) -> HostResult<Vec<(bool, String)>> {
+    cmds.iter()
+        .map(|c| host.run(c).map(|o| (o.ok(), o.stdout_text())))
+        .collect()
 }
 
 /// The script part that runs read-only commands one after another, each output framed by

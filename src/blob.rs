@@ -82,9 +82,7 @@ impl Blob {
                 if let Some(b) = read.get() {
                     return Ok(b);
                 }
-                let b = std::fs::read(path).map_err(|e| {
-                    io::Error::new(e.kind(), format!("read {}: {e}", path.display()))
-                })?;
+                let b = std::fs::read(path).map_err(read_error(path))?;
                 let got = sha256_hex(&b);
                 if got != self.sha256 {
                     return Err(io::Error::other(format!(
@@ -110,13 +108,16 @@ impl Blob {
                 let mut out = Vec::with_capacity(n);
                 std::fs::File::open(path)
                     .and_then(|f| f.take(n as u64).read_to_end(&mut out))
-                    .map_err(|e| {
-                        io::Error::new(e.kind(), format!("read {}: {e}", path.display()))
-                    })?;
+                    .map_err(read_error(path))?;
                 Ok(out)
             }
         }
     }
+}
+
+/// An I/O error that names the file read.
+fn read_error(path: &std::path::Path) -> impl FnOnce(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("read {}: {e}", path.display()))
 }
 
 /// Two blobs are the same content when their digests are.

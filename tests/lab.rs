@@ -279,7 +279,7 @@ fn lab_vms_end_to_end() {
     );
     assert!(lab.domains().is_empty());
     let pool = c.storage_dir();
-    let disks: Vec<_> = std::fs::read_dir(&pool)
+    let disks: Vec<_> = std::fs::read_dir(pool)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();

@@ -86,13 +86,12 @@ impl Apt {
     fn new(cluster: &Cluster, suite: &str, look_only: bool) -> Result<Option<Apt>> {
         let a = &cluster.artifacts;
         let dir = super::downloads_dir(cluster).join(format!("deb-{suite}"));
-        let mirror = if a.deb_mirror.is_empty() {
-            host_mirror().ok_or_else(|| {
+        let mirror = match &a.deb_mirror {
+            Some(m) => m.clone(),
+            None => host_mirror().ok_or_else(|| {
                 Failure::bad_input("no Debian archive found in this machine's apt sources")
                     .hint("set spec.artifacts.debMirror to the archive's URL")
-            })?
-        } else {
-            a.deb_mirror.clone()
+            })?,
         };
         let sources = format!("deb [signed-by={KEYRING}] {mirror} {suite} main\n");
         let list = dir.join("sources.list");

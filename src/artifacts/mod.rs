@@ -19,7 +19,7 @@ pub mod fetch;
 mod go;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
@@ -178,23 +178,17 @@ pub fn downloads_dir(cluster: &Cluster) -> PathBuf {
 }
 
 fn version_for(cluster: &Cluster, c: &Component) -> String {
+    let v = &cluster.versions;
     match c.version_of {
-        "kubernetes" => cluster.kubernetes.version.to_string(),
-        "etcd" => cluster.versions.etcd.trim_start_matches('v').to_string(),
-        "containerd" => cluster
-            .versions
-            .containerd
-            .trim_start_matches('v')
-            .to_string(),
-        "runc" => cluster.versions.runc.trim_start_matches('v').to_string(),
-        "cni-plugins" => cluster
-            .versions
-            .cni_plugins
-            .trim_start_matches('v')
-            .to_string(),
-        "calico" => cluster.versions.calico.trim_start_matches('v').to_string(),
+        "kubernetes" => cluster.kubernetes.version,
+        "etcd" => v.etcd,
+        "containerd" => v.containerd,
+        "runc" => v.runc,
+        "cni-plugins" => v.cni_plugins,
+        "calico" => v.calico,
         other => panic!("no version for {other}"),
     }
+    .to_string()
 }
 
 /// The expected sha256 of an upstream file: the cluster file's, else the catalogue's.
@@ -299,15 +293,15 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
     }
     // A local directory: `dir` source, or `deb` for what Debian does not carry.
     if a.source != ArtifactSource::Upstream {
-        if a.dir.is_empty() {
+        let Some(dir) = &a.dir else {
             return Ok(Provided::Missing {
                 reason: format!(
                     "{name} {version} is not packaged in Debian and no artifacts.dir is set"
                 ),
                 file,
             });
-        }
-        let path = Path::new(&a.dir).join(&file);
+        };
+        let path = dir.join(&file);
         let Some(blob) = blob_of(&path)? else {
             return Ok(Provided::Missing {
                 reason: if a.source == ArtifactSource::Build {
@@ -325,7 +319,7 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
         let shown = path.display().to_string();
         let pinned = expected_sha(cluster, &c, &version, &file);
         // The directory's SHA256SUMS (what `artifacts build` writes) vouches for its files.
-        let listed = build::read_manifest(Path::new(&a.dir))?
+        let listed = build::read_manifest(dir)?
             .and_then(|list| list.into_iter().find(|(n, _)| *n == file))
             .map(|(_, s)| s);
         for want in pinned.iter().chain(listed.iter()) {
@@ -335,11 +329,11 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
             if !a.allow_unverified {
                 return Err(Failure::new(format!(
                     "{shown}: no known sha256 to verify it against (not pinned for {name} {version}, not in spec.artifacts.sha256, no SHA256SUMS line for it in {})",
-                    a.dir
+                    dir.display()
                 ))
                 .hint(format!(
                     "add `{file}: <sha256>` under spec.artifacts.sha256, or a `<sha256>  {file}` line to {}/SHA256SUMS; to install it unverified pass --allow-unverified-artifacts",
-                    a.dir
+                    dir.display()
                 ))
                 .into());
             }

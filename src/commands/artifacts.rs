@@ -75,7 +75,7 @@ pub fn ensure_for(
 ) -> Result<()> {
     let set = set_of(cluster)?;
     let cached = build::output_dir(&build::cache_dir(env), set.kubernetes);
-    let dir = std::path::Path::new(&cluster.artifacts.dir);
+    let dir = cluster.artifacts.build_dir();
     if dir == cached {
         return ensure(printer, cluster, env, None, false).map(|_| ());
     }

@@ -11,8 +11,8 @@ pub fn run(ctx: &mut Ctx, args: &ImageArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(spec)?;
     let out = cluster.image_path();
     ctx.printer.status(&format!("image: {}", out.display()));
-    let built = image::build(&out, *force)?;
-    let size = std::fs::metadata(&out).map(|m| m.len() >> 20).unwrap_or(0);
+    let built = image::build(out, *force)?;
+    let size = std::fs::metadata(out).map(|m| m.len() >> 20).unwrap_or(0);
     ctx.printer.status(&format!(
         "image {} ({size} MiB){}",
         if built { "built" } else { "exists" },

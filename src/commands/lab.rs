@@ -5,7 +5,6 @@ use anyhow::Result;
 use super::Ctx;
 use crate::cli::{LabAction, LabArgs};
 use crate::lab;
-use crate::spec::HypervisorMode;
 
 pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
     let spec = match &args.action {
@@ -13,8 +12,11 @@ pub fn run(ctx: &mut Ctx, args: &LabArgs) -> Result<()> {
             &s.spec
         }
     };
-    let (mut cluster, _) = ctx.cluster(spec)?;
-    cluster.hypervisor.mode = HypervisorMode::Lab;
+    // `lab` speaks of the lab whatever the file says: resolved as with --lab (the pool's default
+    // directory follows the mode).
+    let mut overrides = spec.overrides();
+    overrides.lab = true;
+    let (cluster, _) = crate::spec::resolve(spec.file.as_deref(), &overrides, ctx.env)?;
     match &args.action {
         LabAction::Up(_) => {
             let (state, started) = lab::up(&cluster)?;

@@ -42,14 +42,18 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let resolved = resolve_artifacts(&cluster, &all, true, crate::artifacts::Fetch::Never)?;
     let mut downloads = would_download(&resolved.provided);
     if cluster.artifacts.source == crate::spec::ArtifactSource::Build
-        && !crate::artifacts::build::verify_dir(std::path::Path::new(&cluster.artifacts.dir))?
+        && !crate::artifacts::build::verify_dir(cluster.artifacts.build_dir())?
     {
         let set = super::artifacts::set_of(&cluster)?;
         downloads.insert(
             0,
             format!(
                 "Go modules of kubernetes v{}, etcd v{}, crictl v{} and CoreDNS v{}, built into {} (`artifacts build`)",
-                set.kubernetes, set.etcd, set.crictl, set.coredns, cluster.artifacts.dir
+                set.kubernetes,
+                set.etcd,
+                set.crictl,
+                set.coredns,
+                cluster.artifacts.build_dir().display()
             ),
         );
     }

@@ -251,12 +251,10 @@ pub fn domain_type(cluster: &Cluster, kvm: bool) -> (&'static str, String) {
         DomainTypeChoice::Auto if kvm => "kvm",
         DomainTypeChoice::Auto => "qemu",
     };
-    let cpu = if !cluster.hypervisor.cpu_mode.is_empty() {
-        cluster.hypervisor.cpu_mode.clone()
-    } else if t == "kvm" {
-        "host-passthrough".into()
-    } else {
-        "maximum".into()
+    let cpu = match &cluster.hypervisor.cpu_mode {
+        Some(mode) => mode.clone(),
+        None if t == "kvm" => "host-passthrough".into(),
+        None => "maximum".into(),
     };
     (t, cpu)
 }
@@ -345,7 +343,7 @@ pub fn domain_xml(
             cpu_mode,
             vcpus: node.vcpus,
             memory_mib: node.memory_mib,
-            fwcfg: cluster.hypervisor.template_kind == crate::spec::TemplateKind::Kubicluster,
+            fwcfg: !cluster.hypervisor.is_legacy(),
             disk: disk.display().to_string(),
             identity_file: files.identity.display().to_string(),
             host_key_file: files.host_key.display().to_string(),

@@ -126,7 +126,7 @@ fn domain_type_follows_kvm_and_overrides() {
     assert_eq!(domain_type(&c, false), ("qemu", "maximum".to_string()));
     c.hypervisor.domain_type = DomainTypeChoice::Qemu;
     assert_eq!(domain_type(&c, true).0, "qemu");
-    c.hypervisor.cpu_mode = "host-model".into();
+    c.hypervisor.cpu_mode = Some("host-model".into());
     assert_eq!(domain_type(&c, true).1, "host-model");
 }
 

@@ -9,6 +9,7 @@ pub mod build_sets;
 mod defaults;
 mod overrides;
 mod problem;
+mod settings;
 mod types;
 mod validate;
 pub mod versions;
@@ -21,6 +22,7 @@ use ipnet::Ipv4Net;
 pub use defaults::{DEFAULT_CLUSTER_NAME, default_cluster_file, example_cluster_file};
 pub use overrides::{Overrides, parse_node_spec};
 pub use problem::{Problem, Problems};
+pub use settings::{Artifacts, ComponentVersions, Hypervisor, Template};
 pub use types::*;
 pub use validate::{is_dns_label, validate};
 pub use versions::Version;
@@ -126,12 +128,12 @@ pub struct Cluster {
     pub kubernetes: Kubernetes,
     pub etcd: EtcdEntry,
     pub pki: PkiEntry,
-    pub versions: Versions,
+    pub versions: ComponentVersions,
     pub ssh_user: String,
     pub ssh_port: u16,
     pub ssh_key: PathBuf,
-    pub hypervisor: HypervisorEntry,
-    pub artifacts: ArtifactsEntry,
+    pub hypervisor: Hypervisor,
+    pub artifacts: Artifacts,
     pub controller_manager: ControllerManagerEntry,
     pub cni: Cni,
     pub containerd: ContainerdEntry,
@@ -179,23 +181,13 @@ impl Cluster {
     }
 
     /// The template image (built by `kubicluster image build` unless set).
-    pub fn image_path(&self) -> PathBuf {
-        if self.hypervisor.image.is_empty() {
-            self.work_dir
-                .join("images")
-                .join("kubicluster-bookworm.qcow2")
-        } else {
-            PathBuf::from(&self.hypervisor.image)
-        }
+    pub fn image_path(&self) -> &Path {
+        &self.hypervisor.image
     }
 
     /// Directory of the storage pool for VM disks.
-    pub fn storage_dir(&self) -> PathBuf {
-        match (self.hypervisor.storage_dir.is_empty(), self.hypervisor.mode) {
-            (false, _) => PathBuf::from(&self.hypervisor.storage_dir),
-            (true, HypervisorMode::Lab) => self.lab_dir().join("pool"),
-            (true, HypervisorMode::Host) => PathBuf::from("/var/lib/libvirt/images"),
-        }
+    pub fn storage_dir(&self) -> &Path {
+        &self.hypervisor.storage_dir
     }
 
     /// `known_hosts` with every VM's pinned SSH host key.
@@ -420,13 +412,12 @@ fn resolve_build_source(c: &mut Cluster, env: &dyn Fn(&str) -> Option<String>) -
             )),
         ];
     };
-    if c.artifacts.dir.is_empty() {
-        c.artifacts.dir = build::output_dir(&build::cache_dir(env), set.kubernetes)
-            .display()
-            .to_string();
-    }
-    let dir = std::path::PathBuf::from(&c.artifacts.dir);
-    c.versions.etcd = set.etcd.to_string();
+    let dir = c
+        .artifacts
+        .dir
+        .get_or_insert_with(|| build::output_dir(&build::cache_dir(env), set.kubernetes))
+        .clone();
+    c.versions.etcd = set.etcd.parse().expect("a build set's etcd is a version");
     for f in build::IMAGE_FILES {
         let p = dir.join(f);
         if !c.images.contains(&p) {
@@ -439,8 +430,8 @@ fn resolve_build_source(c: &mut Cluster, env: &dyn Fn(&str) -> Option<String>) -
     c.coredns_image = build::coredns_image(set);
     c.test_image = build::BUSYBOX_IMAGE.to_string();
     let s = &mut c.file.spec;
-    s.artifacts.dir = c.artifacts.dir.clone();
-    s.versions.etcd = c.versions.etcd.clone();
+    s.artifacts.dir = dir.display().to_string();
+    s.versions.etcd = c.versions.etcd.to_string();
     s.containerd.sandbox_image = c.containerd.sandbox_image.clone();
     Vec::new()
 }

@@ -275,3 +275,56 @@ fn an_out_of_range_legacy_variable_is_refused_not_clamped() {
         ]
     );
 }
+
+#[test]
+fn every_empty_default_is_decided_when_the_spec_is_resolved() {
+    let cwd = std::env::current_dir().unwrap();
+    let c = validate(&default_cluster_file()).unwrap();
+    let h = &c.hypervisor;
+    assert_eq!(
+        h.image,
+        cwd.join("work/images/kubicluster-bookworm.qcow2"),
+        "the image `image build` makes"
+    );
+    assert_eq!(h.storage_dir, PathBuf::from("/var/lib/libvirt/images"));
+    assert_eq!(h.cpu_mode, None, "chosen with the domain type");
+    assert_eq!(h.boot_timeout, std::time::Duration::from_secs(300));
+    assert_eq!(h.template, Template::Kubicluster);
+    assert_eq!(c.artifacts.dir, None);
+    assert_eq!(c.artifacts.deb_mirror, None, "the host's own apt sources");
+    let v: Version = "3.6.0".parse().unwrap();
+    assert!(
+        c.versions.etcd >= v,
+        "versions are typed: {}",
+        c.versions.etcd
+    );
+
+    // The lab keeps its pool below the cluster's directory; a legacy template's addresses are
+    // addresses; a chosen CPU mode and directories are kept.
+    let mut file = default_cluster_file();
+    let h = &mut file.spec.hypervisor;
+    h.mode = HypervisorMode::Lab;
+    h.template_kind = TemplateKind::Legacy;
+    h.template_host_key = "/keys/template.pub".into();
+    h.cpu_mode = "host-model".into();
+    file.spec.artifacts.deb_mirror = "http://mirror.invalid/debian".into();
+    let c = validate(&file).unwrap();
+    assert_eq!(
+        c.hypervisor.storage_dir,
+        cwd.join("work/kubicluster/lab/pool")
+    );
+    assert_eq!(c.hypervisor.cpu_mode.as_deref(), Some("host-model"));
+    assert_eq!(
+        c.hypervisor.template,
+        Template::Legacy {
+            host_key: "/keys/template.pub".into(),
+            ip: Ipv4Addr::new(192, 168, 122, 254),
+            cluster_ip: Ipv4Addr::new(192, 168, 24, 254),
+        }
+    );
+    assert!(c.hypervisor.is_legacy());
+    assert_eq!(
+        c.artifacts.deb_mirror.as_deref(),
+        Some("http://mirror.invalid/debian")
+    );
+}

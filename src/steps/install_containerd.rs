@@ -94,13 +94,7 @@ fn containerd_version(cx: &Cx) -> (String, u32, u32) {
         .inputs
         .artifact("containerd")
         .and_then(|p| p.version())
-        .unwrap_or_else(|| {
-            cx.cluster
-                .versions
-                .containerd
-                .trim_start_matches('v')
-                .into()
-        });
+        .unwrap_or_else(|| cx.cluster.versions.containerd.to_string());
     let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
     let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
     (v, major, minor)

@@ -99,7 +99,7 @@ fn read_template(t: &Path, key: Option<&Path>) -> Result<(Vec<u8>, Vec<u8>, Path
 fn take_template(cluster: &Cluster, t: &Path, key: Option<&Path>, gate: &mut Gate) -> Result<()> {
     let (bytes, key_bytes, key) = read_template(t, key)?;
     let out = cluster.image_path();
-    if fsutil::read_optional(&out)?.as_deref() != Some(&bytes[..]) {
+    if fsutil::read_optional(out)?.as_deref() != Some(&bytes[..]) {
         gate.wet(
             Change::TakeFile {
                 path: out.display().to_string(),
@@ -108,7 +108,7 @@ fn take_template(cluster: &Cluster, t: &Path, key: Option<&Path>, gate: &mut Gat
             },
             || {
                 fsutil::ensure_dir(out.parent().expect("has a parent"), 0o755)?;
-                fsutil::write_atomic(&out, &bytes, 0o644)
+                fsutil::write_atomic(out, &bytes, 0o644)
             },
         )?;
     }

@@ -72,8 +72,8 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
                     path: dir.display().to_string(),
                 },
                 || {
-                    fsutil::ensure_dir(&dir, 0o711)?;
-                    hv.create_pool(&hypervisor::pool_xml(pool, &dir))
+                    fsutil::ensure_dir(dir, 0o711)?;
+                    hv.create_pool(&hypervisor::pool_xml(pool, dir))
                 },
             )?;
         }
@@ -118,7 +118,7 @@ pub fn template_volume(
         // build_image, before this step, builds it there.
         return Ok(None);
     }
-    let mut f = std::fs::File::open(&image).map_err(|e| {
+    let mut f = std::fs::File::open(image).map_err(|e| {
         Failure::bad_input(format!("template image {}: {e}", image.display())).hint(
             "build one with `kubicluster image build`, or give an existing qcow2 with --image",
         )
@@ -134,7 +134,7 @@ pub fn template_volume(
         .into());
     }
     let mut hasher = Sha256::new();
-    let mut f = std::fs::File::open(&image)?;
+    let mut f = std::fs::File::open(image)?;
     std::io::copy(&mut f, &mut hasher)?;
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -152,7 +152,7 @@ pub fn template_volume(
         },
         || {
             let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::copy(&image, &tmp)
+            std::fs::copy(image, &tmp)
                 .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
             std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
             std::fs::rename(&tmp, dir.join(&name))?;

@@ -46,7 +46,7 @@ pub(crate) fn create_vm(
     let client = sshkeys::ensure_key(&cluster.ssh_key, &format!("kubicluster@{}", cluster.name))?;
     let files = VmFiles::for_node(cluster, &n.name);
     fsutil::ensure_dir(&cluster.vm_dir(&n.name), fsutil::PRIVATE_DIR)?;
-    if legacy(cluster) {
+    if cluster.hypervisor.is_legacy() {
         // The VM makes its own key while being re-addressed; an old pin must not survive.
         let _ = std::fs::remove_file(files.host_key.with_extension("pub"));
     } else {
@@ -80,7 +80,7 @@ pub(crate) fn create_vm(
         &cpu,
         fingerprint,
     ))?;
-    if legacy(cluster) {
+    if cluster.hypervisor.is_legacy() {
         // Started one at a time by `readdress`: every clone boots with the template's address.
         return Ok(());
     }
@@ -92,14 +92,20 @@ pub(crate) fn create_vm(
 /// host key, pin that key, reboot it. Only one clone may hold the template address at a time.
 pub(crate) fn readdress(cluster: &Cluster, hv: &dyn Hypervisor, n: &Node) -> Result<()> {
     let h = &cluster.hypervisor;
-    let tip: Ipv4Addr = h.template_ip.parse().expect("validated");
-    let tcip: Ipv4Addr = h.template_cluster_ip.parse().expect("validated");
-    let template_key =
-        PublicKey::read_openssh_file(Path::new(&h.template_host_key)).map_err(|e| {
-            Failure::bad_input(format!("template host key {}: {e}", h.template_host_key))
-                .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub")
-        })?;
-    let timeout = Duration::from_secs(h.boot_timeout_seconds.into());
+    let crate::spec::Template::Legacy {
+        host_key,
+        ip: tip,
+        cluster_ip: tcip,
+    } = &h.template
+    else {
+        unreachable!("readdress serves legacy templates only")
+    };
+    let (tip, tcip) = (*tip, *tcip);
+    let template_key = PublicKey::read_openssh_file(host_key).map_err(|e| {
+        Failure::bad_input(format!("template host key {}: {e}", host_key.display()))
+            .hint("give the template's /etc/ssh/ssh_host_ed25519_key.pub")
+    })?;
+    let timeout = h.boot_timeout;
     crate::retry::until(Duration::from_secs(60), Duration::from_secs(1), || {
         if answers(tip, cluster.ssh_port) {
             Err(().into())
@@ -256,7 +262,7 @@ pub fn apply(
             started.push(n.name.clone());
         }
     }
-    if legacy(cluster) && !gate.dry_run() {
+    if cluster.hypervisor.is_legacy() && !gate.dry_run() {
         // Part of creating these VMs (their changes were listed above): one at a time.
         for p in plan
             .iter()

@@ -38,7 +38,7 @@ use crate::host::ssh::SshHost;
 use crate::host::{Cmd, HostError};
 use crate::hypervisor::{self, Hypervisor, VmFiles, VmState, VolumeInfo};
 use crate::par;
-use crate::spec::{Cluster, ClusterNetMode, Node, TemplateKind};
+use crate::spec::{Cluster, ClusterNetMode, Node};
 use crate::sshkeys;
 
 pub(crate) fn owned_by_us(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Result<()> {
@@ -58,10 +58,6 @@ pub(crate) fn owned_by_us(cluster: &Cluster, d: &hypervisor::DomainInfo) -> Resu
 pub fn host_key(cluster: &Cluster, node: &str) -> Result<ssh_key::PrivateKey> {
     let files = VmFiles::for_node(cluster, node);
     sshkeys::ensure_key(&files.host_key, &format!("{node}@{}", cluster.name))
-}
-
-pub(crate) fn legacy(cluster: &Cluster) -> bool {
-    cluster.hypervisor.template_kind == TemplateKind::Legacy
 }
 
 /// The host key a node must present, from the pin store (never minted here: reading a pin

@@ -10,7 +10,7 @@ pub(crate) const MIN_FREE_MIB: u64 = 256;
 /// free; `Ok` once there is room again.
 pub(crate) fn disk_space_or_explain(cluster: &Cluster, node: &str) -> Result<()> {
     let dir = cluster.storage_dir();
-    match disk_full(node, &dir, hypervisor::free_mib(&dir)) {
+    match disk_full(node, dir, hypervisor::free_mib(dir)) {
         Some(f) => Err(f.into()),
         None => Ok(()),
     }
@@ -120,7 +120,7 @@ pub fn wait_all(
     hv: &dyn Hypervisor,
     names: &[String],
 ) -> Result<Vec<(String, Duration)>> {
-    let timeout = Duration::from_secs(cluster.hypervisor.boot_timeout_seconds.into());
+    let timeout = cluster.hypervisor.boot_timeout;
     let start = Instant::now();
     let results: Vec<(String, Result<Duration>)> = par::map(names, |name| {
         let n = cluster.node(name).expect("a cluster node");

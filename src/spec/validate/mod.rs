@@ -10,7 +10,9 @@ use ipnet::Ipv4Net;
 use super::problem::{Problem, Problems};
 use super::types::*;
 use super::versions::{Version, supported};
-use super::{Cluster, Kubernetes, NetworksResolved, Node};
+use super::{
+    Artifacts, Cluster, ComponentVersions, Hypervisor, Kubernetes, NetworksResolved, Node,
+};
 
 mod nodes;
 mod sections;
@@ -416,6 +418,7 @@ fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluste
     } else {
         PathBuf::from(&spec.ssh.private_key)
     };
+    let vms = Hypervisor::resolve(&spec.hypervisor, &work_dir, &work_dir.join(name));
     let mut resolved = file.clone();
     resolved.spec.networks.cluster.bridge = bridge.clone();
     Cluster {
@@ -443,12 +446,12 @@ fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluste
         },
         etcd: spec.etcd.clone(),
         pki: spec.pki.clone(),
-        versions: spec.versions.clone(),
+        versions: ComponentVersions::resolve(&spec.versions),
         ssh_user: spec.ssh.user.clone(),
         ssh_port: spec.ssh.port,
         ssh_key,
-        hypervisor: spec.hypervisor.clone(),
-        artifacts: spec.artifacts.clone(),
+        hypervisor: vms,
+        artifacts: Artifacts::resolve(&spec.artifacts),
         controller_manager: spec.controller_manager.clone(),
         cni: nets.cni,
         containerd: spec.containerd.clone(),

@@ -9,12 +9,12 @@ fn a_bad_template_creates_nothing() {
     infra(&c, &hv).unwrap();
     let text = tmp.path().join("notes.txt");
     std::fs::write(&text, "not an image").unwrap();
-    c.hypervisor.image = text.display().to_string();
+    c.hypervisor.image = text.clone();
     hv.clear_calls();
     let p = plan(&c, &hv, false).unwrap();
     let err = apply(&c, &hv, &p, false).unwrap_err();
     assert!(err.to_string().ends_with("is not a qcow2 file"), "{err}");
-    c.hypervisor.image = tmp.path().join("missing.qcow2").display().to_string();
+    c.hypervisor.image = tmp.path().join("missing.qcow2");
     let err = apply(&c, &hv, &p, false).unwrap_err();
     assert!(
         err.to_string().contains("missing.qcow2: No such file"),

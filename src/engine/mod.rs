@@ -42,7 +42,7 @@ pub struct Cx {
     pub inputs: inputs::Inputs,
     /// Facts read from the nodes (which controllers hold etcd data, can a worker run kata),
     /// shared by a step's nodes; cleared when a step starts after a change was applied.
-    pub facts: std::sync::Mutex<BTreeMap<String, String>>,
+    pub facts: std::sync::Mutex<BTreeMap<String, Fact>>,
     /// What [`prefetch::prefetch`] read for the whole run, until the first change.
     pub prefetched: prefetch::Prefetched,
 }
@@ -64,7 +64,7 @@ impl Cx {
 
     /// The fact `q` asks for: from what [`prefetch::prefetch`] read (every step's declared
     /// facts, one round trip per node), else read now on its node and kept like [`Cx::fact`].
-    pub fn fact_of(&self, q: &FactQuery) -> Result<String> {
+    pub fn fact_of(&self, q: &FactQuery) -> Result<Fact> {
         self.fact(&q.key, || {
             let o = self.host(&q.node)?.run(&q.cmd)?;
             Ok((q.read)(o.ok(), &o.stdout_text()))
@@ -72,7 +72,7 @@ impl Cx {
     }
 
     /// A fact, read once per step: `read` runs only if no node of this step asked before.
-    pub fn fact(&self, key: &str, read: impl FnOnce() -> Result<String>) -> Result<String> {
+    pub fn fact(&self, key: &str, read: impl FnOnce() -> Result<Fact>) -> Result<Fact> {
         if let Some(v) = self.facts.lock().expect("facts lock").get(key) {
             return Ok(v.clone());
         }
@@ -91,6 +91,34 @@ impl Cx {
     }
 }
 
+/// What a [`FactQuery`] found on its node: the fact holds, or it does not and why (the reason
+/// is shown where a plan depends on it: "kube-apiserver is not running (inactive)").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fact {
+    Holds,
+    Not(String),
+}
+
+impl Fact {
+    /// From a check's outcome: `ok`, else not, for `why`.
+    pub fn check(ok: bool, why: impl FnOnce() -> String) -> Fact {
+        if ok { Fact::Holds } else { Fact::Not(why()) }
+    }
+
+    pub fn holds(&self) -> bool {
+        *self == Fact::Holds
+    }
+
+    /// Why it does not hold (None: it holds).
+    pub fn why_not(&self) -> Option<&str> {
+        match self {
+            Fact::Holds => None,
+            Fact::Not(why) => Some(why),
+        }
+    }
+}
+
 /// A fact a step reads from a node to decide what it wants (is there etcd data, does the API
 /// server run, can kata run): a command whose exit status and output make the answer. Declared
 /// by [`Step::facts`], all of a run's facts are read before the first step, one round trip per
@@ -104,7 +132,7 @@ pub struct FactQuery {
     /// Read-only, no stdin, no secret (it runs in a batch).
     pub cmd: crate::host::Cmd,
     /// The answer from (exit status 0?, stdout).
-    pub read: fn(bool, &str) -> String,
+    pub read: fn(bool, &str) -> Fact,
 }
 
 /// One step of the pipeline; one file per step under `steps/`.

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::path::{Path, PathBuf};
 
-use super::{Cx, FactQuery, Step};
+use super::{Cx, Fact, FactQuery, Step};
 use crate::host::{Cmd, Probe, Stat};
 use crate::spec::Node;
 
@@ -138,7 +138,7 @@ pub fn prefetch_facts(cx: &Cx, steps: &[Arc<dyn Step>]) {
 
 /// The facts of the run's steps as `cx` holds them now (for [`remember`]); `None` if one is
 /// missing (a node did not answer).
-pub fn current_facts(cx: &Cx, steps: &[Arc<dyn Step>]) -> Option<BTreeMap<String, String>> {
+pub fn current_facts(cx: &Cx, steps: &[Arc<dyn Step>]) -> Option<BTreeMap<String, Fact>> {
     let facts = cx.facts.lock().expect("facts lock");
     fact_queries(cx, steps)
         .values()
@@ -154,7 +154,7 @@ fn memo_path(cluster_dir: &Path) -> PathBuf {
 
 /// The facts the last run of this cluster read (empty when there are none, or unreadable: the
 /// memo only ever saves a round trip).
-pub fn remembered(cluster_dir: &Path) -> BTreeMap<String, String> {
+pub fn remembered(cluster_dir: &Path) -> BTreeMap<String, Fact> {
     std::fs::read(memo_path(cluster_dir))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -164,8 +164,8 @@ pub fn remembered(cluster_dir: &Path) -> BTreeMap<String, String> {
 /// Keep `facts` for the next run (unless they are `before`, what the run found remembered).
 pub fn remember(
     cluster_dir: &Path,
-    facts: &BTreeMap<String, String>,
-    before: &BTreeMap<String, String>,
+    facts: &BTreeMap<String, Fact>,
+    before: &BTreeMap<String, Fact>,
 ) {
     if facts.is_empty() || before == facts {
         return;
@@ -187,7 +187,7 @@ pub fn remember(
 pub fn prefetch_speculating(
     cx: &Cx,
     steps: &[Arc<dyn Step>],
-    remembered: &BTreeMap<String, String>,
+    remembered: &BTreeMap<String, Fact>,
 ) -> bool {
     let groups = fact_queries(cx, steps);
     let all: Vec<&FactQuery> = groups.values().flatten().collect();
@@ -235,7 +235,7 @@ pub fn prefetch_speculating(
             }
         }
     });
-    let mut fresh: BTreeMap<String, String> = BTreeMap::new();
+    let mut fresh: BTreeMap<String, Fact> = BTreeMap::new();
     let mut probed = Vec::new();
     for (node, r) in nodes
         .iter()
@@ -309,7 +309,7 @@ fn connected_nodes(cx: &Cx) -> Vec<&Node> {
 }
 
 /// A node's facts read fresh (key, value), and its probe with what it was asked.
-type NodeRead = (Vec<(String, String)>, Option<(ProbeInputs, Probe)>);
+type NodeRead = (Vec<(String, Fact)>, Option<(ProbeInputs, Probe)>);
 
 /// Read, in one probe per node, what every step in `steps` will plan from. Read-only; an error
 /// (a node that does not answer, a step that cannot say what it wants) leaves that node to be

@@ -12,7 +12,7 @@ use crate::engine::StepId;
 use anyhow::{Context, Result};
 
 use crate::artifacts::Provided;
-use crate::engine::{Blob, Cx, Desired, FactQuery, Step};
+use crate::engine::{Blob, Cx, Desired, Fact, FactQuery, Step};
 use crate::render;
 use crate::spec::{Cluster, Cni, Node};
 
@@ -135,22 +135,22 @@ fn not_applicable(cx: &Cx, node: &Node) -> Result<Option<String>> {
         return Ok(Some("no connection to the controller (render)".into()));
     }
     // Read once per step: `desired` and `verify` both ask.
-    let why = cx.fact_of(&apiserver_inactive(node))?;
-    Ok((!why.is_empty()).then_some(why))
+    Ok(cx
+        .fact_of(&apiserver_active(node))?
+        .why_not()
+        .map(str::to_string))
 }
 
-/// Why kube-apiserver is not running on `node` (empty: it runs).
-fn apiserver_inactive(node: &Node) -> FactQuery {
+/// Does kube-apiserver run on `node` (and if not, why)?
+fn apiserver_active(node: &Node) -> FactQuery {
     FactQuery {
-        key: format!("apiserver-inactive:{}", node.name),
+        key: format!("apiserver-active:{}", node.name),
         node: node.name.clone(),
         cmd: crate::host::Cmd::new(["systemctl", "is-active", "kube-apiserver.service"]),
         read: |ok, out| {
-            if ok {
-                String::new()
-            } else {
+            Fact::check(ok, || {
                 format!("kube-apiserver is not running ({})", out.trim())
-            }
+            })
         },
     }
 }
@@ -173,7 +173,7 @@ impl Step for InstallAddons {
 
     fn facts(&self, cx: &Cx, node: &Node) -> Vec<FactQuery> {
         if cx.hosts.contains_key(&node.name) {
-            vec![apiserver_inactive(node)]
+            vec![apiserver_active(node)]
         } else {
             Vec::new()
         }

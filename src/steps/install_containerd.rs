@@ -11,7 +11,7 @@
 use crate::engine::StepId;
 use anyhow::{Result, bail};
 
-use crate::engine::{Blob, Cx, Desired, FactQuery, GuardedCmd, Step, UnitSpec};
+use crate::engine::{Blob, Cx, Desired, Fact, FactQuery, GuardedCmd, Step, UnitSpec};
 use crate::host::Cmd;
 use crate::render;
 use crate::spec::{Cluster, Node, Runtime};
@@ -41,8 +41,10 @@ pub fn kata_usable(cx: &Cx, node: &Node) -> Result<std::result::Result<(), Strin
     if !cx.hosts.contains_key(&node.name) {
         return Ok(Ok(()));
     }
-    let v = cx.fact_of(&kata_check(node))?;
-    Ok(if v.is_empty() { Ok(()) } else { Err(v) })
+    Ok(match cx.fact_of(&kata_check(node))? {
+        Fact::Holds => Ok(()),
+        Fact::Not(why) => Err(why),
+    })
 }
 
 /// The fact [`kata_usable`] reads, when it reads one.
@@ -68,10 +70,11 @@ if [ -x /opt/kata/bin/kata-runtime ] && ! out=$(/opt/kata/bin/kata-runtime check
 fi"#,
             [KATA_SHIM],
         ),
-        read: |ok, out| match (ok, out.trim()) {
-            (true, _) => String::new(),
-            (false, "") => "the kata check failed".into(),
-            (false, why) => why.to_string(),
+        read: |ok, out| {
+            Fact::check(ok, || match out.trim() {
+                "" => "the kata check failed".into(),
+                why => why.to_string(),
+            })
         },
     }
 }

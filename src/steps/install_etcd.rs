@@ -10,7 +10,7 @@
 use crate::engine::StepId;
 use anyhow::Result;
 
-use crate::engine::{Blob, Cx, Desired, FactQuery, GuardedCmd, Step, UnitSpec};
+use crate::engine::{Blob, Cx, Desired, Fact, FactQuery, GuardedCmd, Step, UnitSpec};
 use crate::host::Cmd;
 use crate::render;
 use crate::spec::{Cluster, Node};
@@ -77,7 +77,7 @@ fn has_data(c: &Node) -> FactQuery {
         key: format!("etcd-data:{}", c.name),
         node: c.name.clone(),
         cmd: Cmd::new(["test", "-d", &format!("{DATA}/member")]),
-        read: |ok, _| ok.to_string(),
+        read: |ok, _| Fact::check(ok, || "no etcd data".into()),
     }
 }
 
@@ -94,7 +94,7 @@ fn data_facts(cx: &Cx) -> Vec<FactQuery> {
 fn members_with_data(cx: &Cx) -> Result<Vec<Node>> {
     let mut out = Vec::new();
     for q in data_facts(cx) {
-        if cx.fact_of(&q)? == "true" {
+        if cx.fact_of(&q)?.holds() {
             out.push(cx.cluster.node(&q.node).expect("a controller").clone());
         }
     }

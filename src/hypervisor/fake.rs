@@ -17,6 +17,8 @@ struct State {
     calls: Vec<String>,
     /// Domains whose guest ignores the ACPI power button.
     deaf: std::collections::BTreeSet<String>,
+    /// Guest types (`kvm`, `qemu`) this hypervisor cannot run.
+    unable: std::collections::BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -56,6 +58,15 @@ impl FakeHypervisor {
         self.state.lock().unwrap().deaf.insert(name.to_string());
     }
 
+    /// Make guests of `virttype` unsupported (a host whose libvirt has no such emulator).
+    pub fn cannot_run(&self, virttype: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .unable
+            .insert(virttype.to_string());
+    }
+
     pub fn clear_calls(&self) {
         self.state.lock().unwrap().calls.clear();
     }
@@ -68,6 +79,15 @@ impl FakeHypervisor {
 impl Hypervisor for FakeHypervisor {
     fn describe(&self) -> String {
         "fake://".into()
+    }
+
+    fn guest_support(&self, virttype: &str) -> Result<bool> {
+        if self.state.lock().unwrap().unable.contains(virttype) {
+            bail!(
+                "invalid argument: KVM is not supported by '/usr/bin/qemu-system-x86_64' on this host"
+            );
+        }
+        Ok(true)
     }
 
     fn domains(&self) -> Result<Vec<DomainInfo>> {

@@ -96,6 +96,17 @@ impl Hypervisor for Libvirt {
         self.uri.clone()
     }
 
+    fn guest_support(&self, virttype: &str) -> Result<bool> {
+        match self
+            .conn
+            .domain_capabilities(None, Some("x86_64"), Some("q35"), Some(virttype), 0)
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == virt::enumutil::Enum::Known(ErrorNumber::NoSupport) => Ok(false),
+            Err(e) => Err(anyhow!("{}", e.message())),
+        }
+    }
+
     fn domains(&self) -> Result<Vec<DomainInfo>> {
         lv(self.conn.list_all_domains(0))?
             .iter()

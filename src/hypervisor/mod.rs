@@ -195,6 +195,11 @@ pub struct VolumeInfo {
 pub trait Hypervisor: Send + Sync {
     /// Where this hypervisor is (URI), for messages.
     fn describe(&self) -> String;
+    /// Can it run x86_64 q35 guests of `virttype` (`kvm`, `qemu`)? `Ok(false)` when the driver
+    /// cannot tell (libvirt's test driver); an error with libvirt's reason when it cannot.
+    /// libvirt probes its emulator the first time it is asked (seconds under TCG), so asking
+    /// while preparing keeps that out of the first VM's boot.
+    fn guest_support(&self, virttype: &str) -> Result<bool>;
     fn domains(&self) -> Result<Vec<DomainInfo>>;
     fn domain(&self, name: &str) -> Result<Option<DomainInfo>>;
     fn define_domain(&self, xml: &str) -> Result<()>;

@@ -7,6 +7,7 @@ use super::*;
 /// it is missing or stopped. Something in the way (a network with another address, a pool
 /// elsewhere, no bridge) is an error before anything is made.
 pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> Result<()> {
+    guests_can_run(cluster, hv)?;
     let nets = &cluster.networks;
     let mut wanted = vec![(
         nets.hypervisor_name.clone(),
@@ -165,4 +166,22 @@ pub fn template_volume(
     hv.volume(pool, &name)?
         .with_context(|| format!("template volume {name} did not appear in pool {pool}"))
         .map(Some)
+}
+
+/// The guests this cluster's VMs will be (kvm or TCG, x86_64 q35) can run on `hv`: refused
+/// before any network or VM is made, with libvirt's reason.
+fn guests_can_run(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
+    let (virttype, _) = hypervisor::domain_type(cluster, hypervisor::kvm_usable());
+    hv.guest_support(virttype).map(|_| ()).map_err(|e| {
+        Failure::new(format!(
+            "libvirt at {} cannot run {virttype} guests (x86_64, q35): {e:#}",
+            hv.describe()
+        ))
+        .hint(if virttype == "kvm" {
+            "use spec.hypervisor.domainType: qemu (emulated, slow) or auto, or make /dev/kvm usable"
+        } else {
+            "install QEMU for x86_64 on the hypervisor (`kubicluster prepare` does)"
+        })
+        .into()
+    })
 }

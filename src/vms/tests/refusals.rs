@@ -168,3 +168,27 @@ fn a_replaced_pin_is_an_error_and_a_tampered_known_hosts_line_is_reported() {
     );
     assert!(f.hint.as_deref().unwrap().contains("--force"));
 }
+
+/// A hypervisor that cannot run the cluster's guests is refused before any network, pool or
+/// key is made, naming the guest type and libvirt's reason.
+#[test]
+fn guests_the_hypervisor_cannot_run_are_refused_before_anything_is_made() {
+    let (_tmp, mut c, hv) = setup();
+    c.hypervisor.domain_type = crate::spec::DomainTypeChoice::Kvm;
+    hv.cannot_run("kvm");
+    let err = infra(&c, &hv).unwrap_err();
+    let f = err
+        .downcast_ref::<crate::error::Failure>()
+        .expect("a Failure");
+    assert!(
+        f.to_string()
+            .starts_with("libvirt at fake:// cannot run kvm guests (x86_64, q35): "),
+        "{f}"
+    );
+    assert!(format!("{f:?}").contains("domainType: qemu"), "{f:?}");
+    assert!(hv.calls().is_empty(), "{:?}", hv.calls());
+    assert!(!c.cluster_dir().join("ssh").exists());
+    // TCG guests run there: prepared as usual.
+    c.hypervisor.domain_type = crate::spec::DomainTypeChoice::Qemu;
+    assert_eq!(infra(&c, &hv).unwrap(), 4, "2 networks, pool, SSH key");
+}

@@ -25,7 +25,7 @@ mmdebstrap --quiet --variant=minbase --mode=root --format=directory \
   --customize-hook='install -m 0755 "'"$FILES"'/kubicluster-identity.sh" "$1/usr/local/sbin/kubicluster-identity"' \
   --customize-hook='install -m 0644 "'"$FILES"'/kubicluster-identity.service" "$1/etc/systemd/system/kubicluster-identity.service"' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/sysinit.target.wants" && ln -sf /etc/systemd/system/kubicluster-identity.service "$1/etc/systemd/system/sysinit.target.wants/"' \
-  --customize-hook='for u in ifupdown-pre.service e2scrub_reap.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
+  --customize-hook='for u in ifupdown-pre.service networking.service e2scrub_reap.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
   --customize-hook='printf "LABEL=kubiroot / ext4 defaults,errors=remount-ro 0 1\n" >"$1/etc/fstab"' \
   --customize-hook='printf "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n" >"$1/etc/network/interfaces"' \
   --customize-hook='printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" >>"$1/etc/initramfs-tools/modules"' \

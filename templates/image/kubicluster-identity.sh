@@ -60,15 +60,16 @@ grow_root() {
 echo "$HOSTNAME" >/etc/hostname
 echo "$HOSTNAME" >/proc/sys/kernel/hostname
 printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$HOSTNAME" >/etc/hosts
-cat >/etc/network/interfaces.d/kubicluster <<EOT
-auto eth0
-iface eth0 inet static
-    address $ETH0_ADDRESS
-    gateway $ETH0_GATEWAY
-
-auto eth1
-iface eth1 inet static
-    address $ETH1_ADDRESS
+# The addresses, set here with one `ip` process; ifupdown's networking.service is masked in the
+# image (systemd brings up lo itself): `ifup -a` (run-parts, hooks, a `systemctl` per interface)
+# held ssh and the login prompt for 7-8 s of a 23 s boot under TCG, 5 s of it for lo alone.
+# `replace`: a re-run is a no-op.
+ip -force -batch - <<EOT
+addr replace $ETH0_ADDRESS dev eth0
+link set dev eth0 up
+route replace default via $ETH0_GATEWAY dev eth0
+addr replace $ETH1_ADDRESS dev eth1
+link set dev eth1 up
 EOT
 echo "nameserver $DNS" >/etc/resolv.conf
 [ -d /root/.ssh ] || mkdir -m 0700 /root/.ssh

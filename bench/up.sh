@@ -13,14 +13,18 @@ export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchup KUBICLUSTER_WORK_DIR=$TMP/work
 
 "$BIN" image build >/dev/null 2>&1
 
-# Every output line with the time it appeared; a stage lasts until the next one starts.
+# Every output line with the time it appeared; a stage lasts until the next one starts. Node
+# steps overlap (each node works through its steps in its own lane), so each node's line with
+# its own time is printed too, and a node step's stage is from its start to the next start.
 stamped() { "$@" 2>&1 | while IFS= read -r l; do printf '%s %s\n' "$(now)" "$l"; done; }
 stages() {
   awk '
     / \[[0-9]+\/[0-9]+\] / || / up: done/ || /: (made|would make) [0-9]+ change/ || /up: every node Ready/ || /up: smoke test$/ {
       if (name != "") printf "    %-58s %7.2f s\n", name, $1 - t
       t = $1; $1 = ""; name = substr($0, 2); sub(/ on [0-9]+ node\(s\).*/, "", name)
-    }'
+      next
+    }
+    /^[0-9.]+   [a-z0-9-]+( \([a-z_]+\))?: .*\([0-9.]+ s\)$/ { $1 = ""; printf "      %s\n", substr($0, 2) }'
 }
 
 # One first `up` with `bin`, printed by stage; its total in $first.

@@ -86,7 +86,8 @@ impl Printer {
     }
 
     /// One node's result in one step: its changes (always on a dry run, at `-d` otherwise).
-    pub fn node_report(&mut self, r: &crate::engine::NodeReport, dry_run: bool) {
+    /// One node's outcome of a step; `name_step` when the heading above is another step's.
+    pub fn node_report(&mut self, r: &crate::engine::NodeReport, dry_run: bool, name_step: bool) {
         let what = if let Some(e) = &r.error {
             format!("FAILED: {e}")
         } else if r.changes.is_empty() {
@@ -100,7 +101,12 @@ impl Printer {
                 r.restarts.len()
             )
         };
-        self.status(&format!("  {}: {what} ({:.1} s)", r.node, r.seconds));
+        let who = if name_step {
+            format!("{} ({})", r.node, r.step)
+        } else {
+            r.node.clone()
+        };
+        self.status(&format!("  {who}: {what} ({:.1} s)", r.seconds));
         if dry_run || self.verbose {
             for c in &r.changes {
                 self.status(&format!("      {c}"));

@@ -388,14 +388,20 @@ pub fn converge_resolved(
     };
     let graceful = crate::interrupt::graceful();
     let printer = &mut *ctx.printer;
+    // Nodes work through their steps in lanes: a node's line names its step when the heading
+    // above it is another step's.
+    let mut heading = String::new();
     let report = engine::run(cx, run.steps.clone(), &opts, |ev| match ev {
         Event::StepStarted {
             step,
             index,
             of,
             nodes,
-        } => printer.status(&format!("[{index}/{of}] {step} on {nodes} node(s)")),
-        Event::NodeDone(r) => printer.node_report(r, opts.dry_run),
+        } => {
+            heading = step.to_string();
+            printer.status(&format!("[{index}/{of}] {step} on {nodes} node(s)"))
+        }
+        Event::NodeDone(r) => printer.node_report(r, opts.dry_run, r.step != heading),
     });
     drop(graceful);
     // Journal: what finished, where it stopped.

@@ -14,6 +14,7 @@ pub mod fanout;
 pub mod hv;
 pub mod inputs;
 pub mod journal;
+mod lanes;
 pub mod pipeline;
 pub mod plan;
 pub mod prefetch;
@@ -166,6 +167,12 @@ pub trait Step: Send + Sync {
     /// Whether `verify` does work that must happen on every run (the addons' apply through
     /// the API, the snapshot copied to the hypervisor), not only a check.
     fn verify_unchanged(&self) -> bool {
+        false
+    }
+    /// Whether a node may start this step as soon as its own earlier steps are done (it reads
+    /// and changes that node only), rather than once every earlier step is done on every node
+    /// (the default: etcd's membership, the API server, the kubelets need the cluster).
+    fn node_local(&self) -> bool {
         false
     }
 }
@@ -342,6 +349,23 @@ pub fn run(
         prefetch::prefetch(&cx, &steps);
     }
     let all_steps = steps.clone();
+    let mut nodes: Vec<&str> = Vec::new();
+    for s in &steps {
+        for n in s.targets(&cx.cluster) {
+            if !nodes.contains(&n.name.as_str()) {
+                nodes.push(&n.name);
+            }
+        }
+    }
+    // Every node at once: each works through its steps in its own lane. With fewer at once
+    // (`--concurrency`), step by step, every node of a step before the next one.
+    let lanes = opts.concurrency == 0 || opts.concurrency >= nodes.len();
+    let steps = if lanes {
+        lanes::run(&cx, &steps, opts, &mut progress, &mut report);
+        Vec::new()
+    } else {
+        steps
+    };
     for (index, step) in steps.into_iter().enumerate() {
         if opts.cancel.load(Ordering::SeqCst) {
             report.interrupted = true;

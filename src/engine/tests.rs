@@ -66,7 +66,7 @@ impl Step for Demo {
     }
 }
 
-fn cluster() -> Cluster {
+pub(super) fn cluster() -> Cluster {
     let d = std::env::temp_dir();
     let ov = crate::spec::Overrides {
         work_dir: Some(d.display().to_string()),
@@ -76,7 +76,7 @@ fn cluster() -> Cluster {
 }
 
 /// FakeHosts with `/etc` and the guard's package "installed" after dpkg ran.
-fn fakes(c: &Cluster) -> BTreeMap<String, Arc<FakeHost>> {
+pub(super) fn fakes(c: &Cluster) -> BTreeMap<String, Arc<FakeHost>> {
     c.nodes
         .iter()
         .map(|n| {
@@ -90,7 +90,7 @@ fn fakes(c: &Cluster) -> BTreeMap<String, Arc<FakeHost>> {
         .collect()
 }
 
-fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
+pub(super) fn cx(c: &Cluster, hosts: &BTreeMap<String, Arc<FakeHost>>) -> Arc<Cx> {
     Arc::new(Cx::new(
         c.clone(),
         hosts

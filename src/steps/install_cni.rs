@@ -43,6 +43,11 @@ impl Step for InstallCni {
         StepId::InstallCni
     }
 
+    /// This node's files and units only: it runs while other nodes are still on earlier steps.
+    fn node_local(&self) -> bool {
+        true
+    }
+
     fn artifacts(&self, _cluster: &Cluster) -> Vec<&'static str> {
         vec!["cni-plugins"]
     }

@@ -24,6 +24,11 @@ impl Step for PrepareWorkerNodes {
         StepId::PrepareWorkerNodes
     }
 
+    /// This node's files and units only: it runs while other nodes are still on earlier steps.
+    fn node_local(&self) -> bool {
+        true
+    }
+
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         cluster.workers().collect()
     }

@@ -9,7 +9,7 @@
 //! no longer waited for (its work runs on to its end, never cut in half).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -122,7 +122,23 @@ pub(super) fn run(
             .collect();
         let node = node.clone();
         rt.spawn_blocking(move || {
-            lane(&cx, &steps, &mine, &node, &opts, &board, &tx);
+            let at = AtomicUsize::new(0);
+            let lane = std::panic::AssertUnwindSafe(|| {
+                lane(&cx, &steps, &mine, &node, &opts, &board, &tx, &at)
+            });
+            if let Err(panic) = std::panic::catch_unwind(lane) {
+                // A bug, not the node: reported as that step's failure, never a hung run.
+                let i = at.load(Ordering::SeqCst);
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let mut r = NodeReport::empty(steps[i].name(), &node.name);
+                r.error = Some(format!("kubicluster panicked: {what}"));
+                let _ = tx.send(Msg::Done(i, r));
+                board.failed(i);
+            }
             board.set(&node.name, steps.len());
             let _ = tx.send(Msg::Finished(node.name.clone()));
         });
@@ -187,7 +203,9 @@ pub(super) fn run(
     report.interrupted |= opts.cancel.load(Ordering::SeqCst);
 }
 
-/// One node's lane: its steps in order, waiting at each barrier for the other lanes.
+/// One node's lane: its steps in order, waiting at each barrier for the other lanes. `at`: the
+/// step it is on.
+#[allow(clippy::too_many_arguments)]
 fn lane(
     cx: &Cx,
     steps: &[Arc<dyn Step>],
@@ -196,6 +214,7 @@ fn lane(
     opts: &Options,
     board: &Board,
     tx: &mpsc::Sender<Msg>,
+    at: &AtomicUsize,
 ) {
     for (i, step) in steps.iter().enumerate() {
         if !mine[i] {
@@ -213,6 +232,7 @@ fn lane(
         if cx.prefetched.changed() {
             cx.facts.lock().expect("facts lock").clear();
         }
+        at.store(i, Ordering::SeqCst);
         let _ = tx.send(Msg::Start(node.name.clone(), i));
         let r = work_one(step.as_ref(), cx, node, opts);
         let failed = r.error.is_some();

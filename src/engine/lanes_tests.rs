@@ -2,11 +2,12 @@
 //! still working; a barrier waits for every earlier step on every node; a failure starts no
 //! later step anywhere.
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::tests::{cluster, cx, fakes};
 use super::super::*;
+use super::{Board, Lanes};
 use crate::spec::Role;
 
 /// When each (step, node) began and ended, across the run.
@@ -102,11 +103,11 @@ fn workers_run_their_own_steps_while_the_controller_works_and_barriers_wait() {
         }
     });
     assert!(r.failed().is_empty(), "{:?}", r.failed());
-    let (cp_start, cp_end) = span(&times, "control_plane");
-    let (rt_start, rt_end) = span(&times, "runtime");
+    let (_, cp_end) = span(&times, "control_plane");
+    let (_, rt_end) = span(&times, "runtime");
     assert!(
-        rt_end < cp_end && rt_start >= cp_start,
-        "the workers' runtime ran while the control plane was being installed"
+        rt_end < cp_end,
+        "the workers' runtime was done before the control plane (800 ms against 50 ms)"
     );
     let (kubelet_start, _) = span(&times, "kubelet");
     let (_, cni_end) = span(&times, "cni");
@@ -138,7 +139,7 @@ fn workers_run_their_own_steps_while_the_controller_works_and_barriers_wait() {
 }
 
 #[test]
-fn a_failure_starts_no_later_step_on_any_node() {
+fn a_failure_starts_no_later_barrier_step() {
     let c = cluster();
     let hosts = fakes(&c);
     let times: Times = Default::default();
@@ -153,8 +154,7 @@ fn a_failure_starts_no_later_step_on_any_node() {
     });
     let steps = vec![
         failing,
-        step("runtime", Some(Role::Worker), true, 300, &times),
-        step("cni", None, true, 10, &times),
+        step("runtime", Some(Role::Worker), true, 10, &times),
         step("kubelet", Some(Role::Worker), false, 10, &times),
     ];
     let r = run(cx(&c, &hosts), steps, &Options::default(), |_| {});
@@ -162,15 +162,33 @@ fn a_failure_starts_no_later_step_on_any_node() {
     assert_eq!(failed, [controller.as_str()]);
     let ran: Vec<&str> = times.lock().unwrap().iter().map(|(s, ..)| *s).collect();
     assert!(
-        !ran.contains(&"cni") && !ran.contains(&"kubelet"),
-        "nothing after the failed step started: {ran:?}"
+        !ran.contains(&"kubelet"),
+        "the kubelets waited for the control plane, which failed: {ran:?}"
     );
-    // The workers' runtime had begun before the failure: it finished, not cut in half.
-    assert_eq!(
-        ran.iter().filter(|s| **s == "runtime").count(),
-        2,
-        "{ran:?}"
-    );
+    // Whatever node-local work had begun finished (it is recorded at its end) and is reported.
+    let runtime = ran.iter().filter(|s| **s == "runtime").count();
+    let reported = r.nodes.iter().filter(|n| n.step == "runtime").count();
+    assert_eq!(runtime, reported, "{ran:?}");
+}
+
+/// After a failure at step f no lane starts a step past f; steps up to f (the failed one's
+/// other nodes, earlier node-local ones) still may. Ctrl-C starts nothing.
+#[test]
+fn the_board_starts_nothing_past_a_failure_and_nothing_after_a_halt() {
+    let board = Board {
+        at: Mutex::new(Lanes {
+            at: [("a".to_string(), 3), ("b".to_string(), 1)].into(),
+            ..Lanes::default()
+        }),
+        moved: Condvar::new(),
+    };
+    assert!(board.may_start(1, true), "every lane is at 1 or past it");
+    board.failed(2);
+    board.failed(3);
+    assert!(board.may_start(2, false) && board.may_start(1, false));
+    assert!(!board.may_start(3, false), "past the first failure");
+    board.halt();
+    assert!(!board.may_start(0, false));
 }
 
 #[test]
@@ -191,4 +209,47 @@ fn with_fewer_nodes_at_once_steps_go_one_after_another() {
     let (_, cp_end) = span(&times, "control_plane");
     let (rt_start, _) = span(&times, "runtime");
     assert!(rt_start >= cp_end, "step by step under --concurrency");
+}
+
+/// A step that panics on one node (a bug) is that node's failure: the run ends, reported.
+struct Panics;
+
+impl Step for Panics {
+    fn id(&self) -> StepId {
+        StepId::Custom("buggy")
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().collect()
+    }
+    fn desired(&self, _cx: &Cx, _node: &Node) -> Result<Desired> {
+        Ok(Desired::default())
+    }
+    fn verify(&self, _cx: &Cx, node: &Node) -> Result<()> {
+        if node.role == Role::Controller {
+            panic!("a bug");
+        }
+        Ok(())
+    }
+    fn verify_unchanged(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_panicking_step_is_a_failure_not_a_hung_run() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    let times: Times = Default::default();
+    let steps: Vec<Arc<dyn Step>> = vec![
+        Arc::new(Panics),
+        step("kubelet", Some(Role::Worker), false, 10, &times),
+    ];
+    let r = run(cx(&c, &hosts), steps, &Options::default(), |_| {});
+    let failed: Vec<(&str, &str)> = r
+        .failed()
+        .iter()
+        .map(|n| (n.step.as_str(), n.error.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(failed, [("buggy", "kubicluster panicked: a bug")]);
+    assert!(times.lock().unwrap().is_empty(), "no later step started");
 }

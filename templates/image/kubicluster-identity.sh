@@ -10,6 +10,15 @@ D=/sys/firmware/qemu_fw_cfg/by_name/opt/io.kubicluster
 [ -d /sys/firmware/qemu_fw_cfg ] || modprobe qemu_fw_cfg 2>/dev/null || true
 if [ ! -r "$D/identity/raw" ]; then
     echo "kubicluster-identity: no identity from the hypervisor; keeping the template's" >/dev/ttyS0
+    # networking.service is masked in this image: a template's own static addresses (a legacy
+    # template made from a VM of this image, re-addressed in /etc/network/interfaces.d) come up
+    # here. The pristine image has none there and starts nothing.
+    for f in /etc/network/interfaces.d/*; do
+        if [ -e "$f" ]; then
+            mkdir -p /run/network && ifup -a --read-environment || true
+            break
+        fi
+    done
     exit 0
 fi
 # KEY=value lines; the first value of a key counts.
@@ -63,7 +72,18 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n' "$HOSTNAME" >/etc/hosts
 # The addresses, set here with one `ip` process; ifupdown's networking.service is masked in the
 # image (systemd brings up lo itself): `ifup -a` (run-parts, hooks, a `systemctl` per interface)
 # held ssh and the login prompt for 7-8 s of a 23 s boot under TCG, 5 s of it for lo alone.
-# `replace`: a re-run is a no-op.
+# `replace`: a re-run is a no-op. The same addresses are kept in ifupdown's form too, for a
+# template made from this VM (above: brought up when no identity comes).
+cat >/etc/network/interfaces.d/kubicluster <<EOT
+auto eth0
+iface eth0 inet static
+    address $ETH0_ADDRESS
+    gateway $ETH0_GATEWAY
+
+auto eth1
+iface eth1 inet static
+    address $ETH1_ADDRESS
+EOT
 ip -force -batch - <<EOT
 addr replace $ETH0_ADDRESS dev eth0
 link set dev eth0 up

@@ -80,6 +80,19 @@ enum Msg {
     Finished(String),
 }
 
+/// Every node some step of `steps` targets, once, in order of first appearance.
+pub(super) fn nodes(cluster: &crate::spec::Cluster, steps: &[Arc<dyn Step>]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for s in steps {
+        for n in s.targets(cluster) {
+            if !nodes.iter().any(|m| m.name == n.name) {
+                nodes.push(n.clone());
+            }
+        }
+    }
+    nodes
+}
+
 /// Run `steps` lane by lane (see the module). `report.nodes` ends in pipeline order: by step,
 /// then by the step's target order.
 pub(super) fn run(
@@ -93,12 +106,7 @@ pub(super) fn run(
         .iter()
         .map(|s| s.targets(&cx.cluster).into_iter().cloned().collect())
         .collect();
-    let mut nodes: Vec<Node> = Vec::new();
-    for n in targets.iter().flatten() {
-        if !nodes.iter().any(|m| m.name == n.name) {
-            nodes.push(n.clone());
-        }
-    }
+    let nodes = nodes(&cx.cluster, steps);
     let board = Arc::new(Board {
         at: Mutex::new(Lanes {
             at: nodes.iter().map(|n| (n.name.clone(), 0)).collect(),
@@ -228,10 +236,7 @@ fn lane(
         if !board.may_start(i, !step.node_local()) {
             return;
         }
-        // Facts read before any change are still true; after one, a step reads again.
-        if cx.prefetched.changed() {
-            cx.facts.lock().expect("facts lock").clear();
-        }
+        cx.forget_facts_after_a_change();
         at.store(i, Ordering::SeqCst);
         let _ = tx.send(Msg::Start(node.name.clone(), i));
         let r = work_one(step.as_ref(), cx, node, opts);

@@ -85,6 +85,13 @@ impl Cx {
         Ok(v)
     }
 
+    /// Facts read before any change of the run are still true; after one, a step reads again.
+    fn forget_facts_after_a_change(&self) {
+        if self.prefetched.changed() {
+            self.facts.lock().expect("facts lock").clear();
+        }
+    }
+
     pub fn host(&self, node: &str) -> Result<&Arc<dyn Host>> {
         self.hosts
             .get(node)
@@ -349,14 +356,7 @@ pub fn run(
         prefetch::prefetch(&cx, &steps);
     }
     let all_steps = steps.clone();
-    let mut nodes: Vec<&str> = Vec::new();
-    for s in &steps {
-        for n in s.targets(&cx.cluster) {
-            if !nodes.contains(&n.name.as_str()) {
-                nodes.push(&n.name);
-            }
-        }
-    }
+    let nodes = lanes::nodes(&cx.cluster, &steps);
     // Every node at once: each works through its steps in its own lane. With fewer at once
     // (`--concurrency`), step by step, every node of a step before the next one.
     let lanes = opts.concurrency == 0 || opts.concurrency >= nodes.len();
@@ -371,10 +371,7 @@ pub fn run(
             report.interrupted = true;
             break;
         }
-        // Facts read before any change are still true; after one, each step reads again.
-        if cx.prefetched.changed() {
-            cx.facts.lock().expect("facts lock").clear();
-        }
+        cx.forget_facts_after_a_change();
         let targets: Vec<Node> = step.targets(&cx.cluster).into_iter().cloned().collect();
         progress(Event::StepStarted {
             step: step.name(),

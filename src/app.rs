@@ -191,6 +191,7 @@ pub fn run(cli: Cli, printer: &mut Printer, env: &dyn Fn(&str) -> Option<String>
         Command::CreateControllers(a) => commands::controllers::run(&mut ctx, a),
         Command::CreateWorkers(a) => commands::workers::run(&mut ctx, a),
         Command::Remove(a) => commands::remove::run(&mut ctx, a),
+        Command::Upgrade(a) => commands::upgrade::run(&mut ctx, a),
         Command::Test(a) => commands::smoke::run(&mut ctx, a),
         Command::Cis(a) => commands::cis::run(&mut ctx, a),
         Command::Plan(a) => commands::plan::run(&mut ctx, a),

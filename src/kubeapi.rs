@@ -327,6 +327,55 @@ impl Client {
         Ok(pods.len())
     }
 
+    /// The release the API server runs (`/version`'s `gitVersion`, without a build suffix).
+    pub fn version(&self) -> Result<crate::spec::Version> {
+        let (status, body) = self.get("/version")?;
+        anyhow::ensure!(status == 200, "/version answered HTTP {status}");
+        let v: serde_json::Value = serde_json::from_str(&body)?;
+        release_of(v["gitVersion"].as_str().unwrap_or_default())
+    }
+
+    /// Set (or with `None` remove) an annotation of Node `node`.
+    pub fn annotate_node(&self, node: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let (s, b) = self.send(
+            "PATCH",
+            &format!("/api/v1/nodes/{node}"),
+            &serde_json::json!({"metadata": {"annotations": {key: value}}}),
+        )?;
+        anyhow::ensure!(
+            (200..300).contains(&s),
+            "annotate {node}: HTTP {s}: {}",
+            message(&b)
+        );
+        Ok(())
+    }
+
+    /// Uncordon `node` and remove its annotation `key`, only if it carries that annotation
+    /// (what kubicluster cordoned; a node the user cordoned stays so). Whether it did.
+    pub fn uncordon_if_annotated(&self, node: &str, key: &str) -> Result<bool> {
+        let path = format!("/api/v1/nodes/{node}");
+        let (s, b) = self.get(&path)?;
+        anyhow::ensure!(s == 200, "GET {path}: HTTP {s}: {}", message(&b));
+        let v: serde_json::Value = serde_json::from_str(&b)?;
+        if !v["metadata"]["annotations"][key].is_string() {
+            return Ok(false);
+        }
+        let (s, b) = self.send(
+            "PATCH",
+            &path,
+            &serde_json::json!({
+                "metadata": {"annotations": {key: null}},
+                "spec": {"unschedulable": null}
+            }),
+        )?;
+        anyhow::ensure!(
+            (200..300).contains(&s),
+            "uncordon {node}: HTTP {s}: {}",
+            message(&b)
+        );
+        Ok(true)
+    }
+
     /// DELETE; an object already gone is fine.
     pub fn delete(&self, path: &str) -> Result<()> {
         let url = format!("{}{path}", self.server);
@@ -342,6 +391,14 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `v1.37.2` (a build may add `-rc.0` or `+abc`): the release it is.
+pub fn release_of(git_version: &str) -> Result<crate::spec::Version> {
+    let release = git_version.split(['-', '+']).next().unwrap_or_default();
+    release
+        .parse()
+        .map_err(|e: String| anyhow!("gitVersion {git_version:?}: {e}"))
 }
 
 /// GET `url` (a component's `/healthz` on its self-signed serving cert: not verified, as

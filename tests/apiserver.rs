@@ -634,6 +634,43 @@ fn real_control_plane_on_loopback() {
     assert_eq!(s, 404, "the pod of the terminating namespace is gone too");
     let n = ok_json(&c, &format!("/api/v1/nodes/{node}"));
     assert_eq!(n["spec"]["unschedulable"], true, "cordoned");
+
+    // upgrade's bookkeeping: the running release read from /version, and a node uncordoned
+    // only when kubicluster's annotation says it cordoned it (a user's cordon stays).
+    let running = c.version().unwrap();
+    let info = std::fs::read_to_string(artifacts.join("BUILD-INFO")).unwrap();
+    let built = info
+        .lines()
+        .find_map(|l| l.strip_prefix("kubernetes v"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("BUILD-INFO names the Kubernetes release");
+    assert_eq!(running.to_string(), built, "/version is the built release");
+    let mark = "kubicluster.io/drained-for-upgrade";
+    assert!(
+        !c.uncordon_if_annotated(node, mark).unwrap(),
+        "a cordon without the mark is the user's: left alone"
+    );
+    assert_eq!(
+        ok_json(&c, &format!("/api/v1/nodes/{node}"))["spec"]["unschedulable"],
+        true
+    );
+    c.annotate_node(node, mark, Some(&running.to_string()))
+        .unwrap();
+    assert!(
+        c.uncordon_if_annotated(node, mark).unwrap(),
+        "kubicluster's cordon is undone"
+    );
+    let n = ok_json(&c, &format!("/api/v1/nodes/{node}"));
+    assert!(
+        n["spec"]["unschedulable"].is_null(),
+        "uncordoned: {}",
+        n["spec"]
+    );
+    assert!(n["metadata"]["annotations"][mark].is_null(), "mark removed");
+    assert!(
+        !c.uncordon_if_annotated(node, mark).unwrap(),
+        "a second time: nothing to undo"
+    );
     c.delete(&format!("/api/v1/nodes/{node}")).unwrap();
     let (s, _) = c.get(&format!("/api/v1/nodes/{node}")).unwrap();
     assert_eq!(s, 404, "the Node is gone");

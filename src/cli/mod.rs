@@ -94,6 +94,10 @@ pub enum Command {
     /// Take a worker out: drain and delete it through the API (where one answers), destroy its
     /// VM and disk, remove its certificates.
     Remove(RemoveArgs),
+    /// Kubernetes to another release, one node at a time: controllers (each answering /readyz
+    /// before the next), then workers (cordon, drain, replace, Ready, uncordon), then the addons.
+    #[command(after_help = UPGRADE_AFTER_HELP)]
+    Upgrade(UpgradeArgs),
     /// Remove VMs and their disks (not the template; not the PKI unless --all).
     Destroy(DestroyArgs),
     /// Each node's VM state, addresses, SSH reachability, its units and (where the API answers)
@@ -348,6 +352,28 @@ pub struct SmokeArgs {
     /// Seconds to wait for the API server to be ready.
     #[arg(long = "wait", default_value_t = 30, value_name = "SECONDS")]
     pub wait_seconds: u64,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+const UPGRADE_AFTER_HELP: &str = "\
+Kubernetes' version-skew policy is enforced against the version the API server runs: one minor
+release at a time, no downgrade across minors (patch releases of the same minor either way).
+The binaries for VERSION come from the cluster's artifact source (download with digests, a dir,
+or `artifacts build`). After a failure or Ctrl-C, the same command goes on where it stopped;
+after success it changes nothing. Keep spec.kubernetes.version in the cluster file in step.";
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The Kubernetes release to run (e.g. 1.37.2).
+    #[arg(long, value_name = "VERSION")]
+    pub to: String,
+    /// Print the order and every node's changes; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Seconds to wait for a worker's pods to be evicted (PodDisruptionBudgets may hold them).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub drain_timeout: u64,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

@@ -20,6 +20,7 @@ pub mod render;
 pub mod smoke;
 pub mod snapshot;
 pub mod up;
+pub mod upgrade;
 pub mod validate;
 pub mod vms;
 pub mod workers;

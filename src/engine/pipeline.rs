@@ -110,3 +110,56 @@ pub fn node_count(steps: &[PipelineStep], cluster: &Cluster) -> usize {
     names.dedup();
     names.len()
 }
+
+/// A node step narrowed to one node (a rolling operation works node by node: `upgrade`).
+struct OnNode {
+    inner: Arc<dyn Step>,
+    node: String,
+}
+
+impl Step for OnNode {
+    fn id(&self) -> StepId {
+        self.inner.id()
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c crate::spec::Node> {
+        self.inner
+            .targets(cluster)
+            .into_iter()
+            .filter(|n| n.name == self.node)
+            .collect()
+    }
+    fn artifacts(&self, cluster: &Cluster) -> Vec<&'static str> {
+        self.inner.artifacts(cluster)
+    }
+    fn facts(&self, cx: &super::Cx, node: &crate::spec::Node) -> Vec<super::FactQuery> {
+        self.inner.facts(cx, node)
+    }
+    fn desired(&self, cx: &super::Cx, node: &crate::spec::Node) -> anyhow::Result<super::Desired> {
+        self.inner.desired(cx, node)
+    }
+    fn verify(&self, cx: &super::Cx, node: &crate::spec::Node) -> anyhow::Result<()> {
+        self.inner.verify(cx, node)
+    }
+    fn verify_unchanged(&self) -> bool {
+        self.inner.verify_unchanged()
+    }
+    fn node_local(&self) -> bool {
+        self.inner.node_local()
+    }
+}
+
+/// The node steps of `steps` that act on `node`, each narrowed to it (the hypervisor's steps
+/// and the steps for other nodes are left out).
+pub fn on_node(steps: &[PipelineStep], cluster: &Cluster, node: &str) -> Vec<PipelineStep> {
+    declared(steps)
+        .into_iter()
+        .map(|inner| -> Arc<dyn Step> {
+            Arc::new(OnNode {
+                inner,
+                node: node.to_string(),
+            })
+        })
+        .filter(|s| !s.targets(cluster).is_empty())
+        .map(PipelineStep::Declared)
+        .collect()
+}

@@ -39,3 +39,11 @@ fn paths_of_objects() {
     assert_eq!(plural("NetworkPolicy"), "networkpolicies");
     assert_eq!(plural("Ingress"), "ingresses");
 }
+
+#[test]
+fn a_git_version_is_read_as_its_release() {
+    let v = |s| super::release_of(s).unwrap().to_string();
+    assert_eq!(v("v1.37.2"), "1.37.2");
+    assert_eq!(v("v1.36.3-rc.1+abc"), "1.36.3");
+    assert!(super::release_of("garbage").is_err());
+}

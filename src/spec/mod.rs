@@ -10,6 +10,7 @@ mod defaults;
 mod overrides;
 mod problem;
 mod settings;
+pub mod skew;
 mod types;
 mod validate;
 pub mod versions;

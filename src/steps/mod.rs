@@ -196,6 +196,16 @@ pub fn node_steps() -> Vec<Arc<dyn Step>> {
     pipeline::declared(&pipeline(false))
 }
 
+/// What `upgrade` runs on one node, narrowed to it: every node step but etcd's (its version is
+/// not Kubernetes') and the addons' (applied once at the end, through the API).
+pub fn upgrade_steps(cluster: &Cluster, node: &str) -> Vec<PipelineStep> {
+    let steps: Vec<PipelineStep> = pipeline(false)
+        .into_iter()
+        .filter(|s| !matches!(s.id(), StepId::InstallEtcd | StepId::InstallAddons))
+        .collect();
+    pipeline::on_node(&steps, cluster, node)
+}
+
 /// The controller steps (what `create-controllers` runs).
 pub const CONTROLLER_STEPS: [StepId; 2] =
     [StepId::InstallEtcd, StepId::InstallKubernetesControllers];

@@ -294,3 +294,32 @@ fn one_pipeline_every_command_selects_from_it() {
         [StepId::InstallCni]
     );
 }
+
+#[test]
+fn an_upgrade_works_node_by_node_without_etcd_and_the_addons() {
+    use crate::engine::StepId;
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(dir.path(), 2);
+    let ids = |node: &str| -> Vec<StepId> {
+        let steps = super::upgrade_steps(&c, node);
+        for s in crate::engine::pipeline::declared(&steps) {
+            let on: Vec<&str> = s.targets(&c).iter().map(|n| n.name.as_str()).collect();
+            assert_eq!(on, [node], "{} narrowed to {node}", s.id().name());
+        }
+        steps.iter().map(|s| s.id()).collect()
+    };
+    assert_eq!(
+        ids("kubi-controller-01"),
+        [StepId::InstallKubernetesControllers, StepId::InstallCni]
+    );
+    assert_eq!(
+        ids("kubi-worker-02"),
+        [
+            StepId::PrepareWorkerNodes,
+            StepId::InstallRunc,
+            StepId::InstallContainerd,
+            StepId::InstallCni,
+            StepId::InstallKubernetesWorkers
+        ]
+    );
+}

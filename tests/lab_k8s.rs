@@ -154,6 +154,48 @@ fn lab_kubernetes_cluster() {
     assert!(out.contains("up: made 0 change(s)"), "{out}");
     assert!(out.contains(", 0 restart(s)"), "{out}");
 
+    // Releases: `up` asking for another Kubernetes release than the one running is refused
+    // before anything is built or changed (it would replace every node at once); `upgrade`
+    // refuses a downgrade across minors, and to the release already running it changes
+    // nothing and drains no node.
+    let running = lab.cluster().kubernetes.version;
+    let older = kubicluster::spec::build_sets::BUILD_SETS
+        .iter()
+        .map(|s| s.kubernetes.parse::<kubicluster::spec::Version>().unwrap())
+        .find(|v| v.minor + 1 == running.minor)
+        .expect("a build set one minor older")
+        .to_string();
+    let o = lab.kubicluster(&["up", "--skip-test", "--kubernetes-version", &older], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "runs Kubernetes {running}, the spec asks for {older}"
+        )),
+        "{}",
+        text(&o)
+    );
+    let o = lab.kubicluster(&["upgrade", "--to", &older], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no downgrade"), "{}", text(&o));
+    let t = std::time::Instant::now();
+    let out = lab.ok(&["upgrade", "--to", &running.to_string()]);
+    eprintln!(
+        "TIMING upgrade to the running release: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.contains(&format!("every node runs Kubernetes {running}")),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("(already at the version: not drained)").count(),
+        2,
+        "no worker drained: {out}"
+    );
+    for l in out.lines().filter(|l| l.starts_with("upgrade: made ")) {
+        assert!(l.starts_with("upgrade: made 0 change(s)"), "{l}");
+    }
+
     // etcd backup and restore: a ConfigMap made, a snapshot taken (kept on the hypervisor,
     // checked whole), the ConfigMap deleted, the snapshot restored: it is back, every node
     // Ready again.

@@ -22,6 +22,14 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let mut since = std::time::Instant::now();
     ctx.printer
         .status(&format!("up: cluster {} from {source}", cluster.name));
+    // `up` must not replace a running cluster's Kubernetes release on every node at once: a
+    // cluster recorded at another release is checked against its API server first, before any
+    // artifact is built or anything changes (`upgrade` goes node by node).
+    if crate::spec::remembered_kubernetes_version(&cluster)
+        .is_some_and(|v| v != cluster.kubernetes.version)
+    {
+        super::upgrade::refuse_a_running_release(&cluster)?;
+    }
     // The artifacts' digests are remembered in the cluster's work dir by file identity, so a
     // second `up` does not hash hundreds of MB again (`up` has no dry run: `plan` writes nothing).
     crate::artifacts::remember_digests_in(cluster.cluster_dir().join("artifact-digests"));

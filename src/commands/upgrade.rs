@@ -133,6 +133,43 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `up` with another Kubernetes release than the one `cluster`'s API server runs would replace
+/// it on every node at once (no drain, no order, no skew check): refused, pointing at
+/// `upgrade`. A cluster whose API does not answer (not made yet, stopped) is not refused.
+pub fn refuse_a_running_release(cluster: &Cluster) -> Result<()> {
+    if cluster.hypervisor.mode == crate::spec::HypervisorMode::Lab
+        && crate::lab::state(cluster)?.is_none()
+    {
+        return Ok(()); // no lab, no cluster running in it
+    }
+    reach_nodes(cluster)?;
+    let Some(api) = Client::admin(cluster)? else {
+        return Ok(());
+    };
+    let Ok(running) = api.version() else {
+        return Ok(());
+    };
+    let wanted = cluster.kubernetes.version;
+    if running == wanted {
+        return Ok(());
+    }
+    let hint = match skew::check(running, wanted) {
+        Ok(_) => format!(
+            "`kubicluster upgrade --to {wanted}` upgrades it node by node (drain, skew rules); or set spec.kubernetes.version: {running} to keep it"
+        ),
+        Err(r) => format!(
+            "{} — keep spec.kubernetes.version: {running} (from {running} an upgrade may go to {})",
+            r.rule, r.allowed
+        ),
+    };
+    Err(Failure::bad_input(format!(
+        "cluster {} runs Kubernetes {running}, the spec asks for {wanted}: `up` would replace it on every node at once",
+        cluster.name
+    ))
+    .hint(hint)
+    .into())
+}
+
 /// The pipeline's node steps narrowed to `node` (a plan only, with `dry_run`).
 fn run_steps(ctx: &mut Ctx, cluster: &Cluster, node: &Node, dry_run: bool) -> Result<()> {
     super::converge::run_pipeline(

@@ -303,6 +303,12 @@ pub fn remember(cluster: &Cluster) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The Kubernetes release of the spec `up` (or `upgrade`) last recorded for `cluster`, if any.
+pub fn remembered_kubernetes_version(cluster: &Cluster) -> Option<Version> {
+    let (f, _) = load(&cluster.cluster_dir().join(REMEMBERED)).ok()?;
+    f.spec.kubernetes.version.parse().ok()
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -240,6 +240,7 @@ fn help_for_every_command() {
         vec!["create-workers", "--help"],
         vec!["test", "--help"],
         vec!["remove", "--help"],
+        vec!["upgrade", "--help"],
         vec!["plan", "--help"],
         vec!["render", "--help"],
         vec!["destroy", "--help"],
@@ -522,7 +523,7 @@ fn cis_without_vms_says_so_and_connects_nowhere() {
 }
 
 #[test]
-fn remove_refuses_controllers_and_unknown_nodes_and_changes_nothing() {
+fn remove_and_upgrade_refuse_bad_input_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let o = kubicluster(tmp.path(), &["remove", "kubi-controller-01"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -530,6 +531,14 @@ fn remove_refuses_controllers_and_unknown_nodes_and_changes_nothing() {
     let o = kubicluster(tmp.path(), &["remove", "kubi-worker-09"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("not a node of cluster"));
+    let o = kubicluster(tmp.path(), &["upgrade", "--to", "latest"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: --to: ") && stderr(&o).contains("\nhelp: "));
+    let o = kubicluster(tmp.path(), &["upgrade", "--to", "1.37.2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has no admin kubeconfig") && stderr(&o).contains("kubicluster up")
+    );
     assert!(!tmp.path().join("work").exists(), "nothing was created");
 }
 

@@ -94,8 +94,7 @@ pub enum Command {
     /// Take a worker out: drain and delete it through the API (where one answers), destroy its
     /// VM and disk, remove its certificates.
     Remove(RemoveArgs),
-    /// Kubernetes to another release, one node at a time: controllers (each answering /readyz
-    /// before the next), then workers (cordon, drain, replace, Ready, uncordon), then the addons.
+    /// Kubernetes to another release, one node at a time (skew rules, drain, readiness).
     #[command(after_help = UPGRADE_AFTER_HELP)]
     Upgrade(UpgradeArgs),
     /// Remove VMs and their disks (not the template; not the PKI unless --all).

@@ -33,12 +33,11 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
     let mut ov = args.spec.overrides();
     ov.kubernetes_version = Some(to.to_string());
     let (cluster, _) = crate::spec::resolve(args.spec.file.as_deref(), &ov, ctx.env)?;
-    reach_nodes(&cluster)?;
-    let _lock = (!args.dry_run).then(|| super::lock(&cluster)).transpose()?;
     let api = Client::admin(&cluster)?.ok_or_else(|| {
         Failure::new(format!("cluster {} has no admin kubeconfig", cluster.name))
             .hint("an upgrade needs a running cluster: `kubicluster up` makes one")
     })?;
+    reach_nodes(&cluster)?;
     let from = api.version().map_err(|e| {
         Failure::new(format!("the API server does not answer: {e:#}")).hint(
             "an upgrade needs a running cluster: `kubicluster status` says what is down, `kubicluster start` starts a stopped one",
@@ -48,6 +47,7 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
         Failure::bad_input(format!("cannot upgrade from {from} to {to}: {}", r.rule))
             .hint(format!("from {from} an upgrade may go to {}", r.allowed))
     })?;
+    let _lock = (!args.dry_run).then(|| super::lock(&cluster)).transpose()?;
     let order: Vec<&Node> = cluster.controllers().chain(cluster.workers()).collect();
     ctx.printer.status(&format!(
         "upgrade: the API server runs {from}; to {to} ({}), one node at a time: {}, then the addons",

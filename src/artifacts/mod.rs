@@ -317,7 +317,13 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
         };
         let sha = blob.sha256.clone();
         let shown = path.display().to_string();
-        let pinned = expected_sha(cluster, &c, &version, &file);
+        // A build's binaries are not the published ones (other flags, another toolchain): the
+        // catalogue's digests of the published files do not apply to them, the cluster file's do.
+        let pinned = if a.source == ArtifactSource::Build {
+            a.sha256.get(&file).cloned()
+        } else {
+            expected_sha(cluster, &c, &version, &file)
+        };
         // The directory's SHA256SUMS (what `artifacts build` writes) vouches for its files.
         let listed = build::read_manifest(dir)?
             .and_then(|list| list.into_iter().find(|(n, _)| *n == file))
@@ -341,11 +347,11 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
         }
         let files = unpack(&c, &version, blob).with_context(|| shown.clone())?;
         check_executables(&shown, &files)?;
-        lock.check(&file, &sha)?;
+        lock.check(&lock_name(&file, &version), &sha)?;
         return Ok(Provided::Files { files, version });
     }
     let dest = downloads_dir(cluster).join(&file);
-    let locked = lock.0.get(&file).cloned();
+    let locked = lock.0.get(&lock_name(&file, &version)).cloned();
     let data = if mode == Fetch::Never {
         let pinned = expected_sha(cluster, &c, &version, &file);
         match fetch::cached(&dest, locked.as_deref(), pinned.as_deref())? {
@@ -382,8 +388,19 @@ pub fn provide(cluster: &Cluster, lock: &mut Lock, name: &str, mode: Fetch) -> R
     let files = unpack(&c, &version, Blob::with_digest(data, sha.clone()))
         .with_context(|| shown.clone())?;
     check_executables(&shown, &files)?;
-    lock.check(&file, &sha)?;
+    lock.check(&lock_name(&file, &version), &sha)?;
     Ok(Provided::Files { files, version })
+}
+
+/// A file's name in `artifacts.lock`: with its version when the name has none (`kubelet` is
+/// another file in every release: an upgrade brings a new one, a changed file of the same
+/// release is still caught).
+fn lock_name(file: &str, version: &str) -> String {
+    if file.contains(version) {
+        file.to_string()
+    } else {
+        format!("v{version}/{file}")
+    }
 }
 
 /// ELF's machine number for the nodes' architecture (x86-64; kubicluster's nodes are amd64).

@@ -301,7 +301,12 @@ fn files_that_are_not_amd64_executables_are_refused_before_any_upload() {
         provide(&c, &mut lock, "kube-scheduler", Fetch::Allowed).unwrap(),
         Provided::Files { .. }
     ));
-    assert!(lock.0.contains_key("kube-scheduler"));
+    let v = c.kubernetes.version;
+    assert!(
+        lock.0.contains_key(&format!("v{v}/kube-scheduler")),
+        "{:?}",
+        lock.0
+    );
     // Not allowed: refused.
     c.artifacts.allow_unverified = false;
     let e = provide(&c, &mut Lock::default(), "kube-scheduler", Fetch::Allowed).unwrap_err();
@@ -421,5 +426,42 @@ fn a_dry_run_never_downloads_and_uses_what_is_cached() {
     assert!(
         matches!(&p, Provided::WouldDownload { what, .. } if what.contains("publisher's checksum")),
         "{p:?}"
+    );
+}
+
+#[test]
+fn a_build_is_vouched_for_by_its_manifest_and_locked_per_release() {
+    let d = tempfile::tempdir().unwrap();
+    let (dir, work) = (d.path().join("bin"), d.path().join("work"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = dir_cluster(&dir, &work);
+    c.artifacts.source = crate::spec::ArtifactSource::Build;
+    // 1.36.3's kubelet is pinned in the catalogue (the published file); a build is not that file.
+    c.kubernetes.version = "1.36.3".parse().unwrap();
+    let put = |tag: &str| {
+        let bin = fake_elf(tag);
+        std::fs::write(dir.join("kubelet"), &bin).unwrap();
+        std::fs::write(
+            dir.join("SHA256SUMS"),
+            format!("{}  kubelet\n", sha256_hex(&bin)),
+        )
+        .unwrap();
+    };
+    put("kubelet-1.36.3-built-here");
+    let mut lock = Lock::default();
+    let p = provide(&c, &mut lock, "kubelet", Fetch::Allowed).unwrap();
+    assert!(matches!(p, Provided::Files { .. }), "{p:?}");
+    assert!(lock.0.contains_key("v1.36.3/kubelet"), "{:?}", lock.0);
+    // The next release's kubelet is another file: an upgrade is not a changed artifact …
+    c.kubernetes.version = "1.37.2".parse().unwrap();
+    put("kubelet-1.37.2-built-here");
+    provide(&c, &mut lock, "kubelet", Fetch::Allowed).unwrap();
+    assert_eq!(lock.0.len(), 2, "{:?}", lock.0);
+    // … but the same release's kubelet changed under the cluster still is.
+    put("kubelet-1.37.2-rebuilt");
+    let e = provide(&c, &mut lock, "kubelet", Fetch::Allowed).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("recorded in artifacts.lock"),
+        "{e:#}"
     );
 }

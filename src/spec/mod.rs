@@ -419,11 +419,25 @@ fn resolve_build_source(c: &mut Cluster, env: &dyn Fn(&str) -> Option<String>) -
             )),
         ];
     };
-    let dir = c
-        .artifacts
-        .dir
-        .get_or_insert_with(|| build::output_dir(&build::cache_dir(env), set.kubernetes))
-        .clone();
+    // The build's output dir and pause image are derived from the release: a remembered spec
+    // holds another release's (`up` records them resolved), and they follow the version here
+    // (`upgrade`, a version flag); a dir or an image the user chose stays.
+    let cache = build::cache_dir(env);
+    let derived_dir = |d: &Path| {
+        build::BUILD_SETS
+            .iter()
+            .any(|s| build::output_dir(&cache, s.kubernetes) == d)
+    };
+    if c.artifacts.dir.as_deref().is_none_or(derived_dir) {
+        c.artifacts.dir = Some(build::output_dir(&cache, set.kubernetes));
+    }
+    let dir = c.artifacts.dir.clone().expect("just decided");
+    if build::BUILD_SETS
+        .iter()
+        .any(|s| build::pause_image(s) == c.containerd.sandbox_image)
+    {
+        c.containerd.sandbox_image = build::pause_image(set);
+    }
     c.versions.etcd = set.etcd.parse().expect("a build set's etcd is a version");
     for f in build::IMAGE_FILES {
         let p = dir.join(f);

@@ -328,3 +328,46 @@ fn every_empty_default_is_decided_when_the_spec_is_resolved() {
         Some("http://mirror.invalid/debian")
     );
 }
+
+#[test]
+fn a_remembered_builds_dir_and_pause_image_follow_another_release() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let env = |k: &str| (k == "KUBICLUSTER_CACHE_DIR").then(|| cache.display().to_string());
+    let ov = |v: &str| Overrides {
+        artifacts_source: Some(ArtifactSource::Build),
+        kubernetes_version: Some(v.into()),
+        ..Overrides::default()
+    };
+    for v in ["1.36.3", "1.37.2"] {
+        std::fs::create_dir_all(build_sets::output_dir(&cache, v)).unwrap();
+    }
+    let mine_dir = d.path().join("my-build");
+    std::fs::create_dir_all(&mine_dir).unwrap();
+    // `up` at 1.36.3 records the resolved spec: the build's dir and pause image in it.
+    let (old, _) = resolve(None, &ov("1.36.3"), &env).unwrap();
+    let file = d.path().join("remembered.yaml");
+    std::fs::write(&file, to_yaml(&old.file)).unwrap();
+    assert!(to_yaml(&old.file).contains("kubernetes-v1.36.3"));
+    // Resolved again at 1.37.2 (`upgrade --to`): both follow the release.
+    let (new, _) = resolve(Some(&file), &ov("1.37.2"), &env).unwrap();
+    let dir = build_sets::output_dir(&cache, "1.37.2");
+    assert_eq!(new.artifacts.dir.as_deref(), Some(dir.as_path()));
+    assert_eq!(
+        new.containerd.sandbox_image,
+        "kubicluster.local/pause:v1.37.2"
+    );
+    assert!(
+        new.images.iter().all(|p| p.starts_with(&dir)),
+        "{:?}",
+        new.images
+    );
+    // A dir and an image the user chose stay.
+    let mut f = old.file.clone();
+    f.spec.artifacts.dir = mine_dir.display().to_string();
+    f.spec.containerd.sandbox_image = "registry.example/pause:3.10".into();
+    std::fs::write(&file, to_yaml(&f)).unwrap();
+    let (mine, _) = resolve(Some(&file), &ov("1.37.2"), &env).unwrap();
+    assert_eq!(mine.artifacts.dir.as_deref(), Some(mine_dir.as_path()));
+    assert_eq!(mine.containerd.sandbox_image, "registry.example/pause:3.10");
+}

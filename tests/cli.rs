@@ -1305,3 +1305,31 @@ fn up_refuses_an_artifacts_dir_without_a_complete_build() {
     );
     assert!(!d.join("work").exists(), "nothing written");
 }
+
+#[test]
+fn upgrade_changes_kubernetes_only_and_refuses_another_etcd_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A cluster `up` remembered with etcd 3.5.21; the upgrade would bring 3.6.16.
+    let o = kubicluster(tmp.path(), &["validate", "--etcd-version", "3.5.21"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tmp.path().join("work/kubicluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cluster.yaml"), stdout(&o)).unwrap();
+    let before = std::fs::read_dir(&dir).unwrap().count();
+    let o = kubicluster(
+        tmp.path(),
+        &["upgrade", "--to", "1.37.2", "--etcd-version", "3.6.16"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("the cluster runs etcd 3.5.21: `upgrade` changes Kubernetes only")
+            && err.contains("\nhelp: keep etcd at 3.5.21"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        before,
+        "nothing created"
+    );
+}

@@ -33,6 +33,20 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
     let mut ov = args.spec.overrides();
     ov.kubernetes_version = Some(to.to_string());
     let (cluster, _) = crate::spec::resolve(args.spec.file.as_deref(), &ov, ctx.env)?;
+    // Kubernetes only: etcd moves member by member under other rules (not done here yet).
+    if let Some(was) = crate::spec::remembered(&cluster)
+        .and_then(|f| f.spec.versions.etcd.parse::<Version>().ok())
+        .filter(|was| *was != cluster.versions.etcd)
+    {
+        return Err(Failure::bad_input(format!(
+            "Kubernetes {to} here comes with etcd {}, the cluster runs etcd {was}: `upgrade` changes Kubernetes only",
+            cluster.versions.etcd
+        ))
+        .hint(format!(
+            "keep etcd at {was} (spec.versions.etcd, --etcd-version; with the build source, a build set with that etcd)"
+        ))
+        .into());
+    }
     let api = Client::admin(&cluster)?.ok_or_else(|| {
         Failure::new(format!("cluster {} has no admin kubeconfig", cluster.name))
             .hint("an upgrade needs a running cluster: `kubicluster up` makes one")

@@ -303,10 +303,16 @@ pub fn remember(cluster: &Cluster) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The spec `up` (or `upgrade`) last recorded for `cluster`, if any (and readable).
+pub fn remembered(cluster: &Cluster) -> Option<ClusterFile> {
+    load(&cluster.cluster_dir().join(REMEMBERED))
+        .ok()
+        .map(|(f, _)| f)
+}
+
 /// The Kubernetes release of the spec `up` (or `upgrade`) last recorded for `cluster`, if any.
 pub fn remembered_kubernetes_version(cluster: &Cluster) -> Option<Version> {
-    let (f, _) = load(&cluster.cluster_dir().join(REMEMBERED)).ok()?;
-    f.spec.kubernetes.version.parse().ok()
+    remembered(cluster)?.spec.kubernetes.version.parse().ok()
 }
 
 impl std::fmt::Display for Source {

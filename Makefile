@@ -11,7 +11,7 @@ KC := ./target/release/kubicluster
 # Debian packages: building, and the real-component test tiers.
 BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
 TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server systemd
-BENCH_PKGS := golang-cfssl
+BENCH_PKGS := golang-cfssl curl
 # The hypervisor (libvirt + QEMU from bookworm) and the image recipe. A newer qemu-utils may be
 # preinstalled and conflicts with bookworm's QEMU, hence qemu-utils/bookworm and --allow-downgrades.
 LAB_PKGS := qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients \
@@ -97,6 +97,7 @@ bench: bench-deps artifacts
 	bench/converge.sh
 	bench/up.sh
 	bench/snapshot.sh
+	bench/upgrade.sh
 
 clean:
 	$(CARGO) clean

@@ -43,6 +43,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/controller/kube-scheduler.service.j2"),
     ),
     (
+        "controller/kubicluster-vip.conf.j2",
+        include_str!("../templates/controller/kubicluster-vip.conf.j2"),
+    ),
+    (
+        "controller/kubicluster-vip.service.j2",
+        include_str!("../templates/controller/kubicluster-vip.service.j2"),
+    ),
+    (
+        "controller/kubicluster-check-apiserver.j2",
+        include_str!("../templates/controller/kubicluster-check-apiserver.j2"),
+    ),
+    (
         "controller/kube-scheduler.yaml.j2",
         include_str!("../templates/controller/kube-scheduler.yaml.j2"),
     ),

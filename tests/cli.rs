@@ -993,8 +993,10 @@ fn clap_errors_have_a_help_line_and_command_help_works() {
     assert!(!tmp.path().join("work").exists(), "nothing was created");
 }
 
-/// Several controllers and no load-balancer address: `validate` says every worker depends on
-/// the first controller; with an address, or one controller, it says nothing of the kind.
+/// Several controllers: by default they share a virtual IP (the cluster network's tenth
+/// address, in the certificates and every kubeconfig); with the virtual IP turned off `validate`
+/// says every worker depends on the first controller; with a load-balancer address, or one
+/// controller, it says nothing of the kind.
 #[test]
 fn several_controllers_without_a_load_balancer_are_warned_about() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1008,10 +1010,35 @@ fn several_controllers_without_a_load_balancer_are_warned_about() {
     ];
     let o = kubicluster(tmp.path(), &[&["validate"][..], &nodes].concat());
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning:"), "{}", stderr(&o));
     assert!(
-        stderr(&o)
-            .contains("warning: 2 controllers but no spec.kubernetes.apiServerLoadBalancerIP")
+        String::from_utf8_lossy(&o.stdout).contains("apiServerVIP: 192.168.24.10"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = kubicluster(
+        tmp.path(),
+        &[&["validate", "--controller-vip", "none"][..], &nodes].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: 2 controllers but spec.kubernetes.apiServerVIP is \"none\"")
             && stderr(&o).contains("the first controller (192.168.24.11)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            &["validate", "--controller-vip", "192.168.24.21"][..],
+            &nodes,
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("spec.kubernetes.apiServerVIP: 192.168.24.21 is also a node's address")
+            && stderr(&o).contains("help:"),
         "{}",
         stderr(&o)
     );

@@ -63,6 +63,10 @@ pub struct SpecArgs {
     /// Address clients use to reach the API servers. Legacy: -clb.
     #[arg(long, env = "KUBICLUSTER_CONTROLLER_LB_IP", value_name = "IP")]
     pub controller_lb_ip: Option<String>,
+    /// A virtual IP the controllers hold for the API (keepalived), or `none`; by default the
+    /// cluster network's tenth address when there are several controllers.
+    #[arg(long, env = "KUBICLUSTER_CONTROLLER_VIP", value_name = "IP|none")]
+    pub controller_vip: Option<String>,
     /// Pod CIDR. Legacy: -cidr=.
     #[arg(
         long,
@@ -264,6 +268,7 @@ impl SpecArgs {
             controllers: self.controller.clone(),
             workers: self.worker.clone(),
             api_server_lb_ip: self.controller_lb_ip.clone(),
+            api_server_vip: self.controller_vip.clone(),
             pod_cidr: self.pod_cidr.clone(),
             service_cidr: self.service_cidr.clone(),
             cluster_dns: self.cluster_dns.clone(),

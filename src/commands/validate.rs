@@ -10,10 +10,11 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
     ctx.printer.result(&spec::to_yaml(&cluster.file));
     let controllers = cluster.controllers().count();
-    if controllers > 1 && cluster.kubernetes.api_server_lb_ip.is_none() {
+    let k = &cluster.kubernetes;
+    if controllers > 1 && k.api_server_lb_ip.is_none() && k.api_server_vip.is_none() {
         ctx.printer.status(&format!(
-            "warning: {controllers} controllers but no spec.kubernetes.apiServerLoadBalancerIP: every kubelet, kube-proxy and kubeconfig talks to the first controller ({}), so losing it loses the API for the whole cluster; put a load balancer in front of the controllers and set its address",
-            cluster.kubernetes.api_server_ip
+            "warning: {controllers} controllers but spec.kubernetes.apiServerVIP is \"none\": every kubelet, kube-proxy and kubeconfig talks to the first controller ({}), so losing it loses the API for the whole cluster; leave apiServerVIP empty (a virtual IP the controllers hold) or set apiServerLoadBalancerIP to your load balancer",
+            k.api_server_ip
         ));
     }
     ctx.printer.status(&format!(

@@ -104,6 +104,23 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         }
     }
     let mut unhealthy = vms::unhealthy(&rows);
+    let vip = cluster.kubernetes.api_server_vip;
+    let holders = vms::vip_holders(&rows);
+    let vip_line = match (vip, &holders) {
+        (Some(vip), Some(h)) if h.len() == 1 => {
+            Some(format!("api: virtual IP {vip} held by {}", h[0]))
+        }
+        (Some(vip), Some(h)) => {
+            let what = if h.is_empty() {
+                "held by no controller".to_string()
+            } else {
+                format!("held by {} controllers at once ({})", h.len(), h.join(", "))
+            };
+            unhealthy.push(format!("virtual IP {vip} ({what})"));
+            Some(format!("api: virtual IP {vip} {what}"))
+        }
+        _ => None,
+    };
     let k8s = match &api {
         Ok(_) => vms::kubernetes_view(&cluster).ok(),
         Err(_) => None,
@@ -123,6 +140,8 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             "cluster": cluster.name,
             "api": {
                 "server": cluster.kubernetes.api_server_url(),
+                "virtualIP": vip,
+                "virtualIPHolders": holders,
                 "answers": api.is_ok(),
                 "error": api.as_ref().err(),
             },
@@ -166,6 +185,10 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                     units.join(" ")
                 }
             ));
+        }
+        if let Some(l) = &vip_line {
+            text.push_str(l);
+            text.push('\n');
         }
         for l in k8s.as_ref().map(vms::kubernetes_lines).unwrap_or_default() {
             text.push_str(&l);

@@ -14,6 +14,7 @@ pub enum StepId {
     // On the nodes.
     InstallEtcd,
     InstallKubernetesControllers,
+    InstallApiVip,
     PrepareWorkerNodes,
     InstallRunc,
     InstallContainerd,
@@ -40,6 +41,7 @@ impl StepId {
             StepId::DestroyVms => "destroy_vms",
             StepId::InstallEtcd => "install_etcd",
             StepId::InstallKubernetesControllers => "install_kubernetes_controllers",
+            StepId::InstallApiVip => "install_api_vip",
             StepId::PrepareWorkerNodes => "prepare_worker_nodes",
             StepId::InstallRunc => "install_runc",
             StepId::InstallContainerd => "install_containerd",

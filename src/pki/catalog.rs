@@ -169,6 +169,7 @@ pub fn certificates(cluster: &Cluster) -> Vec<CertSpec> {
     }
     // The original forgot the load-balancer address.
     apiserver_ips.extend(k.api_server_lb_ip);
+    apiserver_ips.extend(k.api_server_vip);
 
     let mut out = vec![
         with_sans(

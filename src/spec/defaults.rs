@@ -80,6 +80,7 @@ impl Default for KubernetesEntry {
             cluster_dns: "10.32.0.10".into(),
             cluster_domain: "cluster.local".into(),
             api_server_lb_ip: String::new(),
+            api_server_vip: String::new(),
             api_server_port: 6443,
         }
     }

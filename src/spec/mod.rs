@@ -100,7 +100,9 @@ pub struct Kubernetes {
     pub cluster_dns: Ipv4Addr,
     pub cluster_domain: String,
     pub api_server_lb_ip: Option<Ipv4Addr>,
-    /// The LB IP when set, otherwise the first controller's cluster IP.
+    /// The virtual IP the controllers hold between them (keepalived), if any.
+    pub api_server_vip: Option<Ipv4Addr>,
+    /// The LB IP when set, else the virtual IP, else the first controller's cluster IP.
     pub api_server_ip: Ipv4Addr,
     pub api_server_port: u16,
 }

@@ -14,6 +14,7 @@ pub struct Overrides {
     pub controllers: Vec<String>,
     pub workers: Vec<String>,
     pub api_server_lb_ip: Option<String>,
+    pub api_server_vip: Option<String>,
     pub pod_cidr: Option<String>,
     pub service_cidr: Option<String>,
     pub cluster_dns: Option<String>,
@@ -163,6 +164,7 @@ impl Overrides {
         let s = &mut file.spec;
         set(&mut s.work_dir, &o.work_dir);
         set(&mut s.kubernetes.api_server_lb_ip, &o.api_server_lb_ip);
+        set(&mut s.kubernetes.api_server_vip, &o.api_server_vip);
         set(&mut s.kubernetes.pod_cidr, &o.pod_cidr);
         set(&mut s.kubernetes.service_cidr, &o.service_cidr);
         set(&mut s.kubernetes.cluster_dns, &o.cluster_dns);

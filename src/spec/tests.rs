@@ -371,3 +371,83 @@ fn a_remembered_builds_dir_and_pause_image_follow_another_release() {
     assert_eq!(mine.artifacts.dir.as_deref(), Some(mine_dir.as_path()));
     assert_eq!(mine.containerd.sandbox_image, "registry.example/pause:3.10");
 }
+
+/// Several controllers share a virtual IP for the API by default (the cluster network's tenth
+/// address): the certificates, the kubeconfigs and the issuer name it. `none` turns it off, a
+/// load balancer's address replaces it, and an address that cannot work is refused.
+#[test]
+fn several_controllers_reach_the_api_through_a_virtual_ip() {
+    let vip: std::net::Ipv4Addr = "192.168.24.10".parse().unwrap();
+    let c = validate(&example_cluster_file(3, 1)).unwrap();
+    assert_eq!(c.kubernetes.api_server_vip, Some(vip));
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.10:6443");
+    assert_eq!(c.file.spec.kubernetes.api_server_vip, "192.168.24.10");
+    let kubernetes = crate::pki::catalog::certificates(&c)
+        .into_iter()
+        .find(|s| s.file == "kubernetes")
+        .unwrap();
+    assert!(kubernetes.ip_addresses.contains(&std::net::IpAddr::V4(vip)));
+    for kc in crate::pki::catalog::kubeconfigs(&c) {
+        assert!(
+            kc.server.starts_with("https://127.0.0.1:")
+                || kc.server == c.kubernetes.api_server_url(),
+            "{kc:?}"
+        );
+    }
+    // One controller: no virtual IP unless asked for.
+    let one = validate(&default_cluster_file()).unwrap();
+    assert_eq!(one.kubernetes.api_server_vip, None);
+    assert_eq!(
+        one.kubernetes.api_server_url(),
+        "https://192.168.24.11:6443"
+    );
+    let mut f = default_cluster_file();
+    f.spec.kubernetes.api_server_vip = "192.168.24.9".into();
+    assert_eq!(
+        validate(&f).unwrap().kubernetes.api_server_vip,
+        Some("192.168.24.9".parse().unwrap())
+    );
+    // Turned off, or replaced by the user's load balancer.
+    let mut f = example_cluster_file(3, 1);
+    f.spec.kubernetes.api_server_vip = "none".into();
+    let c = validate(&f).unwrap();
+    assert_eq!(c.kubernetes.api_server_vip, None);
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.11:6443");
+    let mut f = example_cluster_file(3, 1);
+    f.spec.kubernetes.api_server_lb_ip = "192.168.24.5".into();
+    let c = validate(&f).unwrap();
+    assert_eq!(c.kubernetes.api_server_vip, None);
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.5:6443");
+    // Refused: both at once, a node's address, outside the network, the default taken.
+    let refused = |vip: &str, lb: &str, first_controller: u8| {
+        let mut f = example_cluster_file(3, 1);
+        f.spec.kubernetes.api_server_vip = vip.into();
+        f.spec.kubernetes.api_server_lb_ip = lb.into();
+        f.spec.nodes[0].cluster_ip = format!("192.168.24.{first_controller}");
+        let Err(Problems(p)) = validate(&f) else {
+            panic!("accepted {vip} {lb}")
+        };
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        refused("192.168.24.9", "192.168.24.5", 11)
+            .contains("apiServerVIP: is set together with spec.kubernetes.apiServerLoadBalancerIP")
+    );
+    assert!(
+        refused("192.168.24.12", "", 11)
+            .contains("apiServerVIP: 192.168.24.12 is also a node's address")
+    );
+    assert!(
+        refused("10.1.1.1", "", 11)
+            .contains("apiServerVIP: 10.1.1.1 is outside the cluster network 192.168.24.0/24")
+    );
+    let all = refused("", "", 10);
+    assert!(
+        all.contains("its default address 192.168.24.10 is a node's")
+            && all.contains("help: set spec.kubernetes.apiServerVIP"),
+        "{all}"
+    );
+}

@@ -208,6 +208,11 @@ pub struct KubernetesEntry {
         skip_serializing_if = "String::is_empty"
     )]
     pub api_server_lb_ip: String,
+    /// A virtual IP in the cluster network that one controller at a time holds (keepalived) for
+    /// the API; empty = the network's tenth address when there are several controllers and no
+    /// load balancer; `none` = no virtual IP.
+    #[serde(rename = "apiServerVIP", skip_serializing_if = "String::is_empty")]
+    pub api_server_vip: String,
     pub api_server_port: u16,
 }
 

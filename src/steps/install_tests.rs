@@ -247,3 +247,79 @@ fn debian_packages_reach_the_nodes_as_files_without_dpkg() {
     );
     assert_eq!(provided.version().as_deref(), Some("2.1.9"));
 }
+
+/// With several controllers each runs keepalived for the API's virtual IP: VRRP by unicast to the
+/// other controllers, the first controller's priority highest, the address on the cluster
+/// network's interface, the health check on the API server's port. One controller: no step.
+#[test]
+fn keepalived_holds_the_virtual_ip_among_the_controllers() {
+    use crate::engine::Step;
+    use crate::steps::install_api_vip::{InstallApiVip, UNIT, router_id};
+    let d = tempfile::tempdir().unwrap();
+    let ov = crate::spec::Overrides {
+        work_dir: Some(d.path().display().to_string()),
+        controllers: (1..=3)
+            .map(|i| format!("kubi-controller-{i:02},192.168.24.1{i},192.168.122.1{i}"))
+            .collect(),
+        workers: vec!["kubi-worker-01,192.168.24.21,192.168.122.21".into()],
+        ..Default::default()
+    };
+    let c = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+    assert_eq!(InstallApiVip.targets(&c).len(), 3);
+    let cx = Cx::new(c.clone(), BTreeMap::new(), Default::default());
+    let node = c.controllers().nth(1).unwrap();
+    let want = InstallApiVip.desired(&cx, node).unwrap();
+    let text = |path: &str| {
+        let f = want.files.iter().find(|f| f.path == path).unwrap();
+        (
+            String::from_utf8(f.content.data().unwrap().to_vec()).unwrap(),
+            f.mode,
+        )
+    };
+    let (conf, mode) = text("/etc/keepalived/kubicluster-vip.conf");
+    assert_eq!(mode, 0o600);
+    for line in [
+        "router_id kubi-controller-02",
+        "state BACKUP",
+        "nopreempt",
+        "interface eth1",
+        &format!("virtual_router_id {}", router_id(&c.name)),
+        "priority 190",
+        "unicast_src_ip 192.168.24.12",
+        "192.168.24.11\n",
+        "192.168.24.13\n",
+        "192.168.24.10/24 dev eth1",
+        "script \"/etc/keepalived/kubicluster-check-apiserver\"",
+    ] {
+        assert!(conf.contains(line), "{line:?} missing:\n{conf}");
+    }
+    assert!(
+        !conf.contains("        192.168.24.12\n"),
+        "not its own peer:\n{conf}"
+    );
+    let (check, mode) = text("/etc/keepalived/kubicluster-check-apiserver");
+    assert_eq!(mode, 0o700);
+    assert!(check.contains("/dev/tcp/127.0.0.1/6443"), "{check}");
+    let unit = want.units.iter().find(|u| u.name == UNIT).unwrap();
+    let unit_text = String::from_utf8(unit.file.data().unwrap().to_vec()).unwrap();
+    assert!(
+        unit_text.contains("--use-file=/etc/keepalived/kubicluster-vip.conf") && unit.start,
+        "{unit_text}"
+    );
+    // One controller (or `none`): keepalived removed where an earlier spec installed it.
+    let one = super::tests::cluster(d.path(), 1);
+    let cx = Cx::new(one.clone(), BTreeMap::new(), Default::default());
+    let want = InstallApiVip
+        .desired(&cx, one.controllers().next().unwrap())
+        .unwrap();
+    assert!(want.files.is_empty() && want.units.is_empty());
+    assert_eq!(want.commands.len(), 1);
+    assert!(
+        want.commands[0]
+            .check
+            .to_string()
+            .contains("-e /etc/systemd/system/kubicluster-vip.service"),
+        "{:?}",
+        want.commands[0].check
+    );
+}

@@ -14,6 +14,7 @@ pub mod create_vms;
 pub mod destroy_vms;
 pub mod generate_pki;
 pub mod install_addons;
+pub mod install_api_vip;
 pub mod install_cni;
 pub mod install_containerd;
 pub mod install_control_plane;
@@ -172,6 +173,7 @@ pub fn pipeline(force_vms: bool) -> Vec<PipelineStep> {
         Gated(Arc::new(create_vms::CreateVms { force: force_vms })),
         Declared(Arc::new(install_etcd::InstallEtcd)),
         Declared(Arc::new(install_control_plane::InstallControlPlane)),
+        Declared(Arc::new(install_api_vip::InstallApiVip)),
         Declared(Arc::new(prepare_worker_nodes::PrepareWorkerNodes)),
         Declared(Arc::new(install_runc::InstallRunc)),
         Declared(Arc::new(install_containerd::InstallContainerd)),
@@ -207,8 +209,11 @@ pub fn upgrade_steps(cluster: &Cluster, node: &str) -> Vec<PipelineStep> {
 }
 
 /// The controller steps (what `create-controllers` runs).
-pub const CONTROLLER_STEPS: [StepId; 2] =
-    [StepId::InstallEtcd, StepId::InstallKubernetesControllers];
+pub const CONTROLLER_STEPS: [StepId; 3] = [
+    StepId::InstallEtcd,
+    StepId::InstallKubernetesControllers,
+    StepId::InstallApiVip,
+];
 
 /// The steps of `create-workers`, or only one of them (a legacy subcommand).
 pub fn workers(only: Option<StepId>) -> Vec<Arc<dyn Step>> {

@@ -264,7 +264,7 @@ fn one_pipeline_every_command_selects_from_it() {
                 Target::Local,
                 Target::Hypervisor
             ],
-            vec![Target::Nodes; 8]
+            vec![Target::Nodes; 9]
         ]
         .concat()
     );
@@ -310,7 +310,11 @@ fn an_upgrade_works_node_by_node_without_etcd_and_the_addons() {
     };
     assert_eq!(
         ids("kubi-controller-01"),
-        [StepId::InstallKubernetesControllers, StepId::InstallCni]
+        [
+            StepId::InstallKubernetesControllers,
+            StepId::InstallApiVip,
+            StepId::InstallCni
+        ]
     );
     assert_eq!(
         ids("kubi-worker-02"),

@@ -15,6 +15,9 @@ pub struct NodeStatus {
     pub units: Vec<(String, String, String)>,
     /// Node readiness from the API ("Ready", "NotReady", "absent"), when the API answered.
     pub ready: Option<String>,
+    /// Whether this controller holds the API's virtual IP, when there is one and SSH answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds_vip: Option<bool>,
 }
 
 /// The units of a role, for `status`.
@@ -32,6 +35,28 @@ pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
             "kube-proxy.service",
         ],
     }
+}
+
+/// The units `status` reads on `node`: its role's, and keepalived's where it holds the API's
+/// virtual IP.
+pub fn node_units(cluster: &Cluster, node: &crate::spec::Node) -> Vec<&'static str> {
+    let mut units = role_units(node.role).to_vec();
+    if node.role == crate::spec::Role::Controller && cluster.kubernetes.api_server_vip.is_some() {
+        units.push(crate::steps::install_api_vip::UNIT);
+    }
+    units
+}
+
+/// Does `h` hold `vip` on the cluster network's interface?
+fn holds(h: &dyn crate::host::Host, vip: std::net::Ipv4Addr) -> Option<bool> {
+    let iface = crate::steps::install_api_vip::INTERFACE;
+    let o = h
+        .run(&crate::host::Cmd::new([
+            "ip", "-o", "-4", "addr", "show", "dev", iface,
+        ]))
+        .ok()?;
+    o.ok()
+        .then(|| o.stdout_text().contains(&format!(" {vip}/")))
 }
 
 pub(crate) fn unit_states(
@@ -58,6 +83,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                 },
             };
             let mut units = Vec::new();
+            let mut holds_vip = None;
             let ssh = if vm != "running" {
                 "-".into()
             } else if crate::vms::pins::pinned(cluster, &n.name)
@@ -69,7 +95,12 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
             } else {
                 match connect(cluster, n, Duration::from_secs(3)).and_then(|h| {
                     verify(cluster, n, &h)?;
-                    units = unit_states(&h, role_units(n.role));
+                    units = unit_states(&h, &node_units(cluster, n));
+                    if let Some(vip) = cluster.kubernetes.api_server_vip
+                        && n.role == crate::spec::Role::Controller
+                    {
+                        holds_vip = holds(&h, vip);
+                    }
                     Ok(())
                 }) {
                     Ok(()) => "ok".into(),
@@ -86,6 +117,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                 ssh,
                 units,
                 ready: None,
+                holds_vip,
             })
         })
         .collect()
@@ -121,6 +153,19 @@ pub fn unhealthy(rows: &[NodeStatus]) -> Vec<String> {
         }
     }
     unhealthy
+}
+
+/// Which controllers hold the API's virtual IP, as `status` reports it: exactly one is
+/// healthy; `None` where no controller answered SSH.
+pub fn vip_holders(rows: &[NodeStatus]) -> Option<Vec<&str>> {
+    let asked: Vec<&NodeStatus> = rows.iter().filter(|r| r.holds_vip.is_some()).collect();
+    (!asked.is_empty()).then(|| {
+        asked
+            .iter()
+            .filter(|r| r.holds_vip == Some(true))
+            .map(|r| r.node.as_str())
+            .collect()
+    })
 }
 
 /// Node name → "Ready"/"NotReady", from the API as the admin (3 s budget).

@@ -21,7 +21,7 @@ mmdebstrap --quiet --variant=minbase --mode=root --format=directory \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,fdisk,ifupdown,iproute2,iputils-ping,netbase,procps,iptables,conntrack,socat \
+  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,fdisk,ifupdown,iproute2,iputils-ping,netbase,procps,iptables,conntrack,socat,keepalived \
   --customize-hook='install -m 0755 "'"$FILES"'/kubicluster-identity.sh" "$1/usr/local/sbin/kubicluster-identity"' \
   --customize-hook='install -m 0644 "'"$FILES"'/kubicluster-identity.service" "$1/etc/systemd/system/kubicluster-identity.service"' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/sysinit.target.wants" && ln -sf /etc/systemd/system/kubicluster-identity.service "$1/etc/systemd/system/sysinit.target.wants/"' \

@@ -14,6 +14,7 @@ use super::{
     Artifacts, Cluster, ComponentVersions, Hypervisor, Kubernetes, NetworksResolved, Node,
 };
 
+pub mod endpoint;
 mod nodes;
 mod sections;
 
@@ -188,10 +189,11 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     c.images(spec);
     c.ssh(spec);
     c.hypervisor(spec, &nets, &n);
+    let vip = c.api_vip(spec, &nets, &k, &n);
     if !c.problems.is_empty() {
         return Err(Problems(c.problems));
     }
-    Ok(resolve(file, nets, k, n))
+    Ok(resolve(file, nets, k, n, vip))
 }
 
 impl Collector {
@@ -380,7 +382,13 @@ impl Collector {
 }
 
 /// The typed cluster, once every section checked out.
-fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluster {
+fn resolve(
+    file: &ClusterFile,
+    nets: Nets,
+    k: KubeParts,
+    n: NodeParts,
+    vip: Option<Ipv4Addr>,
+) -> Cluster {
     let spec = &file.spec;
     let name = &file.metadata.name;
     // Every Option below is Some: a None pushed a problem above.
@@ -421,6 +429,9 @@ fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluste
     let vms = Hypervisor::resolve(&spec.hypervisor, &work_dir, &work_dir.join(name));
     let mut resolved = file.clone();
     resolved.spec.networks.cluster.bridge = bridge.clone();
+    if let Some(vip) = vip {
+        resolved.spec.kubernetes.api_server_vip = vip.to_string();
+    }
     Cluster {
         name: name.clone(),
         work_dir,
@@ -441,7 +452,8 @@ fn resolve(file: &ClusterFile, nets: Nets, k: KubeParts, n: NodeParts) -> Cluste
             cluster_dns,
             cluster_domain: k.cluster_domain.clone(),
             api_server_lb_ip: lb_ip,
-            api_server_ip: lb_ip.unwrap_or(first_controller),
+            api_server_vip: vip,
+            api_server_ip: lb_ip.or(vip).unwrap_or(first_controller),
             api_server_port: k.api_server_port,
         },
         etcd: spec.etcd.clone(),

@@ -13,6 +13,7 @@ fn unhealthy_names_each_node_and_its_problem() {
         ssh: ssh.into(),
         units: Vec::new(),
         ready: None,
+        holds_vip: None,
     };
     let mut w1 = row("w1", "worker", "running", "ok");
     w1.units = vec![
@@ -39,6 +40,34 @@ fn unhealthy_names_each_node_and_its_problem() {
             "w1 (kubelet not active)",
             "w1 (node NotReady)"
         ]
+    );
+}
+
+#[test]
+fn exactly_one_controller_holds_the_virtual_ip() {
+    let row = |node: &str, holds_vip: Option<bool>| NodeStatus {
+        node: node.into(),
+        role: "controller".into(),
+        vm: "running".into(),
+        cluster_ip: String::new(),
+        hypervisor_ip: String::new(),
+        ssh: "ok".into(),
+        units: Vec::new(),
+        ready: None,
+        holds_vip,
+    };
+    assert_eq!(vip_holders(&[row("c1", None), row("c2", None)]), None);
+    assert_eq!(
+        vip_holders(&[
+            row("c1", Some(false)),
+            row("c2", Some(true)),
+            row("c3", None)
+        ]),
+        Some(vec!["c2"])
+    );
+    assert_eq!(
+        vip_holders(&[row("c1", Some(false)), row("c2", Some(false))]),
+        Some(vec![])
     );
 }
 

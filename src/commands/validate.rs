@@ -17,6 +17,11 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
             k.api_server_ip
         ));
     }
+    if controllers == 2 {
+        ctx.printer.status(
+            "warning: 2 controllers: etcd's quorum needs both, so losing either stops the API whatever address clients use; three controllers survive losing one",
+        );
+    }
     ctx.printer.status(&format!(
         "valid: cluster {} from {source}: {} controller(s), {} worker(s)",
         cluster.name,

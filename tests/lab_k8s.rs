@@ -5,7 +5,8 @@
 //! check (API ready, workers Ready, pods under runc on each worker and across them, a ClusterIP
 //! Service through kube-proxy and CoreDNS, logs, exec and port-forward through the API, DNS, a NodePort, a Secret
 //! encrypted in etcd); nothing is left "NOT started" but kata (no nested virtualisation here).
-//! `status` shows Kubernetes' own view; `cis` finds every CIS file and flag item in place (the
+//! The API is reached through a virtual IP keepalived holds on the controller (every kubeconfig,
+//! the kubelets); `status` names its holder and shows Kubernetes' own view; `cis` finds every CIS file and flag item in place (the
 //! sandboxed units run, etcd as its own user); a second `up` changes and restarts nothing;
 //! `remove kubi-worker-02` drains it and deletes its Node through the API; `up` brings it back
 //! Ready and `test` passes again. `etcd backup` / `etcd restore` bring a deleted ConfigMap
@@ -44,6 +45,8 @@ fn status_json(lab: &Lab) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("status -o json: {e}: {}", text(&out)))
 }
 
+const VIP: &str = "192.168.24.10";
+
 #[test]
 fn lab_kubernetes_cluster() {
     if !lab_enabled(&["dnsmasq"]) {
@@ -60,6 +63,9 @@ fn lab_kubernetes_cluster() {
             ("KUBICLUSTER_ARTIFACTS_DIR", &artifacts),
             ("KUBICLUSTER_CNI", "bridge"),
             ("KUBICLUSTER_MEMORY_MIB", "1536"),
+            // keepalived holds the API's address even with one controller: every kubeconfig
+            // and the kubelets go through it (the failover itself: bench/ha.sh).
+            ("KUBICLUSTER_CONTROLLER_VIP", VIP),
         ],
     );
     let start = std::time::Instant::now();
@@ -108,6 +114,12 @@ fn lab_kubernetes_cluster() {
             assert_eq!(n["ready"], "Ready", "{name} Ready in status");
         }
     }
+    assert_eq!(st["api"]["server"], format!("https://{VIP}:6443"), "{st}");
+    assert_eq!(
+        st["api"]["virtualIPHolders"],
+        serde_json::json!(["kubi-controller-01"]),
+        "{st}"
+    );
     let k = &st["kubernetes"];
     assert_eq!(k["readyz"], "ok", "{k}");
     assert_eq!(k["etcd"], "ok", "{k}");
@@ -127,7 +139,8 @@ fn lab_kubernetes_cluster() {
     }
     let out = lab.ok(&["status"]);
     assert!(
-        out.contains("kubernetes v1.37.2: /readyz ok, etcd ok, nodes Ready 2/2"),
+        out.contains("kubernetes v1.37.2: /readyz ok, etcd ok, nodes Ready 2/2")
+            && out.contains(&format!("api: virtual IP {VIP} held by kubi-controller-01")),
         "{out}"
     );
 

@@ -306,6 +306,26 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
         unit_text.contains("--use-file=/etc/keepalived/kubicluster-vip.conf") && unit.start,
         "{unit_text}"
     );
+    // One controller with a virtual IP: no peers, VRRP's multicast adverts.
+    let mut alone = super::tests::cluster(d.path(), 1);
+    alone.kubernetes.api_server_vip = Some("192.168.24.10".parse().unwrap());
+    let cx = Cx::new(alone.clone(), BTreeMap::new(), Default::default());
+    let want = InstallApiVip
+        .desired(&cx, alone.controllers().next().unwrap())
+        .unwrap();
+    let f = want
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(".conf"))
+        .unwrap();
+    let conf = String::from_utf8(f.content.data().unwrap().to_vec()).unwrap();
+    assert!(
+        !conf.contains("unicast_peer")
+            && conf.contains(
+                "advert_int 1\n    virtual_ipaddress {\n        192.168.24.10/24 dev eth1\n"
+            ),
+        "{conf}"
+    );
     // One controller (or `none`): keepalived removed where an earlier spec installed it.
     let one = super::tests::cluster(d.path(), 1);
     let cx = Cx::new(one.clone(), BTreeMap::new(), Default::default());

@@ -47,6 +47,18 @@ pub struct UnitSpec {
 pub const UNIT_MODE: u32 = 0o600;
 
 impl UnitSpec {
+    /// A unit enabled and started (blocking until it is up).
+    pub fn started(name: &str, file: Blob) -> Self {
+        UnitSpec {
+            name: name.to_string(),
+            file,
+            enable: true,
+            start: true,
+            no_block: false,
+            not_started: None,
+        }
+    }
+
     pub fn path(&self) -> String {
         format!("/etc/systemd/system/{}", self.name)
     }

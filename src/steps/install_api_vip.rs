@@ -156,17 +156,13 @@ impl Step for InstallApiVip {
             0o700,
             &[UNIT],
         );
-        want.unit(UnitSpec {
-            name: UNIT.into(),
-            file: Blob::new(render::render(
+        want.unit(UnitSpec::started(
+            UNIT,
+            Blob::new(render::render(
                 "controller/kubicluster-vip.service.j2",
                 &ctx,
             )?),
-            enable: true,
-            start: true,
-            no_block: false,
-            not_started: None,
-        });
+        ));
         Ok(want)
     }
 

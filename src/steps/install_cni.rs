@@ -120,9 +120,9 @@ set --; for p in "$dir"/*; do set -- "$@" "/opt/cni/bin/${p##*/}"; done
                     })
                 })
                 .collect();
-            want.unit(UnitSpec {
-                name: ROUTES_UNIT.into(),
-                file: Blob::new(render::render(
+            want.unit(UnitSpec::started(
+                ROUTES_UNIT,
+                Blob::new(render::render(
                     "worker/pod-routes.service.j2",
                     &serde_json::json!({
                         "cluster": c.name,
@@ -130,11 +130,7 @@ set --; for p in "$dir"/*; do set -- "$@" "/opt/cni/bin/${p##*/}"; done
                         "routes": routes,
                     }),
                 )?),
-                enable: true,
-                start: true,
-                no_block: false,
-                not_started: None,
-            });
+            ));
         }
         Ok(want)
     }

@@ -181,20 +181,16 @@ impl Step for InstallContainerd {
                 after_units: false,
             });
         }
-        want.unit(UnitSpec {
-            name: UNIT.into(),
-            file: Blob::new(render::render(
+        want.unit(UnitSpec::started(
+            UNIT,
+            Blob::new(render::render(
                 "worker/containerd.service.j2",
                 &serde_json::json!({
                     "cluster": c.name,
                     "bin_dir": super::bin_dir(cx, "containerd"),
                 }),
             )?),
-            enable: true,
-            start: true,
-            no_block: false,
-            not_started: None,
-        });
+        ));
         // Offline images, after containerd runs; the sandbox image first.
         let ctr = ctr(cx);
         let mut images: Vec<&super::ImageInput> = cx.inputs.images.iter().collect();

@@ -60,14 +60,7 @@ impl Step for ScheduleEtcdBackup {
             no_block: false,
             not_started: None,
         });
-        want.unit(UnitSpec {
-            name: TIMER.into(),
-            file: Blob::new(timer),
-            enable: true,
-            start: true,
-            no_block: false,
-            not_started: None,
-        });
+        want.unit(UnitSpec::started(TIMER, Blob::new(timer)));
         Ok(want)
     }
 }

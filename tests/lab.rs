@@ -469,6 +469,12 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     for ip in ["192.168.24.11", "192.168.24.12"] {
         assert!(t.contains(&format!("https://{ip}:2379 is healthy")), "{t}");
     }
+    // Two controllers share a virtual IP for the API: keepalived runs on both (it holds no
+    // address here, no API server answers its check).
+    for (cl, name) in [(c, "kubi-controller-01"), (&c2, "kubi-controller-02")] {
+        let o = ssh(cl, name, "systemctl is-active kubicluster-vip.service");
+        assert_eq!(text(&o).trim(), "active", "keepalived on {name}");
+    }
     // Controller 1 kept its bootstrap settings; a re-run with two controllers changes nothing.
     let o = ssh(c, "kubi-controller-01", "cat /etc/etcd/bootstrap.env");
     assert!(text(&o).contains("ETCD_INITIAL_CLUSTER_STATE=new"));
@@ -481,9 +487,16 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
     // Taken out of the spec again, kubi-controller-02 is removed from the etcd cluster.
     let out = lab.ok(&["create-controllers", "-d", "--allow-missing-binaries"]);
     assert!(
-        out.contains("run: etcd: remove members that are no longer controllers"),
+        out.contains("run: etcd: remove members that are no longer controllers")
+            && out.contains("stop kubicluster-vip.service and remove it"),
         "{out}"
     );
+    let o = ssh(
+        c,
+        "kubi-controller-01",
+        "systemctl is-active kubicluster-vip.service; test -e /etc/keepalived/kubicluster-vip.conf || echo no-config",
+    );
+    assert!(text(&o).contains("no-config"), "{}", text(&o));
     let o = ssh(
         c,
         "kubi-controller-01",
@@ -822,10 +835,12 @@ fn workers(lab: &Lab, c: &spec::Cluster) {
         "kubi-worker-02's route is gone: {t}"
     );
     let env = one;
-    // The apiserver cert still names kubi-controller-02 from the two-controller part above:
-    // cnc re-issues it and create-controllers puts it on the controller.
+    // The apiserver cert still names kubi-controller-02 and the kubeconfigs the two controllers'
+    // virtual IP from the two-controller part above: cnc re-issues them (the kubeconfigs name the
+    // first controller again), create-controllers and create-workers put them on the nodes.
     lab.ok_env(&["cnc"], &env);
     lab.ok_env(&["create-controllers", "--allow-missing-binaries"], &env);
+    lab.ok_env(&["create-workers", "--allow-missing-binaries"], &env);
 
     // The whole cluster is converged: plan has nothing left anywhere (PKI, VMs, nodes).
     let json = lab.ok_env(&["plan", "--output", "json"], &env);

@@ -29,10 +29,26 @@ struct Ctx {
     ip: String,
     port: u16,
     etcd_servers: String,
-    issuer: String,
+    /// The first signs service-account tokens; every one is accepted.
+    issuers: Vec<String>,
     service_cidr: String,
     pod_cidr: String,
     csr_signing: bool,
+}
+
+/// The service-account issuers: the API's address, and the first controller's where clients
+/// reach the API elsewhere (a virtual IP or a load balancer added later): tokens issued before
+/// the address changed stay valid until their pods get new ones.
+fn issuers(c: &Cluster) -> Vec<String> {
+    let k = &c.kubernetes;
+    let mut out = vec![k.api_server_url()];
+    if let Some(first) = c.controllers().next() {
+        let direct = format!("https://{}:{}", first.cluster_ip, k.api_server_port);
+        if !out.contains(&direct) {
+            out.push(direct);
+        }
+    }
+    out
 }
 
 impl Step for InstallControlPlane {
@@ -122,7 +138,7 @@ impl Step for InstallControlPlane {
             ip: node.cluster_ip.to_string(),
             port: k.api_server_port,
             etcd_servers: etcd_servers.join(","),
-            issuer: k.api_server_url(),
+            issuers: issuers(c),
             service_cidr: k.service_cidr.to_string(),
             pod_cidr: k.pod_cidr.to_string(),
             csr_signing: c.controller_manager.csr_signing,

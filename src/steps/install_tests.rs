@@ -265,8 +265,13 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
         ..Default::default()
     };
     let c = crate::spec::resolve(None, &ov, &|_| None).unwrap().0;
+    crate::pki::generate(&c, &crate::pki::Options::default()).unwrap();
     assert_eq!(InstallApiVip.targets(&c).len(), 3);
-    let cx = Cx::new(c.clone(), BTreeMap::new(), Default::default());
+    let inputs = super::Inputs {
+        pki: super::Inputs::load_pki(&c).unwrap(),
+        ..Default::default()
+    };
+    let cx = Cx::new(c.clone(), BTreeMap::new(), inputs);
     let node = c.controllers().nth(1).unwrap();
     let want = InstallApiVip.desired(&cx, node).unwrap();
     let text = |path: &str| {
@@ -305,6 +310,21 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
     assert!(
         unit_text.contains("--use-file=/etc/keepalived/kubicluster-vip.conf") && unit.start,
         "{unit_text}"
+    );
+    // The API server signs service-account tokens as the virtual IP and still accepts those
+    // issued as the first controller, before there was one.
+    let cp = crate::steps::install_control_plane::InstallControlPlane
+        .desired(&cx, node)
+        .unwrap();
+    let api = cp
+        .units
+        .iter()
+        .find(|u| u.name == "kube-apiserver.service")
+        .unwrap();
+    let api = String::from_utf8(api.file.data().unwrap().to_vec()).unwrap();
+    assert!(
+        api.contains("--service-account-issuer=https://192.168.24.10:6443 \\\n  --service-account-issuer=https://192.168.24.11:6443 \\\n"),
+        "{api}"
     );
     // One controller with a virtual IP: no peers, VRRP's multicast adverts.
     let mut alone = super::tests::cluster(d.path(), 1);

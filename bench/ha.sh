@@ -16,6 +16,16 @@ export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchha KUBICLUSTER_WORK_DIR=$TMP/work
   KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
   KUBICLUSTER_CONTROLLERS="$C" KUBICLUSTER_WORKERS="kubi-worker-01,192.168.24.21,192.168.122.21"
 VIP=192.168.24.10
+# Three etcd members on starved emulated CPUs: Raft's timing relaxed (500 ms / 5 s; etcd's own
+# defaults, 100 ms / 1 s, lost the leader again and again here while the API servers started).
+cat >"$TMP/cluster.yaml" <<YAML
+apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {name: benchha}
+spec:
+  etcd: {heartbeatIntervalMs: 500, electionTimeoutMs: 5000}
+YAML
+export KUBICLUSTER_FILE=$TMP/cluster.yaml
 
 "$BIN" image build >/dev/null 2>&1
 KUBECTL=$("$BIN" artifacts dir --artifacts build)/kubectl

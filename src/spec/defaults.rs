@@ -86,12 +86,18 @@ impl Default for KubernetesEntry {
     }
 }
 
+/// etcd's own defaults: the unit names the timing only when the spec differs.
+pub const ETCD_HEARTBEAT_MS: u32 = 100;
+pub const ETCD_ELECTION_MS: u32 = 1000;
+
 impl Default for EtcdEntry {
     fn default() -> Self {
         EtcdEntry {
             client_port: 2379,
             peer_port: 2380,
             cluster_token: "etcd-kubicluster".into(),
+            heartbeat_interval_ms: ETCD_HEARTBEAT_MS,
+            election_timeout_ms: ETCD_ELECTION_MS,
         }
     }
 }

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
-pub use defaults::{DEFAULT_CLUSTER_NAME, default_cluster_file, example_cluster_file};
+pub use defaults::{
+    DEFAULT_CLUSTER_NAME, ETCD_ELECTION_MS, ETCD_HEARTBEAT_MS, default_cluster_file,
+    example_cluster_file,
+};
 pub use overrides::{Overrides, parse_node_spec};
 pub use problem::{Problem, Problems};
 pub use settings::{Artifacts, ComponentVersions, Hypervisor, Template};

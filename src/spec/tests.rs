@@ -248,6 +248,7 @@ fn ports_dns_and_memory_that_cannot_work_are_refused() {
     f.spec.kubernetes.api_server_port = 2379;
     f.spec.kubernetes.cluster_dns = "10.32.0.255".into();
     f.spec.node_defaults.memory_mib = 4_000_000_000;
+    f.spec.etcd.election_timeout_ms = 200;
     let Err(Problems(p)) = validate(&f) else {
         panic!("accepted")
     };
@@ -260,6 +261,10 @@ fn ports_dns_and_memory_that_cannot_work_are_refused() {
     assert!(all.contains("spec.kubernetes.clusterDNS: 10.32.0.255 is the network or broadcast address of 10.32.0.0/24"), "{all}");
     assert!(
         all.contains("memoryMiB: 4000000000 MiB is more than any host has"),
+        "{all}"
+    );
+    assert!(
+        all.contains("spec.etcd: heartbeatIntervalMs 100 and electionTimeoutMs 200 cannot work"),
         "{all}"
     );
 }

@@ -222,6 +222,11 @@ pub struct EtcdEntry {
     pub client_port: u16,
     pub peer_port: u16,
     pub cluster_token: String,
+    /// Raft's heartbeat, ms (etcd's default 100). Emulated (TCG) members starved of CPU
+    /// need more, with the election timeout at ten times it.
+    pub heartbeat_interval_ms: u32,
+    /// How long a follower waits for a heartbeat before it calls an election, ms (etcd's 1000).
+    pub election_timeout_ms: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,6 +29,8 @@ struct UnitCtx<'a> {
     client_port: u16,
     peer_port: u16,
     bin_dir: &'a str,
+    /// (heartbeat, election timeout) in ms where the spec differs from etcd's defaults.
+    timing: Option<(u32, u32)>,
 }
 
 #[derive(serde::Serialize)]
@@ -248,6 +250,11 @@ impl Step for InstallEtcd {
                 client_port: c.etcd.client_port,
                 peer_port: c.etcd.peer_port,
                 bin_dir: &bin,
+                timing: {
+                    let (hb, el) = (c.etcd.heartbeat_interval_ms, c.etcd.election_timeout_ms);
+                    use crate::spec::{ETCD_ELECTION_MS, ETCD_HEARTBEAT_MS};
+                    (hb != ETCD_HEARTBEAT_MS || el != ETCD_ELECTION_MS).then_some((hb, el))
+                },
             },
         )?;
         want.unit(UnitSpec {

@@ -21,6 +21,16 @@ impl Collector {
                 .hint("the usual ports are 2379 (client) and 2380 (peer)"),
             );
         }
+        let (hb, el) = (e.heartbeat_interval_ms, e.election_timeout_ms);
+        if hb < 10 || el < 5 * hb || el > 50_000 {
+            self.push(
+                Problem::new(
+                    "spec.etcd",
+                    format!("heartbeatIntervalMs {hb} and electionTimeoutMs {el} cannot work"),
+                )
+                .hint("etcd wants the election timeout at 5-10 times the heartbeat, at most 50000 ms: e.g. 100 and 1000 (its defaults), or 500 and 5000 under emulation"),
+            );
+        }
         if e.cluster_token.trim().is_empty() {
             self.push(
                 Problem::new("spec.etcd.clusterToken", "is empty").hint("e.g. etcd-kubicluster"),

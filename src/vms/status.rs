@@ -37,19 +37,24 @@ pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
     }
 }
 
+/// keepalived's unit for the API's virtual IP and the interface it holds it on (the step
+/// `install_api_vip` writes them; `vms` sits below `steps`).
+const VIP_UNIT: &str = "kubicluster-vip.service";
+const VIP_INTERFACE: &str = "eth1";
+
 /// The units `status` reads on `node`: its role's, and keepalived's where it holds the API's
 /// virtual IP.
 pub fn node_units(cluster: &Cluster, node: &crate::spec::Node) -> Vec<&'static str> {
     let mut units = role_units(node.role).to_vec();
     if node.role == crate::spec::Role::Controller && cluster.kubernetes.api_server_vip.is_some() {
-        units.push(crate::steps::install_api_vip::UNIT);
+        units.push(VIP_UNIT);
     }
     units
 }
 
 /// Does `h` hold `vip` on the cluster network's interface?
 fn holds(h: &dyn crate::host::Host, vip: std::net::Ipv4Addr) -> Option<bool> {
-    let iface = crate::steps::install_api_vip::INTERFACE;
+    let iface = VIP_INTERFACE;
     let o = h
         .run(&crate::host::Cmd::new([
             "ip", "-o", "-4", "addr", "show", "dev", iface,

@@ -94,6 +94,9 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
     if cluster.cluster_dir().join(crate::spec::REMEMBERED).exists() {
         crate::spec::remember(&left)?;
     }
+    for w in crate::spec::shrink_warnings(&cluster.file, &left) {
+        ctx.printer.status(&w);
+    }
     let next = match source {
         Source::File(p) => {
             format!(

@@ -320,6 +320,31 @@ pub fn remembered_kubernetes_version(cluster: &Cluster) -> Option<Version> {
     remembered(cluster)?.spec.kubernetes.version.parse().ok()
 }
 
+/// Warnings for a cluster that loses nodes against `was` (the spec `up` last recorded): the
+/// node left alone in its role ("the last of its kind") and a role left with none.
+pub fn shrink_warnings(was: &ClusterFile, now: &Cluster) -> Vec<String> {
+    let mut out = Vec::new();
+    for (role, what) in [(Role::Controller, "controller"), (Role::Worker, "worker")] {
+        let before = was.spec.nodes.iter().filter(|n| n.role == role).count();
+        let left: Vec<&Node> = now.nodes.iter().filter(|n| n.role == role).collect();
+        if left.len() >= before || left.len() > 1 {
+            continue;
+        }
+        let consequence = match role {
+            Role::Controller => "losing it loses etcd and the API",
+            Role::Worker => "losing it leaves no node for pods",
+        };
+        out.push(match left.first() {
+            Some(n) => format!(
+                "warning: {} is the last {what} of its kind (the cluster had {before}): {consequence}",
+                n.name
+            ),
+            None => format!("warning: no {what} is left (the cluster had {before})"),
+        });
+    }
+    out
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

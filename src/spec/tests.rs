@@ -456,3 +456,33 @@ fn several_controllers_reach_the_api_through_a_virtual_ip() {
         "{all}"
     );
 }
+
+#[test]
+fn a_cluster_shrunk_to_one_node_of_a_role_is_warned_about() {
+    let (was, _) = resolve(
+        Some(&fixture("good-3-5.yaml")),
+        &Overrides::default(),
+        &no_env,
+    )
+    .unwrap();
+    let shrink = |keep: &dyn Fn(&Node) -> bool| {
+        let mut now = was.clone();
+        now.nodes.retain(|n| keep(n));
+        shrink_warnings(&was.file, &now)
+    };
+    // Nothing removed, or several left of each role: no warning.
+    assert!(shrink(&|_| true).is_empty());
+    assert!(shrink(&|n| n.name != was.nodes[0].name).is_empty());
+    // One controller left of three, no worker left of five.
+    let first = was.controllers().next().unwrap().name.clone();
+    let warnings = shrink(&|n| n.name == first);
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "warning: {first} is the last controller of its kind (the cluster had 3): losing it loses etcd and the API"
+            ),
+            "warning: no worker is left (the cluster had 5)".to_string(),
+        ]
+    );
+}

@@ -229,6 +229,15 @@ pub struct EtcdEntry {
     pub election_timeout_ms: u32,
 }
 
+impl EtcdEntry {
+    /// Raft's timing (heartbeat, election timeout) when it differs from etcd's own defaults:
+    /// only then do the members' units name it.
+    pub fn custom_timing(&self) -> Option<(u32, u32)> {
+        let (hb, el) = (self.heartbeat_interval_ms, self.election_timeout_ms);
+        (hb != super::ETCD_HEARTBEAT_MS || el != super::ETCD_ELECTION_MS).then_some((hb, el))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyAlgorithm {
     #[serde(rename = "ecdsa-p256")]

@@ -250,11 +250,7 @@ impl Step for InstallEtcd {
                 client_port: c.etcd.client_port,
                 peer_port: c.etcd.peer_port,
                 bin_dir: &bin,
-                timing: {
-                    let (hb, el) = (c.etcd.heartbeat_interval_ms, c.etcd.election_timeout_ms);
-                    use crate::spec::{ETCD_ELECTION_MS, ETCD_HEARTBEAT_MS};
-                    (hb != ETCD_HEARTBEAT_MS || el != ETCD_ELECTION_MS).then_some((hb, el))
-                },
+                timing: c.etcd.custom_timing(),
             },
         )?;
         want.unit(UnitSpec {

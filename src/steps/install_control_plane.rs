@@ -160,7 +160,9 @@ impl Step for InstallControlPlane {
         let Some(client) = super::admin_client_if_started(cx, &COMPONENTS, Some(&server))? else {
             return Ok(());
         };
-        let timeout = std::time::Duration::from_secs(180);
+        // Seconds on a real host; three API servers bootstrapping at once against a
+        // three-member etcd on emulated CPUs took more than 180 s (their RBAC bootstrap).
+        let timeout = std::time::Duration::from_secs(300);
         client.wait_ready(timeout)?;
         for (what, port) in [
             ("kube-controller-manager", 10257),

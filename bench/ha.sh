@@ -40,7 +40,7 @@ k() { ip netns exec "$NS" "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" "$@"; }
 virsh_lab() { virsh -q -c "qemu:///system?socket=$TMP/work/benchha/lab/run/libvirt-sock" "$@"; }
 holder() { "$BIN" status 2>/dev/null | awk '/^api: virtual IP/ { print $NF }'; }
 HOLDER=$(holder)
-echo "  $("$BIN" status 2>&1 | grep '^api: virtual IP')"
+"$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
 [ -n "$HOLDER" ] || { echo "error: no controller holds $VIP" >&2; exit 1; }
 
 # A client: "<time> ok|fail" per request, 10 a second, until $TMP/stop exists.
@@ -68,7 +68,7 @@ report() {  # the longest time between two answers after the kill, and the faile
 }
 report "API /readyz at $VIP" "$TMP/api"
 "$BIN" status >"$TMP/status" 2>&1 || true
-grep -E "^api: virtual IP|^kubernetes |leader|not healthy" "$TMP/status" | sed 's/^/  /'
+grep -E "^api: virtual IP|^api servers|^kubernetes |leader|not healthy" "$TMP/status" | sed 's/^/  /'
 k get --raw /readyz >/dev/null && echo "  kubectl through $VIP: /readyz ok"
 
 echo "start $HOLDER again"
@@ -78,5 +78,6 @@ until "$BIN" status >/dev/null 2>&1; do
   [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -lt 600 ] || { "$BIN" status >&2 || true; exit 1; }
   sleep 5
 done
-echo "  healthy again after $(secs "$t0" "$(now)") s; $("$BIN" status 2>&1 | grep '^api: virtual IP')"
+echo "  healthy again after $(secs "$t0" "$(now)") s"
+"$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up again: /'

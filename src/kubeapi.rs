@@ -181,6 +181,23 @@ impl Client {
         }
     }
 
+    /// `/readyz` in a few words, for `status`: "ready", "not ready: HTTP 500, failing etcd …"
+    /// (the failing checks) or "no answer: …" (why), within `timeout`.
+    pub fn readiness(&self, timeout: Duration) -> String {
+        match self.get_with_timeout("/readyz?verbose", timeout) {
+            Ok((200, _)) => "ready".into(),
+            Ok((code, body)) => {
+                let failed: Vec<&str> = body
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("[-]"))
+                    .map(|l| l.split_whitespace().next().unwrap_or(l))
+                    .collect();
+                format!("not ready: HTTP {code}, failing {}", failed.join(" "))
+            }
+            Err(e) => format!("no answer: {}", e.root_cause()),
+        }
+    }
+
     /// Wait up to `timeout` for `/readyz`.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         crate::retry::until(timeout, Duration::from_secs(2), || Ok(self.ready()?)).map_err(

@@ -285,6 +285,18 @@ fn real_control_plane_on_loopback() {
     );
     let (s, body) = c.get("/livez").unwrap();
     assert_eq!((s, body.trim()), (200, "ok"), "/livez");
+    // `status`'s word on each controller's own API server: this one, and one that is not there.
+    assert_eq!(c.readiness(Duration::from_secs(2)), "ready");
+    let gone = Client::from_kubeconfig(
+        &admin_text,
+        Some(&format!("https://127.0.0.1:{}", free_port())),
+    )
+    .unwrap()
+    .readiness(Duration::from_secs(2));
+    assert!(
+        gone.starts_with("no answer: ") && gone.to_lowercase().contains("refused"),
+        "{gone}"
+    );
     let version = ok_json(&c, "/version");
     let want = std::fs::read_to_string(artifacts.join("BUILD-INFO")).unwrap();
     assert!(

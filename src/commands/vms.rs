@@ -190,6 +190,13 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             text.push_str(l);
             text.push('\n');
         }
+        let servers: Vec<String> = rows
+            .iter()
+            .filter_map(|r| Some(format!("{} {}", r.node, r.api_server.as_deref()?)))
+            .collect();
+        if !servers.is_empty() {
+            text.push_str(&format!("api servers: {}\n", servers.join("; ")));
+        }
         for l in k8s.as_ref().map(vms::kubernetes_lines).unwrap_or_default() {
             text.push_str(&l);
             text.push('\n');

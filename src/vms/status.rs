@@ -18,6 +18,11 @@ pub struct NodeStatus {
     /// Whether this controller holds the API's virtual IP, when there is one and SSH answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holds_vip: Option<bool>,
+    /// This controller's own API server, asked at its own address (`/readyz`), when the
+    /// cluster has several controllers behind one address: "ready", "not ready: …" (the
+    /// failing checks) or "no answer: …" (why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<String>,
 }
 
 /// The units of a role, for `status`.
@@ -50,6 +55,22 @@ pub fn node_units(cluster: &Cluster, node: &crate::spec::Node) -> Vec<&'static s
         units.push(VIP_UNIT);
     }
     units
+}
+
+/// `node`'s own API server's readiness as the admin (2 s budget), as
+/// [`NodeStatus::api_server`] says it.
+fn own_api_server(cluster: &Cluster, node: &crate::spec::Node) -> String {
+    let server = format!(
+        "https://{}:{}",
+        node.cluster_ip, cluster.kubernetes.api_server_port
+    );
+    match std::fs::read_to_string(cluster.admin_kubeconfig())
+        .map_err(anyhow::Error::from)
+        .and_then(|kc| crate::kubeapi::Client::from_kubeconfig(&kc, Some(&server)))
+    {
+        Ok(c) => c.readiness(Duration::from_secs(2)),
+        Err(e) => format!("not asked: {e:#}"),
+    }
 }
 
 /// Does `h` hold `vip` on the cluster network's interface?
@@ -113,6 +134,13 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                     Err(_) => "no answer".into(),
                 }
             };
+            // Only where kubicluster started it (a controller without the binaries has its
+            // unit installed, disabled).
+            let api_server = (cluster.controllers().count() > 1
+                && units
+                    .iter()
+                    .any(|(u, e, _)| u == "kube-apiserver.service" && e == "enabled"))
+            .then(|| own_api_server(cluster, n));
             Ok(NodeStatus {
                 node: n.name.clone(),
                 role: n.role.to_string(),
@@ -123,6 +151,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                 units,
                 ready: None,
                 holds_vip,
+                api_server,
             })
         })
         .collect()
@@ -148,6 +177,12 @@ pub fn unhealthy(rows: &[NodeStatus]) -> Vec<String> {
             .collect();
         if !down.is_empty() {
             unhealthy.push(format!("{} ({} not active)", r.node, down.join(", ")));
+        }
+        // An API server that runs but does not answer ready (one that is not active is above).
+        if let Some(a) = r.api_server.as_deref().filter(|a| *a != "ready")
+            && !down.contains(&"kube-apiserver")
+        {
+            unhealthy.push(format!("{} (API server {a})", r.node));
         }
         if r.role == "worker" && r.ready.as_deref().is_some_and(|s| s != "Ready") {
             unhealthy.push(format!(

@@ -14,6 +14,7 @@ fn unhealthy_names_each_node_and_its_problem() {
         units: Vec::new(),
         ready: None,
         holds_vip: None,
+        api_server: None,
     };
     let mut w1 = row("w1", "worker", "running", "ok");
     w1.units = vec![
@@ -26,9 +27,24 @@ fn unhealthy_names_each_node_and_its_problem() {
         ),
     ];
     w1.ready = Some("NotReady".into());
+    // Several controllers: each one's own API server is asked; one whose unit is down is
+    // reported once (by its unit), one that runs but is not ready by its /readyz.
+    let mut c1 = row("c1", "controller", "running", "ok");
+    c1.api_server = Some("ready".into());
+    let mut c3 = row("c3", "controller", "running", "ok");
+    c3.api_server = Some("not ready: HTTP 500, failing etcd".into());
+    let mut c4 = row("c4", "controller", "running", "ok");
+    c4.units = vec![(
+        "kube-apiserver.service".into(),
+        "enabled".into(),
+        "failed".into(),
+    )];
+    c4.api_server = Some("no answer: Connection refused".into());
     let rows = [
-        row("c1", "controller", "running", "ok"),
+        c1,
         row("c2", "controller", "paused", "-"),
+        c3,
+        c4,
         row("w2", "worker", "running", "WRONG HOST KEY"),
         w1,
     ];
@@ -36,6 +52,8 @@ fn unhealthy_names_each_node_and_its_problem() {
         unhealthy(&rows),
         [
             "c2 (VM paused)",
+            "c3 (API server not ready: HTTP 500, failing etcd)",
+            "c4 (kube-apiserver not active)",
             "w2 (SSH: WRONG HOST KEY)",
             "w1 (kubelet not active)",
             "w1 (node NotReady)"
@@ -55,6 +73,7 @@ fn exactly_one_controller_holds_the_virtual_ip() {
         units: Vec::new(),
         ready: None,
         holds_vip,
+        api_server: None,
     };
     assert_eq!(vip_holders(&[row("c1", None), row("c2", None)]), None);
     assert_eq!(

@@ -6,7 +6,9 @@
 # connection each time, 1 s timeout). The controller holding the address is powered off (libvirt
 # `destroy`: no clean shutdown); the bench reports the longest time the API did not answer
 # through the virtual IP, the failed requests, which controller took the address and etcd's
-# health with one member gone. Then the VM is started again and `up` must change nothing.
+# health with one member gone. Then the VM is started again and `up` must change nothing. A
+# second case stops only the (new) holder's kube-apiserver, its VM up: keepalived's health check
+# must move the address; the same client and report.
 # Usage: bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
@@ -81,3 +83,27 @@ done
 echo "  healthy again after $(secs "$t0" "$(now)") s"
 "$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up again: /'
+
+# Second case: the holder's VM stays up but its API server stops (keepalived's health check).
+HOLDER=$(holder)
+IP=$(echo "$C" | tr ' ' '\n' | awk -F, -v n="$HOLDER" '$1 == n { print $3 }')
+on_holder() {
+  ip netns exec "$NS" ssh -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$TMP/work/benchha/ssh/known_hosts" -i "$TMP/work/benchha/ssh/id_ed25519" \
+    "root@$IP" "$@"
+}
+rm -f "$TMP/stop"
+client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api2" &
+A=$!
+sleep 10
+echo "stop kube-apiserver on $HOLDER (it holds $VIP; its VM stays up)"
+t_kill=$(now)
+on_holder systemctl stop kube-apiserver
+sleep 30
+touch "$TMP/stop"
+wait "$A"
+report "API /readyz at $VIP" "$TMP/api2"
+{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
+on_holder systemctl start kube-apiserver
+"$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after starting it again: /'
+

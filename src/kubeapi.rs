@@ -194,7 +194,12 @@ impl Client {
                     .collect();
                 format!("not ready: HTTP {code}, failing {}", failed.join(" "))
             }
-            Err(e) => format!("no answer: {}", e.root_cause()),
+            Err(e) => match e.root_cause().to_string() {
+                why if why.contains("timeout") => {
+                    format!("no answer within {} s", timeout.as_secs_f32())
+                }
+                why => format!("no answer: {why}"),
+            },
         }
     }
 

@@ -57,7 +57,8 @@ pub fn node_units(cluster: &Cluster, node: &crate::spec::Node) -> Vec<&'static s
     units
 }
 
-/// `node`'s own API server's readiness as the admin (2 s budget), as
+/// `node`'s own API server's readiness as the admin (5 s budget: under TCG a busy one took
+/// more than 2 s just after another controller was lost), as
 /// [`NodeStatus::api_server`] says it.
 fn own_api_server(cluster: &Cluster, node: &crate::spec::Node) -> String {
     let server = format!(
@@ -68,7 +69,7 @@ fn own_api_server(cluster: &Cluster, node: &crate::spec::Node) -> String {
         .map_err(anyhow::Error::from)
         .and_then(|kc| crate::kubeapi::Client::from_kubeconfig(&kc, Some(&server)))
     {
-        Ok(c) => c.readiness(Duration::from_secs(2)),
+        Ok(c) => c.readiness(Duration::from_secs(5)),
         Err(e) => format!("not asked: {e:#}"),
     }
 }

@@ -187,9 +187,7 @@ impl Client {
         match self.get_with_timeout("/readyz?verbose", timeout) {
             Ok((200, _)) => "ready".into(),
             Ok((code, body)) => {
-                let failed: Vec<&str> = body
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("[-]"))
+                let failed: Vec<&str> = failing_checks(&body)
                     .map(|l| l.split_whitespace().next().unwrap_or(l))
                     .collect();
                 format!("not ready: HTTP {code}, failing {}", failed.join(" "))
@@ -416,6 +414,12 @@ impl Client {
 }
 
 /// `v1.37.2` (a build may add `-rc.0` or `+abc`): the release it is.
+/// The failing checks of a `/readyz?verbose` (or `/livez?verbose`) answer, each as the server
+/// wrote it without its `[-]` ("etcd failed: reason withheld").
+pub fn failing_checks(verbose: &str) -> impl Iterator<Item = &str> {
+    verbose.lines().filter_map(|l| l.strip_prefix("[-]"))
+}
+
 pub fn release_of(git_version: &str) -> Result<crate::spec::Version> {
     let release = git_version.split(['-', '+']).next().unwrap_or_default();
     release

@@ -109,6 +109,16 @@ pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// Warn when `cluster` keeps fewer nodes of a role than the spec `up` last recorded left it
+/// with one of them, or none ([`crate::spec::shrink_warnings`]).
+pub(crate) fn warn_if_shrunk(ctx: &mut Ctx, cluster: &Cluster) {
+    if let Some(was) = crate::spec::remembered(cluster) {
+        for w in crate::spec::shrink_warnings(&was, cluster) {
+            ctx.printer.status(&w);
+        }
+    }
+}
+
 /// The cluster's lock (`<cluster dir>/.lock`), held until the guard is dropped. Taken once per
 /// process: a command that runs several phases (`up`: hypervisor, then nodes) holds it across
 /// them, and the phases' own calls get an empty guard.

@@ -35,11 +35,7 @@ struct PlanOut {
 
 pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    if let Some(was) = crate::spec::remembered(&cluster) {
-        for w in crate::spec::shrink_warnings(&was, &cluster) {
-            ctx.printer.status(&w);
-        }
-    }
+    super::warn_if_shrunk(ctx, &cluster);
     // The one pipeline, dry: its hypervisor steps, then (where the VMs run) its node steps.
     let pipeline = steps::pipeline(false);
     let all = engine::pipeline::declared(&pipeline);

@@ -39,11 +39,7 @@ pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
         super::artifacts::ensure_for(ctx.printer, &cluster, ctx.env)?;
         mark(&mut stages, "artifacts", &mut since);
     }
-    if let Some(was) = crate::spec::remembered(&cluster) {
-        for w in crate::spec::shrink_warnings(&was, &cluster) {
-            ctx.printer.status(&w);
-        }
-    }
+    super::warn_if_shrunk(ctx, &cluster);
     // Later commands (status, plan, destroy …) find this cluster without the flags.
     crate::spec::remember(&cluster)?;
     if cluster.hypervisor.mode == HypervisorMode::Lab {

@@ -57,18 +57,23 @@ pub fn node_units(cluster: &Cluster, node: &crate::spec::Node) -> Vec<&'static s
     units
 }
 
-/// `node`'s own API server's readiness as the admin (5 s budget: under TCG a busy one took
-/// more than 2 s just after another controller was lost), as
+/// `node`'s own API server's readiness as the admin whose kubeconfig is `admin` (5 s budget:
+/// under TCG a busy one took more than 2 s just after another controller was lost), as
 /// [`NodeStatus::api_server`] says it.
-fn own_api_server(cluster: &Cluster, node: &crate::spec::Node) -> String {
+fn own_api_server(
+    cluster: &Cluster,
+    node: &crate::spec::Node,
+    admin: &std::io::Result<String>,
+) -> String {
     let server = format!(
         "https://{}:{}",
         node.cluster_ip, cluster.kubernetes.api_server_port
     );
-    match std::fs::read_to_string(cluster.admin_kubeconfig())
-        .map_err(anyhow::Error::from)
-        .and_then(|kc| crate::kubeapi::Client::from_kubeconfig(&kc, Some(&server)))
-    {
+    let client = match admin {
+        Ok(kc) => crate::kubeapi::Client::from_kubeconfig(kc, Some(&server)),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    match client {
         Ok(c) => c.readiness(Duration::from_secs(5)),
         Err(e) => format!("not asked: {e:#}"),
     }
@@ -76,10 +81,15 @@ fn own_api_server(cluster: &Cluster, node: &crate::spec::Node) -> String {
 
 /// Does `h` hold `vip` on the cluster network's interface?
 fn holds(h: &dyn crate::host::Host, vip: std::net::Ipv4Addr) -> Option<bool> {
-    let iface = VIP_INTERFACE;
     let o = h
         .run(&crate::host::Cmd::new([
-            "ip", "-o", "-4", "addr", "show", "dev", iface,
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            VIP_INTERFACE,
         ]))
         .ok()?;
     o.ok()
@@ -94,6 +104,9 @@ pub(crate) fn unit_states(
 }
 
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>> {
+    // With several controllers each one's own API server is asked, as the admin.
+    let several = cluster.controllers().count() > 1;
+    let admin = several.then(|| std::fs::read_to_string(cluster.admin_kubeconfig()));
     cluster
         .nodes
         .iter()
@@ -137,11 +150,14 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
             };
             // Only where kubicluster started it (a controller without the binaries has its
             // unit installed, disabled).
-            let api_server = (cluster.controllers().count() > 1
-                && units
-                    .iter()
-                    .any(|(u, e, _)| u == "kube-apiserver.service" && e == "enabled"))
-            .then(|| own_api_server(cluster, n));
+            let api_server = admin
+                .as_ref()
+                .filter(|_| {
+                    units
+                        .iter()
+                        .any(|(u, e, _)| u == "kube-apiserver.service" && e == "enabled")
+                })
+                .map(|kc| own_api_server(cluster, n, kc));
             Ok(NodeStatus {
                 node: n.name.clone(),
                 role: n.role.to_string(),
@@ -267,10 +283,8 @@ pub fn kubernetes_view(cluster: &Cluster) -> std::result::Result<serde_json::Val
     };
     let version = json("/version")?["gitVersion"].clone();
     let (code, body) = get("/readyz?verbose")?;
-    let failed: Vec<String> = body
-        .lines()
-        .filter(|l| l.starts_with("[-]"))
-        .map(|l| l.trim_start_matches("[-]").to_string())
+    let failed: Vec<String> = crate::kubeapi::failing_checks(&body)
+        .map(str::to_string)
         .collect();
     let etcd = body.lines().any(|l| l.starts_with("[+]etcd ok"));
     let nodes: Vec<serde_json::Value> = json("/api/v1/nodes")?["items"]

@@ -40,6 +40,7 @@ impl Step for Files {
             start: true,
             no_block: false,
             not_started: None,
+            reload: false,
         });
         Ok(d)
     }

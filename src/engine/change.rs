@@ -36,6 +36,11 @@ pub enum Change {
         unit: String,
         because: Vec<String>,
     },
+    /// `systemctl reload`: the unit re-reads the files that changed and keeps running.
+    Reload {
+        unit: String,
+        because: Vec<String>,
+    },
     RunAfter {
         what: String,
     },
@@ -227,6 +232,9 @@ impl std::fmt::Display for Change {
             Change::Start { unit } => write!(f, "start {unit}"),
             Change::Restart { unit, because } => {
                 write!(f, "restart {unit} (changed: {})", because.join(", "))
+            }
+            Change::Reload { unit, because } => {
+                write!(f, "reload {unit} (changed: {})", because.join(", "))
             }
             Change::CreateNetwork { name, cidr } => write!(f, "network {name}: create ({cidr})"),
             Change::StartNetwork { name } => write!(f, "network {name}: start"),

@@ -40,6 +40,10 @@ pub struct UnitSpec {
     pub no_block: bool,
     /// Why the unit is installed but not started (e.g. its binary could not be had).
     pub not_started: Option<String>,
+    /// A change of its files (not of the unit file itself) is picked up with `systemctl reload`
+    /// instead of a restart: keepalived re-reads its configuration on SIGHUP and keeps the
+    /// address it holds, where a restart would hand it to another controller.
+    pub reload: bool,
 }
 
 /// Mode of every unit file kubicluster writes: root's alone, as the CIS benchmark asks of
@@ -56,6 +60,15 @@ impl UnitSpec {
             start: true,
             no_block: false,
             not_started: None,
+            reload: false,
+        }
+    }
+
+    /// Started, and reloaded rather than restarted when one of its files changes.
+    pub fn reloaded(self) -> Self {
+        UnitSpec {
+            reload: true,
+            ..self
         }
     }
 

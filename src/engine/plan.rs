@@ -219,9 +219,13 @@ pub fn plan_with(
                 unit: u.name.clone(),
             });
         } else if !why.is_empty() {
-            starts.push(Change::Restart {
-                unit: u.name.clone(),
-                because: why.into_iter().collect(),
+            let unit = u.name.clone();
+            let because = why.iter().cloned().collect();
+            // A reload cannot take in a new unit file (ExecStart, sandbox): that restarts.
+            starts.push(if u.reload && !why.contains(&u.path()) {
+                Change::Reload { unit, because }
+            } else {
+                Change::Restart { unit, because }
             });
         }
     }
@@ -303,11 +307,11 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
         Change::Enable { unit } => {
             host.check(&Cmd::new(["systemctl", "enable", unit]))?;
         }
-        Change::Start { unit } | Change::Restart { unit, .. } => {
-            let verb = if matches!(ch, Change::Start { .. }) {
-                "start"
-            } else {
-                "restart"
+        Change::Start { unit } | Change::Restart { unit, .. } | Change::Reload { unit, .. } => {
+            let verb = match ch {
+                Change::Start { .. } => "start",
+                Change::Reload { .. } => "reload",
+                _ => "restart",
             };
             let no_block = want.units.iter().any(|u| u.name == *unit && u.no_block);
             let mut c = Cmd::new(["systemctl", verb]);

@@ -53,6 +53,7 @@ impl Step for Demo {
                 start: true,
                 no_block: false,
                 not_started: None,
+                reload: false,
             })
             .unit(UnitSpec {
                 name: "other.service".into(),
@@ -61,6 +62,7 @@ impl Step for Demo {
                 start: true,
                 no_block: false,
                 not_started: None,
+                reload: false,
             });
         Ok(d)
     }
@@ -242,6 +244,105 @@ fn only_units_whose_inputs_changed_restart() {
     }
 }
 
+/// A unit that takes in its configuration with `systemctl reload` (keepalived's way).
+struct Reloading {
+    config: &'static str,
+    exec: &'static str,
+}
+
+impl Step for Reloading {
+    fn id(&self) -> StepId {
+        StepId::Custom("install_reloading")
+    }
+    fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
+        cluster.nodes.iter().collect()
+    }
+    fn desired(&self, _cx: &Cx, _node: &Node) -> Result<Desired> {
+        let mut d = Desired::default();
+        d.file("/etc/r.conf", Blob::new(self.config), 0o600, &["r.service"])
+            .unit(
+                UnitSpec::started(
+                    "r.service",
+                    Blob::new(format!("[Service]\nExecStart={}\n", self.exec)),
+                )
+                .reloaded(),
+            );
+        Ok(d)
+    }
+}
+
+#[test]
+fn a_reloading_unit_is_reloaded_for_its_files_and_restarted_for_its_unit_file() {
+    let c = cluster();
+    let hosts = fakes(&c);
+    let go = |config, exec| {
+        for h in hosts.values() {
+            h.take_log();
+        }
+        let r = run(
+            cx(&c, &hosts),
+            vec![Arc::new(Reloading { config, exec })],
+            &Options::default(),
+            |_| {},
+        );
+        assert!(r.failed().is_empty(), "{:?}", r.failed());
+        let logs: Vec<Vec<String>> = hosts.values().map(|h| h.take_log()).collect();
+        (r, logs)
+    };
+    let (first, _) = go("a", "/usr/sbin/r");
+    assert!(
+        first
+            .nodes
+            .iter()
+            .all(|n| n.changes.contains(&Change::Start {
+                unit: "r.service".into()
+            }))
+    );
+    // Its configuration changed: reloaded, not restarted.
+    let (r, logs) = go("b", "/usr/sbin/r");
+    for n in &r.nodes {
+        assert!(n.restarts.is_empty(), "{:?}", n.changes);
+        assert!(
+            n.changes.contains(&Change::Reload {
+                unit: "r.service".into(),
+                because: vec!["/etc/r.conf".into()]
+            }),
+            "{:?}",
+            n.changes
+        );
+    }
+    for log in &logs {
+        assert!(
+            log.contains(&"run systemctl reload r.service".to_string()),
+            "{log:?}"
+        );
+        assert!(
+            !log.iter().any(|l| l.contains("systemctl restart")),
+            "{log:?}"
+        );
+    }
+    // Its unit file changed (with or without the configuration): a reload cannot take that in.
+    for (config, exec) in [("b", "/usr/sbin/r -v"), ("c", "/usr/sbin/r")] {
+        let (r, logs) = go(config, exec);
+        for n in &r.nodes {
+            assert_eq!(n.restarts, ["r.service"], "{:?}", n.changes);
+            assert!(n.changes.contains(&Change::DaemonReload), "{:?}", n.changes);
+        }
+        for log in &logs {
+            assert!(
+                log.contains(&"run systemctl restart r.service".to_string()),
+                "{log:?}"
+            );
+            assert!(
+                !log.iter().any(|l| l.contains("systemctl reload")),
+                "{log:?}"
+            );
+        }
+    }
+    let (again, _) = go("c", "/usr/sbin/r");
+    assert!(again.nodes.iter().all(|n| n.changes.is_empty()));
+}
+
 #[test]
 fn a_failing_node_is_reported_and_the_others_finish() {
     let c = cluster();
@@ -392,6 +493,7 @@ impl Step for Second {
                 start: true,
                 no_block: false,
                 not_started: None,
+                reload: false,
             });
         Ok(d)
     }

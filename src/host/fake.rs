@@ -1,5 +1,5 @@
 //! `FakeHost`: an in-memory node for tests and benchmarks. It keeps a file system (files with
-//! mode and owner, directories), plays systemd (`systemctl enable/start/restart/is-active/
+//! mode and owner, directories), plays systemd (`systemctl enable/start/restart/reload/is-active/
 //! is-enabled/daemon-reload`), answers scripted commands, and logs every call so tests can assert
 //! exactly what the engine did. Failures and delays can be injected.
 
@@ -154,6 +154,14 @@ impl Host for FakeHost {
                     s.active.insert(u.to_string());
                 }
                 out(0, "")
+            }
+            // Like systemd: only a running unit can reload.
+            ["systemctl", "reload", u] => {
+                if s.active.contains(*u) {
+                    out(0, "")
+                } else {
+                    out(1, &format!("{u} is not active, cannot reload.\n"))
+                }
             }
             ["systemctl", "is-active", u] => {
                 if s.active.contains(*u) {

@@ -260,6 +260,7 @@ impl Step for InstallEtcd {
             start: true,
             no_block: true,
             not_started: None,
+            reload: false,
         });
         Ok(want)
     }

@@ -110,6 +110,7 @@ pub fn binary_unit(want: &mut Desired, cx: &crate::engine::Cx, component: &str, 
         start: not_started.is_none(),
         no_block: false,
         not_started,
+        reload: false,
     });
 }
 

@@ -59,6 +59,7 @@ impl Step for ScheduleEtcdBackup {
             start: false,
             no_block: false,
             not_started: None,
+            reload: false,
         });
         want.unit(UnitSpec::started(TIMER, Blob::new(timer)));
         Ok(want)

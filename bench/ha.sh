@@ -7,8 +7,8 @@
 # `destroy`: no clean shutdown); the bench reports the longest time the API did not answer
 # through the virtual IP, the failed requests, which controller took the address and etcd's
 # health with one member gone. Then the VM is started again and `up` must change nothing. A
-# second case stops only the (new) holder's kube-apiserver, its VM up: keepalived's health check
-# must move the address; the same client and report.
+# second case stops only the (new) holder's kube-apiserver, its VM up: keepalived, part of the API
+# server's unit, stops first and gives the address up; the same client and report.
 # Usage: bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"

@@ -308,9 +308,23 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
     let unit = want.units.iter().find(|u| u.name == UNIT).unwrap();
     let unit_text = String::from_utf8(unit.file.data().unwrap().to_vec()).unwrap();
     assert!(
-        unit_text.contains("--use-file=/etc/keepalived/kubicluster-vip.conf") && unit.start,
+        unit_text.contains("--use-file=/etc/keepalived/kubicluster-vip.conf")
+            && unit.start
+            && unit.reload,
         "{unit_text}"
     );
+    // It goes with the local API server: stopped (first) and restarted with it, started with it.
+    assert!(
+        unit_text.contains("\nPartOf=kube-apiserver.service\n")
+            && unit_text.contains("\nWantedBy=multi-user.target kube-apiserver.service\n"),
+        "{unit_text}"
+    );
+    let link = want
+        .commands
+        .iter()
+        .find(|c| c.what.contains("kube-apiserver.service.wants"))
+        .expect("a unit enabled before gets the API server's wants link");
+    assert!(link.after_units && link.restarts.is_empty(), "{link:?}");
     // The API server signs service-account tokens as the virtual IP and still accepts those
     // issued as the first controller, before there was one.
     let cp = crate::steps::install_control_plane::InstallControlPlane

@@ -413,13 +413,13 @@ impl Client {
     }
 }
 
-/// `v1.37.2` (a build may add `-rc.0` or `+abc`): the release it is.
 /// The failing checks of a `/readyz?verbose` (or `/livez?verbose`) answer, each as the server
 /// wrote it without its `[-]` ("etcd failed: reason withheld").
 pub fn failing_checks(verbose: &str) -> impl Iterator<Item = &str> {
     verbose.lines().filter_map(|l| l.strip_prefix("[-]"))
 }
 
+/// `v1.37.2` (a build may add `-rc.0` or `+abc`): the release it is.
 pub fn release_of(git_version: &str) -> Result<crate::spec::Version> {
     let release = git_version.split(['-', '+']).next().unwrap_or_default();
     release

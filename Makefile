@@ -7,6 +7,7 @@ export DEBIAN_FRONTEND := noninteractive
 # Go builds the Kubernetes components (kubicluster artifacts build); this machine kind has it here.
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
 KC := ./target/release/kubicluster
+DEV_KC := ./target/debug/kubicluster
 
 # Debian packages: building, and the real-component test tiers.
 BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
@@ -84,10 +85,13 @@ lint: deps
 ## Every tier: unit + snapshots, CLI, PKI (x509-parser + openssl), real etcd over mTLS, loopback
 ## sshd, a real control plane on loopback (built from Go modules), the VM labs (etcd from Debian
 ## packages; then a whole Kubernetes cluster that passes `kubicluster test`).
-test: lab-deps test-deps lint artifacts
+## The debug binary the tests run builds the artifacts too: no release build in a test run.
+test: lab-deps test-deps lint artifacts-deps
+	$(CARGO) build --locked
+	$(DEV_KC) artifacts build --artifacts build
 	@echo "tier wall times: see each test binary's 'finished in' line"
 	KUBICLUSTER_TEST_ETCD=1 KUBICLUSTER_TEST_SSH=1 KUBICLUSTER_TEST_LAB=1 KUBICLUSTER_TEST_APISERVER=1 \
-	KUBICLUSTER_TEST_ARTIFACTS="$$($(KC) artifacts dir --artifacts build)" \
+	KUBICLUSTER_TEST_ARTIFACTS="$$($(DEV_KC) artifacts dir --artifacts build)" \
 	$(CARGO) test --locked --no-fail-fast
 
 bench: bench-deps artifacts

@@ -114,6 +114,9 @@ impl Lab {
             controllers: get("KUBICLUSTER_CONTROLLERS")
                 .map(|v| v.split(' ').map(str::to_string).collect())
                 .unwrap_or_default(),
+            workers: get("KUBICLUSTER_WORKERS")
+                .map(|v| v.split(' ').map(str::to_string).collect())
+                .unwrap_or_default(),
             ..Overrides::default()
         };
         spec::resolve(None, &ov, &super::no_env).unwrap().0

@@ -29,6 +29,12 @@ pub enum Change {
     Enable {
         unit: String,
     },
+    /// `systemctl reenable`: an enabled unit lacks a link its [Install] section asks for (the
+    /// section changed, or a run was killed between writing the unit file and enabling it).
+    Reenable {
+        unit: String,
+        missing: Vec<String>,
+    },
     Start {
         unit: String,
     },
@@ -229,6 +235,9 @@ impl std::fmt::Display for Change {
             Change::Run { what } | Change::RunAfter { what } => write!(f, "run: {what}"),
             Change::DaemonReload => f.write_str("systemctl daemon-reload"),
             Change::Enable { unit } => write!(f, "enable {unit}"),
+            Change::Reenable { unit, missing } => {
+                write!(f, "re-enable {unit} (missing: {})", missing.join(", "))
+            }
             Change::Start { unit } => write!(f, "start {unit}"),
             Change::Restart { unit, because } => {
                 write!(f, "restart {unit} (changed: {})", because.join(", "))

@@ -51,6 +51,16 @@ pub struct UnitSpec {
 pub const UNIT_MODE: u32 = 0o600;
 
 impl UnitSpec {
+    /// The `[Install]` links an enabled unit must have (none for a unit not enabled).
+    pub fn links(&self) -> Vec<String> {
+        match self.file.data() {
+            Ok(bytes) if self.enable => {
+                crate::host::install_links(&self.name, &String::from_utf8_lossy(bytes))
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// A unit enabled and started (blocking until it is up).
     pub fn started(name: &str, file: Blob) -> Self {
         UnitSpec {

@@ -3,7 +3,8 @@
 //! `plan` only reads: one `stat_many` round trip for every directory and file (sha256 on the
 //! node), the guards of the guarded commands, and every unit's enabled/active state (one call).
 //! `apply` walks the plan in order through one gate — dirs, files, commands, one
-//! `daemon-reload` if a unit file changed, enable, start, restart only the units whose inputs
+//! `daemon-reload` if a unit file changed, enable (or re-enable: a link its `[Install]` asks
+//! for is missing), start, restart only the units whose inputs
 //! changed, then the commands that run after the units — and stops at the first failure.
 
 use std::collections::BTreeSet;
@@ -52,6 +53,7 @@ pub fn probe_inputs(want: &Desired) -> (Vec<Cmd>, Vec<String>, Vec<String>) {
             .map(|f| f.path.clone()),
     );
     paths.extend(want.units.iter().map(|u| u.path()));
+    paths.extend(want.units.iter().flat_map(|u| u.links()));
     (checks, unit_names, paths)
 }
 
@@ -95,6 +97,9 @@ pub fn plan_with(
     }
     .into_iter();
     let (dir_stats, rest) = probe.stats.split_at(want.dirs.len());
+    let links: Vec<Vec<String>> = want.units.iter().map(|u| u.links()).collect();
+    let (rest, mut link_stats) =
+        rest.split_at(rest.len() - links.iter().map(Vec::len).sum::<usize>());
     let (plain_stats, unit_stats) = rest.split_at(rest.len() - want.units.len());
     let mut plain = plain_stats.iter().cloned();
     let file_stats: Vec<Stat> = files
@@ -199,11 +204,24 @@ pub fn plan_with(
     }
     let mut starts = Vec::new();
     let states = unit_states(&probe.units);
-    for u in &want.units {
+    for (u, links) in want.units.iter().zip(&links) {
         let (enabled, active) = states.get(&u.name).copied().unwrap_or((false, false));
+        let (these, later) = link_stats.split_at(links.len());
+        link_stats = later;
+        let missing: Vec<String> = links
+            .iter()
+            .zip(these)
+            .filter(|(_, st)| matches!(st, Stat::Missing))
+            .map(|(l, _)| l.clone())
+            .collect();
         if u.enable && !enabled {
             changes.push(Change::Enable {
                 unit: u.name.clone(),
+            });
+        } else if u.enable && !missing.is_empty() {
+            changes.push(Change::Reenable {
+                unit: u.name.clone(),
+                missing,
             });
         }
         if !u.start {
@@ -306,6 +324,9 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
         }
         Change::Enable { unit } => {
             host.check(&Cmd::new(["systemctl", "enable", unit]))?;
+        }
+        Change::Reenable { unit, .. } => {
+            host.check(&Cmd::new(["systemctl", "reenable", unit]))?;
         }
         Change::Start { unit } | Change::Restart { unit, .. } | Change::Reload { unit, .. } => {
             let verb = match ch {

@@ -703,3 +703,78 @@ fn hypervisor_changes_are_typed_in_text_and_json() {
         "create-network"
     );
 }
+
+#[test]
+fn a_unit_is_re_enabled_for_a_link_its_install_section_asks_for_even_after_a_kill() {
+    use super::plan::{apply, plan};
+    let c = cluster();
+    let hosts = fakes(&c);
+    let host = hosts.values().next().unwrap();
+    let want = |wanted_by: &str| {
+        let mut d = Desired::default();
+        d.unit(UnitSpec::started(
+            "v.service",
+            Blob::new(format!(
+                "[Service]\nExecStart=/usr/sbin/v\n[Install]\nWantedBy={wanted_by}\n"
+            )),
+        ));
+        d
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let link = |t: &str| format!("/etc/systemd/system/{t}.wants/v.service");
+    let first = want("multi-user.target");
+    let changes = plan(host.as_ref(), &first).unwrap();
+    assert!(changes.contains(&Change::Enable {
+        unit: "v.service".into()
+    }));
+    apply(host.as_ref(), &first, &changes, &cancel).unwrap();
+    assert!(host.file(&link("multi-user.target")).is_some());
+    assert!(plan(host.as_ref(), &first).unwrap().is_empty());
+
+    // [Install] names the API server too; the run is killed after the unit file was written.
+    let second = want("multi-user.target kube-apiserver.service");
+    let reenable = Change::Reenable {
+        unit: "v.service".into(),
+        missing: vec![link("kube-apiserver.service")],
+    };
+    let changes = plan(host.as_ref(), &second).unwrap();
+    assert!(changes.contains(&reenable), "{changes:?}");
+    let written: Vec<Change> = changes
+        .iter()
+        .filter(|c| matches!(c, Change::WriteFile { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(written.len(), 1, "{changes:?}");
+    apply(host.as_ref(), &second, &written, &cancel).unwrap();
+    // The unit file is current now; the missing link alone brings the re-enable back.
+    host.take_log();
+    let changes = plan(host.as_ref(), &second).unwrap();
+    assert_eq!(changes, [reenable.clone()]);
+    assert_eq!(
+        reenable.to_string(),
+        format!(
+            "re-enable v.service (missing: {})",
+            link("kube-apiserver.service")
+        )
+    );
+    apply(host.as_ref(), &second, &changes, &cancel).unwrap();
+    assert!(
+        host.take_log()
+            .contains(&"run systemctl reenable v.service".to_string())
+    );
+    assert!(host.file(&link("kube-apiserver.service")).is_some());
+    assert!(plan(host.as_ref(), &second).unwrap().is_empty());
+}
+
+#[test]
+fn install_links_follow_systemd_s_install_section() {
+    let unit = "[Unit]\nWantedBy=not-here.target\n[Install]\nWantedBy=a.target b.service\nRequiredBy=c.target\nWantedBy=\nWantedBy=d.target\nAlias=x.service\n";
+    assert_eq!(
+        crate::host::install_links("u.service", unit),
+        [
+            "/etc/systemd/system/d.target.wants/u.service",
+            "/etc/systemd/system/c.target.requires/u.service"
+        ]
+    );
+    assert!(crate::host::install_links("u.service", "[Service]\nExecStart=/bin/true\n").is_empty());
+}

@@ -142,9 +142,18 @@ impl Host for FakeHost {
         }
         Ok(match argv.as_slice() {
             ["systemctl", "daemon-reload"] => out(0, ""),
-            ["systemctl", "enable", units @ ..] => {
+            // Like systemd: the links of the unit file's [Install] section, made again.
+            ["systemctl", "enable" | "reenable", units @ ..] => {
                 for u in units.iter().filter(|u| !u.starts_with('-')) {
                     s.enabled.insert(u.to_string());
+                    let Some(file) = s.files.get(&format!("/etc/systemd/system/{u}")).cloned()
+                    else {
+                        continue;
+                    };
+                    let text = String::from_utf8_lossy(&file.data).into_owned();
+                    for link in super::install_links(u, &text) {
+                        s.files.insert(link, file.clone());
+                    }
                 }
                 out(0, "")
             }

@@ -368,3 +368,36 @@ pub use crate::blob::sha256_hex;
 
 #[cfg(test)]
 mod tests;
+
+/// The links `systemctl enable` makes for a unit file's `[Install]` section (`WantedBy=`,
+/// `RequiredBy=`; an empty assignment resets the list, as in systemd). A unit counts as enabled
+/// only while each exists, so a changed `[Install]` is taken in by the next run even when a run
+/// was killed between writing the unit file and enabling it.
+pub fn install_links(unit: &str, unit_file: &str) -> Vec<String> {
+    let mut install = false;
+    let (mut wanted, mut required) = (Vec::new(), Vec::new());
+    for line in unit_file.lines().map(str::trim) {
+        if line.starts_with('[') {
+            install = line == "[Install]";
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=').filter(|_| install) else {
+            continue;
+        };
+        let list = match key.trim() {
+            "WantedBy" => &mut wanted,
+            "RequiredBy" => &mut required,
+            _ => continue,
+        };
+        if value.trim().is_empty() {
+            list.clear();
+        }
+        list.extend(value.split_whitespace().map(str::to_string));
+    }
+    let link = |t: &String, dir: &str| format!("/etc/systemd/system/{t}.{dir}/{unit}");
+    wanted
+        .iter()
+        .map(|t| link(t, "wants"))
+        .chain(required.iter().map(|t| link(t, "requires")))
+        .collect()
+}

@@ -22,8 +22,6 @@ pub const UNIT: &str = "kubicluster-vip.service";
 const CONF: &str = "/etc/keepalived/kubicluster-vip.conf";
 const CHECK: &str = "/etc/keepalived/kubicluster-check-apiserver";
 const KEEPALIVED: &str = "/usr/sbin/keepalived";
-/// The API server's wants: starting it starts keepalived too.
-const WANTS: &str = "kube-apiserver.service.wants";
 /// The cluster network's interface in kubicluster's image.
 pub const INTERFACE: &str = "eth1";
 
@@ -158,15 +156,6 @@ impl Step for InstallApiVip {
             0o700,
             &[UNIT],
         );
-        // Started with the API server ([Install] WantedBy=kube-apiserver.service). A unit
-        // enabled before its [Install] named it lacks that link: `reenable` makes them all.
-        want.command(GuardedCmd {
-            what: format!("link {UNIT} into {WANTS} (started with the API server)"),
-            check: Cmd::new(["test", "-L", &format!("/etc/systemd/system/{WANTS}/{UNIT}")]),
-            run: Cmd::new(["systemctl", "reenable", UNIT]),
-            restarts: vec![],
-            after_units: true,
-        });
         // Reloaded when its configuration changes (a controller added or removed): the holder
         // keeps the address, where a restart would move it.
         want.unit(

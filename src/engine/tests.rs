@@ -749,7 +749,7 @@ fn a_unit_is_re_enabled_for_a_link_its_install_section_asks_for_even_after_a_kil
     // The unit file is current now; the missing link alone brings the re-enable back.
     host.take_log();
     let changes = plan(host.as_ref(), &second).unwrap();
-    assert_eq!(changes, [reenable.clone()]);
+    assert_eq!(changes, std::slice::from_ref(&reenable));
     assert_eq!(
         reenable.to_string(),
         format!(

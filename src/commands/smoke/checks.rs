@@ -107,7 +107,9 @@ pub(super) fn dns(
         cluster.kubernetes.cluster_domain
     );
     let dns = (|| -> Result<String> {
-        let ready = wait_dns_ready(c, Duration::from_secs(180))?;
+        // CoreDNS was applied last by `up`: its image unpacked and its readiness probe passed
+        // on an emulated CPU can take minutes.
+        let ready = wait_dns_ready(c, Duration::from_secs(300))?;
         // kube-proxy may still be writing the Service's rules: a few tries, as a user would.
         let cmd =
             format!("for i in 1 2 3 4 5 6; do nslookup {fqdn} && exit 0; sleep 5; done; exit 1");

@@ -155,7 +155,7 @@ fn http_get(host: &str, port: u16) -> String {
 }
 
 /// Wait until the kube-dns Service has a ready CoreDNS endpoint (its readiness probe passed);
-/// how many are ready.
+/// how many are ready. On a timeout the error says what the CoreDNS pods are doing.
 fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
     let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices\
                 ?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
@@ -173,12 +173,50 @@ fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
             return Ok(ready);
         }
         Err(anyhow::anyhow!(
-            "no CoreDNS endpoint is ready after {} s (HTTP {s}; see `kubicluster status` and the \
-             coredns pods in kube-system)",
+            "no CoreDNS endpoint is ready after {} s (HTTP {s})",
             timeout.as_secs()
         )
         .into())
     })
+    .map_err(|e| {
+        let pods =
+            match c.get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns") {
+                Ok((200, body)) => describe_dns_pods(&body),
+                _ => "the CoreDNS pods could not be listed".to_string(),
+            };
+        anyhow::anyhow!(
+            "{e}; {pods} (see `kubicluster status` and the coredns pods in kube-system)"
+        )
+    })
+}
+
+/// The CoreDNS pods as a user would look at them: node, phase, readiness, restarts, why a
+/// container waits.
+fn describe_dns_pods(list: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(list).unwrap_or_default();
+    let pods: Vec<String> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or("?");
+            let node = p["spec"]["nodeName"].as_str().unwrap_or("no node yet");
+            let phase = p["status"]["phase"].as_str().unwrap_or("?");
+            let cs = &p["status"]["containerStatuses"][0];
+            let ready = cs["ready"].as_bool().unwrap_or(false);
+            let restarts = cs["restartCount"].as_u64().unwrap_or(0);
+            let waiting = cs["state"]["waiting"]["reason"]
+                .as_str()
+                .map(|r| format!(", waiting: {r}"))
+                .unwrap_or_default();
+            format!("{name} on {node}: {phase}, ready {ready}, {restarts} restart(s){waiting}")
+        })
+        .collect();
+    if pods.is_empty() {
+        "no CoreDNS pod exists".to_string()
+    } else {
+        format!("pods: {}", pods.join("; "))
+    }
 }
 
 /// A pod's log, through the API (the apiserver fetches it from the kubelet).
@@ -332,6 +370,24 @@ pub fn report(ctx: &mut Ctx, results: &[(String, Outcome)]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pods_are_described_as_a_user_would_look_at_them() {
+        let list = r#"{"items":[
+            {"metadata":{"name":"coredns-1"},"spec":{"nodeName":"kubi-worker-01"},
+             "status":{"phase":"Running","containerStatuses":[{"ready":false,"restartCount":3,
+               "state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}},
+            {"metadata":{"name":"coredns-2"},"spec":{},"status":{"phase":"Pending"}}]}"#;
+        assert_eq!(
+            super::describe_dns_pods(list),
+            "pods: coredns-1 on kubi-worker-01: Running, ready false, 3 restart(s), waiting: \
+             CrashLoopBackOff; coredns-2 on no node yet: Pending, ready false, 0 restart(s)"
+        );
+        assert_eq!(
+            super::describe_dns_pods(r#"{"items":[]}"#),
+            "no CoreDNS pod exists"
+        );
+    }
+
     #[test]
     fn etcd_values_of_encrypted_secrets_are_recognised() {
         assert_eq!(

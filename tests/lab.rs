@@ -42,7 +42,9 @@ fn lab_vms_end_to_end() {
             // Node components from Debian packages: the lab VMs have no route out.
             ("KUBICLUSTER_ARTIFACTS", "deb"),
             // One worker: the cluster network between two VMs; the workers' stack runs for
-            // real in tests/lab_k8s.rs.
+            // real in tests/lab_k8s.rs. Node flags replace the whole node list: the
+            // controller is named too.
+            ("KUBICLUSTER_CONTROLLERS", CONTROLLER),
             ("KUBICLUSTER_WORKERS", WORKER),
         ],
     );
@@ -299,7 +301,8 @@ fn lab_vms_end_to_end() {
     assert!(text(&o).contains("the lab of cluster") && text(&o).contains("is not running"));
 }
 
-/// The one worker of this tier.
+/// The first controller and the one worker of this tier.
+const CONTROLLER: &str = "kubi-controller-01,192.168.24.11,192.168.122.11";
 const WORKER: &str = "kubi-worker-01,192.168.24.21,192.168.122.21";
 const TWO_CONTROLLERS: &str = "kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12";
 

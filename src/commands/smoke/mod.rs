@@ -129,14 +129,17 @@ fn fresh_namespace(c: &Client) -> Result<()> {
         )
     })?;
     c.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))?;
-    crate::retry::until(Duration::from_secs(60), Duration::from_secs(1), || match c
+    // 180 s like every other wait here: on an emulated CPU the ServiceAccount was once not
+    // there after 60 s (CI by hand, 2026-12-06; the lab was gone before the cause was seen).
+    crate::retry::until(Duration::from_secs(180), Duration::from_secs(1), || match c
         .get(&format!("{ns}/serviceaccounts/default"))
         .map_err(NotYet::Stop)?
         .0
     {
         200 => Ok(()),
         _ => Err(anyhow::anyhow!(
-            "no ServiceAccount default in {NS} (is kube-controller-manager running?)"
+            "no ServiceAccount default in {NS} after 180 s (is kube-controller-manager running? \
+             `kubicluster status` names its leader)"
         )
         .into()),
     })

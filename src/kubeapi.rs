@@ -201,6 +201,15 @@ impl Client {
         }
     }
 
+    /// Ready now, or — when the API server answers but is not ready (etcd slow for a moment
+    /// after a start) — within `timeout`. One that does not answer at all is not waited for.
+    pub fn ready_soon(&self, timeout: Duration) -> Result<()> {
+        match self.get("/readyz")? {
+            (200, _) => Ok(()),
+            _ => self.wait_ready(timeout),
+        }
+    }
+
     /// Wait up to `timeout` for `/readyz`.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         crate::retry::until(timeout, Duration::from_secs(2), || Ok(self.ready()?)).map_err(

@@ -145,9 +145,27 @@ fn addons_are_server_side_applied_as_admin_over_mutual_tls() {
     let admin = std::fs::read_to_string(certs.join("admin.kubeconfig")).unwrap();
     let server = format!("https://127.0.0.1:{port}");
     let client = kubicluster::kubeapi::Client::from_kubeconfig(&admin, Some(&server)).unwrap();
+    // Not ready twice, then ready: `ready_soon` (what `remove` asks before it drains) waits.
     client
-        .wait_ready(std::time::Duration::from_secs(30))
+        .ready_soon(std::time::Duration::from_secs(30))
         .unwrap();
+    // A server that does not answer at all is not waited for.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = kubicluster::kubeapi::Client::from_kubeconfig(
+        &admin,
+        Some(&format!("https://127.0.0.1:{closed}")),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    assert!(gone.ready_soon(std::time::Duration::from_secs(30)).is_err());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "not waited for"
+    );
     let mut applied = 0;
     let mut files: Vec<_> = std::fs::read_dir(tmp.path().join("out/api"))
         .unwrap()

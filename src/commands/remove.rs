@@ -37,7 +37,12 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
         .as_deref()
         .map(|k| crate::kubeapi::Client::from_kubeconfig(k, None))
         .transpose()?;
-    match api.as_ref().map(|c| (c, c.ready())) {
+    // Never destroy an undrained node because /readyz failed once: an API server that answers
+    // gets a minute to be ready (once, just after a snapshot's revert, etcd's check failed).
+    match api
+        .as_ref()
+        .map(|c| (c, c.ready_soon(Duration::from_secs(60))))
+    {
         Some((c, Ok(()))) => {
             let evicted = c.drain(&node.name, Duration::from_secs(120))?;
             c.delete(&format!("/api/v1/nodes/{}", node.name))?;

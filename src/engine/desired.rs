@@ -83,7 +83,7 @@ impl UnitSpec {
     }
 
     pub fn path(&self) -> String {
-        format!("/etc/systemd/system/{}", self.name)
+        format!("{}/{}", crate::host::UNIT_DIR, self.name)
     }
 }
 

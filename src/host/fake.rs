@@ -146,7 +146,7 @@ impl Host for FakeHost {
             ["systemctl", "enable" | "reenable", units @ ..] => {
                 for u in units.iter().filter(|u| !u.starts_with('-')) {
                     s.enabled.insert(u.to_string());
-                    let Some(file) = s.files.get(&format!("/etc/systemd/system/{u}")).cloned()
+                    let Some(file) = s.files.get(&format!("{}/{u}", super::UNIT_DIR)).cloned()
                     else {
                         continue;
                     };

@@ -369,6 +369,9 @@ pub use crate::blob::sha256_hex;
 #[cfg(test)]
 mod tests;
 
+/// Where kubicluster writes unit files, and where `systemctl enable` makes their links.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
 /// The links `systemctl enable` makes for a unit file's `[Install]` section (`WantedBy=`,
 /// `RequiredBy=`; an empty assignment resets the list, as in systemd). A unit counts as enabled
 /// only while each exists, so a changed `[Install]` is taken in by the next run even when a run
@@ -394,7 +397,7 @@ pub fn install_links(unit: &str, unit_file: &str) -> Vec<String> {
         }
         list.extend(value.split_whitespace().map(str::to_string));
     }
-    let link = |t: &String, dir: &str| format!("/etc/systemd/system/{t}.{dir}/{unit}");
+    let link = |t: &String, dir: &str| format!("{UNIT_DIR}/{t}.{dir}/{unit}");
     wanted
         .iter()
         .map(|t| link(t, "wants"))

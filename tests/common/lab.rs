@@ -106,17 +106,19 @@ impl Lab {
                 .find(|(n, _)| n == k)
                 .map(|(_, v)| v.clone())
         };
+        // Node flags: space-separated NAME,CLUSTER_IP,HYPERVISOR_IP entries.
+        let nodes = |k: &str| {
+            get(k)
+                .map(|v| v.split(' ').map(str::to_string).collect())
+                .unwrap_or_default()
+        };
         let ov = Overrides {
             lab: true,
             name: Some(self.name.clone()),
             work_dir: Some(self.work.path().join("work").display().to_string()),
             storage_dir: get("KUBICLUSTER_STORAGE_DIR"),
-            controllers: get("KUBICLUSTER_CONTROLLERS")
-                .map(|v| v.split(' ').map(str::to_string).collect())
-                .unwrap_or_default(),
-            workers: get("KUBICLUSTER_WORKERS")
-                .map(|v| v.split(' ').map(str::to_string).collect())
-                .unwrap_or_default(),
+            controllers: nodes("KUBICLUSTER_CONTROLLERS"),
+            workers: nodes("KUBICLUSTER_WORKERS"),
             ..Overrides::default()
         };
         spec::resolve(None, &ov, &super::no_env).unwrap().0

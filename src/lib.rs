@@ -27,6 +27,7 @@ pub mod logfile;
 pub mod net;
 pub mod par;
 pub mod pki;
+pub mod placement;
 pub mod render;
 pub mod retry;
 pub mod snapshots;

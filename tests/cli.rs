@@ -1366,3 +1366,95 @@ fn upgrade_changes_kubernetes_only_and_refuses_another_etcd_before_anything_chan
         "nothing created"
     );
 }
+
+/// Two hypervisors (libvirt's test driver, each from its own file: 8 GiB, and 4 GiB with a
+/// running VM of this cluster): `validate` places from the file alone, `plan` asks both and
+/// keeps the existing VM where it is; what would make VMs refuses, creating nothing.
+#[test]
+fn nodes_are_placed_over_several_hypervisors_and_nothing_is_made_there_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node_xml = |mib: u64, domain: &str| {
+        format!(
+            "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads><active>2</active><mhz>2000</mhz><model>t</model></cpu><memory>{}</memory>{domain}</node>",
+            mib * 1024
+        )
+    };
+    let vm = "<domain type='test'><name>kubi-worker-02</name><metadata><kubi:node xmlns:kubi='https://kubicluster.io/xmlns/node/1'><kubi:cluster>kubicluster</kubi:cluster></kubi:node></metadata><memory unit='MiB'>2048</memory><os><type>hvm</type></os></domain>";
+    std::fs::write(tmp.path().join("hv1.xml"), node_xml(8192, "")).unwrap();
+    std::fs::write(tmp.path().join("hv2.xml"), node_xml(4096, vm)).unwrap();
+    let file = tmp.path().join("cluster.yaml");
+    let uri = |n: &str| format!("test://{}", tmp.path().join(n).display());
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {{name: kubicluster}}
+spec:
+  nodeDefaults: {{memoryMiB: 2048}}
+  networks: {{cluster: {{mode: bridged}}}}
+  hypervisors:
+    - {{name: hv1, uri: "{}"}}
+    - {{name: hv2, uri: "{}"}}
+  nodes:
+    - {{name: kubi-controller-01, role: controller, clusterIP: 192.168.24.11, hypervisorIP: 192.168.122.11}}
+    - {{name: kubi-worker-01, role: worker, clusterIP: 192.168.24.21, hypervisorIP: 192.168.122.21}}
+    - {{name: kubi-worker-02, role: worker, clusterIP: 192.168.24.22, hypervisorIP: 192.168.122.22}}
+"#,
+            uri("hv1.xml"),
+            uri("hv2.xml")
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let o = kubicluster(tmp.path(), &["validate", "-f", f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // From the file alone: the controller spreads to the first, the workers balance.
+    assert!(
+        stderr(&o).contains(
+            "  kubi-controller-01  on hv1 (controllers spread over the hypervisors)\n  kubi-worker-01      on hv2 (the most memory left)\n  kubi-worker-02      on hv1 (the most memory left)\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubicluster(tmp.path(), &["plan", "-f", f]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Asked: worker-02's VM is on hv2; hv2 then has 4096 - 2048 - 1024 (the host's) MiB left.
+    assert!(
+        stderr(&o).contains(
+            "placement over 2 hypervisors:\n  kubi-controller-01  on hv1 (controllers spread over the hypervisors)\n  kubi-worker-01      on hv1 (the most memory left)\n  kubi-worker-02      on hv2 (its VM is there)\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    for args in [
+        vec!["plan", "-f", f],
+        vec!["up", "-f", f],
+        vec!["create-vms", "-f", f],
+        vec!["destroy", "-f", f, "--all"],
+        vec!["status", "-f", f],
+    ] {
+        let o = kubicluster(tmp.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this version places its nodes")
+                && err.contains("\nhelp: keep one entry in spec.hypervisors"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!tmp.path().join("work").exists(), "nothing is made");
+    // A node that cannot fit is refused by validate, before any hypervisor is asked.
+    let small = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("{name: hv2, uri", "{name: hv2, memoryMiB: 1024, uri")
+        .replace("{name: hv1, uri", "{name: hv1, memoryMiB: 3072, uri");
+    std::fs::write(&file, small).unwrap();
+    let o = kubicluster(tmp.path(), &["validate", "-f", f]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: kubi-worker-01: no hypervisor has the 2048 MiB it needs left (hv1 1024 MiB, hv2 1024 MiB)\nhelp: "),
+        "{}",
+        stderr(&o)
+    );
+}

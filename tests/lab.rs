@@ -439,6 +439,7 @@ fn controllers(lab: &Lab, c: &spec::Cluster) {
         hypervisor_ip: "192.168.122.12".parse().unwrap(),
         vcpus: 1,
         memory_mib: 1024,
+        hypervisor: None,
     });
     let o = ssh(
         &c2,

@@ -188,6 +188,7 @@ pub struct PipelineRun<'a> {
 /// changes anywhere; then one lock and one log for the whole run; the hypervisor's steps on
 /// this thread, the node steps fanned out over their nodes with the journal; one report.
 pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Result<Report> {
+    super::one_hypervisor(cluster)?;
     let gated = pipeline::gated(&run.steps);
     let gated_refs: Vec<&dyn HvStep> = gated.iter().map(|s| s.as_ref()).collect();
     engine::hv::preflight(cluster, &gated_refs, run.dry_run)?;
@@ -260,6 +261,7 @@ pub fn run_hypervisor(
     steps: &[&dyn HvStep],
     dry_run: bool,
 ) -> Result<Report> {
+    super::one_hypervisor(cluster)?;
     engine::hv::preflight(cluster, steps, dry_run)?;
     let _lock = if dry_run {
         None

@@ -48,8 +48,27 @@ impl Ctx<'_> {
     }
 }
 
+/// Refuse a cluster spread over several hypervisors where VMs would be made or acted on.
+pub fn one_hypervisor(cluster: &Cluster) -> Result<()> {
+    if cluster.hosts.len() > 1 {
+        let names: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
+        return Err(Failure::bad_input(format!(
+            "cluster {} spreads over {} hypervisors ({}): this version places its nodes (`plan`, `validate`) but makes and runs VMs on one hypervisor only",
+            cluster.name,
+            names.len(),
+            names.join(", ")
+        ))
+        .hint("keep one entry in spec.hypervisors (or none) to build the cluster; `kubicluster plan` shows where each node would go")
+        .into());
+    }
+    Ok(())
+}
+
 /// Connect to the cluster's hypervisor: the lab's private libvirtd, or `hypervisor.uri`.
+/// A cluster spread over several hypervisors is refused here: only `validate` and `plan`
+/// (its placement) handle that yet.
 pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
+    one_hypervisor(cluster)?;
     match cluster.hypervisor.mode {
         HypervisorMode::Lab => {
             let Some(state) = sandbox::state(cluster)? else {
@@ -76,6 +95,47 @@ pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
                 .into()
         }),
     }
+}
+
+/// Connect to every host of `spec.hypervisors` (in parallel), each by its own URI.
+pub fn connect_hosts(cluster: &Cluster) -> Result<Vec<(String, Libvirt)>> {
+    crate::par::map(&cluster.hosts, |h| {
+        Libvirt::connect(&h.uri)
+            .map(|lv| (h.name.clone(), lv))
+            .map_err(|e| {
+                Failure::new(format!("cannot reach hypervisor {} at {}: {e:#}", h.name, h.uri))
+                    .hint("is libvirtd running there, and does this user's SSH reach it without a password? check with `virsh -c URI list`")
+                    .into()
+            })
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Where each node goes when the cluster has several hypervisors, read from all of them; the
+/// placement's lines are printed. None for a cluster on one hypervisor.
+pub fn show_placement(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+) -> Result<Option<Vec<crate::placement::Placed>>> {
+    if cluster.hosts.len() < 2 {
+        return Ok(None);
+    }
+    let hosts = connect_hosts(cluster)?;
+    let refs: Vec<(&str, &dyn crate::hypervisor::Hypervisor)> = hosts
+        .iter()
+        .map(|(n, lv)| (n.as_str(), lv as &dyn crate::hypervisor::Hypervisor))
+        .collect();
+    let facts = crate::vms::placement_facts(cluster, &refs)?;
+    let placed = crate::placement::place(cluster, &facts)?;
+    ctx.printer.status(&format!(
+        "placement over {} hypervisors:",
+        cluster.hosts.len()
+    ));
+    for line in crate::placement::describe(&placed) {
+        ctx.printer.status(&format!("  {line}"));
+    }
+    Ok(Some(placed))
 }
 
 /// A UTC time stamp for names that sort by time (`20261204T183000`).

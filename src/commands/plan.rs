@@ -36,6 +36,8 @@ struct PlanOut {
 pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     super::warn_if_shrunk(ctx, &cluster);
+    super::show_placement(ctx, &cluster)?;
+    super::one_hypervisor(&cluster)?;
     // The one pipeline, dry: its hypervisor steps, then (where the VMs run) its node steps.
     let pipeline = steps::pipeline(false);
     let all = engine::pipeline::declared(&pipeline);

@@ -13,6 +13,7 @@ use crate::spec::HypervisorMode;
 
 pub fn run(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let (cluster, source) = ctx.cluster(&args.spec)?;
+    super::one_hypervisor(&cluster)?;
     let started = std::time::Instant::now();
     let mut stages: Vec<(&str, f64)> = Vec::new();
     fn mark(stages: &mut Vec<(&str, f64)>, name: &'static str, since: &mut std::time::Instant) {

@@ -22,6 +22,18 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
             "warning: 2 controllers: etcd's quorum needs both, so losing either stops the API whatever address clients use; three controllers survive losing one",
         );
     }
+    if cluster.hosts.len() > 1 {
+        // What the file alone decides (names, memoryMiB bounds); `plan` adds what the
+        // hypervisors report (VMs that exist, free memory).
+        let placed = crate::placement::place(&cluster, &Default::default())?;
+        ctx.printer.status(&format!(
+            "placement over {} hypervisors, from the file alone (`plan` asks the hypervisors):",
+            cluster.hosts.len()
+        ));
+        for line in crate::placement::describe(&placed) {
+            ctx.printer.status(&format!("  {line}"));
+        }
+    }
     ctx.printer.status(&format!(
         "valid: cluster {} from {source}: {} controller(s), {} worker(s)",
         cluster.name,

@@ -19,6 +19,8 @@ struct State {
     deaf: std::collections::BTreeSet<String>,
     /// Guest types (`kvm`, `qemu`) this hypervisor cannot run.
     unable: std::collections::BTreeSet<String>,
+    /// The host's memory `memory_mib` reports (None: cannot tell).
+    memory_mib: Option<u64>,
 }
 
 #[derive(Default)]
@@ -39,6 +41,11 @@ fn xml_name(xml: &str) -> Result<String> {
 impl FakeHypervisor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Report `mib` of memory in the host.
+    pub fn set_memory_mib(&self, mib: u64) {
+        self.state.lock().unwrap().memory_mib = Some(mib);
     }
 
     /// Every mutating call so far, e.g. `define_domain kubi-worker-01`.
@@ -88,6 +95,10 @@ impl Hypervisor for FakeHypervisor {
             );
         }
         Ok(true)
+    }
+
+    fn memory_mib(&self) -> Result<Option<u64>> {
+        Ok(self.state.lock().unwrap().memory_mib)
     }
 
     fn domains(&self) -> Result<Vec<DomainInfo>> {

@@ -107,6 +107,14 @@ impl Hypervisor for Libvirt {
         }
     }
 
+    fn memory_mib(&self) -> Result<Option<u64>> {
+        match self.conn.node_info() {
+            Ok(info) => Ok(Some(info.memory >> 10)),
+            Err(e) if e.code() == virt::enumutil::Enum::Known(ErrorNumber::NoSupport) => Ok(None),
+            Err(e) => Err(anyhow!("{}", e.message())),
+        }
+    }
+
     fn domains(&self) -> Result<Vec<DomainInfo>> {
         lv(self.conn.list_all_domains(0))?
             .iter()

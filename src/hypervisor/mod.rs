@@ -200,6 +200,8 @@ pub trait Hypervisor: Send + Sync {
     /// libvirt probes its emulator the first time it is asked (seconds under TCG), so asking
     /// while preparing keeps that out of the first VM's boot.
     fn guest_support(&self, virttype: &str) -> Result<bool>;
+    /// The host's memory, MiB; None when the driver cannot tell.
+    fn memory_mib(&self) -> Result<Option<u64>>;
     fn domains(&self) -> Result<Vec<DomainInfo>>;
     fn domain(&self, name: &str) -> Result<Option<DomainInfo>>;
     fn define_domain(&self, xml: &str) -> Result<()>;

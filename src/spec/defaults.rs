@@ -33,6 +33,7 @@ impl Default for ClusterSpec {
             versions: Versions::default(),
             ssh: SshEntry::default(),
             hypervisor: HypervisorEntry::default(),
+            hypervisors: Vec::new(),
             artifacts: ArtifactsEntry::default(),
             controller_manager: ControllerManagerEntry::default(),
             containerd: ContainerdEntry::default(),
@@ -148,6 +149,7 @@ pub fn default_cluster_file() -> ClusterFile {
 pub fn example_cluster_file(controllers: u8, workers: u8) -> ClusterFile {
     let mut file = ClusterFile::default();
     let node = |role: Role, prefix: &str, i: u8, base: u8| NodeEntry {
+        hypervisor: String::new(),
         name: format!("kubi-{prefix}-{i:02}"),
         role,
         cluster_ip: format!("192.168.24.{}", base + i),

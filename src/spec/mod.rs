@@ -26,7 +26,7 @@ pub use defaults::{
 };
 pub use overrides::{Overrides, parse_node_spec};
 pub use problem::{Problem, Problems};
-pub use settings::{Artifacts, ComponentVersions, Hypervisor, Template};
+pub use settings::{Artifacts, ComponentVersions, DEFAULT_HOST, Host, Hypervisor, Template};
 pub use types::*;
 pub use validate::{is_dns_label, validate};
 pub use versions::Version;
@@ -82,6 +82,8 @@ pub struct Node {
     pub hypervisor_ip: Ipv4Addr,
     pub vcpus: u32,
     pub memory_mib: u32,
+    /// The `spec.hypervisors` entry the file puts it on; None: placed by kubicluster.
+    pub hypervisor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +141,8 @@ pub struct Cluster {
     pub ssh_port: u16,
     pub ssh_key: PathBuf,
     pub hypervisor: Hypervisor,
+    /// The libvirt hosts the VMs run on (at least one; see [`crate::placement`]).
+    pub hosts: Vec<Host>,
     pub artifacts: Artifacts,
     pub controller_manager: ControllerManagerEntry,
     pub cni: Cni,

@@ -64,6 +64,7 @@ pub fn parse_node_spec(s: &str, role: Role) -> Result<NodeEntry, String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     match parts.as_slice() {
         [name, cluster_ip, hypervisor_ip] if !name.is_empty() => Ok(NodeEntry {
+            hypervisor: String::new(),
             name: name.to_string(),
             role,
             cluster_ip: cluster_ip.to_string(),

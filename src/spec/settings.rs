@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::types::{
-    ArtifactSource, ArtifactsEntry, DomainTypeChoice, HypervisorEntry, HypervisorMode,
+    ArtifactSource, ArtifactsEntry, DomainTypeChoice, HostEntry, HypervisorEntry, HypervisorMode,
     TemplateKind, Versions,
 };
 use super::versions::Version;
@@ -97,6 +97,50 @@ impl Hypervisor {
 
     pub fn is_legacy(&self) -> bool {
         matches!(self.template, Template::Legacy { .. })
+    }
+}
+
+/// One libvirt host the cluster's VMs run on (`spec.hypervisors`, or the one `spec.hypervisor`
+/// names, called [`DEFAULT_HOST`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub name: String,
+    pub uri: String,
+    pub storage_pool: String,
+    pub storage_dir: PathBuf,
+    /// MiB this cluster's VMs may take there; None: what libvirt reports free.
+    pub memory_mib: Option<u64>,
+}
+
+/// The name of the one hypervisor of a file without `spec.hypervisors`.
+pub const DEFAULT_HOST: &str = "default";
+
+impl Host {
+    /// Every host of the file: `spec.hypervisors`, each completed from `hv`, or `hv` alone.
+    pub(super) fn resolve_all(list: &[HostEntry], hv: &Hypervisor) -> Vec<Host> {
+        if list.is_empty() {
+            return vec![Host {
+                name: DEFAULT_HOST.into(),
+                uri: hv.uri.clone(),
+                storage_pool: hv.storage_pool.clone(),
+                storage_dir: hv.storage_dir.clone(),
+                memory_mib: None,
+            }];
+        }
+        let or = |s: &str, default: &str| if s.is_empty() { default } else { s }.to_string();
+        list.iter()
+            .map(|h| Host {
+                name: h.name.clone(),
+                uri: or(&h.uri, &hv.uri),
+                storage_pool: or(&h.storage_pool, &hv.storage_pool),
+                storage_dir: if h.storage_dir.is_empty() {
+                    hv.storage_dir.clone()
+                } else {
+                    PathBuf::from(&h.storage_dir)
+                },
+                memory_mib: h.memory_mib,
+            })
+            .collect()
     }
 }
 

@@ -486,3 +486,94 @@ fn a_cluster_shrunk_to_one_node_of_a_role_is_warned_about() {
         ]
     );
 }
+
+#[test]
+fn several_hypervisors_resolve_from_the_defaults_and_bad_ones_are_reported() {
+    let yaml = r#"
+apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {name: spread}
+spec:
+  networks: {cluster: {mode: bridged, bridge: br-kubi}}
+  hypervisor: {uri: "qemu:///system", storagePool: kubi}
+  hypervisors:
+    - {name: hv1}
+    - {name: hv2, uri: "qemu+ssh://root@hv2/system", storageDir: /srv/kubi, memoryMiB: 16384}
+  nodes:
+    - {name: c1, role: controller, clusterIP: 192.168.24.11, hypervisorIP: 192.168.122.11, hypervisor: hv2}
+    - {name: w1, role: worker, clusterIP: 192.168.24.21, hypervisorIP: 192.168.122.21}
+"#;
+    let (file, unknown) = parse(yaml).unwrap();
+    assert!(unknown.is_empty(), "{unknown:?}");
+    let c = validate(&file).unwrap();
+    let hosts: Vec<_> = c
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.uri.as_str(), h.storage_pool.as_str()))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("hv1", "qemu:///system", "kubi"),
+            ("hv2", "qemu+ssh://root@hv2/system", "kubi"),
+        ]
+    );
+    assert_eq!(
+        c.hosts[0].storage_dir,
+        PathBuf::from("/var/lib/libvirt/images")
+    );
+    assert_eq!(c.hosts[1].storage_dir, PathBuf::from("/srv/kubi"));
+    assert_eq!(c.hosts[1].memory_mib, Some(16384));
+    assert_eq!(c.nodes[0].hypervisor.as_deref(), Some("hv2"));
+    assert_eq!(c.nodes[1].hypervisor, None);
+    // The resolved file keeps the list (what `validate` prints).
+    assert!(to_yaml(&c.file).contains("hypervisors:"));
+
+    // Without the list: one host named `default` from spec.hypervisor.
+    let one = validate(&default_cluster_file()).unwrap();
+    assert_eq!(one.hosts.len(), 1);
+    assert_eq!(one.hosts[0].name, DEFAULT_HOST);
+    assert_eq!(one.hosts[0].uri, one.hypervisor.uri);
+
+    let bad = yaml
+        .replace(
+            "{name: hv1}",
+            "{name: hv2, uri: \"qemu+ssh://root@hv2/system\", memoryMiB: 100}",
+        )
+        .replace("hypervisor: hv2}", "hypervisor: hv3}")
+        .replace("mode: bridged, ", "");
+    let (file, _) = parse(&bad).unwrap();
+    let got: Vec<String> = validate(&file)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "spec.hypervisors[0].memoryMiB: 100 MiB cannot hold a node (help: give at least 512 MiB, or leave it out to use what libvirt reports free)",
+            "spec.hypervisors[1].name: duplicate hypervisor name \"hv2\" (help: spec.hypervisors[0] has the same name)",
+            "spec.hypervisors[1].uri: qemu+ssh://root@hv2/system is also spec.hypervisors[0] (help: each entry is its own libvirt host; set uri (an empty one means spec.hypervisor.uri))",
+            "spec.networks.cluster.mode: an isolated libvirt network stays on one host; the nodes on other hypervisors would not reach it (help: use mode: bridged with a bridge of the same name on every hypervisor, joined at layer 2 (a shared segment or VXLAN))",
+            "spec.nodes[0].hypervisor: no hypervisor named \"hv3\" (help: name one of spec.hypervisors (hv2, hv2), or leave it out to let kubicluster place the node)",
+        ]
+    );
+}
+
+#[test]
+fn one_entry_in_spec_hypervisors_is_the_hypervisor() {
+    let mut file = default_cluster_file();
+    file.spec.hypervisors = vec![HostEntry {
+        name: "big".into(),
+        uri: "qemu+ssh://root@big/system".into(),
+        storage_pool: "fast".into(),
+        storage_dir: "/srv/fast".into(),
+        memory_mib: None,
+    }];
+    let c = validate(&file).unwrap();
+    assert_eq!(c.hypervisor.uri, "qemu+ssh://root@big/system");
+    assert_eq!(c.hypervisor.storage_pool, "fast");
+    assert_eq!(c.storage_dir(), Path::new("/srv/fast"));
+    assert_eq!(c.hosts[0].name, "big");
+}

@@ -39,6 +39,10 @@ pub struct ClusterSpec {
     pub versions: Versions,
     pub ssh: SshEntry,
     pub hypervisor: HypervisorEntry,
+    /// Several libvirt hosts for the VMs; empty = the one of `hypervisor` (named `default`).
+    /// Each entry takes what it does not set from `hypervisor`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hypervisors: Vec<HostEntry>,
     pub artifacts: ArtifactsEntry,
     pub controller_manager: ControllerManagerEntry,
     pub containerd: ContainerdEntry,
@@ -87,6 +91,9 @@ pub struct NodeEntry {
     pub vcpus: Option<u32>,
     #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
+    /// The `spec.hypervisors` entry it runs on; empty = placed by kubicluster.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hypervisor: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -384,6 +391,25 @@ pub struct HypervisorEntry {
     /// Legacy templates: its static address on the cluster net (the original's -tcip).
     #[serde(rename = "templateClusterIP")]
     pub template_cluster_ip: String,
+}
+
+/// One libvirt host of `spec.hypervisors`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HostEntry {
+    pub name: String,
+    /// libvirt URI (`qemu:///system`, `qemu+ssh://root@hv2/system`); empty = `hypervisor.uri`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uri: String,
+    /// Storage pool there; empty = `hypervisor.storagePool`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub storage_pool: String,
+    /// The pool's directory there; empty = `hypervisor.storageDir`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub storage_dir: String,
+    /// Memory this cluster's VMs may take there, MiB; unset = what libvirt reports free.
+    #[serde(rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
 }
 
 /// Where node binaries and packages come from.

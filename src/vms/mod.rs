@@ -5,6 +5,7 @@
 //! [`status`]. Every mutation goes through the engine's
 //! [`Gate`]. kubicluster only ever touches domains whose metadata names this cluster.
 
+pub mod hosts;
 pub mod infra;
 pub mod lifecycle;
 pub mod pins;
@@ -14,6 +15,7 @@ pub mod snapshot;
 pub mod status;
 pub mod wait;
 
+pub use hosts::*;
 pub use infra::*;
 pub use lifecycle::*;
 pub use plan::*;

@@ -11,10 +11,11 @@ use super::problem::{Problem, Problems};
 use super::types::*;
 use super::versions::{Version, supported};
 use super::{
-    Artifacts, Cluster, ComponentVersions, Hypervisor, Kubernetes, NetworksResolved, Node,
+    Artifacts, Cluster, ComponentVersions, Host, Hypervisor, Kubernetes, NetworksResolved, Node,
 };
 
 pub mod endpoint;
+mod hosts;
 mod nodes;
 mod sections;
 
@@ -189,6 +190,7 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     c.images(spec);
     c.ssh(spec);
     c.hypervisor(spec, &nets, &n);
+    c.hosts(spec);
     let vip = c.api_vip(spec, &nets, &k, &n);
     if !c.problems.is_empty() {
         return Err(Problems(c.problems));
@@ -426,7 +428,14 @@ fn resolve(
     } else {
         PathBuf::from(&spec.ssh.private_key)
     };
-    let vms = Hypervisor::resolve(&spec.hypervisor, &work_dir, &work_dir.join(name));
+    let mut vms = Hypervisor::resolve(&spec.hypervisor, &work_dir, &work_dir.join(name));
+    let hosts = Host::resolve_all(&spec.hypervisors, &vms);
+    if let [one] = hosts.as_slice() {
+        // One entry in spec.hypervisors is the hypervisor: every command uses it.
+        vms.uri = one.uri.clone();
+        vms.storage_pool = one.storage_pool.clone();
+        vms.storage_dir = one.storage_dir.clone();
+    }
     let mut resolved = file.clone();
     resolved.spec.networks.cluster.bridge = bridge.clone();
     if let Some(vip) = vip {
@@ -463,6 +472,7 @@ fn resolve(
         ssh_port: spec.ssh.port,
         ssh_key,
         hypervisor: vms,
+        hosts,
         artifacts: Artifacts::resolve(&spec.artifacts),
         controller_manager: spec.controller_manager.clone(),
         cni: nets.cni,

@@ -142,6 +142,7 @@ impl Collector {
                     hypervisor_ip,
                     vcpus,
                     memory_mib,
+                    hypervisor: (!n.hypervisor.is_empty()).then(|| n.hypervisor.clone()),
                 });
             }
         }

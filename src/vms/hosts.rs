@@ -1,0 +1,54 @@
+//! What placement needs from each hypervisor: where this cluster's VMs already are, and how much
+//! memory is left for new ones.
+
+use super::*;
+use crate::placement::Facts;
+
+/// Memory kept for the host itself (libvirt, QEMU's own overhead, the OS) when counting what
+/// is left for VMs.
+pub const HOST_RESERVE_MIB: u64 = 1024;
+
+/// Read every host's domains and memory (the hosts in parallel): `existing` names the host of
+/// each domain of this cluster; `free_mib` is the host's memory minus what its running VMs
+/// (anyone's) were given, minus [`HOST_RESERVE_MIB`].
+pub fn placement_facts(cluster: &Cluster, hosts: &[(&str, &dyn Hypervisor)]) -> Result<Facts> {
+    let read =
+        |(name, hv): &(&str, &dyn Hypervisor)| -> Result<(String, Vec<String>, Option<u64>)> {
+            let domains = hv
+                .domains()
+                .with_context(|| format!("hypervisor {name} ({})", hv.describe()))?;
+            let ours = domains
+                .iter()
+                .filter(|d| d.owner().as_deref() == Some(cluster.name.as_str()))
+                .map(|d| d.name.clone())
+                .collect();
+            let given: u64 = domains
+                .iter()
+                .filter(|d| d.state == VmState::Running)
+                .filter_map(|d| d.size().map(|(_, mib)| mib))
+                .sum();
+            let free = hv
+                .memory_mib()
+                .with_context(|| format!("hypervisor {name} ({})", hv.describe()))?
+                .map(|total| total.saturating_sub(given).saturating_sub(HOST_RESERVE_MIB));
+            Ok((name.to_string(), ours, free))
+        };
+    let mut facts = Facts::default();
+    for r in par::map(hosts, read) {
+        let (host, ours, free) = r?;
+        for d in ours {
+            if let Some(other) = facts.existing.insert(d.clone(), host.clone()) {
+                return Err(Failure::new(format!(
+                    "{d}: a VM of cluster {} is defined on two hypervisors, {other} and {host}",
+                    cluster.name
+                ))
+                .hint("remove the one that is not in use with virsh undefine on its host; kubicluster will not guess")
+                .into());
+            }
+        }
+        if let Some(mib) = free {
+            facts.free_mib.insert(host, mib);
+        }
+    }
+    Ok(facts)
+}

@@ -27,8 +27,29 @@ pub fn namespace() -> Option<PathBuf> {
     NAMESPACE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// `TcpStream::connect_timeout`, in the namespace chosen by [`dial_inside`].
+/// Opens a connection to a node some other way (through a remote hypervisor's SSH server).
+pub type Dialer =
+    std::sync::Arc<dyn Fn(&SocketAddr, Duration) -> io::Result<TcpStream> + Send + Sync>;
+
+static DIALER: RwLock<Option<Dialer>> = RwLock::new(None);
+
+/// From now on, open connections to nodes with `dialer` (`None`: directly again).
+pub fn dial_through(dialer: Option<Dialer>) {
+    *DIALER.write().unwrap_or_else(|e| e.into_inner()) = dialer;
+}
+
+/// A connection to a node: through the dialer set by [`dial_through`], else
+/// `TcpStream::connect_timeout` in the namespace chosen by [`dial_inside`].
 pub fn connect(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let dialer = DIALER.read().unwrap_or_else(|e| e.into_inner()).clone();
+    match dialer {
+        Some(d) => d(addr, timeout),
+        None => connect_here(addr, timeout),
+    }
+}
+
+/// [`connect`] without the dialer (what a dialer itself uses to reach its jump host).
+pub fn connect_here(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     connect_in(namespace().as_deref(), addr, timeout)
 }
 

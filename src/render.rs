@@ -19,6 +19,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("pool.xml.j2", include_str!("../vm-templates/pool.xml.j2")),
     (
+        "file-volume.xml.j2",
+        include_str!("../vm-templates/file-volume.xml.j2"),
+    ),
+    (
         "sandbox.conf.j2",
         include_str!("../templates/sandbox.conf.j2"),
     ),

@@ -290,3 +290,86 @@ fn the_engine_converges_over_ssh_and_then_plans_nothing() {
         format!("write {} (0644): content differs", p("etc/a.conf"))
     );
 }
+
+/// A remote hypervisor's VMs are reached through its SSH server (`ssh -J`): here the loopback
+/// sshd is both the jump host and the "VM" behind it. The jump host's key is checked against an
+/// OpenSSH known_hosts file (unknown or different: refused), the VM's key against its pin, and
+/// the relay carries a real SSH session both ways (a large output, a large input).
+#[test]
+fn a_jump_host_relays_with_both_host_keys_checked() {
+    use kubicluster::host::jump::Jump;
+    use std::io::{Read, Write};
+    if !enabled() {
+        return;
+    }
+    let s = start_sshd();
+    let client_key = s.dir.path().join("client_key");
+    let kh = s.dir.path().join("known_hosts");
+    let line = |k: &ssh_key::PublicKey| {
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            s.addr.port(),
+            kubicluster::sshkeys::public_line(k)
+        )
+    };
+    std::fs::write(&kh, line(&s.host_key)).unwrap();
+    let jump = Jump {
+        host: "127.0.0.1".into(),
+        port: s.addr.port(),
+        user: "root".into(),
+        keys: vec![client_key.clone()],
+        known_hosts: kh.clone(),
+    };
+    let tcp = jump.connect(&s.addr, Duration::from_secs(5)).unwrap();
+    let mut sess = ssh2::Session::new().unwrap();
+    sess.set_tcp_stream(tcp);
+    sess.handshake().unwrap();
+    assert_eq!(
+        sess.host_key().unwrap().0,
+        s.host_key.to_bytes().unwrap().as_slice(),
+        "the far side's own key, not the jump's"
+    );
+    sess.userauth_pubkey_file("root", None, &client_key, None)
+        .unwrap();
+    let mut ch = sess.channel_session().unwrap();
+    ch.exec("head -c 300000 /dev/zero | tr '\\0' x; echo; echo done")
+        .unwrap();
+    let mut out = String::new();
+    ch.read_to_string(&mut out).unwrap();
+    ch.wait_close().unwrap();
+    assert_eq!(out.len(), 300_000 + "\ndone\n".len());
+    assert!(out.ends_with("x\ndone\n"));
+    let mut ch = sess.channel_session().unwrap();
+    ch.exec("wc -c").unwrap();
+    ch.write_all(&vec![b'y'; 1_000_000]).unwrap();
+    ch.send_eof().unwrap();
+    let mut out = String::new();
+    ch.read_to_string(&mut out).unwrap();
+    assert_eq!(out.trim(), "1000000");
+    // Nothing behind the jump at that port: refused, naming the jump.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap();
+    drop(closed);
+    let err = jump.connect(&port, Duration::from_secs(5)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("{port} through jump host root@127.0.0.1:")),
+        "{err}"
+    );
+    // The jump host's key unknown: refused, with the way to record it.
+    std::fs::write(&kh, "").unwrap();
+    let err = jump.connect(&s.addr, Duration::from_secs(5)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "is not in {} (kubicluster never trusts an unknown host; connect once with `ssh -p {} root@127.0.0.1`",
+            kh.display(),
+            s.addr.port()
+        )),
+        "{err}"
+    );
+    // Another key recorded for it: refused.
+    let other = kubicluster::sshkeys::ensure_key(&s.dir.path().join("other"), "x").unwrap();
+    std::fs::write(&kh, line(other.public_key())).unwrap();
+    let err = jump.connect(&s.addr, Duration::from_secs(5)).unwrap_err();
+    assert!(err.to_string().contains("is not the one"), "{err}");
+}

@@ -158,6 +158,16 @@ pub fn stamp() -> String {
 /// network namespace ([`crate::net`]); in host mode nothing to do.
 pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
     if cluster.hypervisor.mode != HypervisorMode::Lab {
+        // A remote hypervisor over SSH: its VMs' network is reached through its SSH server.
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+        if let Some(jump) = crate::host::jump::Jump::from_libvirt_uri(
+            &cluster.hypervisor.uri,
+            std::path::Path::new(&home),
+        ) {
+            crate::net::dial_through(Some(std::sync::Arc::new(move |addr, timeout| {
+                jump.connect(addr, timeout)
+            })));
+        }
         return Ok(());
     }
     let ns = sandbox::netns_path(cluster);

@@ -11,6 +11,7 @@ mod batch;
 pub mod dir;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod jump;
 pub mod local;
 mod scripts;
 pub mod ssh;

@@ -1,6 +1,7 @@
 //! An in-memory hypervisor that records every mutating call, for planning and idempotency tests.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -404,6 +405,46 @@ impl Hypervisor for FakeHypervisor {
             .remove(&(pool.to_string(), name.to_string()))
             .map(|_| ())
             .ok_or_else(|| anyhow!("no volume {name}"))
+    }
+
+    /// Like libvirt's directory pool: the bytes land in a file of the pool's directory.
+    fn upload_volume(
+        &self,
+        pool: &str,
+        xml: &str,
+        data: &mut dyn std::io::Read,
+        len: u64,
+    ) -> Result<VolumeInfo> {
+        let mut v = self.create_volume(pool, xml)?;
+        self.record(format!("upload_volume {pool}/{} {len}", v.name));
+        let mut bytes = Vec::new();
+        std::io::Read::take(data, len).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != len {
+            self.delete_volume(pool, &v.name)?;
+            bail!("the data ended {} bytes early", len - bytes.len() as u64);
+        }
+        std::fs::write(&v.path, &bytes)?;
+        v.capacity = len;
+        self.state
+            .lock()
+            .unwrap()
+            .volumes
+            .insert((pool.to_string(), v.name.clone()), v.clone());
+        Ok(v)
+    }
+
+    fn download_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let v = self
+            .volume(pool, name)?
+            .ok_or_else(|| anyhow!("no volume {name}"))?;
+        let bytes = std::fs::read(&v.path)?;
+        sink.write_all(&bytes)?;
+        Ok(bytes.len() as u64)
     }
 
     /// Like libvirt: files found in the pool's directory become volumes.

@@ -10,6 +10,7 @@ use virt::error::ErrorNumber;
 
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
 
 use super::{DomainInfo, Hypervisor, NetworkInfo, PoolInfo, VmState, VolumeInfo};
 
@@ -277,4 +278,94 @@ impl Hypervisor for Libvirt {
     fn refresh_pool(&self, name: &str) -> Result<()> {
         lv(self.pool_obj(name)?.refresh(0))
     }
+
+    fn upload_volume(
+        &self,
+        pool: &str,
+        xml: &str,
+        data: &mut dyn std::io::Read,
+        len: u64,
+    ) -> Result<VolumeInfo> {
+        let p = self.pool_obj(pool)?;
+        let v = lv(StorageVol::create_xml(&p, xml, 0))?;
+        let sent = (|| -> Result<()> {
+            let stream = lv(Stream::new(&self.conn, 0))?;
+            lv(v.upload(&stream, 0, len, 0))?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut left = len;
+            let pumped = (|| -> Result<()> {
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let got = data.read(&mut buf[..want])?;
+                    anyhow::ensure!(got > 0, "the data ended {left} bytes early");
+                    let mut chunk = &buf[..got];
+                    while !chunk.is_empty() {
+                        let n = lv(stream.send(chunk))?;
+                        chunk = &chunk[usize::try_from(n).unwrap_or(0).min(chunk.len())..];
+                    }
+                    left -= got as u64;
+                }
+                Ok(())
+            })();
+            match pumped {
+                Ok(()) => lv(stream.finish()),
+                Err(e) => {
+                    let _ = stream.abort();
+                    Err(e)
+                }
+            }
+        })();
+        if let Err(e) = sent {
+            let _ = v.delete(0);
+            return Err(e.context(format!("upload into volume {pool}/{}", xml_name(xml))));
+        }
+        lv(p.refresh(0))?;
+        let v = lv(p.lookup_storage_vol_by_name(&lv(v.name())?))?;
+        Self::volume_info(&v)
+    }
+
+    fn download_volume(
+        &self,
+        pool: &str,
+        name: &str,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let v = lv(self.pool_obj(pool)?.lookup_storage_vol_by_name(name))?;
+        let stream = lv(Stream::new(&self.conn, 0))?;
+        lv(v.download(&stream, 0, 0, 0))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            match stream.recv(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let n = usize::try_from(n).unwrap_or(0);
+                    if let Err(e) = sink.write_all(&buf[..n]) {
+                        let _ = stream.abort();
+                        return Err(e.into());
+                    }
+                    total += n as u64;
+                }
+                Err(e) => {
+                    let _ = stream.abort();
+                    return Err(anyhow!("download volume {pool}/{name}: {}", e.message()));
+                }
+            }
+        }
+        lv(stream.finish())?;
+        Ok(total)
+    }
+}
+
+/// The `<name>` of a volume's XML, for messages.
+fn xml_name(xml: &str) -> String {
+    roxmltree::Document::parse(xml)
+        .ok()
+        .and_then(|d| {
+            d.descendants()
+                .find(|n| n.has_tag_name("name"))
+                .and_then(|n| n.text())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }

@@ -235,6 +235,19 @@ pub trait Hypervisor: Send + Sync {
     fn volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>>;
     fn create_volume(&self, pool: &str, xml: &str) -> Result<VolumeInfo>;
     fn delete_volume(&self, pool: &str, name: &str) -> Result<()>;
+    /// Make the volume `xml` describes and fill it with `len` bytes of `data` through libvirt's
+    /// upload stream — the same way to a local and to a remote host. A failed upload deletes
+    /// the volume again.
+    fn upload_volume(
+        &self,
+        pool: &str,
+        xml: &str,
+        data: &mut dyn std::io::Read,
+        len: u64,
+    ) -> Result<VolumeInfo>;
+    /// Every byte of a volume, through libvirt's download stream, into `sink`.
+    fn download_volume(&self, pool: &str, name: &str, sink: &mut dyn std::io::Write)
+    -> Result<u64>;
     /// Re-read a pool's directory (after a file was copied in).
     fn refresh_pool(&self, name: &str) -> Result<()>;
 }
@@ -248,6 +261,28 @@ pub fn kvm_usable() -> bool {
         .unwrap_or(false);
     let pvm = Path::new("/sys/module/kvm_pvm").exists();
     dev && cpu && !pvm
+}
+
+/// Whether a libvirt URI reaches another machine: a transport other than the local socket
+/// (`qemu+ssh://`, `qemu+tls://`, `qemu+tcp://`, …) or a host name (`qemu://hv2/system`).
+/// Files of this host (the template, a VM's identity) mean nothing there.
+pub fn is_remote(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let transport = scheme.split_once('+').map(|(_, t)| t);
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    matches!(transport, Some(t) if t != "unix") || !host.is_empty()
+}
+
+/// Can the cluster's hypervisor run KVM guests? This host's /dev/kvm when libvirt runs here,
+/// libvirt's answer for a remote one.
+pub fn kvm_on(uri: &str, hv: &dyn Hypervisor) -> bool {
+    if is_remote(uri) {
+        hv.guest_support("kvm").unwrap_or(false)
+    } else {
+        kvm_usable()
+    }
 }
 
 /// (domain type, CPU mode) for this cluster on this host.
@@ -326,6 +361,19 @@ impl VmFiles {
     }
 }
 
+/// The volumes (in the cluster's pool) that hold what a VM reads through fw_cfg at boot: its
+/// identity, then its SSH host key. Volumes, not files of this host, so a remote hypervisor
+/// gets them through libvirt like the disks.
+pub fn identity_volumes(node: &str) -> [String; 2] {
+    [format!("{node}.identity"), format!("{node}.host-key")]
+}
+
+/// Where a VM on a remote hypervisor writes its console: a file of the pool's directory there
+/// (a VM on this host writes to `<cluster>/vms/<node>/console.log`).
+pub fn console_volume(node: &str) -> String {
+    format!("{node}.console.log")
+}
+
 /// The domain of `node`: its disk, its emulation and the fingerprint of the SSH host key it
 /// was given (kept in the domain's metadata, so a VM is known by its identity).
 pub fn domain_xml(
@@ -337,6 +385,7 @@ pub fn domain_xml(
     host_key_fingerprint: Option<String>,
 ) -> String {
     let files = VmFiles::for_node(cluster, &node.name);
+    let [identity, host_key] = identity_volumes(&node.name).map(|v| cluster.storage_dir().join(v));
     let bridged = cluster.networks.mode == ClusterNetMode::Bridged;
     render::render(
         "domain.xml.j2",
@@ -352,10 +401,16 @@ pub fn domain_xml(
             memory_mib: node.memory_mib,
             fwcfg: !cluster.hypervisor.is_legacy(),
             disk: disk.display().to_string(),
-            identity_file: files.identity.display().to_string(),
-            host_key_file: files.host_key.display().to_string(),
+            identity_file: identity.display().to_string(),
+            host_key_file: host_key.display().to_string(),
             host_key_fingerprint,
-            console_log: files.console_log.display().to_string(),
+            console_log: if is_remote(&cluster.hypervisor.uri) {
+                cluster.storage_dir().join(console_volume(&node.name))
+            } else {
+                files.console_log
+            }
+            .display()
+            .to_string(),
             mac_hypervisor: mac_address(&cluster.name, &node.name, 0),
             mac_cluster: mac_address(&cluster.name, &node.name, 1),
             hypervisor_network: &cluster.networks.hypervisor_name,
@@ -404,6 +459,26 @@ pub fn pool_xml(name: &str, path: &Path) -> String {
         },
     )
     .expect("pool template renders")
+}
+
+/// A plain file volume of exactly `len` bytes, readable by its owner only (what a VM is
+/// handed through fw_cfg: its identity, its SSH host key; the template before libvirt probes it).
+pub fn file_volume_xml(name: &str, len: u64, mode: u32) -> String {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        name: &'a str,
+        len: u64,
+        mode: String,
+    }
+    render::render(
+        "file-volume.xml.j2",
+        &Ctx {
+            name,
+            len,
+            mode: format!("{mode:04o}"),
+        },
+    )
+    .expect("file volume template renders")
 }
 
 pub fn overlay_volume_xml(name: &str, capacity: u64, backing: &Path) -> String {

@@ -212,6 +212,24 @@ fn libvirt_test_driver_round_trip() {
             .unwrap()
             .is_none()
     );
+    // the host's memory (the test driver's fixed figure)
+    assert!(lv.memory_mib().unwrap().is_some_and(|m| m > 0));
+    // The test driver has no upload stream (the VM lab tiers upload for real): a failed upload
+    // says why and leaves no half-made volume behind.
+    let data = vec![7u8; 4096];
+    let xml = file_volume_xml("kubi-worker-01.identity", data.len() as u64, 0o600);
+    let err = lv
+        .upload_volume("kubi-pool", &xml, &mut data.as_slice(), data.len() as u64)
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with("upload into volume kubi-pool/kubi-worker-01.identity: "),
+        "{err:#}"
+    );
+    assert!(
+        lv.volume("kubi-pool", "kubi-worker-01.identity")
+            .unwrap()
+            .is_none()
+    );
     // domains (the test driver only runs type='test' guests)
     let xml = domain_xml(
         &c,
@@ -257,4 +275,27 @@ fn unreachable_uri_is_an_error() {
         err.to_string().to_lowercase().contains("socket") || err.to_string().contains("connect"),
         "{err}"
     );
+}
+
+#[test]
+fn remote_uris_are_told_from_local_ones() {
+    for local in [
+        "qemu:///system",
+        "qemu:///session",
+        "qemu+unix:///system?socket=/run/x/libvirt-sock",
+        "test:///default",
+        "test:///tmp/hv1.xml",
+    ] {
+        assert!(!is_remote(local), "{local}");
+    }
+    for remote in [
+        "qemu+ssh://root@hv2/system",
+        "qemu+ssh://root@hv2/system?keyfile=/root/.ssh/id_ed25519",
+        "qemu+tls://hv2.example/system",
+        "qemu+tcp://10.0.0.2/system",
+        "qemu+libssh2://root@hv2/system",
+        "qemu://hv2/system",
+    ] {
+        assert!(is_remote(remote), "{remote}");
+    }
 }

@@ -38,10 +38,11 @@ impl HvStep for CreateVms {
         }
         if !gate.dry_run() {
             // Before anything is made; the networks exist by now (prepare_networks).
-            vms::check_memory(c, &plan)?;
+            vms::check_memory(c, hv, &plan)?;
             vms::check_addresses_free(c, &plan)?;
         }
-        let started = vms::apply(c, hv, &plan, hypervisor::kvm_usable(), gate)?;
+        let kvm = hypervisor::kvm_on(&c.hypervisor.uri, hv);
+        let started = vms::apply(c, hv, &plan, kvm, gate)?;
         vms::converge_autostart(c, hv, gate)?;
         if gate.dry_run() {
             return Ok(());

@@ -8,6 +8,22 @@ use crate::placement::Facts;
 /// is left for VMs.
 pub const HOST_RESERVE_MIB: u64 = 1024;
 
+/// What a host can still give VMs, MiB: its memory minus what its running VMs (`domains`,
+/// anyone's) were given, minus [`HOST_RESERVE_MIB`]. None when libvirt cannot tell.
+pub fn free_for_vms(
+    hv: &dyn Hypervisor,
+    domains: &[hypervisor::DomainInfo],
+) -> Result<Option<u64>> {
+    let given: u64 = domains
+        .iter()
+        .filter(|d| d.state == VmState::Running)
+        .filter_map(|d| d.size().map(|(_, mib)| mib))
+        .sum();
+    Ok(hv
+        .memory_mib()?
+        .map(|total| total.saturating_sub(given).saturating_sub(HOST_RESERVE_MIB)))
+}
+
 /// Read every host's domains and memory (the hosts in parallel): `existing` names the host of
 /// each domain of this cluster; `free_mib` is the host's memory minus what its running VMs
 /// (anyone's) were given, minus [`HOST_RESERVE_MIB`].

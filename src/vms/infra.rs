@@ -8,6 +8,7 @@ use super::*;
 /// elsewhere, no bridge) is an error before anything is made.
 pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> Result<()> {
     guests_can_run(cluster, hv)?;
+    let remote = hypervisor::is_remote(&cluster.hypervisor.uri);
     let nets = &cluster.networks;
     let mut wanted = vec![(
         nets.hypervisor_name.clone(),
@@ -22,6 +23,9 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
             nets.bridge.clone(),
             nets.cluster,
         )),
+        // A remote host's bridges are not visible here: libvirt names a missing one when the
+        // first VM starts.
+        ClusterNetMode::Bridged if remote => {}
         ClusterNetMode::Bridged => {
             if !Path::new("/sys/class/net")
                 .join(&nets.bridge)
@@ -73,7 +77,10 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
                     path: dir.display().to_string(),
                 },
                 || {
-                    fsutil::ensure_dir(dir, 0o711)?;
+                    if !remote {
+                        // libvirt's build would make it too, with its own mode.
+                        fsutil::ensure_dir(dir, 0o711)?;
+                    }
                     hv.create_pool(&hypervisor::pool_xml(pool, dir))
                 },
             )?;
@@ -136,15 +143,28 @@ pub fn template_volume(
     }
     let mut hasher = Sha256::new();
     let mut f = std::fs::File::open(image)?;
-    std::io::copy(&mut f, &mut hasher)?;
+    let len = std::io::copy(&mut f, &mut hasher)?;
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     let name = format!("kubicluster-template-{hex}.qcow2");
+    // Written after the template's last byte arrived: a template without it is an upload that
+    // was cut off (or one copied in by an earlier version), and its bytes decide.
+    let done = format!("kubicluster-template-{hex}.complete");
     let pool = &cluster.hypervisor.storage_pool;
-    if let Some(v) = hv.volume(pool, &name)? {
-        return Ok(Some(v));
+    let found = hv.volume(pool, &name)?;
+    if let Some(v) = &found {
+        if hv.volume(pool, &done)?.is_some() {
+            return Ok(found);
+        }
+        let mut sum = Sha256::new();
+        hv.download_volume(pool, &name, &mut sum)?;
+        if sum.finalize() == digest {
+            if !gate.dry_run() {
+                mark_complete(hv, pool, &done)?;
+            }
+            return Ok(Some(v.clone()));
+        }
     }
-    let dir = cluster.storage_dir();
     let copied = gate.wet(
         Change::CopyTemplate {
             volume: name.clone(),
@@ -152,12 +172,19 @@ pub fn template_volume(
             from: image.display().to_string(),
         },
         || {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::copy(image, &tmp)
-                .with_context(|| format!("copy {} into {}", image.display(), dir.display()))?;
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-            std::fs::rename(&tmp, dir.join(&name))?;
-            hv.refresh_pool(pool)
+            if found.is_some() {
+                // Cut off half-way: no VM stands on it (VMs are made only after the mark).
+                hv.delete_volume(pool, &name)?;
+            }
+            let mut f = std::fs::File::open(image)?;
+            hv.upload_volume(
+                pool,
+                &hypervisor::file_volume_xml(&name, len, 0o644),
+                &mut f,
+                len,
+            )
+            .with_context(|| format!("upload {} to {}", image.display(), hv.describe()))?;
+            mark_complete(hv, pool, &done)
         },
     )?;
     if !copied {
@@ -168,10 +195,17 @@ pub fn template_volume(
         .map(Some)
 }
 
+/// The empty volume that says a template arrived whole.
+fn mark_complete(hv: &dyn Hypervisor, pool: &str, done: &str) -> Result<()> {
+    hv.create_volume(pool, &hypervisor::file_volume_xml(done, 0, 0o644))
+        .map(|_| ())
+}
+
 /// The guests this cluster's VMs will be (kvm or TCG, x86_64 q35) can run on `hv`: refused
 /// before any network or VM is made, with libvirt's reason.
 fn guests_can_run(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
-    let (virttype, _) = hypervisor::domain_type(cluster, hypervisor::kvm_usable());
+    let kvm = hypervisor::kvm_on(&cluster.hypervisor.uri, hv);
+    let (virttype, _) = hypervisor::domain_type(cluster, kvm);
     hv.guest_support(virttype).map(|_| ()).map_err(|e| {
         Failure::new(format!(
             "libvirt at {} cannot run {virttype} guests (x86_64, q35): {e:#}",

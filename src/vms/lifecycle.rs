@@ -26,9 +26,11 @@ pub(crate) fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> R
     }
     let pool = &cluster.hypervisor.storage_pool;
     if hv.pool(pool)?.is_some() {
-        // Its disk and every layer of its snapshots.
+        // Its disk, every layer of its snapshots, what it read at boot.
+        let mut files = hypervisor::identity_volumes(name).to_vec();
+        files.push(hypervisor::console_volume(name));
         for v in hv.volumes(pool)? {
-            if snapshot::is_layer_of(name, &v.name) {
+            if snapshot::is_layer_of(name, &v.name) || files.contains(&v.name) {
                 hv.delete_volume(pool, &v.name)?;
             }
         }
@@ -59,6 +61,22 @@ pub(crate) fn create_vm(
     }
     let _ = std::fs::remove_file(&files.console_log);
     let pool = &cluster.hypervisor.storage_pool;
+    if !cluster.hypervisor.is_legacy() {
+        let [identity, host_key] = hypervisor::identity_volumes(&n.name);
+        for (volume, file) in [(identity, &files.identity), (host_key, &files.host_key)] {
+            let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+            if hv.volume(pool, &volume)?.is_some() {
+                hv.delete_volume(pool, &volume)?;
+            }
+            let len = bytes.len() as u64;
+            hv.upload_volume(
+                pool,
+                &hypervisor::file_volume_xml(&volume, len, 0o600),
+                &mut bytes.as_slice(),
+                len,
+            )?;
+        }
+    }
     let vol_name = volume_name(&n.name);
     if hv.volume(pool, &vol_name)?.is_some() {
         // Left over from an interrupted run: start from a fresh disk.

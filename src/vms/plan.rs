@@ -202,8 +202,9 @@ pub fn available_mib() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
 }
 
-/// Refuse a plan whose new VMs need more memory than the host has free.
-pub fn check_memory(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
+/// Refuse a plan whose new VMs need more memory than the host has free (this host's
+/// MemAvailable; a remote host's memory minus what its running VMs were given).
+pub fn check_memory(cluster: &Cluster, hv: &dyn Hypervisor, plan: &[Planned]) -> Result<()> {
     let need: u64 = plan
         .iter()
         .filter(|p| {
@@ -215,7 +216,12 @@ pub fn check_memory(cluster: &Cluster, plan: &[Planned]) -> Result<()> {
         .filter_map(|p| cluster.node(&p.node))
         .map(|n| u64::from(n.memory_mib))
         .sum();
-    if let Some(free) = available_mib()
+    let free = if hypervisor::is_remote(&cluster.hypervisor.uri) {
+        free_for_vms(hv, &hv.domains()?)?
+    } else {
+        available_mib()
+    };
+    if let Some(free) = free
         && need > free
     {
         return Err(Failure::bad_input(format!(

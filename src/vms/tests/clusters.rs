@@ -70,8 +70,14 @@ fn two_clusters_live_side_by_side_and_clashes_are_named() {
     assert_eq!(
         vols,
         [
+            "kubi-controller-01.host-key",
+            "kubi-controller-01.identity",
             "kubi-controller-01.qcow2",
+            "kubi-worker-01.host-key",
+            "kubi-worker-01.identity",
             "kubi-worker-01.qcow2",
+            "kubi-worker-02.host-key",
+            "kubi-worker-02.identity",
             "kubi-worker-02.qcow2"
         ]
     );

@@ -130,7 +130,14 @@ fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
         [
             "stop_domain kubi-worker-02",
             "undefine_domain kubi-worker-02",
+            "delete_volume kubicluster/kubi-worker-02.host-key",
+            "delete_volume kubicluster/kubi-worker-02.identity",
             "delete_volume kubicluster/kubi-worker-02.qcow2",
+            // What it reads at boot goes through libvirt (a remote host has no access here).
+            "create_volume kubicluster/kubi-worker-02.identity",
+            "upload_volume kubicluster/kubi-worker-02.identity 250",
+            "create_volume kubicluster/kubi-worker-02.host-key",
+            "upload_volume kubicluster/kubi-worker-02.host-key 419",
             "create_volume kubicluster/kubi-worker-02.qcow2",
             "define_domain kubi-worker-02",
             "start_domain kubi-worker-02",
@@ -370,3 +377,64 @@ mod clusters;
 mod power;
 mod refusals;
 mod snapshots;
+
+/// The template goes into the pool through libvirt's upload stream (a remote host has no
+/// access to this one's files) and counts as there only once it arrived whole: a template
+/// cut off by a kill is replaced, one copied in whole by an earlier version is kept and marked.
+#[test]
+fn the_template_is_uploaded_and_trusted_only_once_it_arrived_whole() {
+    let (_tmp, c, hv) = setup();
+    infra(&c, &hv).unwrap();
+    let mut g = Gate::quiet(false);
+    let v = template_volume(&c, &hv, &mut g).unwrap().unwrap();
+    let image = std::fs::read(c.image_path()).unwrap();
+    assert_eq!(std::fs::read(&v.path).unwrap(), image, "the bytes arrived");
+    let calls = hv.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == &format!("upload_volume kubicluster/{} 4096", v.name)),
+        "{calls:?}"
+    );
+    let mark = v.name.replace(".qcow2", ".complete");
+    assert!(
+        calls.contains(&format!("create_volume kubicluster/{mark}")),
+        "{calls:?}"
+    );
+    // Found whole with its mark: nothing is read or sent again.
+    hv.clear_calls();
+    assert_eq!(
+        template_volume(&c, &hv, &mut Gate::quiet(false)).unwrap(),
+        Some(v.clone())
+    );
+    assert!(hv.calls().is_empty(), "{:?}", hv.calls());
+    // Cut off half-way (no mark, half the bytes): a dry run says it would copy it again,
+    // the run replaces it.
+    hv.delete_volume("kubicluster", &mark).unwrap();
+    std::fs::write(&v.path, &image[..2048]).unwrap();
+    let mut dry = Gate::quiet(true);
+    assert_eq!(template_volume(&c, &hv, &mut dry).unwrap(), None);
+    assert_eq!(dry.changes.len(), 1, "{:?}", dry.changes);
+    assert_eq!(
+        std::fs::read(&v.path).unwrap().len(),
+        2048,
+        "a dry run changes nothing"
+    );
+    hv.clear_calls();
+    template_volume(&c, &hv, &mut Gate::quiet(false)).unwrap();
+    assert_eq!(std::fs::read(&v.path).unwrap(), image);
+    assert_eq!(
+        hv.calls(),
+        [
+            format!("delete_volume kubicluster/{}", v.name),
+            format!("create_volume kubicluster/{}", v.name),
+            format!("upload_volume kubicluster/{} 4096", v.name),
+            format!("create_volume kubicluster/{mark}"),
+        ]
+    );
+    // Whole but unmarked (copied in by an earlier version, VMs may stand on it): kept, marked.
+    hv.delete_volume("kubicluster", &mark).unwrap();
+    hv.clear_calls();
+    template_volume(&c, &hv, &mut Gate::quiet(false)).unwrap();
+    assert_eq!(hv.calls(), [format!("create_volume kubicluster/{mark}")]);
+}

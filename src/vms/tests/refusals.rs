@@ -30,7 +30,7 @@ fn memory_beyond_the_host_is_refused() {
         n.memory_mib = 64 * 1024 * 1024;
     }
     let p = plan(&c, &hv, false).unwrap();
-    let err = check_memory(&c, &p).unwrap_err();
+    let err = check_memory(&c, &hv, &p).unwrap_err();
     let f = err.downcast_ref::<Failure>().unwrap();
     assert_eq!(f.code, crate::error::EXIT_BAD_INPUT);
     assert!(
@@ -39,6 +39,19 @@ fn memory_beyond_the_host_is_refused() {
         "{}",
         f.message
     );
+    // A remote host is asked through libvirt: its memory less a gigabyte for itself.
+    c.hypervisor.uri = "qemu+ssh://root@hv2/system".into();
+    hv.set_memory_mib(8192);
+    for n in &mut c.nodes {
+        n.memory_mib = 3072;
+    }
+    let err = check_memory(&c, &hv, &p).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the VMs to start need 9216 MiB of memory, the host has 7168 MiB free"
+    );
+    hv.set_memory_mib(16384);
+    check_memory(&c, &hv, &p).unwrap();
 }
 
 #[test]

@@ -131,29 +131,15 @@ fn lab_vms_end_to_end() {
         );
     }
 
-    // A second cluster's lab beside this one, with the very same VM name and addresses: its own
-    // namespace and libvirtd (its own pid file: /run/libvirtd.pid is the host's), its VM
-    // verified at the shared address; this cluster's VMs untouched. `lab down` removes it alone.
-    {
-        let side = Lab::new("kubiside", "side", &[]);
-        let out = side.ok(&["lab", "up"]);
-        assert!(out.contains("lab started"), "{out}");
-        let first = c.node("kubi-controller-01").unwrap();
-        let spec = format!(
-            "kubi-controller-01,{},{}",
-            first.cluster_ip, first.hypervisor_ip
-        );
-        let out = side.ok(&["create-vms", "-c", &spec]);
-        assert!(out.contains("create-vms: 1 VM(s) up"), "{out}");
-        assert_eq!(side.domains(), ["kubi-controller-01"]);
-        let mut names = lab.domains();
-        names.sort();
-        assert_eq!(names, ["kubi-controller-01", "kubi-worker-01"]);
-        let out = side.ok(&["lab", "down"]);
-        assert!(out.contains("lab removed"), "{out}");
-        let out = lab.ok(&["status"]);
-        assert_eq!(out.matches(" running ").count(), 2, "{out}");
-    }
+    // A second cluster beside this one, with the very same VM name and addresses, on a
+    // *remote* hypervisor: a second lab's libvirtd (its own namespace and pid file) reached
+    // only as `qemu+ssh://` through an sshd that shares its mount and network namespaces —
+    // its pool directory exists only there, so nothing may go by a path of this host. The
+    // template and the VM's identity go through libvirt's upload stream, the VM is reached
+    // through that sshd (a jump, both host keys checked), this cluster's VMs are untouched.
+    remote_hypervisor(&lab, &c);
+    let out = lab.ok(&["status"]);
+    assert_eq!(out.matches(" running ").count(), 2, "{out}");
 
     // Independently, with OpenSSH from inside the namespace, trusting only the pinned keys.
     let known = c.known_hosts();
@@ -299,6 +285,222 @@ fn lab_vms_end_to_end() {
     let o = lab.kubicluster(&["status"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("the lab of cluster") && text(&o).contains("is not running"));
+}
+
+/// A cluster on a remote hypervisor (see the call). The side lab's libvirtd gets a veth to this
+/// namespace (10.253.77.1 here, .2 there: addresses of a namespace this test made) and an sshd
+/// inside its namespaces; the cluster file names it by URI only.
+fn remote_hypervisor(lab: &Lab, c: &spec::Cluster) {
+    let side = Lab::new("kubiside", "side", &[]);
+    let out = side.ok(&["lab", "up"]);
+    assert!(out.contains("lab started"), "{out}");
+    let state = kubicluster::lab::state(&side.cluster()).unwrap().unwrap();
+    let ns = &state.netns;
+    let sh = |script: &str| {
+        let o = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", text(&o));
+    };
+    let host_end = format!("kr{}", std::process::id() % 100_000);
+    sh(&format!(
+        "ip link add {host_end} type veth peer name {host_end}n
+         ip link set {host_end}n netns {ns}
+         ip addr add 10.253.77.1/30 dev {host_end}; ip link set {host_end} up
+         ip netns exec {ns} ip addr add 10.253.77.2/30 dev {host_end}n
+         ip netns exec {ns} ip link set {host_end}n up"
+    ));
+    let d = side.work.path();
+    let host_key = kubicluster::sshkeys::ensure_key(&d.join("hv_host_key"), "hv").unwrap();
+    let client = kubicluster::sshkeys::ensure_key(&d.join("hv_client_key"), "ops").unwrap();
+    std::fs::write(
+        d.join("hv_authorized_keys"),
+        format!(
+            "{}\n",
+            kubicluster::sshkeys::public_line(client.public_key())
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("hv_known_hosts"),
+        format!(
+            "10.253.77.2 {}\n",
+            kubicluster::sshkeys::public_line(host_key.public_key())
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("hv_sshd_config"),
+        format!(
+            "Port 22\nListenAddress 10.253.77.2\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel FATAL\n",
+            d.join("hv_host_key").display(),
+            d.join("hv_authorized_keys").display(),
+            d.join("hv_sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    // In the daemon's namespaces: its /run/libvirt (the lab's socket), its network.
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = Command::new("nsenter")
+        .args([
+            "-t",
+            &state.pid.to_string(),
+            "-m",
+            "-n",
+            "/usr/sbin/sshd",
+            "-D",
+            "-e",
+            "-f",
+        ])
+        .arg(d.join("hv_sshd_config"))
+        .spawn()
+        .unwrap();
+    // libvirt's own hop runs OpenSSH: a wrapper holds it to the recorded key (this host's
+    // ~/.ssh is left alone); kubicluster's jump reads the same file from `known_hosts=`.
+    let wrapper = d.join("hv_ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec ssh -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes \"$@\"\n",
+            d.join("hv_known_hosts").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let uri = format!(
+        "qemu+ssh://root@10.253.77.2/system?keyfile={}&known_hosts={}&command={}",
+        d.join("hv_client_key").display(),
+        d.join("hv_known_hosts").display(),
+        wrapper.display()
+    );
+    let first = c.node("kubi-controller-01").unwrap();
+    // domainType qemu: libvirt reports this machine's /dev/kvm (a nested "PVM" KVM) able to run
+    // guests and it cannot; a remote host is asked through libvirt, so the file says so.
+    let file = d.join("remote.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {{name: remote{pid}}}
+spec:
+  workDir: {work}
+  nodeDefaults: {{memoryMiB: 1024}}
+  artifacts: {{source: deb}}
+  hypervisor: {{mode: host, domainType: qemu, uri: \"{uri}\", storagePool: remote, storageDir: /var/lib/libvirt/images/remote, image: {image}, bootTimeoutSeconds: 300}}
+  nodes:
+    - {{name: kubi-controller-01, role: controller, clusterIP: {cip}, hypervisorIP: {hip}}}
+",
+            pid = std::process::id(),
+            work = d.join("remote-work").display(),
+            image = lab.image.display(),
+            cip = first.cluster_ip,
+            hip = first.hypervisor_ip,
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubicluster"))
+            .current_dir(d)
+            .args(args)
+            .arg("-f")
+            .arg(&file)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", d)
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ kubicluster {} -f remote.yaml\n{}",
+            args.join(" "),
+            text(&out)
+        );
+        out
+    };
+    // Wait for the sshd (it answers once its banner comes).
+    let t0 = std::time::Instant::now();
+    while Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+        ])
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            d.join("hv_known_hosts").display()
+        ))
+        .arg("-i")
+        .arg(d.join("hv_client_key"))
+        .args(["root@10.253.77.2", "true"])
+        .output()
+        .is_ok_and(|o| !o.status.success())
+    {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the hypervisor's sshd did not answer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let o = run(&["create-vms"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("template volume kubicluster-template-")
+            && out.contains("create-vms: 1 VM(s) up"),
+        "{out}"
+    );
+    // What the VM reads at boot is in the remote pool, not in a file of this host's.
+    let rd = Command::new("nsenter")
+        .args([
+            "-t",
+            &state.pid.to_string(),
+            "-m",
+            "ls",
+            "/var/lib/libvirt/images/remote",
+        ])
+        .output()
+        .unwrap();
+    let listing = text(&rd);
+    for f in [
+        "kubi-controller-01.qcow2",
+        "kubi-controller-01.identity",
+        "kubi-controller-01.host-key",
+    ] {
+        assert!(listing.contains(f), "{f} in the remote pool: {listing}");
+    }
+    assert!(
+        !Path::new("/var/lib/libvirt/images/remote").exists(),
+        "this host's own directory was never used"
+    );
+    let o = run(&["status"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("kubi-controller-01"))
+        .unwrap();
+    assert!(
+        row.split_whitespace().nth(2) == Some("running")
+            && row.split_whitespace().nth(5) == Some("ok"),
+        "SSH through the hypervisor, its pinned key: {row}"
+    );
+    let o = run(&["create-vms"]);
+    assert!(
+        text(&o).contains("create-vms: nothing to do"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["destroy"]);
+    assert!(text(&o).contains("removed 1 VM(s)"), "{}", text(&o));
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    sh(&format!("ip link del {host_end}"));
+    let out = side.ok(&["lab", "down"]);
+    assert!(out.contains("lab removed"), "{out}");
 }
 
 /// The first controller and the one worker of this tier.

@@ -151,11 +151,9 @@ impl Jump {
         let session = self.session(timeout)?;
         let channel = session
             .channel_direct_tcpip(&to.ip().to_string(), to.port(), None)
+            // Not "refused": the jump host cannot tell refused from unreachable.
             .map_err(|e| {
-                io::Error::new(
-                    ErrorKind::ConnectionRefused,
-                    format!("{to} through jump host {}: {e}", self.describe()),
-                )
+                io::Error::other(format!("{to} through jump host {}: {e}", self.describe()))
             })?;
         let (mine, theirs) = loopback_pair()?;
         std::thread::Builder::new()
@@ -176,77 +174,82 @@ fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((mine, theirs))
 }
 
+/// One direction of the relay: bytes read but not yet written, and whether its source ended.
+#[derive(Default)]
+struct Half {
+    pending: Vec<u8>,
+    ended: bool,
+}
+
+impl Half {
+    /// Read from `from` when nothing is pending, write what is pending to `to` (both
+    /// non-blocking). Returns (moved anything, the read returned 0).
+    fn pump(
+        &mut self,
+        from: &mut dyn Read,
+        to: &mut dyn Write,
+        buf: &mut [u8],
+    ) -> io::Result<(bool, bool)> {
+        let again = |e: &io::Error| e.kind() == ErrorKind::WouldBlock;
+        let (mut moved, mut zero) = (false, false);
+        if !self.ended && self.pending.is_empty() {
+            match from.read(buf) {
+                Ok(0) => zero = true,
+                Ok(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if again(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.pending.is_empty() {
+            match to.write(&self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                    moved |= n > 0;
+                }
+                Err(e) if again(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((moved, zero))
+    }
+
+    fn drained(&self) -> bool {
+        self.ended && self.pending.is_empty()
+    }
+}
+
 /// Copy both ways between `local` and `channel` until both sides are done.
 fn relay(session: ssh2::Session, mut channel: ssh2::Channel, mut local: TcpStream) {
     session.set_blocking(false);
     if local.set_nonblocking(true).is_err() {
         return;
     }
-    let (mut up, mut down): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
-    let (mut local_eof, mut remote_eof, mut eof_sent) = (false, false, false);
+    let (mut up, mut down) = (Half::default(), Half::default());
+    let mut eof_sent = false;
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let mut progress = false;
-        let mut step = |r: io::Result<usize>, on_data: &mut dyn FnMut(usize)| -> Result<bool, ()> {
-            match r {
-                Ok(0) => Ok(true),
-                Ok(n) => {
-                    on_data(n);
-                    progress = true;
-                    Ok(false)
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(false),
-                Err(_) => Err(()),
-            }
-        };
-        // local → channel
-        if !local_eof && up.is_empty() {
-            match step(local.read(&mut buf), &mut |n| {
-                up.extend_from_slice(&buf[..n])
-            }) {
-                Ok(eof) => local_eof = eof,
-                Err(()) => break,
-            }
-        }
-        if !up.is_empty() {
-            match step(channel.write(&up), &mut |n| {
-                up.drain(..n);
-            }) {
-                Ok(_) => {}
-                Err(()) => break,
-            }
-        }
-        if local_eof && up.is_empty() && !eof_sent {
+    while let Ok((moved_up, zero)) = up.pump(&mut local, &mut channel, &mut buf) {
+        up.ended |= zero; // a socket's read of 0 is its end
+        if up.drained() && !eof_sent {
             match channel.send_eof() {
                 Ok(()) => eof_sent = true,
                 Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
                 Err(_) => break,
             }
         }
-        // channel → local
-        if !remote_eof && down.is_empty() {
-            match step(channel.read(&mut buf), &mut |n| {
-                down.extend_from_slice(&buf[..n])
-            }) {
-                Ok(_) => remote_eof = channel.eof(),
-                Err(()) => break,
-            }
-        }
-        if !down.is_empty() {
-            match step(local.write(&down), &mut |n| {
-                down.drain(..n);
-            }) {
-                Ok(_) => {}
-                Err(()) => break,
-            }
-        }
-        if remote_eof && down.is_empty() {
+        let Ok((moved_down, zero)) = down.pump(&mut channel, &mut local, &mut buf) else {
+            break;
+        };
+        down.ended |= zero && channel.eof();
+        if down.drained() {
             let _ = local.shutdown(std::net::Shutdown::Write);
-            if eof_sent || local_eof {
+            if eof_sent {
                 break;
             }
         }
-        if !progress {
+        if !(moved_up || moved_down) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }

@@ -541,7 +541,11 @@ spec:
             "{name: hv2, uri: \"qemu+ssh://root@hv2/system\", memoryMiB: 100}",
         )
         .replace("hypervisor: hv2}", "hypervisor: hv3}")
-        .replace("mode: bridged, ", "");
+        .replace("mode: bridged, ", "")
+        .replace(
+            "uri: \"qemu:///system\"",
+            "uri: \"qemu+libssh2://root@hv9/system\"",
+        );
     let (file, _) = parse(&bad).unwrap();
     let got: Vec<String> = validate(&file)
         .unwrap_err()
@@ -552,6 +556,7 @@ spec:
     assert_eq!(
         got,
         [
+            "spec.hypervisor.uri: the libssh2 transport is not supported (help: use qemu+ssh:// (libvirt runs OpenSSH; the same keyfile= works))",
             "spec.hypervisors[0].memoryMiB: 100 MiB cannot hold a node (help: give at least 512 MiB, or leave it out to use what libvirt reports free)",
             "spec.hypervisors[1].name: duplicate hypervisor name \"hv2\" (help: spec.hypervisors[0] has the same name)",
             "spec.hypervisors[1].uri: qemu+ssh://root@hv2/system is also spec.hypervisors[0] (help: each entry is its own libvirt host; set uri (an empty one means spec.hypervisor.uri))",

@@ -8,6 +8,19 @@ use super::super::types::*;
 use super::{Collector, is_dns_label};
 
 impl Collector {
+    /// libvirt's in-process SSH transports (`qemu+libssh://`, `qemu+libssh2://`) opened but
+    /// never answered in the lab without an event loop; OpenSSH's (`qemu+ssh://`) works.
+    pub(super) fn libvirt_transport(&mut self, path: &str, uri: &str) {
+        let scheme = uri.split_once("://").map(|(s, _)| s).unwrap_or("");
+        if let Some((driver, t @ ("libssh" | "libssh2"))) = scheme.split_once('+') {
+            self.push(
+                Problem::new(path, format!("the {t} transport is not supported")).hint(format!(
+                    "use {driver}+ssh:// (libvirt runs OpenSSH; the same keyfile= works)"
+                )),
+            );
+        }
+    }
+
     pub(super) fn hosts(&mut self, spec: &ClusterSpec) {
         let list = &spec.hypervisors;
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();

@@ -162,6 +162,7 @@ impl Collector {
         if h.uri.trim().is_empty() {
             self.push(Problem::new("spec.hypervisor.uri", "is empty").hint("e.g. qemu:///system"));
         }
+        self.libvirt_transport("spec.hypervisor.uri", &h.uri);
         if !is_dns_label(&h.storage_pool) {
             self.push(
                 Problem::new(

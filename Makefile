@@ -98,6 +98,7 @@ bench: bench-deps artifacts
 	bench/artifacts.sh
 	bench/cnc.sh
 	bench/create-vms.sh
+	bench/remote-hypervisor.sh
 	bench/converge.sh
 	bench/up.sh
 	bench/snapshot.sh

@@ -63,8 +63,9 @@ pub(crate) fn console_tail(cluster: &Cluster, node: &str, lines: usize) -> Strin
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Wait until `n` answers SSH with its pinned key and passes [`verify`]. A VM that pauses on
-/// an I/O error meanwhile (a full disk) ends the wait at once, saying so.
+/// Wait until `n` answers SSH with its pinned key and passes [`verify`]. A VM that pauses
+/// meanwhile (an I/O error: a full disk; or its accelerator failing) or powers off ends the
+/// wait at once, saying so.
 pub fn wait_ready(
     cluster: &Cluster,
     hv: &dyn Hypervisor,
@@ -87,6 +88,13 @@ pub fn wait_ready(
                             cluster.storage_dir().display()
                         ))
                         .into(),
+                    ));
+                }
+                VmState::Paused(why) => {
+                    return Err(Stop(
+                        Failure::new(format!("{}: the VM is paused ({why}) while booting", n.name))
+                            .hint("run the same command again to resume it; a VM paused as soon as it starts usually means its accelerator cannot run it (try spec.hypervisor.domainType: qemu)")
+                            .into(),
                     ));
                 }
                 VmState::Off => {

@@ -438,3 +438,24 @@ fn the_template_is_uploaded_and_trusted_only_once_it_arrived_whole() {
     template_volume(&c, &hv, &mut Gate::quiet(false)).unwrap();
     assert_eq!(hv.calls(), [format!("create_volume kubicluster/{mark}")]);
 }
+
+/// A VM that is paused while kubicluster waits for it to boot (here: as if its accelerator
+/// failed at once) ends the wait at once with the reason, instead of after the boot timeout.
+#[test]
+fn a_vm_paused_while_booting_ends_the_wait_at_once() {
+    let (_tmp, c, hv) = setup();
+    infra(&c, &hv).unwrap();
+    let p = plan(&c, &hv, false).unwrap();
+    super::apply(&c, &hv, &p, false, &mut Gate::quiet(false)).unwrap();
+    hv.pause("kubi-worker-01", "unknown");
+    let t0 = std::time::Instant::now();
+    let n = c.node("kubi-worker-01").unwrap();
+    let err = wait_ready(&c, &hv, n, Duration::from_secs(60)).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let f = err.downcast_ref::<Failure>().unwrap();
+    assert_eq!(
+        f.message,
+        "kubi-worker-01: the VM is paused (unknown) while booting"
+    );
+    assert!(f.hint.as_deref().unwrap().contains("domainType: qemu"));
+}

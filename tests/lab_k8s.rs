@@ -364,7 +364,7 @@ fn lab_kubernetes_cluster() {
         .unwrap()
         .into_iter()
         .map(|v| v.name)
-        .filter(|n| n.starts_with("kubi-"))
+        .filter(|n| n.starts_with("kubi-") && n.ends_with(".qcow2"))
         .collect();
     assert_eq!(vols.len(), 6, "a base and a top per VM: {vols:?}");
     drop(lv);

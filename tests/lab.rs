@@ -23,6 +23,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::lab::*;
+use common::sshd_files;
 use kubicluster::hypervisor::Hypervisor;
 use kubicluster::spec;
 
@@ -309,36 +310,16 @@ fn remote_hypervisor(lab: &Lab, c: &spec::Cluster) {
          ip netns exec {ns} ip link set {host_end}n up"
     ));
     let d = side.work.path();
-    let host_key = kubicluster::sshkeys::ensure_key(&d.join("hv_host_key"), "hv").unwrap();
-    let client = kubicluster::sshkeys::ensure_key(&d.join("hv_client_key"), "ops").unwrap();
-    std::fs::write(
-        d.join("hv_authorized_keys"),
-        format!(
-            "{}\n",
-            kubicluster::sshkeys::public_line(client.public_key())
-        ),
-    )
-    .unwrap();
+    let host_key = sshd_files(d, "hv_", "10.253.77.2:22".parse().unwrap(), "FATAL");
     std::fs::write(
         d.join("hv_known_hosts"),
         format!(
             "10.253.77.2 {}\n",
-            kubicluster::sshkeys::public_line(host_key.public_key())
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        d.join("hv_sshd_config"),
-        format!(
-            "Port 22\nListenAddress 10.253.77.2\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel FATAL\n",
-            d.join("hv_host_key").display(),
-            d.join("hv_authorized_keys").display(),
-            d.join("hv_sshd.pid").display()
+            kubicluster::sshkeys::public_line(&host_key)
         ),
     )
     .unwrap();
     // In the daemon's namespaces: its /run/libvirt (the lab's socket), its network.
-    std::fs::create_dir_all("/run/sshd").unwrap();
     let mut sshd = Command::new("nsenter")
         .args([
             "-t",

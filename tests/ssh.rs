@@ -34,38 +34,19 @@ impl Drop for Sshd {
 fn start_sshd() -> Sshd {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let host = kubicluster::sshkeys::ensure_key(&d.join("host_key"), "test-host").unwrap();
-    let client = kubicluster::sshkeys::ensure_key(&d.join("client_key"), "test-client").unwrap();
-    std::fs::write(
-        d.join("authorized_keys"),
-        format!(
-            "{}\n",
-            kubicluster::sshkeys::public_line(client.public_key())
-        ),
-    )
-    .unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
-         UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-         KbdInteractiveAuthentication no\nLogLevel ERROR\n",
-        hk = d.join("host_key").display(),
-        ak = d.join("authorized_keys").display(),
-        pid = d.join("sshd.pid").display(),
-    );
-    std::fs::write(d.join("sshd_config"), config).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let host_key = sshd_files(d, "", addr, "ERROR");
     let child = Command::new("/usr/sbin/sshd")
         .args(["-D", "-e", "-f"])
         .arg(d.join("sshd_config"))
         .stdout(Stdio::null())
         .spawn()
         .expect("start sshd");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Ready once it answers with its banner (listening alone is not enough).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -85,7 +66,7 @@ fn start_sshd() -> Sshd {
     Sshd {
         child,
         addr,
-        host_key: host.public_key().clone(),
+        host_key,
         dir,
     }
 }

@@ -8,6 +8,42 @@ use std::path::Path;
 
 use kubicluster::spec::{self, Cluster, Overrides};
 
+/// An OpenSSH server's files under `dir`, each name starting with `prefix`: a host key, a
+/// client key it accepts (`<prefix>client_key`), and `<prefix>sshd_config` listening on `addr`
+/// (keys only, no PAM). Returns the host's public key. `/run/sshd` is made for its privilege
+/// separation.
+pub fn sshd_files(
+    dir: &Path,
+    prefix: &str,
+    addr: std::net::SocketAddr,
+    log_level: &str,
+) -> ssh_key::PublicKey {
+    let f = |name: &str| dir.join(format!("{prefix}{name}"));
+    let host = kubicluster::sshkeys::ensure_key(&f("host_key"), "test-host").unwrap();
+    let client = kubicluster::sshkeys::ensure_key(&f("client_key"), "test-client").unwrap();
+    std::fs::write(
+        f("authorized_keys"),
+        format!(
+            "{}\n",
+            kubicluster::sshkeys::public_line(client.public_key())
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "Port {port}\nListenAddress {ip}\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\n\
+         UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nLogLevel {log_level}\n",
+        port = addr.port(),
+        ip = addr.ip(),
+        hk = f("host_key").display(),
+        ak = f("authorized_keys").display(),
+        pid = f("sshd.pid").display(),
+    );
+    std::fs::write(f("sshd_config"), config).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    host.public_key().clone()
+}
+
 pub fn no_env(_: &str) -> Option<String> {
     None
 }

@@ -278,7 +278,7 @@ fn the_engine_converges_over_ssh_and_then_plans_nothing() {
 /// the relay carries a real SSH session both ways (a large output, a large input).
 #[test]
 fn a_jump_host_relays_with_both_host_keys_checked() {
-    use kubicluster::host::jump::Jump;
+    use kubicluster::host::ssh::jump::Jump;
     use std::io::{Read, Write};
     if !enabled() {
         return;

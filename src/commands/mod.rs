@@ -112,14 +112,11 @@ pub fn connect_hosts(cluster: &Cluster) -> Result<Vec<(String, Libvirt)>> {
     .collect()
 }
 
-/// Where each node goes when the cluster has several hypervisors, read from all of them; the
-/// placement's lines are printed. None for a cluster on one hypervisor.
-pub fn show_placement(
-    ctx: &mut Ctx,
-    cluster: &Cluster,
-) -> Result<Option<Vec<crate::placement::Placed>>> {
+/// Print where each node goes when the cluster has several hypervisors, read from all of
+/// them (nothing for a cluster on one hypervisor).
+pub fn show_placement(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
     if cluster.hosts.len() < 2 {
-        return Ok(None);
+        return Ok(());
     }
     let hosts = connect_hosts(cluster)?;
     let refs: Vec<(&str, &dyn crate::hypervisor::Hypervisor)> = hosts
@@ -128,14 +125,24 @@ pub fn show_placement(
         .collect();
     let facts = crate::vms::placement_facts(cluster, &refs)?;
     let placed = crate::placement::place(cluster, &facts)?;
+    print_placement(ctx, cluster, "", &placed);
+    Ok(())
+}
+
+/// `placement over N hypervisors<how>:`, then one indented line per node.
+pub(crate) fn print_placement(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    how: &str,
+    placed: &[crate::placement::Placed],
+) {
     ctx.printer.status(&format!(
-        "placement over {} hypervisors:",
+        "placement over {} hypervisors{how}:",
         cluster.hosts.len()
     ));
-    for line in crate::placement::describe(&placed) {
+    for line in crate::placement::describe(placed) {
         ctx.printer.status(&format!("  {line}"));
     }
-    Ok(Some(placed))
 }
 
 /// A UTC time stamp for names that sort by time (`20261204T183000`).
@@ -160,7 +167,7 @@ pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
     if cluster.hypervisor.mode != HypervisorMode::Lab {
         // A remote hypervisor over SSH: its VMs' network is reached through its SSH server.
         let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-        if let Some(jump) = crate::host::jump::Jump::from_libvirt_uri(
+        if let Some(jump) = crate::host::ssh::jump::Jump::from_libvirt_uri(
             &cluster.hypervisor.uri,
             std::path::Path::new(&home),
         ) {

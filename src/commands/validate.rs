@@ -26,13 +26,8 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
         // What the file alone decides (names, memoryMiB bounds); `plan` adds what the
         // hypervisors report (VMs that exist, free memory).
         let placed = crate::placement::place(&cluster, &Default::default())?;
-        ctx.printer.status(&format!(
-            "placement over {} hypervisors, from the file alone (`plan` asks the hypervisors):",
-            cluster.hosts.len()
-        ));
-        for line in crate::placement::describe(&placed) {
-            ctx.printer.status(&format!("  {line}"));
-        }
+        let how = ", from the file alone (`plan` asks the hypervisors)";
+        super::print_placement(ctx, &cluster, how, &placed);
     }
     ctx.printer.status(&format!(
         "valid: cluster {} from {source}: {} controller(s), {} worker(s)",

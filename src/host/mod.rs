@@ -1,6 +1,6 @@
 //! Hosts kubicluster acts on: a small trait (run a command, read a file, write a file
 //! atomically, stat + hash many paths in one round trip) with three implementations:
-//! [`ssh::SshHost`] (ssh2, pinned host keys; the only ssh2 import), [`local::LocalHost`] (the
+//! [`ssh::SshHost`] (ssh2, pinned host keys; with its jump to a remote hypervisor's VMs, the only ssh2 user), [`local::LocalHost`] (the
 //! hypervisor itself) and [`fake::FakeHost`] (a scripted file system with a call log, for tests).
 //!
 //! Commands are argv vectors, never shell strings built from values: each argument is quoted
@@ -11,7 +11,6 @@ mod batch;
 pub mod dir;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
-pub mod jump;
 pub mod local;
 mod scripts;
 pub mod ssh;

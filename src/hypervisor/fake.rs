@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{Result, anyhow, bail};
 
-use super::{DomainInfo, Hypervisor, NetworkInfo, PoolInfo, VmState, VolumeInfo};
+use super::{DomainInfo, Hypervisor, NetworkInfo, PoolInfo, VmState, VolumeInfo, xml_name};
 
 #[derive(Default)]
 struct State {
@@ -27,16 +27,6 @@ struct State {
 #[derive(Default)]
 pub struct FakeHypervisor {
     state: Mutex<State>,
-}
-
-fn xml_name(xml: &str) -> Result<String> {
-    let doc = roxmltree::Document::parse(xml)?;
-    doc.root_element()
-        .children()
-        .find(|n| n.has_tag_name("name"))
-        .and_then(|n| n.text())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("XML has no <name>"))
 }
 
 impl FakeHypervisor {

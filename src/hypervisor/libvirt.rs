@@ -288,36 +288,20 @@ impl Hypervisor for Libvirt {
     ) -> Result<VolumeInfo> {
         let p = self.pool_obj(pool)?;
         let v = lv(StorageVol::create_xml(&p, xml, 0))?;
-        let sent = (|| -> Result<()> {
-            let stream = lv(Stream::new(&self.conn, 0))?;
+        let sent = lv(Stream::new(&self.conn, 0)).and_then(|stream| {
             lv(v.upload(&stream, 0, len, 0))?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut left = len;
-            let pumped = (|| -> Result<()> {
-                while left > 0 {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let got = data.read(&mut buf[..want])?;
-                    anyhow::ensure!(got > 0, "the data ended {left} bytes early");
-                    let mut chunk = &buf[..got];
-                    while !chunk.is_empty() {
-                        let n = lv(stream.send(chunk))?;
-                        chunk = &chunk[usize::try_from(n).unwrap_or(0).min(chunk.len())..];
-                    }
-                    left -= got as u64;
-                }
-                Ok(())
-            })();
-            match pumped {
+            match send_all(&stream, data, len) {
                 Ok(()) => lv(stream.finish()),
                 Err(e) => {
                     let _ = stream.abort();
                     Err(e)
                 }
             }
-        })();
+        });
         if let Err(e) = sent {
             let _ = v.delete(0);
-            return Err(e.context(format!("upload into volume {pool}/{}", xml_name(xml))));
+            let name = super::xml_name(xml).unwrap_or_default();
+            return Err(e.context(format!("upload into volume {pool}/{name}")));
         }
         lv(p.refresh(0))?;
         let v = lv(p.lookup_storage_vol_by_name(&lv(v.name())?))?;
@@ -357,15 +341,20 @@ impl Hypervisor for Libvirt {
     }
 }
 
-/// The `<name>` of a volume's XML, for messages.
-fn xml_name(xml: &str) -> String {
-    roxmltree::Document::parse(xml)
-        .ok()
-        .and_then(|d| {
-            d.descendants()
-                .find(|n| n.has_tag_name("name"))
-                .and_then(|n| n.text())
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
+/// `len` bytes of `data` into a libvirt stream (each chunk until libvirt took all of it).
+fn send_all(stream: &Stream, data: &mut dyn std::io::Read, len: u64) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let got = data.read(&mut buf[..want])?;
+        anyhow::ensure!(got > 0, "the data ended {left} bytes early");
+        let mut chunk = &buf[..got];
+        while !chunk.is_empty() {
+            let n = lv(stream.send(chunk))?;
+            chunk = &chunk[usize::try_from(n).unwrap_or(0).min(chunk.len())..];
+        }
+        left -= got as u64;
+    }
+    Ok(())
 }

@@ -128,6 +128,17 @@ impl DomainInfo {
     }
 }
 
+/// The `<name>` of a libvirt object's XML (domain, network, pool, volume).
+pub(crate) fn xml_name(xml: &str) -> Result<String> {
+    let doc = roxmltree::Document::parse(xml)?;
+    doc.root_element()
+        .children()
+        .find(|n| n.has_tag_name("name"))
+        .and_then(|n| n.text())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("XML has no <name>"))
+}
+
 /// A file path to put in an XML attribute, refused when it holds a character that would need
 /// escaping (kubicluster's own paths never do).
 pub fn xml_path(path: &Path) -> Result<String> {

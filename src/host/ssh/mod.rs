@@ -1,6 +1,7 @@
 //! SSH over ssh2 with a pinned host key: the connection is refused unless the server presents
 //! exactly the key kubicluster pinned for that VM (no trust-on-first-use, no
-//! `StrictHostKeyChecking=no` as in the original). The only ssh2 import.
+//! `StrictHostKeyChecking=no` as in the original). This module (with [`jump`], the way to a
+//! remote hypervisor's VMs) is the only user of ssh2.
 //!
 //! One session per node, reused for the whole run and guarded by a mutex (the engine calls from
 //! tokio's blocking pool); keepalives while a command runs; one reconnect when the connection
@@ -21,6 +22,8 @@ use super::{
     Cmd, Digests, Host, HostError, HostResult, Output, Probe, STAT_SCRIPT, Stat, WRITE_SCRIPT,
 };
 use crate::sshkeys;
+
+pub mod jump;
 
 /// How to reach one node.
 #[derive(Debug, Clone)]
@@ -206,6 +209,34 @@ enum ExecError {
     Failed(HostError),
 }
 
+/// A session over `tcp` once the SSH handshake is done (`timeout` bounds it), and the host key
+/// the server offered — for the caller to check before anything else.
+fn handshake(
+    tcp: std::net::TcpStream,
+    timeout: Duration,
+) -> Result<(ssh2::Session, Vec<u8>), String> {
+    let _ = tcp.set_nodelay(true);
+    let mut session = ssh2::Session::new().map_err(|e| e.to_string())?;
+    session.set_tcp_stream(tcp);
+    session.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+    session
+        .handshake()
+        .map_err(|e| format!("SSH handshake: {e}"))?;
+    let offered = session
+        .host_key()
+        .ok_or_else(|| "no host key offered".to_string())?
+        .0
+        .to_vec();
+    Ok((session, offered))
+}
+
+/// After login: commands and relays have their own deadlines, so the session itself must not
+/// time out a long one; keepalives every 15 s.
+fn settle(session: &ssh2::Session) {
+    session.set_timeout(0);
+    session.set_keepalive(true, 15);
+}
+
 fn open(t: &SshTarget) -> HostResult<ssh2::Session> {
     let unreachable = |reason: String| HostError::Unreachable {
         node: t.name.clone(),
@@ -214,22 +245,13 @@ fn open(t: &SshTarget) -> HostResult<ssh2::Session> {
     };
     let tcp =
         crate::net::connect(&t.addr, t.connect_timeout).map_err(|e| unreachable(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let mut session = ssh2::Session::new().map_err(|e| unreachable(e.to_string()))?;
-    session.set_tcp_stream(tcp);
-    session.set_timeout(u32::try_from(t.connect_timeout.as_millis()).unwrap_or(u32::MAX));
-    session
-        .handshake()
-        .map_err(|e| unreachable(format!("SSH handshake: {e}")))?;
-    let (offered, _) = session
-        .host_key()
-        .ok_or_else(|| unreachable("no host key offered".into()))?;
+    let (session, offered) = handshake(tcp, t.connect_timeout).map_err(unreachable)?;
     let want = t
         .pinned
         .to_bytes()
         .map_err(|e| unreachable(format!("encode pinned key: {e}")))?;
     if offered != want.as_slice() {
-        let got = PublicKey::from_bytes(offered)
+        let got = PublicKey::from_bytes(&offered)
             .map(|k| sshkeys::fingerprint(&k))
             .unwrap_or_else(|_| "an unreadable key".into());
         return Err(HostError::HostKeyMismatch {
@@ -246,9 +268,7 @@ fn open(t: &SshTarget) -> HostResult<ssh2::Session> {
             user: t.user.clone(),
             reason: format!("{e} (key {})", t.key.display()),
         })?;
-    // Commands have their own deadlines; the session itself must not time out a long one.
-    session.set_timeout(0);
-    session.set_keepalive(true, 15);
+    settle(&session);
     tracing::debug!(node = %t.name, addr = %t.addr, "SSH session open");
     Ok(session)
 }

@@ -30,10 +30,8 @@ impl Jump {
     /// `known_hosts=` parameters; the user's `~/.ssh` otherwise. None for any other URI.
     pub fn from_libvirt_uri(uri: &str, home: &Path) -> Option<Jump> {
         let (scheme, rest) = uri.split_once("://")?;
-        if !matches!(
-            scheme.split_once('+'),
-            Some((_, "ssh" | "libssh" | "libssh2"))
-        ) {
+        // Only OpenSSH's transport: validation refuses libvirt's libssh ones.
+        if !matches!(scheme.split_once('+'), Some((_, "ssh"))) {
             return None;
         }
         let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -89,20 +87,13 @@ impl Jump {
             .next()
             .ok_or_else(|| err("no address".into()))?;
         let tcp = crate::net::connect_here(&addr, timeout)?;
-        let mut s = ssh2::Session::new().map_err(|e| err(e.to_string()))?;
-        s.set_tcp_stream(tcp);
-        s.set_timeout(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
-        s.handshake()
-            .map_err(|e| err(format!("SSH handshake: {e}")))?;
-        let (key, _) = s
-            .host_key()
-            .ok_or_else(|| err("no host key offered".into()))?;
+        let (s, key) = super::handshake(tcp, timeout).map_err(err)?;
         let mut kh = s.known_hosts().map_err(|e| err(e.to_string()))?;
         if self.known_hosts.exists() {
             kh.read_file(&self.known_hosts, ssh2::KnownHostFileKind::OpenSSH)
                 .map_err(|e| err(format!("read {}: {e}", self.known_hosts.display())))?;
         }
-        match kh.check_port(&self.host, self.port, key) {
+        match kh.check_port(&self.host, self.port, &key) {
             ssh2::CheckResult::Match => {}
             ssh2::CheckResult::Mismatch => {
                 return Err(err(format!(
@@ -140,8 +131,7 @@ impl Jump {
                     .join(", ")
             )));
         }
-        s.set_timeout(0);
-        s.set_keepalive(true, 15);
+        super::settle(&s);
         Ok(s)
     }
 
@@ -296,6 +286,7 @@ mod tests {
             "qemu:///system",
             "qemu+tls://hv2/system",
             "qemu+unix:///system?socket=/x",
+            "qemu+libssh2://root@hv2/system",
             "test:///default",
         ] {
             assert_eq!(Jump::from_libvirt_uri(not_ssh, home), None, "{not_ssh}");

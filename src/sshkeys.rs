@@ -12,6 +12,9 @@ use crate::fsutil;
 
 /// Load the ed25519 private key at `path`, or create it (and `<path>.pub`).
 pub fn ensure_key(path: &Path, comment: &str) -> Result<PrivateKey> {
+    // One at a time: two hypervisors' threads must not both mint the client key.
+    static MINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MINTING.lock().unwrap_or_else(|e| e.into_inner());
     if path.exists() {
         return PrivateKey::read_openssh_file(path)
             .with_context(|| format!("read SSH key {}", path.display()));

@@ -1371,7 +1371,7 @@ fn upgrade_changes_kubernetes_only_and_refuses_another_etcd_before_anything_chan
 /// running VM of this cluster): `validate` places from the file alone, `plan` asks both and
 /// keeps the existing VM where it is; what would make VMs refuses, creating nothing.
 #[test]
-fn nodes_are_placed_over_several_hypervisors_and_nothing_is_made_there_yet() {
+fn nodes_are_placed_over_several_hypervisors_and_each_is_asked_for_its_own() {
     let tmp = tempfile::tempdir().unwrap();
     let node_xml = |mib: u64, domain: &str| {
         format!(
@@ -1381,7 +1381,13 @@ fn nodes_are_placed_over_several_hypervisors_and_nothing_is_made_there_yet() {
     };
     let vm = "<domain type='test'><name>kubi-worker-02</name><metadata><kubi:node xmlns:kubi='https://kubicluster.io/xmlns/node/1'><kubi:cluster>kubicluster</kubi:cluster></kubi:node></metadata><memory unit='MiB'>2048</memory><os><type>hvm</type></os></domain>";
     std::fs::write(tmp.path().join("hv1.xml"), node_xml(8192, "")).unwrap();
-    std::fs::write(tmp.path().join("hv2.xml"), node_xml(4096, vm)).unwrap();
+    // hv2 holds a VM of the cluster, and its pool.
+    let pool = "<pool type='dir'><name>kubicluster</name><target><path>/var/lib/libvirt/images</path></target></pool>";
+    std::fs::write(
+        tmp.path().join("hv2.xml"),
+        node_xml(4096, &format!("{vm}{pool}")),
+    )
+    .unwrap();
     let file = tmp.path().join("cluster.yaml");
     let uri = |n: &str| format!("test://{}", tmp.path().join(n).display());
     std::fs::write(
@@ -1418,7 +1424,7 @@ spec:
         stderr(&o)
     );
     let o = kubicluster(tmp.path(), &["plan", "-f", f]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     // Asked: worker-02's VM is on hv2; hv2 then has 4096 - 2048 - 1024 (the host's) MiB left.
     assert!(
         stderr(&o).contains(
@@ -1427,23 +1433,53 @@ spec:
         "{}",
         stderr(&o)
     );
-    for args in [
-        vec!["plan", "-f", f],
-        vec!["up", "-f", f],
-        vec!["create-vms", "-f", f],
-        vec!["destroy", "-f", f, "--all"],
-        vec!["status", "-f", f],
+    // Each hypervisor is asked for its own nodes: the two new VMs on hv1, worker-02 kept on hv2.
+    let o = kubicluster(tmp.path(), &["create-vms", "-f", f, "--dry-run"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    for want in [
+        "\n[hv1] kubi-controller-01: create and start\n",
+        "\n[hv1] kubi-worker-01: create and start\n",
+        "\n[hv2] network default: create (192.168.122.0/24)\n",
+        "\n[hv2] kubi-worker-02: running, not yet verified",
     ] {
-        let o = kubicluster(tmp.path(), &args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
-        let err = stderr(&o);
-        assert!(
-            err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this version places its nodes")
-                && err.contains("\nhelp: keep one entry in spec.hypervisors"),
-            "{args:?}: {err}"
-        );
+        assert!(err.contains(want), "{want}: {err}");
     }
-    assert!(!tmp.path().join("work").exists(), "nothing is made");
+    assert!(
+        !err.contains("[hv2] kubi-controller-01") && !err.contains("[hv1] kubi-worker-02"),
+        "{err}"
+    );
+    // status names each node's hypervisor (no VM answers SSH: no host key was pinned, none is
+    // dialled; no admin kubeconfig, no API asked): exit 3, not healthy.
+    let o = kubicluster(tmp.path(), &["status", "-f", f]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row = |node: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or_else(|| panic!("{node}: {out}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert!(
+        out.starts_with("NODE                 HYPERVISOR   ROLE"),
+        "{out}"
+    );
+    assert_eq!(
+        row("kubi-controller-01")[1..4],
+        ["hv1", "controller", "absent"]
+    );
+    assert_eq!(row("kubi-worker-02")[1..4], ["hv2", "worker", "running"]);
+    // A command that acts on one libvirt connection yet says so.
+    let o = kubicluster(tmp.path(), &["stop", "-f", f]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this command works on one hypervisor only yet")
+            && err.contains("\nhelp: up, create-vms, status, destroy and plan handle several"),
+        "{err}"
+    );
     // A node that cannot fit is refused by validate, before any hypervisor is asked.
     let small = std::fs::read_to_string(&file)
         .unwrap()

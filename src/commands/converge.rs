@@ -188,7 +188,6 @@ pub struct PipelineRun<'a> {
 /// changes anywhere; then one lock and one log for the whole run; the hypervisor's steps on
 /// this thread, the node steps fanned out over their nodes with the journal; one report.
 pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Result<Report> {
-    super::one_hypervisor(cluster)?;
     let gated = pipeline::gated(&run.steps);
     let gated_refs: Vec<&dyn HvStep> = gated.iter().map(|s| s.as_ref()).collect();
     engine::hv::preflight(cluster, &gated_refs, run.dry_run)?;
@@ -261,7 +260,6 @@ pub fn run_hypervisor(
     steps: &[&dyn HvStep],
     dry_run: bool,
 ) -> Result<Report> {
-    super::one_hypervisor(cluster)?;
     engine::hv::preflight(cluster, steps, dry_run)?;
     let _lock = if dry_run {
         None
@@ -272,22 +270,34 @@ pub fn run_hypervisor(
         let log = crate::logfile::open(&cluster.cluster_dir(), title)?;
         tracing::info!(log = %log.display(), "{title} started");
     }
-    let hv = if steps
+    if !steps
         .iter()
         .any(|s| s.target() == engine::Target::Hypervisor)
     {
-        Some(super::connect(cluster)?)
-    } else {
-        None
-    };
-    let hx = Hx {
-        cluster,
-        hv: hv.as_ref().map(|h| h as &dyn crate::hypervisor::Hypervisor),
-    };
+        let hx = Hx {
+            cluster,
+            whole: cluster,
+            hv: None,
+        };
+        let printer = &mut *ctx.printer;
+        return engine::hv::run(&hx, steps, dry_run, crate::interrupt::flag(), &mut |l| {
+            printer.status(l)
+        });
+    }
+    let spread = super::hosts::spread(cluster)?;
+    if !spread.placed.is_empty() {
+        super::print_placement(ctx, cluster, "", &spread.placed);
+    }
     let printer = &mut *ctx.printer;
-    engine::hv::run(&hx, steps, dry_run, crate::interrupt::flag(), &mut |l| {
-        printer.status(l)
-    })
+    let mut say = |l: &str| printer.status(l);
+    engine::hv::run_spread(
+        cluster,
+        &spread.on_hosts(),
+        steps,
+        dry_run,
+        crate::interrupt::flag(),
+        &mut say,
+    )
 }
 
 /// Run the steps: connect, lock, log, journal, progress and the summary. The artifacts are

@@ -7,6 +7,7 @@ pub mod cnc;
 pub mod controllers;
 pub mod converge;
 pub mod etcd;
+pub mod hosts;
 pub mod image;
 pub mod init;
 pub mod kubeconfig;
@@ -48,25 +49,26 @@ impl Ctx<'_> {
     }
 }
 
-/// Refuse a cluster spread over several hypervisors where VMs would be made or acted on.
+/// Refuse a cluster spread over several hypervisors in the commands that act on one libvirt
+/// connection (`up`, `create-vms`, `destroy`, `status` and `plan` handle several).
 pub fn one_hypervisor(cluster: &Cluster) -> Result<()> {
     if cluster.hosts.len() > 1 {
         let names: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
         return Err(Failure::bad_input(format!(
-            "cluster {} spreads over {} hypervisors ({}): this version places its nodes (`plan`, `validate`) but makes and runs VMs on one hypervisor only",
+            "cluster {} spreads over {} hypervisors ({}): this command works on one hypervisor only yet",
             cluster.name,
             names.len(),
             names.join(", ")
         ))
-        .hint("keep one entry in spec.hypervisors (or none) to build the cluster; `kubicluster plan` shows where each node would go")
+        .hint("up, create-vms, status, destroy and plan handle several hypervisors; for this one, keep one entry in spec.hypervisors")
         .into());
     }
     Ok(())
 }
 
 /// Connect to the cluster's hypervisor: the lab's private libvirtd, or `hypervisor.uri`.
-/// A cluster spread over several hypervisors is refused here: only `validate` and `plan`
-/// (its placement) handle that yet.
+/// A cluster spread over several hypervisors is refused here: the commands that handle it go
+/// through [`hosts::spread`].
 pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
     one_hypervisor(cluster)?;
     match cluster.hypervisor.mode {
@@ -112,23 +114,6 @@ pub fn connect_hosts(cluster: &Cluster) -> Result<Vec<(String, Libvirt)>> {
     .collect()
 }
 
-/// Print where each node goes when the cluster has several hypervisors, read from all of
-/// them (nothing for a cluster on one hypervisor).
-pub fn show_placement(ctx: &mut Ctx, cluster: &Cluster) -> Result<()> {
-    if cluster.hosts.len() < 2 {
-        return Ok(());
-    }
-    let hosts = connect_hosts(cluster)?;
-    let refs: Vec<(&str, &dyn crate::hypervisor::Hypervisor)> = hosts
-        .iter()
-        .map(|(n, lv)| (n.as_str(), lv as &dyn crate::hypervisor::Hypervisor))
-        .collect();
-    let facts = crate::vms::placement_facts(cluster, &refs)?;
-    let placed = crate::placement::place(cluster, &facts)?;
-    print_placement(ctx, cluster, "", &placed);
-    Ok(())
-}
-
 /// `placement over N hypervisors<how>:`, then one indented line per node.
 pub(crate) fn print_placement(
     ctx: &mut Ctx,
@@ -165,15 +150,12 @@ pub fn stamp() -> String {
 /// network namespace ([`crate::net`]); in host mode nothing to do.
 pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
     if cluster.hypervisor.mode != HypervisorMode::Lab {
-        // A remote hypervisor over SSH: its VMs' network is reached through its SSH server.
-        let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-        if let Some(jump) = crate::host::ssh::jump::Jump::from_libvirt_uri(
-            &cluster.hypervisor.uri,
-            std::path::Path::new(&home),
-        ) {
-            crate::net::dial_through(Some(std::sync::Arc::new(move |addr, timeout| {
-                jump.connect(addr, timeout)
-            })));
+        // A remote hypervisor over SSH: its VMs' network is reached through its SSH server;
+        // with several hypervisors, each node through its own.
+        if cluster.hosts.len() > 1 {
+            hosts::reach(cluster, &hosts::spread(cluster)?.views());
+        } else {
+            hosts::reach(cluster, &[cluster]);
         }
         return Ok(());
     }

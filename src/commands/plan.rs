@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::Ctx;
 use super::converge::{Run, converge_resolved, resolve_artifacts, would_download};
-use super::{Ctx, connect, reach_nodes};
 use crate::cli::{OutputFormat, PlanArgs};
-use crate::engine::hv::{HvStep, Hx};
+use crate::engine::hv::HvStep;
 use crate::hypervisor::Hypervisor;
 use crate::{engine, steps};
 
@@ -36,8 +36,6 @@ struct PlanOut {
 pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     super::warn_if_shrunk(ctx, &cluster);
-    super::show_placement(ctx, &cluster)?;
-    super::one_hypervisor(&cluster)?;
     // The one pipeline, dry: its hypervisor steps, then (where the VMs run) its node steps.
     let pipeline = steps::pipeline(false);
     let all = engine::pipeline::declared(&pipeline);
@@ -60,16 +58,23 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
             ),
         );
     }
-    reach_nodes(&cluster)?;
+    // Every hypervisor (the placement read from all of them), each node through its own.
+    let spread = super::hosts::spread(&cluster)?;
+    if !spread.placed.is_empty() {
+        super::print_placement(ctx, &cluster, "", &spread.placed);
+    }
+    super::hosts::reach_all(&cluster, &spread)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
-    let hv = connect(&cluster)?;
     let hv_steps = engine::pipeline::gated(&pipeline);
     let refs: Vec<&dyn HvStep> = hv_steps.iter().map(|s| s.as_ref()).collect();
-    let hx = Hx {
-        cluster: &cluster,
-        hv: Some(&hv),
-    };
-    let hv_report = engine::hv::run(&hx, &refs, true, Default::default(), &mut |_| {})?;
+    let hv_report = engine::hv::run_spread(
+        &cluster,
+        &spread.on_hosts(),
+        &refs,
+        true,
+        Default::default(),
+        &mut |_| {},
+    )?;
     // Changes, and what a step found and leaves alone (a VM's drift) — pending too.
     let lines = |steps: &[StepId]| -> Vec<String> {
         hv_report
@@ -87,12 +92,15 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     let hypervisor_changes = lines(&[StepId::PrepareNetworks, StepId::BuildImage]);
     let pki_changes = lines(&[StepId::GeneratePki]);
     let vm_changes = lines(&[StepId::CreateVms]);
-    let running: Vec<String> = hv
-        .domains()?
-        .into_iter()
-        .filter(|d| d.state == crate::hypervisor::VmState::Running)
-        .map(|d| d.name)
-        .collect();
+    let mut running: Vec<String> = Vec::new();
+    for (_, _, hv) in &spread.hosts {
+        running.extend(
+            hv.domains()?
+                .into_iter()
+                .filter(|d| d.state == crate::hypervisor::VmState::Running)
+                .map(|d| d.name),
+        );
+    }
     let unplanned: Vec<String> = cluster
         .controllers()
         .filter(|n| !running.contains(&n.name))

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{Ctx, connect, reach_nodes};
+use super::Ctx;
 use crate::cli::{CreateVmsArgs, DestroyArgs};
 use crate::spec::{Cluster, HypervisorMode};
 use crate::{lab, vms};
@@ -88,9 +88,20 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
 pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let json = args.output == crate::cli::OutputFormat::Json;
-    reach_nodes(&cluster)?;
-    let hv = connect(&cluster)?;
-    let mut rows = vms::status(&cluster, &hv)?;
+    // Every hypervisor at once, each node through its own.
+    let spread = super::hosts::spread(&cluster)?;
+    super::hosts::reach_all(&cluster, &spread)?;
+    let mut rows = Vec::new();
+    for (r, (name, _, _)) in crate::par::map(&spread.hosts, |(_, view, hv)| vms::status(view, hv))
+        .into_iter()
+        .zip(&spread.hosts)
+    {
+        rows.extend(anyhow::Context::with_context(r, || {
+            format!("hypervisor {name}")
+        })?);
+    }
+    rows.sort_by_key(|r| cluster.nodes.iter().position(|n| n.name == r.node));
+    let spread_over = spread.hosts.len() > 1;
     let api = vms::node_readiness(&cluster);
     if let Ok(ready) = &api {
         // Controllers run no kubelet (as in KTHW): they are not Nodes.
@@ -152,9 +163,25 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         ctx.printer
             .result(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     } else {
+        // The hypervisor's column only where there are several (one host: as it always was).
+        let host = |h: &str| {
+            if spread_over {
+                format!("{h:<12} ")
+            } else {
+                String::new()
+            }
+        };
         let mut text = format!(
-            "{:<20} {:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
-            "NODE", "ROLE", "VM", "CLUSTER-IP", "HYPERVISOR-IP", "SSH", "READY", "UNITS"
+            "{:<20} {}{:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+            "NODE",
+            host("HYPERVISOR"),
+            "ROLE",
+            "VM",
+            "CLUSTER-IP",
+            "HYPERVISOR-IP",
+            "SSH",
+            "READY",
+            "UNITS"
         );
         for r in &rows {
             let units: Vec<String> = r
@@ -171,8 +198,9 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                 })
                 .collect();
             text.push_str(&format!(
-                "{:<20} {:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+                "{:<20} {}{:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
                 r.node,
+                host(&r.hypervisor),
                 r.role,
                 r.vm,
                 r.cluster_ip,

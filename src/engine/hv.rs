@@ -28,7 +28,10 @@ pub const HYPERVISOR: &str = "hypervisor";
 
 /// What hypervisor steps see.
 pub struct Hx<'a> {
+    /// The nodes on this hypervisor (the whole cluster when it has one hypervisor).
     pub cluster: &'a Cluster,
+    /// Every node, whichever hypervisor it is on (what `known_hosts` lists).
+    pub whole: &'a Cluster,
     /// The libvirt connection, for the steps that need one (the PKI does not).
     pub hv: Option<&'a dyn Hypervisor>,
 }
@@ -125,7 +128,7 @@ impl<'a> Gate<'a> {
 }
 
 /// One step on the hypervisor; one file per step under `steps/`.
-pub trait HvStep {
+pub trait HvStep: Sync {
     /// Which step it is.
     fn id(&self) -> StepId;
     /// `verb_noun`, like the node steps (`create_vms`).
@@ -188,6 +191,127 @@ pub fn run(
     Ok(report)
 }
 
+/// One hypervisor of a cluster spread over several: its name, the cluster as it sees it
+/// ([`Cluster::on_host`]) and its connection.
+pub struct OnHost<'a> {
+    pub name: &'a str,
+    pub cluster: &'a Cluster,
+    pub hv: &'a dyn Hypervisor,
+}
+
+/// Run `steps` over every hypervisor of `whole`: a [`Target::Local`] step once, a hypervisor
+/// step on every host at the same time (a VM boots on each while the others boot). Every line
+/// is said with its host's name; a host that fails does not stop the others' step, and the
+/// run ends after that step with the first failure, named by its host. One host: [`run`].
+pub fn run_spread(
+    whole: &Cluster,
+    hosts: &[OnHost],
+    steps: &[&dyn HvStep],
+    dry_run: bool,
+    cancel: Arc<AtomicBool>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    if let [one] = hosts {
+        let hx = Hx {
+            cluster: one.cluster,
+            whole,
+            hv: Some(one.hv),
+        };
+        return run(&hx, steps, dry_run, cancel, say);
+    }
+    let start = Instant::now();
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    for step in steps {
+        let part = if step.target() == Target::Local {
+            let hx = Hx {
+                cluster: whole,
+                whole,
+                hv: None,
+            };
+            run(&hx, &[*step], dry_run, cancel.clone(), say)?
+        } else {
+            on_every_host(whole, hosts, *step, dry_run, &cancel, say)?
+        };
+        report.nodes.extend(part.nodes);
+        if part.interrupted || cancel.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One hypervisor step on every host in parallel; lines arrive as they are said.
+fn on_every_host(
+    whole: &Cluster,
+    hosts: &[OnHost],
+    step: &dyn HvStep,
+    dry_run: bool,
+    cancel: &Arc<AtomicBool>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Report> {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let results: Vec<(String, Result<Report>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let tx = tx.clone();
+                let cancel = cancel.clone();
+                s.spawn(move || {
+                    let hx = Hx {
+                        cluster: h.cluster,
+                        whole,
+                        hv: Some(h.hv),
+                    };
+                    let mut say = |l: &str| {
+                        let _ = tx.send(format!("[{}] {}", h.name, l.trim_start()));
+                    };
+                    let mut r = run(&hx, &[step], dry_run, cancel, &mut say);
+                    if let Ok(r) = &mut r {
+                        for n in &mut r.nodes {
+                            n.node = format!("{HYPERVISOR} {}", h.name);
+                        }
+                    }
+                    (h.name.to_string(), r)
+                })
+            })
+            .collect();
+        drop(tx);
+        for line in rx {
+            say(&line);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a hypervisor's thread panicked"))
+            .collect()
+    });
+    let mut report = Report {
+        dry_run,
+        ..Report::default()
+    };
+    let mut first: Option<anyhow::Error> = None;
+    for (name, r) in results {
+        match r {
+            Ok(r) => {
+                report.nodes.extend(r.nodes);
+                report.interrupted |= r.interrupted;
+            }
+            Err(e) => {
+                say(&format!("[{name}] {}: failed: {e:#}", step.name()));
+                first.get_or_insert(e.context(format!("hypervisor {name}")));
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +352,7 @@ mod tests {
         let c = cluster();
         let hx = Hx {
             cluster: &c,
+            whole: &c,
             hv: None,
         };
         f(&hx, &Touch(tmp.path().join("f")));
@@ -262,5 +387,77 @@ mod tests {
             assert!(format!("{e:#}").contains("interrupted before"), "{e:#}");
             assert!(!step.0.exists());
         });
+    }
+
+    /// Touches a file named after the host whose view it runs on; fails on the host `bad`.
+    struct PerHost(std::path::PathBuf);
+
+    impl HvStep for PerHost {
+        fn id(&self) -> StepId {
+            StepId::Custom("touch_per_host")
+        }
+        fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {
+            let host = &hx.cluster.hosts[0].name;
+            anyhow::ensure!(host != "bad", "this host is broken");
+            assert_eq!(hx.whole.hosts.len(), 3, "the whole cluster is seen too");
+            let p = self.0.join(host);
+            gate.wet(
+                Change::WriteHostFile {
+                    path: p.display().to_string(),
+                    mode: "0644".into(),
+                },
+                || Ok(std::fs::write(&p, b"x")?),
+            )?;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_spread_cluster_runs_each_step_on_every_host_and_one_failing_host_stops_no_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut whole = cluster();
+        let first = whole.hosts[0].clone();
+        let host = |name: &str| crate::spec::Host {
+            name: name.into(),
+            ..first.clone()
+        };
+        whole.hosts = vec![host("hv1"), host("bad"), host("hv2")];
+        let views: Vec<Cluster> = whole
+            .hosts
+            .iter()
+            .map(|h| whole.on_host(h, &[]))
+            .collect();
+        let hv = crate::hypervisor::fake::FakeHypervisor::new();
+        let on: Vec<OnHost> = views
+            .iter()
+            .map(|v| OnHost {
+                name: &v.hosts[0].name,
+                cluster: v,
+                hv: &hv,
+            })
+            .collect();
+        let mut lines = Vec::new();
+        let step = PerHost(tmp.path().to_path_buf());
+        let e = run_spread(&whole, &on, &[&step], false, Default::default(), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap_err();
+        assert_eq!(format!("{e:#}"), "hypervisor bad: this host is broken");
+        assert!(tmp.path().join("hv1").exists() && tmp.path().join("hv2").exists());
+        for want in [
+            format!("[hv1] {}", tmp.path().join("hv1").display()),
+            format!("[hv2] {}", tmp.path().join("hv2").display()),
+            "[bad] touch_per_host: failed: this host is broken".to_string(),
+        ] {
+            assert!(lines.iter().any(|l| l.starts_with(&want)), "{want}: {lines:?}");
+        }
+        // Without the broken host: one report per host, named by it.
+        let ok: Vec<OnHost> = on.into_iter().filter(|h| h.name != "bad").collect();
+        let step = PerHost(tmp.path().join("again"));
+        std::fs::create_dir(&step.0).unwrap();
+        let r = run_spread(&whole, &ok, &[&step], false, Default::default(), &mut |_| {}).unwrap();
+        let mut nodes: Vec<&str> = r.nodes.iter().map(|n| n.node.as_str()).collect();
+        nodes.sort();
+        assert_eq!(nodes, ["hypervisor hv1", "hypervisor hv2"]);
     }
 }

@@ -388,13 +388,18 @@ impl Hypervisor for FakeHypervisor {
 
     fn delete_volume(&self, pool: &str, name: &str) -> Result<()> {
         self.record(format!("delete_volume {pool}/{name}"));
-        self.state
+        let v = self
+            .state
             .lock()
             .unwrap()
             .volumes
             .remove(&(pool.to_string(), name.to_string()))
-            .map(|_| ())
-            .ok_or_else(|| anyhow!("no volume {name}"))
+            .ok_or_else(|| anyhow!("no volume {name}"))?;
+        // Like libvirt's directory pool: the file goes with it.
+        match std::fs::remove_file(&v.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Like libvirt's directory pool: the bytes land in a file of the pool's directory.

@@ -200,6 +200,19 @@ impl Cluster {
         &self.hypervisor.storage_dir
     }
 
+    /// The cluster as one of its hypervisors sees it: that host's URI, pool and directory, and
+    /// only the nodes placed there (`nodes`, in the file's order). The code that makes, reads
+    /// and removes VMs works on one libvirt connection; a spread cluster runs it once per view.
+    pub fn on_host(&self, host: &Host, nodes: &[&str]) -> Cluster {
+        let mut view = self.clone();
+        view.hypervisor.uri = host.uri.clone();
+        view.hypervisor.storage_pool = host.storage_pool.clone();
+        view.hypervisor.storage_dir = host.storage_dir.clone();
+        view.nodes.retain(|n| nodes.contains(&n.name.as_str()));
+        view.hosts = vec![host.clone()];
+        view
+    }
+
     /// `known_hosts` with every VM's pinned SSH host key.
     pub fn known_hosts(&self) -> PathBuf {
         self.cluster_dir().join("ssh").join("known_hosts")

@@ -47,7 +47,8 @@ impl HvStep for CreateVms {
         if gate.dry_run() {
             return Ok(());
         }
-        for n in vms::write_known_hosts(c)? {
+        // Every node's line, whichever hypervisor it is on.
+        for n in vms::write_known_hosts(hx.whole)? {
             gate.say(&format!(
                 "create-vms: the known_hosts line of {n} did not match its pinned key; rewritten from the pin store ({})",
                 c.known_hosts().display()

@@ -20,7 +20,22 @@ impl HvStep for DestroyVms {
 
     fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {
         let hv = hx.hv()?;
-        let removed = vms::destroy(hx.cluster, hv, &self.only, gate)?;
+        // On one of several hypervisors: the named nodes that are there.
+        let only: Vec<String> = if self.only.is_empty() || hx.whole.hosts.len() < 2 {
+            self.only.clone()
+        } else {
+            let here: Vec<String> = self
+                .only
+                .iter()
+                .filter(|n| hx.cluster.node(n).is_some())
+                .cloned()
+                .collect();
+            if here.is_empty() {
+                return Ok(());
+            }
+            here
+        };
+        let removed = vms::destroy(hx.cluster, hv, &only, gate)?;
         if !gate.dry_run() {
             gate.say(&format!(
                 "destroy: removed {} VM(s) on {}: {}",

@@ -21,6 +21,7 @@ use crate::vms::tests::setup;
 fn run(c: &Cluster, hv: &FakeHypervisor, step: &dyn HvStep, dry_run: bool) -> Result<Report> {
     let hx = Hx {
         cluster: c,
+        whole: c,
         hv: Some(hv),
     };
     hv::run(&hx, &[step], dry_run, Default::default(), &mut |_| {})

@@ -23,9 +23,9 @@ pub fn ensure_infra(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gate) -> 
             nets.bridge.clone(),
             nets.cluster,
         )),
-        // A remote host's bridges are not visible here: libvirt names a missing one when the
-        // first VM starts.
-        ClusterNetMode::Bridged if remote => {}
+        // A remote host's bridges are not visible here (nor has libvirt's test driver any):
+        // libvirt names a missing one when the first VM starts.
+        ClusterNetMode::Bridged if remote || !cluster.hypervisor.uri.starts_with("qemu") => {}
         ClusterNetMode::Bridged => {
             if !Path::new("/sys/class/net")
                 .join(&nets.bridge)

@@ -26,7 +26,9 @@ pub(crate) fn remove_vm(cluster: &Cluster, hv: &dyn Hypervisor, name: &str) -> R
     }
     let pool = &cluster.hypervisor.storage_pool;
     if hv.pool(pool)?.is_some() {
-        // Its disk, every layer of its snapshots, what it read at boot.
+        // Its disk, every layer of its snapshots, what it read at boot, its console log (a
+        // file qemu wrote there: the pool knows it once refreshed).
+        hv.refresh_pool(pool)?;
         let mut files = hypervisor::identity_volumes(name).to_vec();
         files.push(hypervisor::console_volume(name));
         for v in hv.volumes(pool)? {
@@ -310,6 +312,14 @@ pub fn converge_autostart(cluster: &Cluster, hv: &dyn Hypervisor, gate: &mut Gat
     Ok(())
 }
 
+/// A removal that found nothing (another hypervisor's thread of the same `destroy` was first).
+fn gone(r: std::io::Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Remove the named VMs (all of the cluster's if empty) and their disks. Foreign domains are refused.
 pub fn destroy(
     cluster: &Cluster,
@@ -359,7 +369,7 @@ pub fn destroy(
                 path: snaps.display().to_string(),
                 what: "the cluster's snapshot records (their disk layers went with the VMs)".into(),
             },
-            || Ok(std::fs::remove_dir_all(&snaps)?),
+            || gone(std::fs::remove_dir_all(&snaps)),
         )?;
     }
     if only.is_empty() && cluster.known_hosts().exists() {
@@ -370,7 +380,7 @@ pub fn destroy(
                 what: String::new(),
             },
             || {
-                std::fs::remove_file(&path)?;
+                gone(std::fs::remove_file(&path))?;
                 let _ = std::fs::remove_dir(cluster.cluster_dir().join("vms"));
                 Ok(())
             },

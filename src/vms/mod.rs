@@ -71,6 +71,8 @@ pub fn pinned_key(cluster: &Cluster, node: &str) -> Result<PublicKey> {
 /// `known_hosts`, rewritten from the pin store. Returns the nodes whose line there differed
 /// from their pin (tampered or stale), so the caller can say so.
 pub fn write_known_hosts(cluster: &Cluster) -> Result<Vec<String>> {
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let mut text = String::new();
     for n in &cluster.nodes {
         let Ok(key) = pinned_key(cluster, &n.name) else {

@@ -6,6 +6,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NodeStatus {
     pub node: String,
+    /// The hypervisor its VM is on (`default` for a cluster on one).
+    pub hypervisor: String,
     pub role: String,
     pub vm: String,
     pub cluster_ip: String,
@@ -160,6 +162,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                 .map(|kc| own_api_server(cluster, n, kc));
             Ok(NodeStatus {
                 node: n.name.clone(),
+                hypervisor: cluster.hosts[0].name.clone(),
                 role: n.role.to_string(),
                 vm,
                 cluster_ip: n.cluster_ip.to_string(),

@@ -6,6 +6,7 @@ use super::*;
 fn unhealthy_names_each_node_and_its_problem() {
     let row = |node: &str, role: &str, vm: &str, ssh: &str| NodeStatus {
         node: node.into(),
+        hypervisor: "default".into(),
         role: role.into(),
         vm: vm.into(),
         cluster_ip: String::new(),
@@ -65,6 +66,7 @@ fn unhealthy_names_each_node_and_its_problem() {
 fn exactly_one_controller_holds_the_virtual_ip() {
     let row = |node: &str, holds_vip: Option<bool>| NodeStatus {
         node: node.into(),
+        hypervisor: "default".into(),
         role: "controller".into(),
         vm: "running".into(),
         cluster_ip: String::new(),

@@ -1,0 +1,137 @@
+//! A cluster's hypervisors as the commands use them: connected, with the nodes placed on each
+//! ([`crate::placement`]), and each one's view of the cluster ([`Cluster::on_host`]). A cluster
+//! on one hypervisor is one view of the whole cluster (the lab's daemon in lab mode).
+
+use anyhow::Result;
+
+use crate::engine::hv::OnHost;
+use crate::hypervisor::Hypervisor;
+use crate::hypervisor::libvirt::Libvirt;
+use crate::placement::Placed;
+use crate::spec::Cluster;
+
+/// Every hypervisor of a cluster, connected.
+pub struct Spread {
+    /// (host name, the nodes there as a cluster, its connection), in the file's order.
+    pub hosts: Vec<(String, Cluster, Libvirt)>,
+    /// Where each node is (empty for a cluster on one hypervisor).
+    pub placed: Vec<Placed>,
+}
+
+impl Spread {
+    /// The views for [`crate::engine::hv::run_spread`].
+    pub fn on_hosts(&self) -> Vec<OnHost<'_>> {
+        self.hosts
+            .iter()
+            .map(|(name, cluster, hv)| OnHost {
+                name,
+                cluster,
+                hv: hv as &dyn Hypervisor,
+            })
+            .collect()
+    }
+
+    /// Each hypervisor's view of the cluster.
+    pub fn views(&self) -> Vec<&Cluster> {
+        self.hosts.iter().map(|(_, c, _)| c).collect()
+    }
+
+    /// The hypervisor `node`'s VM is (or will be) on.
+    pub fn host_of(&self, node: &str) -> Option<&str> {
+        self.hosts
+            .iter()
+            .find(|(_, c, _)| c.node(node).is_some())
+            .map(|(name, _, _)| name.as_str())
+    }
+}
+
+/// Connect to every hypervisor of `cluster` (in parallel) and place its nodes: an existing VM
+/// where libvirt has it, the others by the placement rules.
+pub fn spread(cluster: &Cluster) -> Result<Spread> {
+    if cluster.hosts.len() < 2 {
+        return Ok(Spread {
+            hosts: vec![(
+                cluster.hosts[0].name.clone(),
+                cluster.clone(),
+                super::connect(cluster)?,
+            )],
+            placed: Vec::new(),
+        });
+    }
+    let connected = super::connect_hosts(cluster)?;
+    let refs: Vec<(&str, &dyn Hypervisor)> = connected
+        .iter()
+        .map(|(n, lv)| (n.as_str(), lv as &dyn Hypervisor))
+        .collect();
+    let facts = crate::vms::placement_facts(cluster, &refs)?;
+    let placed = crate::placement::place(cluster, &facts)?;
+    let hosts = connected
+        .into_iter()
+        .map(|(name, lv)| {
+            let host = cluster
+                .hosts
+                .iter()
+                .find(|h| h.name == name)
+                .expect("connected from the list");
+            let nodes: Vec<&str> = placed
+                .iter()
+                .filter(|p| p.host == name)
+                .map(|p| p.node.as_str())
+                .collect();
+            (name.clone(), cluster.on_host(host, &nodes), lv)
+        })
+        .collect();
+    Ok(Spread { hosts, placed })
+}
+
+/// [`super::reach_nodes`] for a cluster whose hypervisors are connected already.
+pub fn reach_all(cluster: &Cluster, spread: &Spread) -> Result<()> {
+    match cluster.hypervisor.mode {
+        crate::spec::HypervisorMode::Lab => super::reach_nodes(cluster),
+        crate::spec::HypervisorMode::Host => {
+            reach(cluster, &spread.views());
+            Ok(())
+        }
+    }
+}
+
+/// Make every node reachable from this process through its own hypervisor: a node on a
+/// `qemu+ssh://` host through that host's SSH server ([`crate::host::ssh::jump`]), a node on a
+/// local one directly. An address that is no node's (a virtual IP, a load balancer) goes the
+/// way of the first hypervisor's nodes: the cluster network must reach it from there.
+pub fn reach(cluster: &Cluster, views: &[&Cluster]) {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use crate::host::ssh::jump::Jump;
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    let jumps: Vec<Option<Arc<Jump>>> = views
+        .iter()
+        .map(|view| {
+            Jump::from_libvirt_uri(&view.hypervisor.uri, std::path::Path::new(&home)).map(Arc::new)
+        })
+        .collect();
+    if jumps.iter().all(Option::is_none) {
+        return;
+    }
+    let mut routes: HashMap<IpAddr, Option<Arc<Jump>>> = HashMap::new();
+    for (view, jump) in views.iter().zip(&jumps) {
+        for n in &view.nodes {
+            routes.insert(n.hypervisor_ip.into(), jump.clone());
+            routes.insert(n.cluster_ip.into(), jump.clone());
+        }
+    }
+    let first = jumps[0].clone();
+    tracing::debug!(
+        cluster = %cluster.name,
+        routes = routes.len(),
+        "nodes reached through their hypervisors"
+    );
+    crate::net::dial_through(Some(Arc::new(move |addr, timeout| {
+        match routes.get(&addr.ip()).unwrap_or(&first) {
+            Some(jump) => jump.connect(addr, timeout),
+            None => crate::net::connect_here(addr, timeout),
+        }
+    })));
+}

@@ -88,26 +88,118 @@ pub fn in_namespace<T: Send>(ns: &Path, f: impl FnOnce() -> T + Send) -> io::Res
 }
 
 /// For ureq: its own TCP connector, run in the namespace chosen by [`dial_inside`] (TLS is
-/// chained after it), so timeouts and shutdown behave exactly as ureq's.
+/// chained after it), so timeouts and shutdown behave exactly as ureq's; through the dialer of
+/// [`dial_through`] when one is set (a node behind a remote hypervisor's jump).
 #[derive(Debug, Default)]
 pub struct Connector;
 
 impl ureq::unversioned::transport::Connector<()> for Connector {
-    type Out =
-        <ureq::unversioned::transport::TcpConnector as ureq::unversioned::transport::Connector<
-            (),
-        >>::Out;
+    type Out = ureq::unversioned::transport::Either<
+        (),
+        ureq::unversioned::transport::Either<
+            <ureq::unversioned::transport::TcpConnector as ureq::unversioned::transport::Connector<
+                (),
+            >>::Out,
+            Dialed,
+        >,
+    >;
 
     fn connect(
         &self,
         details: &ureq::unversioned::transport::ConnectionDetails,
         chained: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        use ureq::unversioned::transport::TcpConnector;
-        match namespace() {
-            None => TcpConnector::default().connect(details, chained),
-            Some(ns) => in_namespace(&ns, || TcpConnector::default().connect(details, chained))?,
+        use ureq::unversioned::transport::{Either, LazyBuffers, TcpConnector};
+        // Through the dialer (a remote hypervisor's jump) when one is set, like every other
+        // connection to a node; ureq's own connector otherwise.
+        let dialer = DIALER.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let (Some(dial), None) = (dialer, &chained) {
+            use ureq::unversioned::transport::time::Duration as UreqDuration;
+            let timeout = match details.timeout.after {
+                UreqDuration::Exact(d) => d.min(Duration::from_secs(30)),
+                UreqDuration::NotHappening => Duration::from_secs(30),
+            };
+            let mut last = io::Error::other("no address to connect to");
+            for addr in details.addrs.iter() {
+                match dial(addr, timeout) {
+                    Ok(stream) => {
+                        let config = details.config;
+                        let buffers = LazyBuffers::new(
+                            config.input_buffer_size(),
+                            config.output_buffer_size(),
+                        );
+                        return Ok(Some(Either::B(Either::B(Dialed { stream, buffers }))));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            return Err(ureq::Error::Io(last));
         }
+        let tcp = match namespace() {
+            None => TcpConnector::default().connect(details, chained)?,
+            Some(ns) => in_namespace(&ns, || TcpConnector::default().connect(details, chained))??,
+        };
+        Ok(tcp.map(|t| Either::B(Either::A(t))))
+    }
+}
+
+/// A connection the dialer opened, as a ureq transport (ureq keeps its own TCP transport to
+/// itself): reads and writes with ureq's timeouts.
+#[derive(Debug)]
+pub struct Dialed {
+    stream: TcpStream,
+    buffers: ureq::unversioned::transport::LazyBuffers,
+}
+
+impl ureq::unversioned::transport::Transport for Dialed {
+    fn buffers(&mut self) -> &mut dyn ureq::unversioned::transport::Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(
+        &mut self,
+        amount: usize,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<(), ureq::Error> {
+        use std::io::Write;
+        let timeout = timeout.for_write();
+        self.stream
+            .set_write_timeout(timeout.not_zero().map(|t| *t))?;
+        let output = &ureq::unversioned::transport::Buffers::output(&mut self.buffers)[..amount];
+        (&self.stream)
+            .write_all(output)
+            .map_err(|e| timed_out(e, timeout.reason))
+    }
+
+    fn await_input(
+        &mut self,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<bool, ureq::Error> {
+        use std::io::Read;
+        use ureq::unversioned::transport::Buffers;
+        let timeout = timeout.for_read();
+        self.stream.set_read_timeout(timeout.not_zero().map(|t| *t))?;
+        let n = (&self.stream)
+            .read(self.buffers.input_append_buf())
+            .map_err(|e| timed_out(e, timeout.reason))?;
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        // Open while a read would block; closed at EOF or on an error.
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let open = matches!(self.stream.peek(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).is_ok() && open
+    }
+}
+
+fn timed_out(e: io::Error, reason: ureq::Timeout) -> ureq::Error {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        _ => ureq::Error::Io(e),
     }
 }
 
@@ -183,5 +275,38 @@ mod tests {
         server.join().unwrap();
         assert_eq!(got, "inside");
         assert!(connect_in(None, &addr, two).is_err());
+    }
+
+    /// The API client's connections go through the dialer too: a request to an address only
+    /// the dialer knows (a documentation address, never contacted) is answered by the loopback
+    /// server the dialer leads to; every other address is dialled as before.
+    #[test]
+    fn http_requests_go_through_the_dialer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /readyz "));
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .unwrap();
+        });
+        let behind: SocketAddr = "192.0.2.10:6443".parse().unwrap();
+        dial_through(Some(std::sync::Arc::new(move |addr, timeout| {
+            if *addr == behind {
+                connect_here(&local, timeout)
+            } else {
+                connect_here(addr, timeout)
+            }
+        })));
+        let agent = agent(ureq::config::Config::builder().http_status_as_error(false).build());
+        let body = agent
+            .get("http://192.0.2.10:6443/readyz")
+            .call()
+            .map(|mut r| r.body_mut().read_to_string().unwrap());
+        dial_through(None);
+        server.join().unwrap();
+        assert_eq!(body.unwrap(), "ok");
     }
 }

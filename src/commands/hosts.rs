@@ -35,14 +35,6 @@ impl Spread {
     pub fn views(&self) -> Vec<&Cluster> {
         self.hosts.iter().map(|(_, c, _)| c).collect()
     }
-
-    /// The hypervisor `node`'s VM is (or will be) on.
-    pub fn host_of(&self, node: &str) -> Option<&str> {
-        self.hosts
-            .iter()
-            .find(|(_, c, _)| c.node(node).is_some())
-            .map(|(name, _, _)| name.as_str())
-    }
 }
 
 /// Connect to every hypervisor of `cluster` (in parallel) and place its nodes: an existing VM

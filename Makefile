@@ -99,6 +99,7 @@ bench: bench-deps artifacts
 	bench/cnc.sh
 	bench/create-vms.sh
 	bench/remote-hypervisor.sh
+	bench/two-hypervisors.sh
 	bench/converge.sh
 	bench/up.sh
 	bench/snapshot.sh

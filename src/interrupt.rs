@@ -26,6 +26,7 @@ pub fn flag() -> Arc<AtomicBool> {
                         );
                     } else {
                         tracing::warn!("interrupted");
+                        crate::host::ssh::jump::close_all();
                         std::process::exit(130);
                     }
                 }

@@ -47,5 +47,9 @@ fn main() -> ExitCode {
         .with(file)
         .init();
     let env = |k: &str| std::env::var(k).ok();
-    ExitCode::from(kubicluster::app::run(cli, &mut Printer::default(), &env))
+    let code = kubicluster::app::run(cli, &mut Printer::default(), &env);
+    // Connections through a remote hypervisor's SSH server end before the C libraries'
+    // exit handlers run.
+    kubicluster::host::ssh::jump::close_all();
+    ExitCode::from(code)
 }

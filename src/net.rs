@@ -178,7 +178,8 @@ impl ureq::unversioned::transport::Transport for Dialed {
         use std::io::Read;
         use ureq::unversioned::transport::Buffers;
         let timeout = timeout.for_read();
-        self.stream.set_read_timeout(timeout.not_zero().map(|t| *t))?;
+        self.stream
+            .set_read_timeout(timeout.not_zero().map(|t| *t))?;
         let n = (&self.stream)
             .read(self.buffers.input_append_buf())
             .map_err(|e| timed_out(e, timeout.reason))?;
@@ -300,7 +301,11 @@ mod tests {
                 connect_here(addr, timeout)
             }
         })));
-        let agent = agent(ureq::config::Config::builder().http_status_as_error(false).build());
+        let agent = agent(
+            ureq::config::Config::builder()
+                .http_status_as_error(false)
+                .build(),
+        );
         let body = agent
             .get("http://192.0.2.10:6443/readyz")
             .call()

@@ -1472,12 +1472,33 @@ spec:
     );
     assert_eq!(row("kubi-worker-02")[1..4], ["hv2", "worker", "running"]);
     // A command that acts on one libvirt connection yet says so.
-    let o = kubicluster(tmp.path(), &["stop", "-f", f]);
+    let o = kubicluster(tmp.path(), &["remove", "kubi-worker-02", "-f", f]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this command works on one hypervisor only yet")
-            && err.contains("\nhelp: up, create-vms, status, destroy and plan handle several"),
+            && err.contains("\nhelp: up, create-vms, status, destroy, plan, stop and start handle several"),
+        "{err}"
+    );
+    // stop asks every host for its own VMs, workers first: with every VM there (hv1 now holds
+    // the other two), each is named with its host.
+    let vm_on = |name: &str| vm.replace("kubi-worker-02", name);
+    std::fs::write(
+        tmp.path().join("hv1.xml"),
+        node_xml(
+            8192,
+            &format!("{}{}", vm_on("kubi-controller-01"), vm_on("kubi-worker-01")),
+        ),
+    )
+    .unwrap();
+    let o = kubicluster(tmp.path(), &["stop", "-f", f, "--dry-run"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let at = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s}: {err}"));
+    assert!(
+        at("[hv1] kubi-worker-01: shut down") < at("[hv2] kubi-worker-02: shut down")
+            && at("[hv2] kubi-worker-02: shut down") < at("stop: controllers")
+            && at("stop: controllers") < at("[hv1] kubi-controller-01: shut down"),
         "{err}"
     );
     // A node that cannot fit is refused by validate, before any hypervisor is asked.

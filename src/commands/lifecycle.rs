@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, connect, gate, reach_nodes};
+use super::Ctx;
 use crate::cli::{StartArgs, StopArgs};
-use crate::hypervisor::Hypervisor;
 use crate::spec::{Cluster, Role};
 use crate::vms;
 
@@ -24,30 +23,36 @@ fn names(cluster: &Cluster, role: Role) -> Vec<String> {
 
 pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    let hv = connect(&cluster)?;
+    let spread = super::hosts::spread(&cluster)?;
     let _lock = super::lock(&cluster)?;
     let t = Instant::now();
     let timeout = Duration::from_secs(args.timeout);
     let mut down = 0;
     for (role, group) in [(Role::Worker, "workers"), (Role::Controller, "controllers")] {
-        let names = names(&cluster, role);
-        if names.is_empty() {
+        if names(&cluster, role).is_empty() {
             continue;
         }
         ctx.printer.status(&format!("stop: {group}"));
-        let stopped = vms::shutdown(
-            &cluster,
-            &hv,
-            &names,
-            timeout,
-            args.force,
-            &mut gate(ctx, args.dry_run),
-        )?;
-        for (name, how) in stopped {
-            if how != vms::Stopped::AlreadyOff {
-                down += 1;
+        for h in spread.on_hosts() {
+            let names = names(h.cluster, role);
+            if names.is_empty() {
+                continue;
             }
-            ctx.printer.status(&format!("  {name}: {}", how.what()));
+            let tag = tag(&spread, h.name);
+            let stopped = vms::shutdown(
+                h.cluster,
+                h.hv,
+                &names,
+                timeout,
+                args.force,
+                &mut host_gate(ctx, args.dry_run, &tag),
+            )?;
+            for (name, how) in stopped {
+                if how != vms::Stopped::AlreadyOff {
+                    down += 1;
+                }
+                ctx.printer.status(&format!("  {tag}{name}: {}", how.what()));
+            }
         }
     }
     if args.dry_run {
@@ -61,16 +66,34 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
     Ok(())
 }
 
+/// `[hv2] ` before a line about a node of a spread cluster (nothing on one hypervisor).
+fn tag(spread: &super::hosts::Spread, host: &str) -> String {
+    if spread.placed.is_empty() {
+        String::new()
+    } else {
+        format!("[{host}] ")
+    }
+}
+
+/// A gate whose lines say the host first.
+fn host_gate<'a>(ctx: &'a mut Ctx, dry_run: bool, tag: &str) -> crate::engine::hv::Gate<'a> {
+    let printer = &mut *ctx.printer;
+    let tag = tag.to_string();
+    crate::engine::hv::Gate::new(dry_run, move |l| {
+        printer.status(&format!("  {tag}{}", l.trim_start()))
+    })
+}
+
 pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
-    let hv = connect(&cluster)?;
-    reach_nodes(&cluster)?;
+    let spread = super::hosts::spread(&cluster)?;
+    super::hosts::reach_all(&cluster, &spread)?;
     let _lock = super::lock(&cluster)?;
     let t = Instant::now();
     let stages = bring_up(
         ctx,
         &cluster,
-        &hv,
+        &spread,
         Duration::from_secs(args.timeout),
         args.dry_run,
     )?;
@@ -95,7 +118,7 @@ pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
 pub(super) fn bring_up(
     ctx: &mut Ctx,
     cluster: &Cluster,
-    hv: &dyn Hypervisor,
+    spread: &super::hosts::Spread,
     timeout: Duration,
     dry_run: bool,
 ) -> Result<Vec<String>> {
@@ -106,22 +129,35 @@ pub(super) fn bring_up(
     let api = crate::kubeapi::Client::admin(cluster)?;
     let mut stages = Vec::new();
     for (role, group) in [(Role::Controller, "controllers"), (Role::Worker, "workers")] {
-        let names = names(cluster, role);
-        if names.is_empty() {
+        if names(cluster, role).is_empty() {
             continue;
         }
         ctx.printer.status(&format!("start: {group}"));
-        vms::power_on(cluster, hv, &names, &mut gate(ctx, dry_run))?;
+        // The group's VMs on every host first, then the waits (they boot meanwhile).
+        for h in spread.on_hosts() {
+            let names = names(h.cluster, role);
+            if !names.is_empty() {
+                let tag = tag(spread, h.name);
+                vms::power_on(h.cluster, h.hv, &names, &mut host_gate(ctx, dry_run, &tag))?;
+            }
+        }
         if dry_run {
             continue;
         }
         // Every VM of the group, not only those started here: libvirt may have started some
         // (autostart, after the host rebooted) that have not finished booting.
-        for (name, took) in vms::wait_all(cluster, hv, &names)? {
-            ctx.printer.status(&format!(
-                "  {name}: SSH answers with its pinned key ({} s)",
-                took.as_secs()
-            ));
+        for h in spread.on_hosts() {
+            let names = names(h.cluster, role);
+            if names.is_empty() {
+                continue;
+            }
+            let tag = tag(spread, h.name);
+            for (name, took) in vms::wait_all(h.cluster, h.hv, &names)? {
+                ctx.printer.status(&format!(
+                    "  {tag}{name}: SSH answers with its pinned key ({} s)",
+                    took.as_secs()
+                ));
+            }
         }
         stages.push(format!("{group} booted {:.0} s", t.elapsed().as_secs_f64()));
         let Some(api) = &api else {

@@ -253,7 +253,9 @@ fn revert(
         .hint("put the node back in the cluster file to revert to this snapshot")
         .into());
     }
-    let hv = connect(&cluster)?;
+    super::one_hypervisor(&cluster)?;
+    let spread = super::hosts::spread(&cluster)?;
+    let hv = &spread.hosts[0].2;
     let pool = &cluster.hypervisor.storage_pool;
     hv.refresh_pool(pool)?;
     let have: Vec<PathBuf> = hv.volumes(pool)?.into_iter().map(|v| v.path).collect();
@@ -285,7 +287,7 @@ fn revert(
     };
     if !dry_run {
         let mut before: BTreeMap<String, PathBuf> = pending.map(|p| p.before).unwrap_or_default();
-        for (d, disk) in vms::snapshot::current_disks(&cluster, &hv)? {
+        for (d, disk) in vms::snapshot::current_disks(&cluster, hv)? {
             before.entry(d.name).or_insert(disk);
         }
         snapshots::begin_revert(
@@ -297,8 +299,8 @@ fn revert(
             },
         )?;
     }
-    vms::snapshot::revert_disks(&cluster, &hv, &m.layers, &stamp, &mut gate(ctx, dry_run))?;
-    let stages = super::lifecycle::bring_up(ctx, &cluster, &hv, timeout, dry_run)?;
+    vms::snapshot::revert_disks(&cluster, hv, &m.layers, &stamp, &mut gate(ctx, dry_run))?;
+    let stages = super::lifecycle::bring_up(ctx, &cluster, &spread, timeout, dry_run)?;
     if dry_run {
         ctx.printer
             .status("snapshot revert: dry run, nothing changed");
@@ -306,7 +308,7 @@ fn revert(
     }
     snapshots::end_revert(&cluster)?;
     let needed = snapshots::needed_layers(&cluster, None)?;
-    let freed = vms::snapshot::collect_garbage(&cluster, &hv, &needed, &mut gate(ctx, false))?;
+    let freed = vms::snapshot::collect_garbage(&cluster, hv, &needed, &mut gate(ctx, false))?;
     ctx.printer.status(&format!(
         "snapshot revert: cluster {} is at {name} ({}) again in {:.0} s ({}); {} disk layer(s) of before deleted",
         cluster.name,

@@ -422,11 +422,7 @@ mod tests {
             ..first.clone()
         };
         whole.hosts = vec![host("hv1"), host("bad"), host("hv2")];
-        let views: Vec<Cluster> = whole
-            .hosts
-            .iter()
-            .map(|h| whole.on_host(h, &[]))
-            .collect();
+        let views: Vec<Cluster> = whole.hosts.iter().map(|h| whole.on_host(h, &[])).collect();
         let hv = crate::hypervisor::fake::FakeHypervisor::new();
         let on: Vec<OnHost> = views
             .iter()
@@ -449,13 +445,24 @@ mod tests {
             format!("[hv2] {}", tmp.path().join("hv2").display()),
             "[bad] touch_per_host: failed: this host is broken".to_string(),
         ] {
-            assert!(lines.iter().any(|l| l.starts_with(&want)), "{want}: {lines:?}");
+            assert!(
+                lines.iter().any(|l| l.starts_with(&want)),
+                "{want}: {lines:?}"
+            );
         }
         // Without the broken host: one report per host, named by it.
         let ok: Vec<OnHost> = on.into_iter().filter(|h| h.name != "bad").collect();
         let step = PerHost(tmp.path().join("again"));
         std::fs::create_dir(&step.0).unwrap();
-        let r = run_spread(&whole, &ok, &[&step], false, Default::default(), &mut |_| {}).unwrap();
+        let r = run_spread(
+            &whole,
+            &ok,
+            &[&step],
+            false,
+            Default::default(),
+            &mut |_| {},
+        )
+        .unwrap();
         let mut nodes: Vec<&str> = r.nodes.iter().map(|n| n.node.as_str()).collect();
         nodes.sort();
         assert_eq!(nodes, ["hypervisor hv1", "hypervisor hv2"]);

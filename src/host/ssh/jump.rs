@@ -146,10 +146,29 @@ impl Jump {
                 io::Error::other(format!("{to} through jump host {}: {e}", self.describe()))
             })?;
         let (mine, theirs) = loopback_pair()?;
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("jump-{to}"))
             .spawn(move || relay(session, channel, theirs))?;
+        let mut relays = RELAYS.lock().unwrap_or_else(|e| e.into_inner());
+        relays.retain(|h| !h.is_finished());
+        relays.push(handle);
         Ok(mine)
+    }
+}
+
+/// The relays' threads, and the word that ends them.
+static RELAYS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+static CLOSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// End every relay and wait for its thread, before the process exits: a relay still inside
+/// libssh2 while the C library's exit handlers free its state crashes the process (seen as a
+/// segfault after `up` had printed its last line, with pooled API connections still open).
+pub fn close_all() {
+    CLOSING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relays = std::mem::take(&mut *RELAYS.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in relays {
+        let _ = h.join();
     }
 }
 
@@ -221,6 +240,9 @@ fn relay(session: ssh2::Session, mut channel: ssh2::Channel, mut local: TcpStrea
     let mut eof_sent = false;
     let mut buf = vec![0u8; 64 * 1024];
     while let Ok((moved_up, zero)) = up.pump(&mut local, &mut channel, &mut buf) {
+        if CLOSING.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
         up.ended |= zero; // a socket's read of 0 is its end
         if up.drained() && !eof_sent {
             match channel.send_eof() {

@@ -1454,14 +1454,7 @@ spec:
     let o = kubicluster(tmp.path(), &["status", "-f", f]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let out = stdout(&o);
-    let row = |node: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(node))
-            .unwrap_or_else(|| panic!("{node}: {out}"))
-            .split_whitespace()
-            .map(String::from)
-            .collect()
-    };
+    let row = |node: &str| status_row(&out, node);
     assert!(
         out.starts_with("NODE                 HYPERVISOR   ROLE"),
         "{out}"

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::lab::*;
-use common::sshd_files;
+use common::{sshd_files, status_row};
 use kubicluster::hypervisor::Hypervisor;
 use kubicluster::spec;
 
@@ -549,14 +549,7 @@ spec:
     let o = run(&["status"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    let row = |node: &str| -> Vec<String> {
-        out.lines()
-            .find(|l| l.starts_with(node))
-            .unwrap_or_else(|| panic!("{node}: {out}"))
-            .split_whitespace()
-            .map(String::from)
-            .collect()
-    };
+    let row = |node: &str| status_row(&out, node);
     assert_eq!(
         row("kubi-controller-01")[1..4],
         ["hv1", "controller", "running"]

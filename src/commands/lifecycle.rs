@@ -51,7 +51,8 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
                 if how != vms::Stopped::AlreadyOff {
                     down += 1;
                 }
-                ctx.printer.status(&format!("  {tag}{name}: {}", how.what()));
+                ctx.printer
+                    .status(&format!("  {tag}{name}: {}", how.what()));
             }
         }
     }

@@ -316,6 +316,18 @@ fn on_every_host(
 mod tests {
     use super::*;
 
+    /// Write `p` through the gate.
+    fn touch(gate: &mut Gate, p: &std::path::Path) -> Result<()> {
+        gate.wet(
+            Change::WriteHostFile {
+                path: p.display().to_string(),
+                mode: "0644".into(),
+            },
+            || Ok(std::fs::write(p, b"x")?),
+        )?;
+        Ok(())
+    }
+
     /// A step shaped like the real ones: one object that may need creating, through the gate.
     struct Touch(std::path::PathBuf);
 
@@ -325,14 +337,7 @@ mod tests {
         }
         fn run(&self, _hx: &Hx, gate: &mut Gate) -> Result<()> {
             if !self.0.exists() {
-                let p = self.0.clone();
-                gate.wet(
-                    Change::WriteHostFile {
-                        path: p.display().to_string(),
-                        mode: "0644".into(),
-                    },
-                    || Ok(std::fs::write(&p, b"x")?),
-                )?;
+                touch(gate, &self.0)?;
             } else {
                 gate.say("up to date");
             }
@@ -400,15 +405,7 @@ mod tests {
             let host = &hx.cluster.hosts[0].name;
             anyhow::ensure!(host != "bad", "this host is broken");
             assert_eq!(hx.whole.hosts.len(), 3, "the whole cluster is seen too");
-            let p = self.0.join(host);
-            gate.wet(
-                Change::WriteHostFile {
-                    path: p.display().to_string(),
-                    mode: "0644".into(),
-                },
-                || Ok(std::fs::write(&p, b"x")?),
-            )?;
-            Ok(())
+            touch(gate, &self.0.join(host))
         }
     }
 

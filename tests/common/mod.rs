@@ -44,6 +44,16 @@ pub fn sshd_files(
     host.public_key().clone()
 }
 
+/// The words of `status`'s row for `node` (panics, with the output, when there is none).
+pub fn status_row(out: &str, node: &str) -> Vec<String> {
+    out.lines()
+        .find(|l| l.starts_with(node))
+        .unwrap_or_else(|| panic!("{node}: {out}"))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 pub fn no_env(_: &str) -> Option<String> {
     None
 }

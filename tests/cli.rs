@@ -1465,12 +1465,12 @@ spec:
     );
     assert_eq!(row("kubi-worker-02")[1..4], ["hv2", "worker", "running"]);
     // A command that acts on one libvirt connection yet says so.
-    let o = kubicluster(tmp.path(), &["remove", "kubi-worker-02", "-f", f]);
+    let o = kubicluster(tmp.path(), &["snapshot", "create", "s1", "-f", f]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this command works on one hypervisor only yet")
-            && err.contains("\nhelp: up, create-vms, status, destroy, plan, stop and start handle several"),
+            && err.contains("\nhelp: up, create-vms, status, destroy, plan, stop, start, remove and list handle several"),
         "{err}"
     );
     // stop asks every host for its own VMs, workers first: with every VM there (hv1 now holds
@@ -1492,6 +1492,22 @@ spec:
         at("[hv1] kubi-worker-01: shut down") < at("[hv2] kubi-worker-02: shut down")
             && at("[hv2] kubi-worker-02: shut down") < at("stop: controllers")
             && at("stop: controllers") < at("[hv1] kubi-controller-01: shut down"),
+        "{err}"
+    );
+    // list reads every host (a cluster `up` remembered: its file in the work dir).
+    let dir = tmp.path().join("work").join("kubicluster");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&file, dir.join("cluster.yaml")).unwrap();
+    let o = kubicluster(tmp.path(), &["list", "-f", f]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("running 3/3"), "{}", stdout(&o));
+    // remove destroys a worker's VM on its own host (no API to drain it through: said so).
+    let o = kubicluster(tmp.path(), &["remove", "kubi-worker-02", "-f", f]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("remove: no admin kubeconfig: nothing to drain through the API")
+            && err.contains("remove: VM kubi-worker-02 destroyed on hypervisor hv2"),
         "{err}"
     );
     // A node that cannot fit is refused by validate, before any hypervisor is asked.

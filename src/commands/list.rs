@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::{ListArgs, OutputFormat};
-use crate::hypervisor::{Hypervisor, VmState};
+use crate::hypervisor::VmState;
 use crate::spec::{self, Cluster, HypervisorMode};
 
 #[derive(Debug, serde::Serialize)]
@@ -26,19 +26,24 @@ fn state(cluster: &Cluster) -> String {
     {
         return "stopped (lab not running)".into();
     }
-    let hv = match super::connect(cluster) {
-        Ok(hv) => hv,
+    let spread = match super::hosts::spread(cluster) {
+        Ok(s) => s,
+        Err(_) if cluster.hosts.len() > 1 => {
+            return "unknown (a hypervisor does not answer)".into();
+        }
         Err(_) => return format!("unknown (no libvirt at {})", cluster.hypervisor.uri),
     };
     let mut defined = 0;
     let mut running = 0;
-    for n in &cluster.nodes {
-        if let Ok(Some(d)) = hv.domain(&n.name)
-            && d.owner().as_deref() == Some(cluster.name.as_str())
-        {
-            defined += 1;
-            if d.state == VmState::Running {
-                running += 1;
+    for h in spread.on_hosts() {
+        for n in &h.cluster.nodes {
+            if let Ok(Some(d)) = h.hv.domain(&n.name)
+                && d.owner().as_deref() == Some(cluster.name.as_str())
+            {
+                defined += 1;
+                if d.state == VmState::Running {
+                    running += 1;
+                }
             }
         }
     }

@@ -50,8 +50,8 @@ impl Ctx<'_> {
 }
 
 /// Refuse a cluster spread over several hypervisors in the commands that act on one libvirt
-/// connection (`up`, `create-vms`, `destroy`, `status`, `plan`, `stop` and `start` handle
-/// several).
+/// connection (`up`, `create-vms`, `destroy`, `status`, `plan`, `stop`, `start`, `remove` and
+/// `list` handle several).
 pub fn one_hypervisor(cluster: &Cluster) -> Result<()> {
     if cluster.hosts.len() > 1 {
         let names: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
@@ -61,7 +61,7 @@ pub fn one_hypervisor(cluster: &Cluster) -> Result<()> {
             names.len(),
             names.join(", ")
         ))
-        .hint("up, create-vms, status, destroy, plan, stop and start handle several hypervisors; for this one, keep one entry in spec.hypervisors")
+        .hint("up, create-vms, status, destroy, plan, stop, start, remove and list handle several hypervisors; for this one, keep one entry in spec.hypervisors")
         .into());
     }
     Ok(())

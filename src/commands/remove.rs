@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Ctx, reach_nodes};
+use super::Ctx;
 use crate::cli::RemoveArgs;
 use crate::error::Failure;
 use crate::spec::{Role, Source};
@@ -29,7 +29,10 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
             .hint("take it out of the cluster file and run `kubicluster create-controllers` (its etcd member is removed), then `kubicluster destroy NODE`")
             .into());
     }
-    reach_nodes(&cluster)?;
+    // Its hypervisor first (every one of a spread cluster): nothing is drained when its VM
+    // could not be removed after.
+    let spread = super::hosts::spread(&cluster)?;
+    super::hosts::reach_all(&cluster, &spread)?;
     let _lock = super::lock(&cluster)?;
     // 1. The API: drain, then delete the Node object.
     let kc = std::fs::read_to_string(cluster.admin_kubeconfig()).ok();
@@ -60,15 +63,29 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
             .status("remove: no admin kubeconfig: nothing to drain through the API"),
     }
     // 2. The VM and its disk.
-    let hv = super::connect(&cluster)?;
+    let on = spread.on_hosts();
+    let here = on
+        .iter()
+        .find(|h| h.cluster.node(&node.name).is_some())
+        .expect("every node is placed");
     let mut gate = crate::engine::hv::Gate::quiet(false);
-    let removed = vms::destroy(&cluster, &hv, std::slice::from_ref(&node.name), &mut gate)?;
+    let removed = vms::destroy(
+        here.cluster,
+        here.hv,
+        std::slice::from_ref(&node.name),
+        &mut gate,
+    )?;
     ctx.printer.status(&format!(
-        "remove: VM {}",
+        "remove: VM {}{}",
         if removed.is_empty() {
             "already absent".to_string()
         } else {
             format!("{} destroyed", removed.join(", "))
+        },
+        if on.len() > 1 {
+            format!(" on hypervisor {}", here.name)
+        } else {
+            String::new()
         }
     ));
     // 3. Its credentials.

@@ -12,3 +12,51 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+
+# remote_host LAB_YAML NET DIR: the lab daemon that LAB_YAML (its lab.yaml) describes, as a remote
+# host: a veth from here (10.253.NET.1 here, .2 there), an sshd in the daemon's mount and network
+# namespaces, its keys and an OpenSSH wrapper held to its recorded key in DIR. Sets URI (qemu+ssh)
+# and NS (the daemon's namespace); remote_cleanup removes every veth and sshd it made.
+LINKS=()
+SSHDS=()
+remote_host() {
+  local yaml=$1 net=$2 dir=$3 pid veth
+  pid=$(awk '/^pid:/ { print $2 }' "$yaml")
+  NS=$(awk '/^netns:/ { print $2 }' "$yaml")
+  veth=kb$net$$
+  ip link add "$veth" type veth peer name "${veth}n"
+  LINKS+=("$veth")
+  ip link set "${veth}n" netns "$NS"
+  ip addr add "10.253.$net.1/30" dev "$veth"; ip link set "$veth" up
+  ip netns exec "$NS" ip addr add "10.253.$net.2/30" dev "${veth}n"
+  ip netns exec "$NS" ip link set "${veth}n" up
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/hv_host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
+  cp "$dir/client_key.pub" "$dir/authorized_keys"
+  echo "10.253.$net.2 $(cat "$dir/hv_host_key.pub")" > "$dir/known_hosts"
+  printf '#!/bin/sh\nexec ssh -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes "$@"\n' "$dir/known_hosts" > "$dir/ssh"
+  chmod 755 "$dir/ssh"
+  mkdir -p /run/sshd
+  nsenter -t "$pid" -m -n /usr/sbin/sshd -D -f /dev/stdin <<EOF &
+Port 22
+ListenAddress 10.253.$net.2
+HostKey $dir/hv_host_key
+AuthorizedKeysFile $dir/authorized_keys
+PidFile $dir/sshd.pid
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+LogLevel FATAL
+EOF
+  SSHDS+=($!)
+  for _ in $(seq 1 100); do
+    "$dir/ssh" -o BatchMode=yes -i "$dir/client_key" "root@10.253.$net.2" true 2>/dev/null && break
+    sleep 0.2
+  done
+  URI="qemu+ssh://root@10.253.$net.2/system?keyfile=$dir/client_key&known_hosts=$dir/known_hosts&command=$dir/ssh"
+}
+remote_cleanup() {
+  for p in "${SSHDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null || true; done
+}

@@ -26,39 +26,8 @@ local_b=$(timed "$BIN" create-vms -c "$NODE")
 "$BIN" destroy -c "$NODE" >/dev/null 2>&1
 
 # The same daemon as a remote host.
-pid=$(awk '/^pid:/ { print $2 }' "$TMP/work/benchl/lab/lab.yaml")
-ns=$(awk '/^netns:/ { print $2 }' "$TMP/work/benchl/lab/lab.yaml")
-veth=kb$$
-ip link add "$veth" type veth peer name "${veth}n"
-trap 'ip link del "$veth" 2>/dev/null || true; kill $sshd 2>/dev/null || true; cleanup' EXIT
-ip link set "${veth}n" netns "$ns"
-ip addr add 10.253.78.1/30 dev "$veth"; ip link set "$veth" up
-ip netns exec "$ns" ip addr add 10.253.78.2/30 dev "${veth}n"
-ip netns exec "$ns" ip link set "${veth}n" up
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/hv_host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/client_key"
-cp "$TMP/client_key.pub" "$TMP/authorized_keys"
-echo "10.253.78.2 $(cat "$TMP/hv_host_key.pub")" > "$TMP/known_hosts"
-printf '#!/bin/sh\nexec ssh -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes "$@"\n' "$TMP/known_hosts" > "$TMP/ssh"
-chmod 755 "$TMP/ssh"
-mkdir -p /run/sshd
-nsenter -t "$pid" -m -n /usr/sbin/sshd -D -f /dev/stdin <<EOF &
-Port 22
-ListenAddress 10.253.78.2
-HostKey $TMP/hv_host_key
-AuthorizedKeysFile $TMP/authorized_keys
-PidFile $TMP/sshd.pid
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-LogLevel FATAL
-EOF
-sshd=$!
-for _ in $(seq 1 100); do
-  "$TMP/ssh" -o BatchMode=yes -i "$TMP/client_key" root@10.253.78.2 true 2>/dev/null && break
-  sleep 0.2
-done
+trap 'remote_cleanup; cleanup' EXIT
+remote_host "$TMP/work/benchl/lab/lab.yaml" 78 "$TMP"
 cat > "$TMP/remote.yaml" <<EOF
 apiVersion: kubicluster.io/v1alpha1
 kind: Cluster
@@ -66,7 +35,7 @@ metadata: {name: benchr}
 spec:
   workDir: $TMP/remote-work
   nodeDefaults: {memoryMiB: 1024}
-  hypervisor: {mode: host, domainType: qemu, uri: "qemu+ssh://root@10.253.78.2/system?keyfile=$TMP/client_key&known_hosts=$TMP/known_hosts&command=$TMP/ssh", storagePool: benchr, storageDir: /var/lib/libvirt/images/benchr, image: $IMAGE}
+  hypervisor: {mode: host, domainType: qemu, uri: "$URI", storagePool: benchr, storageDir: /var/lib/libvirt/images/benchr, image: $IMAGE}
   nodes:
     - {name: kubi-controller-01, role: controller, clusterIP: 192.168.24.11, hypervisorIP: 192.168.122.11}
 EOF

@@ -12,60 +12,25 @@ set -euo pipefail
 KUBICLUSTER_IMAGE=$IMAGE "$BIN" image build >/dev/null 2>&1
 
 labenv() { env KUBICLUSTER_LAB=1 KUBICLUSTER_NAME="$1" KUBICLUSTER_WORK_DIR="$TMP/$1/work" "$BIN" "${@:2}"; }
-sshds=()
-links=()
 cleanup_hosts() {
-  for p in "${sshds[@]}"; do kill "$p" 2>/dev/null || true; done
-  for l in "${links[@]}"; do ip link del "$l" 2>/dev/null || true; done
+  remote_cleanup
   for h in benchhv1 benchhv2; do labenv "$h" lab down >/dev/null 2>&1 || true; done
   cleanup
 }
 trap cleanup_hosts EXIT
 
-# host_up NAME NET: a lab libvirtd, its sshd at 10.253.NET.2, a bridge kcbr; sets URI and NS.
+# host_up NAME NET: a lab libvirtd as a remote host (sshd at 10.253.NET.2), with a bridge kcbr;
+# sets URI and NS.
 host_up() {
-  local name=$1 net=$2 dir=$TMP/$1 pid veth
-  mkdir -p "$dir"
-  labenv "$name" lab up >/dev/null
-  pid=$(awk '/^pid:/ { print $2 }' "$dir/work/$name/lab/lab.yaml")
-  NS=$(awk '/^netns:/ { print $2 }' "$dir/work/$name/lab/lab.yaml")
-  veth=kb$net$$
-  ip link add "$veth" type veth peer name "${veth}n"
-  links+=("$veth")
-  ip link set "${veth}n" netns "$NS"
-  ip addr add "10.253.$net.1/30" dev "$veth"; ip link set "$veth" up
-  ip netns exec "$NS" ip addr add "10.253.$net.2/30" dev "${veth}n"
-  ip netns exec "$NS" ip link set "${veth}n" up
+  mkdir -p "$TMP/$1"
+  labenv "$1" lab up >/dev/null
+  remote_host "$TMP/$1/work/$1/lab/lab.yaml" "$2" "$TMP/$1"
   ip netns exec "$NS" ip link add kcbr type bridge
   ip netns exec "$NS" ip link set kcbr up
-  ssh-keygen -q -t ed25519 -N '' -f "$dir/hv_host_key"
-  ssh-keygen -q -t ed25519 -N '' -f "$dir/client_key"
-  cp "$dir/client_key.pub" "$dir/authorized_keys"
-  echo "10.253.$net.2 $(cat "$dir/hv_host_key.pub")" > "$dir/known_hosts"
-  printf '#!/bin/sh\nexec ssh -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes "$@"\n' "$dir/known_hosts" > "$dir/ssh"
-  chmod 755 "$dir/ssh"
-  mkdir -p /run/sshd
-  nsenter -t "$pid" -m -n /usr/sbin/sshd -D -f /dev/stdin <<EOF &
-Port 22
-ListenAddress 10.253.$net.2
-HostKey $dir/hv_host_key
-AuthorizedKeysFile $dir/authorized_keys
-PidFile $dir/sshd.pid
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-LogLevel FATAL
-EOF
-  sshds+=($!)
-  for _ in $(seq 1 100); do
-    "$dir/ssh" -o BatchMode=yes -i "$dir/client_key" "root@10.253.$net.2" true 2>/dev/null && break
-    sleep 0.2
-  done
-  URI="qemu+ssh://root@10.253.$net.2/system?keyfile=$dir/client_key&known_hosts=$dir/known_hosts&command=$dir/ssh"
 }
 host_up benchhv1 81; uri1=$URI; ns1=$NS
 host_up benchhv2 82; uri2=$URI; ns2=$NS
+# (the pair goes with the namespaces)
 ip link add "kbx$$" netns "$ns1" type veth peer name "kby$$" netns "$ns2"
 ip netns exec "$ns1" ip link set "kbx$$" master kcbr up
 ip netns exec "$ns2" ip link set "kby$$" master kcbr up

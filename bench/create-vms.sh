@@ -12,7 +12,6 @@ set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=bench KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE KUBICLUSTER_MEMORY_MIB=1024
 
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 
 "$BIN" image build >/dev/null 2>&1
 

@@ -11,6 +11,8 @@ trap cleanup EXIT
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# timed CMD...: the seconds CMD took (its output dropped).
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 
 # remote_host LAB_YAML NET DIR: the lab daemon that LAB_YAML (its lab.yaml) describes, as a remote

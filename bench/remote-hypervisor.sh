@@ -13,7 +13,6 @@ set -euo pipefail
 export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchl KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE KUBICLUSTER_MEMORY_MIB=1024
 NODE=kubi-controller-01,192.168.24.11,192.168.122.11
 
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 
 "$BIN" image build >/dev/null 2>&1
 "$BIN" lab up >/dev/null 2>&1

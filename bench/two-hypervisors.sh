@@ -57,7 +57,6 @@ spec benchone "    - {name: hv1, uri: \"$uri1\"}" hv1
 spec benchtwo "    - {name: hv1, uri: \"$uri1\"}
     - {name: hv2, uri: \"$uri2\"}" hv2
 kc() { HOME="$TMP" "$BIN" "${@:2}" -f "$TMP/$1.yaml"; }
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); secs "$t0" "$t1"; }
 for c in benchone benchtwo; do
   a=$(timed kc "$c" create-vms)
   b=$(timed kc "$c" create-vms)

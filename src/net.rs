@@ -33,6 +33,11 @@ pub type Dialer =
 
 static DIALER: RwLock<Option<Dialer>> = RwLock::new(None);
 
+/// The dialer set by [`dial_through`], if any.
+fn dialer() -> Option<Dialer> {
+    DIALER.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// From now on, open connections to nodes with `dialer` (`None`: directly again).
 pub fn dial_through(dialer: Option<Dialer>) {
     *DIALER.write().unwrap_or_else(|e| e.into_inner()) = dialer;
@@ -41,8 +46,7 @@ pub fn dial_through(dialer: Option<Dialer>) {
 /// A connection to a node: through the dialer set by [`dial_through`], else
 /// `TcpStream::connect_timeout` in the namespace chosen by [`dial_inside`].
 pub fn connect(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let dialer = DIALER.read().unwrap_or_else(|e| e.into_inner()).clone();
-    match dialer {
+    match dialer() {
         Some(d) => d(addr, timeout),
         None => connect_here(addr, timeout),
     }
@@ -112,8 +116,7 @@ impl ureq::unversioned::transport::Connector<()> for Connector {
         use ureq::unversioned::transport::{Either, LazyBuffers, TcpConnector};
         // Through the dialer (a remote hypervisor's jump) when one is set, like every other
         // connection to a node; ureq's own connector otherwise.
-        let dialer = DIALER.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let (Some(dial), None) = (dialer, &chained) {
+        if let (Some(dial), None) = (dialer(), &chained) {
             use ureq::unversioned::transport::time::Duration as UreqDuration;
             let timeout = match details.timeout.after {
                 UreqDuration::Exact(d) => d.min(Duration::from_secs(30)),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::hosts::Spread;
 use super::{Ctx, reach_nodes};
 use crate::artifacts::{self, Lock, Provided};
 use crate::engine::hv::{HvStep, Hx};
@@ -207,8 +208,13 @@ pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Resul
             fetch,
         )?)
     };
+    // Every hypervisor connected once for the whole run; the nodes reached through them.
+    let spread = connect_for(cluster, &gated_refs)?;
     if run.steps.iter().any(|s| s.target() != Target::Local) {
-        reach_nodes(cluster)?;
+        match &spread {
+            Some(s) => super::hosts::reach_all(cluster, s)?,
+            None => reach_nodes(cluster)?,
+        }
     }
     let _lock = if run.dry_run {
         None
@@ -225,7 +231,7 @@ pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Resul
             PipelineStep::Gated(_) => {
                 let steps = pipeline::gated(segment);
                 let refs: Vec<&dyn HvStep> = steps.iter().map(|s| s.as_ref()).collect();
-                run_hypervisor(ctx, cluster, run.title, &refs, run.dry_run)?
+                hypervisor_steps(ctx, cluster, run.title, &refs, run.dry_run, spread.as_ref())?
             }
             PipelineStep::Declared(_) => converge_resolved(
                 ctx,
@@ -250,9 +256,9 @@ pub fn run_pipeline(ctx: &mut Ctx, cluster: &Cluster, run: PipelineRun) -> Resul
     Ok(report)
 }
 
-/// Run hypervisor steps (`prepare`, `cnc`, `create-vms`, `destroy`, and `up`'s first part) on
-/// the engine: the cluster lock unless a dry run, a log file, the libvirt connection when a
-/// step needs one, every line through the printer. The caller has entered the lab if needed.
+/// Run hypervisor steps (`prepare`, `cnc`, `create-vms`, `destroy`) on the engine: their
+/// preflight, every hypervisor connected when a step needs libvirt, then
+/// [`hypervisor_steps`]. The caller has entered the lab if needed.
 pub fn run_hypervisor(
     ctx: &mut Ctx,
     cluster: &Cluster,
@@ -261,6 +267,33 @@ pub fn run_hypervisor(
     dry_run: bool,
 ) -> Result<Report> {
     engine::hv::preflight(cluster, steps, dry_run)?;
+    let spread = connect_for(cluster, steps)?;
+    hypervisor_steps(ctx, cluster, title, steps, dry_run, spread.as_ref())
+}
+
+/// Every hypervisor of the cluster, connected and placed, when one of `steps` acts on libvirt
+/// (the PKI and the image need none: `cnc` works with no lab running).
+fn connect_for(cluster: &Cluster, steps: &[&dyn HvStep]) -> Result<Option<Spread>> {
+    if steps
+        .iter()
+        .any(|s| s.target() == engine::Target::Hypervisor)
+    {
+        Ok(Some(super::hosts::spread(cluster)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Hypervisor steps whose preflight passed: the cluster lock unless a dry run, a log file,
+/// every line through the printer; on every hypervisor of `spread` (none: local steps only).
+fn hypervisor_steps(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    title: &str,
+    steps: &[&dyn HvStep],
+    dry_run: bool,
+    spread: Option<&Spread>,
+) -> Result<Report> {
     let _lock = if dry_run {
         None
     } else {
@@ -270,10 +303,7 @@ pub fn run_hypervisor(
         let log = crate::logfile::open(&cluster.cluster_dir(), title)?;
         tracing::info!(log = %log.display(), "{title} started");
     }
-    if !steps
-        .iter()
-        .any(|s| s.target() == engine::Target::Hypervisor)
-    {
+    let Some(spread) = spread else {
         let hx = Hx {
             cluster,
             whole: cluster,
@@ -283,20 +313,16 @@ pub fn run_hypervisor(
         return engine::hv::run(&hx, steps, dry_run, crate::interrupt::flag(), &mut |l| {
             printer.status(l)
         });
-    }
-    let spread = super::hosts::spread(cluster)?;
-    if !spread.placed.is_empty() {
-        super::print_placement(ctx, cluster, "", &spread.placed);
-    }
+    };
+    spread.show(ctx, cluster);
     let printer = &mut *ctx.printer;
-    let mut say = |l: &str| printer.status(l);
     engine::hv::run_spread(
         cluster,
         &spread.on_hosts(),
         steps,
         dry_run,
         crate::interrupt::flag(),
-        &mut say,
+        &mut |l| printer.status(l),
     )
 }
 

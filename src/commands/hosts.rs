@@ -35,6 +35,18 @@ impl Spread {
     pub fn views(&self) -> Vec<&Cluster> {
         self.hosts.iter().map(|(_, c, _)| c).collect()
     }
+
+    /// Whether the cluster is spread over several hypervisors (lines then name them).
+    pub fn several(&self) -> bool {
+        self.hosts.len() > 1
+    }
+
+    /// Where each node is, on the command's status lines (nothing on one hypervisor).
+    pub fn show(&self, ctx: &mut super::Ctx, cluster: &Cluster) {
+        if self.several() {
+            super::print_placement(ctx, cluster, "", &self.placed);
+        }
+    }
 }
 
 /// Connect to every hypervisor of `cluster` (in parallel) and place its nodes: an existing VM
@@ -76,13 +88,31 @@ pub fn spread(cluster: &Cluster) -> Result<Spread> {
     Ok(Spread { hosts, placed })
 }
 
-/// [`super::reach_nodes`] for a cluster whose hypervisors are connected already.
+/// [`super::reach_nodes`] for a cluster whose hypervisors are connected already (in lab mode
+/// that connection proved the lab runs).
 pub fn reach_all(cluster: &Cluster, spread: &Spread) -> Result<()> {
     match cluster.hypervisor.mode {
-        crate::spec::HypervisorMode::Lab => super::reach_nodes(cluster),
+        crate::spec::HypervisorMode::Lab => super::dial_lab(cluster),
+        crate::spec::HypervisorMode::Host if !reached(cluster) => reach(cluster, &spread.views()),
+        crate::spec::HypervisorMode::Host => {}
+    }
+    Ok(())
+}
+
+/// The cluster whose nodes [`reach`] routed last (a command reaches its nodes once; later
+/// phases of it find them reached).
+static REACHED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Whether this process reaches `cluster`'s nodes already: in lab mode inside its namespace,
+/// in host mode through the routes [`reach`] made.
+pub fn reached(cluster: &Cluster) -> bool {
+    match cluster.hypervisor.mode {
+        crate::spec::HypervisorMode::Lab => {
+            crate::net::namespace() == Some(crate::lab::netns_path(cluster))
+        }
         crate::spec::HypervisorMode::Host => {
-            reach(cluster, &spread.views());
-            Ok(())
+            REACHED.lock().unwrap_or_else(|e| e.into_inner()).as_deref()
+                == Some(cluster.name.as_str())
         }
     }
 }
@@ -97,6 +127,7 @@ pub fn reach(cluster: &Cluster, views: &[&Cluster]) {
     use std::sync::Arc;
 
     use crate::host::ssh::jump::Jump;
+    *REACHED.lock().unwrap_or_else(|e| e.into_inner()) = Some(cluster.name.clone());
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
     let jumps: Vec<Option<Arc<Jump>>> = views
         .iter()

@@ -69,10 +69,10 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
 
 /// `[hv2] ` before a line about a node of a spread cluster (nothing on one hypervisor).
 fn tag(spread: &super::hosts::Spread, host: &str) -> String {
-    if spread.placed.is_empty() {
-        String::new()
-    } else {
+    if spread.several() {
         format!("[{host}] ")
+    } else {
+        String::new()
     }
 }
 

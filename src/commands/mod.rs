@@ -146,27 +146,31 @@ pub fn stamp() -> String {
         .unwrap_or_else(|_| "now".into())
 }
 
-/// Make the cluster's nodes reachable from this process: in lab mode, check that the lab runs
-/// (an error with a hint if not) and open every later connection to a node inside the lab's
-/// network namespace ([`crate::net`]); in host mode nothing to do.
+/// Make the cluster's nodes reachable from this process, once per command: in lab mode, check
+/// that the lab runs (an error with a hint if not) and open every later connection to a node
+/// inside the lab's network namespace ([`crate::net`]); in host mode, route each node's
+/// addresses through its own hypervisor ([`hosts::reach`]: a remote one's SSH server).
 pub fn reach_nodes(cluster: &Cluster) -> Result<()> {
-    if cluster.hypervisor.mode != HypervisorMode::Lab {
-        // A remote hypervisor over SSH: its VMs' network is reached through its SSH server;
-        // with several hypervisors, each node through its own.
-        if cluster.hosts.len() > 1 {
-            hosts::reach(cluster, &hosts::spread(cluster)?.views());
-        } else {
-            hosts::reach(cluster, &[cluster]);
-        }
-        return Ok(());
-    }
-    let ns = sandbox::netns_path(cluster);
-    if crate::net::namespace().as_ref() == Some(&ns) {
+    if hosts::reached(cluster) {
         return Ok(()); // an earlier phase of this command did it (`up`: hypervisor, then nodes)
     }
-    connect(cluster)?; // fail here, with a hint, if the lab is down
-    crate::net::dial_inside(Some(&ns));
+    match cluster.hypervisor.mode {
+        // With several hypervisors, where each node is comes from all of them.
+        HypervisorMode::Host if cluster.hosts.len() > 1 => {
+            hosts::reach(cluster, &hosts::spread(cluster)?.views())
+        }
+        HypervisorMode::Host => hosts::reach(cluster, &[cluster]),
+        HypervisorMode::Lab => {
+            connect(cluster)?; // fail here, with a hint, if the lab is down
+            dial_lab(cluster);
+        }
+    }
     Ok(())
+}
+
+/// Open every later connection to a node inside the lab's network namespace.
+fn dial_lab(cluster: &Cluster) {
+    crate::net::dial_inside(Some(&sandbox::netns_path(cluster)));
 }
 
 /// Warn when `cluster` keeps fewer nodes of a role than the spec `up` last recorded left it

@@ -60,9 +60,7 @@ pub fn run(ctx: &mut Ctx, args: &PlanArgs) -> Result<()> {
     }
     // Every hypervisor (the placement read from all of them), each node through its own.
     let spread = super::hosts::spread(&cluster)?;
-    if !spread.placed.is_empty() {
-        super::print_placement(ctx, &cluster, "", &spread.placed);
-    }
+    spread.show(ctx, &cluster);
     super::hosts::reach_all(&cluster, &spread)?;
     // The hypervisor steps, dry: what `up` would do before the nodes.
     let hv_steps = engine::pipeline::gated(&pipeline);

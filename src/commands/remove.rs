@@ -82,7 +82,7 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
         } else {
             format!("{} destroyed", removed.join(", "))
         },
-        if on.len() > 1 {
+        if spread.several() {
             format!(" on hypervisor {}", here.name)
         } else {
             String::new()

@@ -101,7 +101,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         })?);
     }
     rows.sort_by_key(|r| cluster.nodes.iter().position(|n| n.name == r.node));
-    let spread_over = spread.hosts.len() > 1;
+    let spread_over = spread.several();
     let api = vms::node_readiness(&cluster);
     if let Ok(ready) = &api {
         // Controllers run no kubelet (as in KTHW): they are not Nodes.

@@ -1,7 +1,8 @@
 //! Hosts kubicluster acts on: a small trait (run a command, read a file, write a file
 //! atomically, stat + hash many paths in one round trip) with three implementations:
-//! [`ssh::SshHost`] (ssh2, pinned host keys; with its jump to a remote hypervisor's VMs, the only ssh2 user), [`local::LocalHost`] (the
-//! hypervisor itself) and [`fake::FakeHost`] (a scripted file system with a call log, for tests).
+//! [`ssh::SshHost`] (ssh2, pinned host keys; with its jump to a remote hypervisor's VMs, the only
+//! ssh2 user), [`local::LocalHost`] (the hypervisor itself) and [`fake::FakeHost`] (a scripted
+//! file system with a call log, for tests).
 //!
 //! Commands are argv vectors, never shell strings built from values: each argument is quoted
 //! when it has to cross SSH, and arguments marked secret print as `[REDACTED]` in logs and errors.

@@ -1379,7 +1379,7 @@ fn nodes_are_placed_over_several_hypervisors_and_each_is_asked_for_its_own() {
             mib * 1024
         )
     };
-    let vm = "<domain type='test'><name>kubi-worker-02</name><metadata><kubi:node xmlns:kubi='https://kubicluster.io/xmlns/node/1'><kubi:cluster>kubicluster</kubi:cluster></kubi:node></metadata><memory unit='MiB'>2048</memory><os><type>hvm</type></os></domain>";
+    let vm = "<domain type='test'><name>kubi-worker-02</name><metadata><kubi:node xmlns:kubi='https://kubicluster.io/xmlns/node/1'><kubi:cluster>kubicluster</kubi:cluster></kubi:node></metadata><memory unit='MiB'>2048</memory><os><type>hvm</type></os><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/libvirt/images/kubi-worker-02.qcow2'/><target dev='vda' bus='virtio'/></disk></devices></domain>";
     std::fs::write(tmp.path().join("hv1.xml"), node_xml(8192, "")).unwrap();
     // hv2 holds a VM of the cluster, and its pool.
     let pool = "<pool type='dir'><name>kubicluster</name><target><path>/var/lib/libvirt/images</path></target></pool>";
@@ -1464,15 +1464,22 @@ spec:
         ["hv1", "controller", "absent"]
     );
     assert_eq!(row("kubi-worker-02")[1..4], ["hv2", "worker", "running"]);
-    // A command that acts on one libvirt connection yet says so.
-    let o = kubicluster(tmp.path(), &["snapshot", "create", "s1", "-f", f]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let err = stderr(&o);
-    assert!(
-        err.contains("error: cluster kubicluster spreads over 2 hypervisors (hv1, hv2): this command works on one hypervisor only yet")
-            && err.contains("\nhelp: up, create-vms, status, destroy, plan, stop, start, remove and list handle several"),
-        "{err}"
-    );
+    // prepare --check asks each hypervisor about its own nodes (rows named by host).
+    let o = kubicluster(tmp.path(), &["prepare", "--check", "-f", f]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    for want in [
+        "hv1: libvirt                  reachable at test://",
+        "hv1: storage pool kubicluster missing (prepare creates it)",
+        "hv2: storage pool kubicluster active at /var/lib/libvirt/images",
+        // Only the VMs not running yet need memory: worker-02's runs on hv2.
+        "hv1: free memory ",
+        "the VMs to start need 4096 MiB\n",
+        "hv2: free memory ",
+        "the VMs to start need 0 MiB\n",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(err.contains("placement over 2 hypervisors:"), "{err}");
     // stop asks every host for its own VMs, workers first: with every VM there (hv1 now holds
     // the other two), each is named with its host.
     let vm_on = |name: &str| vm.replace("kubi-worker-02", name);
@@ -1480,7 +1487,11 @@ spec:
         tmp.path().join("hv1.xml"),
         node_xml(
             8192,
-            &format!("{}{}", vm_on("kubi-controller-01"), vm_on("kubi-worker-01")),
+            &format!(
+                "{}{}{pool}",
+                vm_on("kubi-controller-01"),
+                vm_on("kubi-worker-01")
+            ),
         ),
     )
     .unwrap();
@@ -1493,6 +1504,34 @@ spec:
             && at("[hv2] kubi-worker-02: shut down") < at("stop: controllers")
             && at("stop: controllers") < at("[hv1] kubi-controller-01: shut down"),
         "{err}"
+    );
+    // snapshot create freezes every host's VMs at one moment: each running VM paused, on
+    // both hosts, before the first disk is switched; each disk gets its overlay in its pool.
+    let o = kubicluster(
+        tmp.path(),
+        &["snapshot", "create", "s1", "-f", f, "--dry-run"],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let at = |s: &str| err.find(s).unwrap_or_else(|| panic!("{s}: {err}"));
+    let last_pause = at("  [hv2] kubi-worker-02: pause\n");
+    assert!(
+        at("  [hv1] kubi-controller-01: pause\n") < last_pause
+            && at("  [hv1] kubi-worker-01: pause\n") < last_pause
+            && last_pause
+                < at(
+                    "  [hv1] kubi-controller-01: freeze its disk; write to a new overlay /var/lib/libvirt/images/kubi-controller-01@"
+                )
+            && last_pause
+                < at(
+                    "  [hv2] kubi-worker-02: freeze its disk; write to a new overlay /var/lib/libvirt/images/kubi-worker-02@"
+                )
+            && err.ends_with("snapshot create: dry run, nothing changed\n"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("work/kubicluster/snapshots").exists(),
+        "a dry run recorded a snapshot"
     );
     // list reads every host (a cluster `up` remembered: its file in the work dir).
     let dir = tmp.path().join("work").join("kubicluster");

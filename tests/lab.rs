@@ -301,6 +301,16 @@ struct SideHost {
     uri: String,
 }
 
+/// An sshd in the namespaces (mount, network) of the daemon `pid`, with its config `cfg`.
+fn sshd_in(pid: u32, cfg: &Path) -> std::process::Child {
+    Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "-n"])
+        .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
+        .arg(cfg)
+        .spawn()
+        .unwrap()
+}
+
 fn sh(script: &str) {
     let o = Command::new("sh").args(["-ec", script]).output().unwrap();
     assert!(o.status.success(), "{script}: {}", text(&o));
@@ -331,12 +341,7 @@ impl SideHost {
         )
         .unwrap();
         // In the daemon's namespaces: its /run/libvirt (the lab's socket), its network.
-        let sshd = Command::new("nsenter")
-            .args(["-t", &state.pid.to_string(), "-m", "-n"])
-            .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
-            .arg(d.join("hv_sshd_config"))
-            .spawn()
-            .unwrap();
+        let sshd = sshd_in(state.pid, &d.join("hv_sshd_config"));
         // libvirt's own hop runs OpenSSH: a wrapper holds it to the recorded key (this host's
         // ~/.ssh is left alone); kubicluster's jump reads the same file from `known_hosts=`.
         let wrapper = d.join("hv_ssh");
@@ -401,6 +406,29 @@ impl SideHost {
         text(&o)
     }
 
+    /// The host lost: its sshd stopped and every SSH session into it cut (libvirt's stream
+    /// and kubicluster's jump end with the connection, as when a host goes away).
+    fn cut(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+        let o = Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if ["sshd", "sshd-session", "virt-ssh-helper", "nc"].contains(&comm.trim()) {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+    }
+
+    /// The host back after [`SideHost::cut`].
+    fn restore(&mut self) {
+        self.sshd = sshd_in(self.pid, &self.lab.work.path().join("hv_sshd_config"));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+
     fn down(mut self) {
         let _ = self.sshd.kill();
         let _ = self.sshd.wait();
@@ -419,7 +447,7 @@ fn two_hypervisors(lab: &Lab, c: &spec::Cluster) {
     let artifacts = std::env::var("KUBICLUSTER_TEST_ARTIFACTS").expect(
         "KUBICLUSTER_TEST_LAB=1 needs KUBICLUSTER_TEST_ARTIFACTS=<kubicluster artifacts dir> (make test sets it)",
     );
-    let (h1, h2) = std::thread::scope(|s| {
+    let (h1, mut h2) = std::thread::scope(|s| {
         let a = s.spawn(|| SideHost::up("kubihvone", 76));
         let b = s.spawn(|| SideHost::up("kubihvtwo", 78));
         (a.join().unwrap(), b.join().unwrap())
@@ -493,14 +521,52 @@ spec:
         );
         out
     };
+    // hv2 lost mid-run: once its template upload has begun, every SSH session into it is cut.
+    // hv1's VMs are made and verified all the same; `up` ends naming hv2.
+    let t = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (cut, o) = std::thread::scope(|s| {
+        let (host, done) = (&mut h2, &done);
+        let watcher = s.spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if host
+                    .ls("/var/lib/libvirt/images/remote")
+                    .contains("kubicluster-template-")
+                {
+                    host.cut();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            false
+        });
+        let o = run(&["up"]);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (watcher.join().unwrap(), o)
+    });
+    let lost = text(&o);
+    assert!(cut, "hv2's template upload was seen: {lost}");
+    assert!(!o.status.success(), "{lost}");
+    assert!(
+        lost.contains("[hv1] create-vms: 2 VM(s) up") && lost.contains("error: hypervisor hv2: "),
+        "hv1 finished, the error names hv2: {lost}"
+    );
+    eprintln!(
+        "TIMING up over two hypervisors, hv2 lost during its upload: {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    // hv2 back: `up` resumes — nothing left to do on hv1, hv2's cut-off template replaced.
+    h2.restore();
     let t = std::time::Instant::now();
     let o = run(&["up"]);
     eprintln!(
-        "TIMING up over two hypervisors: {:.0} s",
+        "TIMING up over two hypervisors (resumed): {:.0} s",
         t.elapsed().as_secs_f64()
     );
     let out = text(&o);
     assert!(o.status.success(), "{out}");
+    assert!(out.contains("[hv1] create-vms: nothing to do"), "{out}");
+    let out = format!("{lost}{out}");
     // Placed (worker-02 where the file says; the controller on the host with no node yet;
     // worker-01 where most memory is left — a tie, to the first host), then each host's
     // template, networks and VMs at the same time.
@@ -568,18 +634,25 @@ spec:
         .join("work")
         .join(format!("two{}", std::process::id()))
         .join("ssh");
-    let o = Command::new("ip")
-        .args(["netns", "exec", &h1.ns, "ssh", "-o", "BatchMode=yes", "-o"])
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            known.join("known_hosts").display()
-        ))
-        .arg("-i")
-        .arg(known.join("id_ed25519"))
-        .arg(format!("root@{}", first.hypervisor_ip))
-        .arg("ping -c 1 -W 5 192.168.24.22 && ip -4 -o addr show eth1")
-        .output()
-        .unwrap();
+    let ssh_from = |ns: &str, ip: &str, cmd: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "ssh", "-o", "BatchMode=yes", "-o"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                known.join("known_hosts").display()
+            ))
+            .arg("-i")
+            .arg(known.join("id_ed25519"))
+            .arg(format!("root@{ip}"))
+            .arg(cmd)
+            .output()
+            .unwrap()
+    };
+    let o = ssh_from(
+        &h1.ns,
+        &first.hypervisor_ip.to_string(),
+        "ping -c 1 -W 5 192.168.24.22 && ip -4 -o addr show eth1",
+    );
     assert!(
         o.status.success() && text(&o).contains(&format!("inet {}/24", first.cluster_ip)),
         "from hv1 to the worker on hv2 over the cluster network: {}",
@@ -599,6 +672,58 @@ spec:
             && out.contains("[hv2] create-vms: nothing to do")
             && out.contains("up: made 0 change(s)"),
         "{out}"
+    );
+    // A snapshot of the cluster over both hosts: every VM paused (on both) while the disks
+    // switch; a file written on hv2's worker after it is gone after the revert, every node
+    // booted again on its own host and Ready.
+    let t = std::time::Instant::now();
+    let o = run(&["snapshot", "create", "s1"]);
+    eprintln!(
+        "TIMING snapshot create over two hypervisors: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let out = text(&o);
+    assert!(
+        o.status.success()
+            && out.contains("  [hv2] kubi-worker-02: pause\n")
+            && out.contains("snapshot s1: 3 VM disk(s) frozen after an etcd snapshot"),
+        "{out}"
+    );
+    let after = "/var/lib/kubicluster-after-snapshot";
+    let o = ssh_from(&h2.ns, "192.168.122.22", &format!("touch {after} && sync"));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&["snapshot", "list", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout))
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert!(
+        list[0]["complete"] == true && list[0]["layer_bytes"].as_u64().unwrap_or(0) > 0,
+        "the layers' sizes come from both hosts' pools: {list}"
+    );
+    let t = std::time::Instant::now();
+    let o = run(&["snapshot", "revert", "s1", "--yes"]);
+    eprintln!(
+        "TIMING snapshot revert over two hypervisors: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let out = text(&o);
+    assert!(
+        o.status.success()
+            && out.contains("  [hv2] kubi-worker-02: ")
+            && out.contains("start: every worker Ready again (2/2)")
+            && out.contains("is at s1"),
+        "{out}"
+    );
+    let o = ssh_from(&h2.ns, "192.168.122.22", &format!("test ! -e {after}"));
+    assert!(
+        o.status.success(),
+        "written after the snapshot: {}",
+        text(&o)
+    );
+    let o = run(&["snapshot", "delete", "s1"]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.contains("3 kept because"),
+        "the reverted disks build on the layers: {out}"
     );
     let o = run(&["destroy"]);
     let out = text(&o);

@@ -62,7 +62,11 @@ pub fn spread(cluster: &Cluster) -> Result<Spread> {
             placed: Vec::new(),
         });
     }
-    let connected = super::connect_hosts(cluster)?;
+    place_on(cluster, super::connect_hosts(cluster)?)
+}
+
+/// [`spread`] with every hypervisor of a spread cluster connected already, in the file's order.
+pub fn place_on(cluster: &Cluster, connected: Vec<(String, Libvirt)>) -> Result<Spread> {
     let refs: Vec<(&str, &dyn Hypervisor)> = connected
         .iter()
         .map(|(n, lv)| (n.as_str(), lv as &dyn Hypervisor))

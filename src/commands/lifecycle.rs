@@ -45,7 +45,7 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
                 &names,
                 timeout,
                 args.force,
-                &mut host_gate(ctx, args.dry_run, &tag),
+                &mut host_gate(ctx, args.dry_run, &spread, h.name),
             )?;
             for (name, how) in stopped {
                 if how != vms::Stopped::AlreadyOff {
@@ -76,13 +76,16 @@ fn tag(spread: &super::hosts::Spread, host: &str) -> String {
     }
 }
 
-/// A gate whose lines say the host first.
-fn host_gate<'a>(ctx: &'a mut Ctx, dry_run: bool, tag: &str) -> crate::engine::hv::Gate<'a> {
-    let printer = &mut *ctx.printer;
-    let tag = tag.to_string();
-    crate::engine::hv::Gate::new(dry_run, move |l| {
-        printer.status(&format!("  {tag}{}", l.trim_start()))
-    })
+/// A gate whose lines say the host first (on a spread cluster).
+fn host_gate<'a>(
+    ctx: &'a mut Ctx,
+    dry_run: bool,
+    spread: &super::hosts::Spread,
+    host: &str,
+) -> crate::engine::hv::Gate<'a> {
+    let mut gate = super::gate(ctx, dry_run);
+    gate.on_host(spread.several().then_some(host));
+    gate
 }
 
 pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
@@ -138,8 +141,12 @@ pub(super) fn bring_up(
         for h in spread.on_hosts() {
             let names = names(h.cluster, role);
             if !names.is_empty() {
-                let tag = tag(spread, h.name);
-                vms::power_on(h.cluster, h.hv, &names, &mut host_gate(ctx, dry_run, &tag))?;
+                vms::power_on(
+                    h.cluster,
+                    h.hv,
+                    &names,
+                    &mut host_gate(ctx, dry_run, spread, h.name),
+                )?;
             }
         }
         if dry_run {

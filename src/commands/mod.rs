@@ -49,29 +49,14 @@ impl Ctx<'_> {
     }
 }
 
-/// Refuse a cluster spread over several hypervisors in the commands that act on one libvirt
-/// connection (`up`, `create-vms`, `destroy`, `status`, `plan`, `stop`, `start`, `remove` and
-/// `list` handle several).
-pub fn one_hypervisor(cluster: &Cluster) -> Result<()> {
-    if cluster.hosts.len() > 1 {
-        let names: Vec<&str> = cluster.hosts.iter().map(|h| h.name.as_str()).collect();
-        return Err(Failure::bad_input(format!(
-            "cluster {} spreads over {} hypervisors ({}): this command works on one hypervisor only yet",
-            cluster.name,
-            names.len(),
-            names.join(", ")
-        ))
-        .hint("up, create-vms, status, destroy, plan, stop, start, remove and list handle several hypervisors; for this one, keep one entry in spec.hypervisors")
-        .into());
-    }
-    Ok(())
-}
-
 /// Connect to the cluster's hypervisor: the lab's private libvirtd, or `hypervisor.uri`.
-/// A cluster spread over several hypervisors is refused here: the commands that handle it go
-/// through [`hosts::spread`].
+/// A cluster spread over several hypervisors goes through [`hosts::spread`] instead.
 pub fn connect(cluster: &Cluster) -> Result<Libvirt> {
-    one_hypervisor(cluster)?;
+    anyhow::ensure!(
+        cluster.hosts.len() < 2,
+        "cluster {} spreads over several hypervisors: connect to each through hosts::spread",
+        cluster.name
+    );
     match cluster.hypervisor.mode {
         HypervisorMode::Lab => {
             let Some(state) = sandbox::state(cluster)? else {

@@ -4,42 +4,18 @@
 
 use anyhow::Result;
 
-use super::{Ctx, connect};
+use super::Ctx;
 use crate::cli::PrepareArgs;
 use crate::engine::hv::HvStep;
 use crate::error::Failure;
-use crate::hypervisor::Hypervisor;
-use crate::steps::prepare_host::{PrepareHost, readiness};
+use crate::steps::prepare_host::PrepareHost;
 use crate::steps::prepare_networks::PrepareNetworks;
+use crate::steps::readiness::{self, Checked};
 
 pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     if args.check {
-        let hv = connect(&cluster);
-        let rows = readiness(
-            &cluster,
-            match &hv {
-                Ok(h) => Ok(h as &dyn Hypervisor),
-                Err(e) => Err(format!("{e:#}")),
-            },
-        );
-        let mut text = String::new();
-        for (what, state, blocking) in &rows {
-            text.push_str(&format!(
-                "{:<5} {what:<24} {state}\n",
-                if *blocking { "FAIL" } else { "ok" }
-            ));
-        }
-        ctx.printer.result(&text);
-        let blocking = rows.iter().filter(|r| r.2).count();
-        if blocking > 0 {
-            return Err(
-                Failure::new(format!("{blocking} blocking problem(s) on this hypervisor"))
-                    .hint("see the FAIL lines above")
-                    .into(),
-            );
-        }
-        return Ok(());
+        return check(ctx, &cluster);
     }
     let host = PrepareHost {
         template: args.template.clone().map(|t| (t, args.key.clone())),
@@ -55,5 +31,99 @@ pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
             (n, false) => format!("done, {n} change(s)"),
         }
     ));
+    Ok(())
+}
+
+/// `prepare --check`: every hypervisor asked in parallel (one that does not answer is a FAIL row
+/// of its own, the others still reported), where the nodes go when there are several, and the
+/// rows with FAIL or ok. Changes nothing.
+fn check(ctx: &mut Ctx, cluster: &crate::spec::Cluster) -> Result<()> {
+    let rows = if cluster.hosts.len() > 1 {
+        let connected = crate::par::map(&cluster.hosts, |h| {
+            crate::hypervisor::libvirt::Libvirt::connect(&h.uri)
+                .map(|lv| (h.name.clone(), lv))
+                .map_err(|e| format!("cannot reach {}: {e:#}", h.uri))
+        });
+        if connected.iter().all(Result::is_ok) {
+            let spread =
+                super::hosts::place_on(cluster, connected.into_iter().flatten().collect())?;
+            spread.show(ctx, cluster);
+            let checked: Vec<Checked> = spread
+                .on_hosts()
+                .into_iter()
+                .map(|h| Checked {
+                    name: h.name,
+                    cluster: h.cluster,
+                    hv: Ok(h.hv),
+                })
+                .collect();
+            readiness::readiness_over(cluster, &checked)
+        } else {
+            // Where the nodes go is not known while a host does not answer: each host is
+            // checked with the nodes the file puts there.
+            ctx.printer.status(
+                "placement: not known while a hypervisor does not answer (each is checked with the nodes the file puts there)",
+            );
+            let views: Vec<crate::spec::Cluster> = cluster
+                .hosts
+                .iter()
+                .map(|h| {
+                    let named: Vec<&str> = cluster
+                        .nodes
+                        .iter()
+                        .filter(|n| n.hypervisor.as_deref() == Some(h.name.as_str()))
+                        .map(|n| n.name.as_str())
+                        .collect();
+                    cluster.on_host(h, &named)
+                })
+                .collect();
+            let checked: Vec<Checked> = cluster
+                .hosts
+                .iter()
+                .zip(&views)
+                .zip(&connected)
+                .map(|((h, view), hv)| Checked {
+                    name: &h.name,
+                    cluster: view,
+                    hv: match hv {
+                        Ok((_, lv)) => Ok(lv as &dyn crate::hypervisor::Hypervisor),
+                        Err(e) => Err(e.clone()),
+                    },
+                })
+                .collect();
+            readiness::readiness_over(cluster, &checked)
+        }
+    } else {
+        let hv = super::connect(cluster);
+        readiness::readiness(
+            cluster,
+            match &hv {
+                Ok(h) => Ok(h as &dyn crate::hypervisor::Hypervisor),
+                Err(e) => Err(format!("{e:#}")),
+            },
+        )
+    };
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(24);
+    let mut text = String::new();
+    for (what, state, blocking) in &rows {
+        text.push_str(&format!(
+            "{:<5} {what:<width$} {state}\n",
+            if *blocking { "FAIL" } else { "ok" }
+        ));
+    }
+    ctx.printer.result(&text);
+    let blocking = rows.iter().filter(|r| r.2).count();
+    if blocking > 0 {
+        return Err(Failure::new(format!(
+            "{blocking} blocking problem(s) on {}",
+            if cluster.hosts.len() > 1 {
+                "the hypervisors"
+            } else {
+                "this hypervisor"
+            }
+        ))
+        .hint("see the FAIL lines above")
+        .into());
+    }
     Ok(())
 }

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::{Ctx, connect, gate, reach_nodes};
+use super::hosts::{self, Spread};
+use super::{Ctx, gate};
 use crate::cli::{OutputFormat, SnapshotAction, SnapshotArgs, SpecArgs};
 use crate::error::Failure;
 use crate::fsutil;
-use crate::hypervisor::{Hypervisor, VmState};
+use crate::hypervisor::VmState;
 use crate::snapshots::{self, Manifest};
 use crate::spec::Cluster;
 use crate::vms;
@@ -72,14 +73,22 @@ fn create(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<(
         ))
         .into());
     }
-    let hv = connect(&cluster)?;
-    reach_nodes(&cluster)?;
+    let spread = hosts::spread(&cluster)?;
+    hosts::reach_all(&cluster, &spread)?;
     let _lock = super::lock(&cluster)?;
     let t = Instant::now();
-    let layers = vms::snapshot::layers_to_freeze(&cluster, &hv)?;
-    let controller_running = cluster
-        .controllers()
-        .any(|n| matches!(hv.domain(&n.name), Ok(Some(d)) if d.state == VmState::Running));
+    let mut layers = BTreeMap::new();
+    let mut controller_running = false;
+    for h in spread.on_hosts() {
+        layers.extend(
+            vms::snapshot::layers_to_freeze(h.cluster, h.hv)
+                .map_err(|e| on_host(&spread, h.name, e))?,
+        );
+        controller_running |= h
+            .cluster
+            .controllers()
+            .any(|n| matches!(h.hv.domain(&n.name), Ok(Some(d)) if d.state == VmState::Running));
+    }
     let dir = snapshots::dir(&cluster, name);
     // etcd first: kept with the snapshot, a second way back for the cluster's state.
     let etcd = if !controller_running || !cluster.admin_kubeconfig().exists() {
@@ -113,7 +122,7 @@ fn create(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<(
         snapshots::save(&cluster, &manifest)?;
     }
     let stamp = layer_stamp();
-    let frozen = vms::snapshot::freeze(&cluster, &hv, &stamp, &mut gate(ctx, dry_run))?;
+    let frozen = vms::snapshot::freeze_hosts(&spread.on_hosts(), &stamp, &mut gate(ctx, dry_run))?;
     if dry_run {
         ctx.printer
             .status("snapshot create: dry run, nothing changed");
@@ -167,22 +176,25 @@ struct Row {
     name: String,
     created: String,
     complete: bool,
-    /// Bytes the snapshot's own disk layers take on the hypervisor.
-    layer_bytes: u64,
+    /// Bytes the snapshot's own disk layers take on the hypervisors (unknown when one does
+    /// not answer).
+    layer_bytes: Option<u64>,
     etcd: bool,
     paused_ms: u64,
 }
 
 fn list(ctx: &mut Ctx, output: OutputFormat, spec: &SpecArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(spec)?;
+    let sizes = layer_sizes(&cluster);
     let rows: Vec<Row> = snapshots::all(&cluster)?
         .into_iter()
         .map(|m| Row {
-            layer_bytes: m
-                .layers
-                .values()
-                .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                .sum(),
+            layer_bytes: sizes.as_ref().map(|sizes| {
+                m.layers
+                    .iter()
+                    .filter_map(|(node, p)| sizes.get(&(node.clone(), p.clone())))
+                    .sum()
+            }),
             name: m.name,
             created: m.created,
             complete: m.complete,
@@ -211,10 +223,12 @@ fn list(ctx: &mut Ctx, output: OutputFormat, spec: &SpecArgs) -> Result<()> {
     let mut text = "NAME\tAGE\tLAYERS\tETCD\tSTATE\n".to_string();
     for r in rows {
         text.push_str(&format!(
-            "{}\t{}\t{:.0} MiB\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\n",
             r.name,
             age(&r.created),
-            r.layer_bytes as f64 / 1048576.0,
+            r.layer_bytes
+                .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+                .unwrap_or_else(|| "?".into()),
             if r.etcd { "kept" } else { "-" },
             if r.complete {
                 "complete"
@@ -253,13 +267,24 @@ fn revert(
         .hint("put the node back in the cluster file to revert to this snapshot")
         .into());
     }
-    super::one_hypervisor(&cluster)?;
-    let spread = super::hosts::spread(&cluster)?;
-    let hv = &spread.hosts[0].2;
-    let pool = &cluster.hypervisor.storage_pool;
-    hv.refresh_pool(pool)?;
-    let have: Vec<PathBuf> = hv.volumes(pool)?.into_iter().map(|v| v.path).collect();
-    if let Some((node, gone)) = m.layers.iter().find(|(_, p)| !have.contains(p)) {
+    let spread = hosts::spread(&cluster)?;
+    let mut have: Vec<(String, PathBuf)> = Vec::new();
+    for h in spread.on_hosts() {
+        let pool = &h.cluster.hypervisor.storage_pool;
+        let volumes =
+            h.hv.refresh_pool(pool)
+                .and_then(|_| h.hv.volumes(pool))
+                .map_err(|e| on_host(&spread, h.name, e))?;
+        // A node's layer counts only on the hypervisor its VM is on.
+        for n in &h.cluster.nodes {
+            have.extend(volumes.iter().map(|v| (n.name.clone(), v.path.clone())));
+        }
+    }
+    if let Some((node, gone)) = m
+        .layers
+        .iter()
+        .find(|(n, p)| !have.contains(&((*n).clone(), (*p).clone())))
+    {
         return Err(Failure::new(format!(
             "snapshot {name}: the disk layer of {node} ({}) is gone",
             gone.display()
@@ -277,7 +302,7 @@ fn revert(
         .hint("the disks of now are deleted once the revert succeeded; pass --yes to go ahead, or --dry-run to see the plan")
         .into());
     }
-    reach_nodes(&cluster)?;
+    hosts::reach_all(&cluster, &spread)?;
     let _lock = super::lock(&cluster)?;
     let t = Instant::now();
     let pending = snapshots::revert_in_progress(&cluster)?;
@@ -287,8 +312,12 @@ fn revert(
     };
     if !dry_run {
         let mut before: BTreeMap<String, PathBuf> = pending.map(|p| p.before).unwrap_or_default();
-        for (d, disk) in vms::snapshot::current_disks(&cluster, hv)? {
-            before.entry(d.name).or_insert(disk);
+        for h in spread.on_hosts() {
+            let disks = vms::snapshot::current_disks(h.cluster, h.hv)
+                .map_err(|e| on_host(&spread, h.name, e))?;
+            for (d, disk) in disks {
+                before.entry(d.name).or_insert(disk);
+            }
         }
         snapshots::begin_revert(
             &cluster,
@@ -299,7 +328,14 @@ fn revert(
             },
         )?;
     }
-    vms::snapshot::revert_disks(&cluster, hv, &m.layers, &stamp, &mut gate(ctx, dry_run))?;
+    // One host after the other; after a failure on one, the record of this revert lets
+    // `snapshot revert NAME --yes` finish every host.
+    for h in spread.on_hosts() {
+        let mut gate = gate(ctx, dry_run);
+        gate.on_host(spread.several().then_some(h.name));
+        vms::snapshot::revert_disks(h.cluster, h.hv, &m.layers, &stamp, &mut gate)
+            .map_err(|e| on_host(&spread, h.name, e))?;
+    }
     let stages = super::lifecycle::bring_up(ctx, &cluster, &spread, timeout, dry_run)?;
     if dry_run {
         ctx.printer
@@ -308,7 +344,7 @@ fn revert(
     }
     snapshots::end_revert(&cluster)?;
     let needed = snapshots::needed_layers(&cluster, None)?;
-    let freed = vms::snapshot::collect_garbage(&cluster, hv, &needed, &mut gate(ctx, false))?;
+    let freed = collect_garbage(ctx, &spread, &needed, false)?;
     ctx.printer.status(&format!(
         "snapshot revert: cluster {} is at {name} ({}) again in {:.0} s ({}); {} disk layer(s) of before deleted",
         cluster.name,
@@ -323,21 +359,18 @@ fn revert(
 fn delete(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(spec)?;
     let m = existing(&cluster, name)?;
-    let hv = connect(&cluster)?;
+    let spread = hosts::spread(&cluster)?;
     let _lock = super::lock(&cluster)?;
     let needed = snapshots::needed_layers(&cluster, Some(name))?;
     let dir = snapshots::dir(&cluster, name);
-    let freed = {
-        let mut gate = gate(ctx, dry_run);
-        gate.wet(
-            crate::engine::Change::RemovePath {
-                path: dir.display().to_string(),
-                what: "the snapshot's record and etcd snapshot".into(),
-            },
-            || snapshots::forget(&cluster, name),
-        )?;
-        vms::snapshot::collect_garbage(&cluster, &hv, &needed, &mut gate)?
-    };
+    gate(ctx, dry_run).wet(
+        crate::engine::Change::RemovePath {
+            path: dir.display().to_string(),
+            what: "the snapshot's record and etcd snapshot".into(),
+        },
+        || snapshots::forget(&cluster, name),
+    )?;
+    let freed = collect_garbage(ctx, &spread, &needed, dry_run)?;
     if dry_run {
         ctx.printer
             .status("snapshot delete: dry run, nothing changed");
@@ -367,4 +400,52 @@ fn delete(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<(
         }
     ));
     Ok(())
+}
+
+/// `e` named by its hypervisor when the cluster has several.
+fn on_host(spread: &Spread, host: &str, e: anyhow::Error) -> anyhow::Error {
+    if spread.several() {
+        e.context(format!("hypervisor {host}"))
+    } else {
+        e
+    }
+}
+
+/// [`vms::snapshot::collect_garbage`] on every hypervisor: each deletes its own nodes' layers.
+fn collect_garbage(
+    ctx: &mut Ctx,
+    spread: &Spread,
+    needed: &[PathBuf],
+    dry_run: bool,
+) -> Result<Vec<(String, u64)>> {
+    let mut freed = Vec::new();
+    for h in spread.on_hosts() {
+        let mut gate = gate(ctx, dry_run);
+        gate.on_host(spread.several().then_some(h.name));
+        freed.extend(
+            vms::snapshot::collect_garbage(h.cluster, h.hv, needed, &mut gate)
+                .map_err(|e| on_host(spread, h.name, e))?,
+        );
+    }
+    Ok(freed)
+}
+
+/// (node, layer path) → bytes it takes, from every hypervisor's pool; `None` when one does not
+/// answer (a stopped lab, an unreachable host): `list` then says "?" rather than a wrong size.
+fn layer_sizes(cluster: &Cluster) -> Option<BTreeMap<(String, PathBuf), u64>> {
+    let spread = hosts::spread(cluster).ok()?;
+    let mut sizes = BTreeMap::new();
+    for h in spread.on_hosts() {
+        let pool = &h.cluster.hypervisor.storage_pool;
+        if h.hv.pool(pool).ok()?.is_none() {
+            continue;
+        }
+        let volumes = h.hv.volumes(pool).ok()?;
+        for n in &h.cluster.nodes {
+            for v in &volumes {
+                sizes.insert((n.name.clone(), v.path.clone()), v.allocation);
+            }
+        }
+    }
+    Some(sizes)
 }

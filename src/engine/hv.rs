@@ -49,6 +49,8 @@ pub struct Gate<'a> {
     step: &'static str,
     cancel: Arc<AtomicBool>,
     say: Box<dyn FnMut(&str) + 'a>,
+    /// `[hv2] ` before each change said, on a cluster over several hypervisors.
+    tag: String,
     pub changes: Vec<Change>,
     pub applied: usize,
     /// (object, note): what was found and left alone (drift), said once.
@@ -62,6 +64,7 @@ impl<'a> Gate<'a> {
             step: "",
             cancel: Arc::new(AtomicBool::new(false)),
             say: Box::new(say),
+            tag: String::new(),
             changes: Vec::new(),
             applied: 0,
             notes: Vec::new(),
@@ -77,6 +80,11 @@ impl<'a> Gate<'a> {
         self.dry_run
     }
 
+    /// Name the hypervisor the next changes are made on (`None`: one hypervisor, no name).
+    pub fn on_host(&mut self, host: Option<&str>) {
+        self.tag = host.map(|h| format!("[{h}] ")).unwrap_or_default();
+    }
+
     /// Record `change` and, unless this is a dry run, do it. `Ok(true)` when it was done.
     /// After Ctrl-C nothing new starts.
     pub fn wet(&mut self, change: Change, apply: impl FnOnce() -> Result<()>) -> Result<bool> {
@@ -90,7 +98,7 @@ impl<'a> Gate<'a> {
             dry_run = self.dry_run,
             "{change}"
         );
-        (self.say)(&format!("  {change}"));
+        (self.say)(&format!("  {}{change}", self.tag));
         self.changes.push(change);
         if self.dry_run {
             return Ok(false);
@@ -394,8 +402,9 @@ mod tests {
         });
     }
 
-    /// Touches a file named after the host whose view it runs on; fails on the host `bad`.
-    struct PerHost(std::path::PathBuf);
+    /// Touches a file named after the host whose view it runs on; fails on the host `bad`
+    /// while the flag is up (its connection lost).
+    struct PerHost(std::path::PathBuf, AtomicBool);
 
     impl HvStep for PerHost {
         fn id(&self) -> StepId {
@@ -403,9 +412,16 @@ mod tests {
         }
         fn run(&self, hx: &Hx, gate: &mut Gate) -> Result<()> {
             let host = &hx.cluster.hosts[0].name;
-            anyhow::ensure!(host != "bad", "this host is broken");
+            anyhow::ensure!(
+                host != "bad" || !self.1.load(Ordering::SeqCst),
+                "this host is broken"
+            );
             assert_eq!(hx.whole.hosts.len(), 3, "the whole cluster is seen too");
-            touch(gate, &self.0.join(host))
+            let file = self.0.join(host);
+            if !file.exists() {
+                touch(gate, &file)?;
+            }
+            Ok(())
         }
     }
 
@@ -430,7 +446,7 @@ mod tests {
             })
             .collect();
         let mut lines = Vec::new();
-        let step = PerHost(tmp.path().to_path_buf());
+        let step = PerHost(tmp.path().to_path_buf(), AtomicBool::new(true));
         let e = run_spread(&whole, &on, &[&step], false, Default::default(), &mut |l| {
             lines.push(l.to_string())
         })
@@ -447,9 +463,28 @@ mod tests {
                 "{want}: {lines:?}"
             );
         }
+        // The host back: the next run does what it missed, and only that.
+        step.1.store(false, Ordering::SeqCst);
+        let r = run_spread(
+            &whole,
+            &on,
+            &[&step],
+            false,
+            Default::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let changed: Vec<(&str, usize)> = r
+            .nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.applied))
+            .filter(|(_, applied)| *applied > 0)
+            .collect();
+        assert_eq!(changed, [("hypervisor bad", 1)]);
+        assert!(tmp.path().join("bad").exists());
         // Without the broken host: one report per host, named by it.
         let ok: Vec<OnHost> = on.into_iter().filter(|h| h.name != "bad").collect();
-        let step = PerHost(tmp.path().join("again"));
+        let step = PerHost(tmp.path().join("again"), AtomicBool::new(false));
         std::fs::create_dir(&step.0).unwrap();
         let r = run_spread(
             &whole,

@@ -205,6 +205,7 @@ impl Hypervisor for FakeHypervisor {
                 name: file,
                 path: new_top.to_path_buf(),
                 capacity,
+                allocation: 0,
                 backing: Some(old),
             },
         );
@@ -343,7 +344,8 @@ impl Hypervisor for FakeHypervisor {
             .unwrap()
             .volumes
             .get(&(pool.to_string(), name.to_string()))
-            .cloned())
+            .cloned()
+            .map(allocated))
     }
 
     fn volumes(&self, pool: &str) -> Result<Vec<VolumeInfo>> {
@@ -354,7 +356,7 @@ impl Hypervisor for FakeHypervisor {
             .volumes
             .iter()
             .filter(|((p, _), _)| p == pool)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| allocated(v.clone()))
             .collect())
     }
 
@@ -380,6 +382,7 @@ impl Hypervisor for FakeHypervisor {
             name: name.clone(),
             path: dir.join(&name),
             capacity,
+            allocation: 0,
             backing,
         };
         s.volumes.insert((pool.to_string(), name), v.clone());
@@ -463,9 +466,16 @@ impl Hypervisor for FakeHypervisor {
                 name: file,
                 path: entry.path(),
                 capacity,
+                allocation: 0,
                 backing: None,
             });
         }
         Ok(())
     }
+}
+
+/// A volume as libvirt reports it: taking what its file takes on disk (nothing without one).
+fn allocated(mut v: VolumeInfo) -> VolumeInfo {
+    v.allocation = std::fs::metadata(&v.path).map(|m| m.len()).unwrap_or(0);
+    v
 }

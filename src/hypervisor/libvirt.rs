@@ -78,10 +78,12 @@ impl Libvirt {
     }
 
     fn volume_info(v: &StorageVol) -> Result<VolumeInfo> {
+        let info = lv(v.info())?;
         Ok(VolumeInfo {
             name: lv(v.name())?,
             path: PathBuf::from(lv(v.path())?),
-            capacity: lv(v.info())?.capacity,
+            capacity: info.capacity,
+            allocation: info.allocation,
             backing: super::backing_path(&lv(v.xml_desc(0))?)?,
         })
     }

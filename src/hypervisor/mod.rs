@@ -198,6 +198,8 @@ pub struct VolumeInfo {
     pub name: String,
     pub path: PathBuf,
     pub capacity: u64,
+    /// Bytes it takes on the hypervisor's disk (what the pool reports: right for a remote one).
+    pub allocation: u64,
     /// The file a qcow2 overlay reads what it has not written from.
     pub backing: Option<PathBuf>,
 }

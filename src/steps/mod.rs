@@ -24,6 +24,7 @@ pub mod install_runc;
 pub mod prepare_host;
 pub mod prepare_networks;
 pub mod prepare_worker_nodes;
+pub mod readiness;
 pub mod reset_etcd_data;
 pub mod restore_etcd;
 pub mod schedule_etcd_backup;

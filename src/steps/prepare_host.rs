@@ -4,7 +4,7 @@
 //! the ifupdown stanza of the cluster bridge. Also the original's `prepare TEMPLATE KEY`
 //! (a hand-made template and its root key taken into the work dir). In lab mode only the
 //! template part applies: the lab's libvirtd needs nothing from the host.
-//! [`readiness`] is `prepare --check`: what is there, what blocks, changing nothing.
+//! [`super::readiness`] is `prepare --check`: what is there, what blocks, changing nothing.
 
 use crate::engine::StepId;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,8 @@ use crate::engine::Change;
 use crate::engine::Target;
 use crate::engine::hv::{Gate, HvStep, Hx};
 use crate::error::Failure;
-use crate::hypervisor::{self, Hypervisor};
+use crate::fsutil;
 use crate::spec::{Cluster, ClusterNetMode, HypervisorMode};
-use crate::{fsutil, vms};
 
 pub struct PrepareHost {
     /// The original's `prepare TEMPLATE KEY`.
@@ -160,11 +159,11 @@ fn sysctl_path(key: &str) -> String {
 }
 
 // The host facts `--check` reports and `prepare` acts on: one reading for both.
-fn missing_packages() -> Vec<&'static str> {
+pub(super) fn missing_packages() -> Vec<&'static str> {
     PACKAGES.iter().filter(|p| !installed(p)).copied().collect()
 }
 
-fn unloaded_modules() -> Vec<&'static str> {
+pub(super) fn unloaded_modules() -> Vec<&'static str> {
     MODULES
         .iter()
         .filter(|m| !Path::new("/sys/module").join(m).exists())
@@ -172,7 +171,7 @@ fn unloaded_modules() -> Vec<&'static str> {
         .collect()
 }
 
-fn unset_sysctls() -> Vec<(&'static str, &'static str)> {
+pub(super) fn unset_sysctls() -> Vec<(&'static str, &'static str)> {
     SYSCTLS
         .iter()
         .filter(|(k, v)| {
@@ -182,160 +181,6 @@ fn unset_sysctls() -> Vec<(&'static str, &'static str)> {
         })
         .copied()
         .collect()
-}
-
-/// One line of the readiness report: (what, state, blocking?).
-pub type Row = (String, String, bool);
-
-pub fn readiness(cluster: &Cluster, hv: Result<&dyn Hypervisor, String>) -> Vec<Row> {
-    let mut rows: Vec<Row> = Vec::new();
-    let kvm = hypervisor::kvm_usable();
-    let (dtype, cpu) = hypervisor::domain_type(cluster, kvm);
-    rows.push((
-        "CPU virtualisation".into(),
-        if kvm {
-            "usable: VMs run with kvm".into()
-        } else {
-            format!(
-                "not usable: VMs run under emulation ({dtype}, cpu {cpu}), several times slower"
-            )
-        },
-        dtype == "kvm" && !kvm,
-    ));
-    rows.push((
-        "/dev/kvm".into(),
-        if Path::new("/dev/kvm").exists() {
-            "present".into()
-        } else {
-            "absent".into()
-        },
-        false,
-    ));
-    if cluster.hypervisor.mode == HypervisorMode::Host {
-        let missing = missing_packages();
-        rows.push((
-            "packages".into(),
-            if missing.is_empty() {
-                "installed".into()
-            } else {
-                format!("missing: {}", missing.join(" "))
-            },
-            !missing.is_empty(),
-        ));
-        let unloaded = unloaded_modules();
-        rows.push((
-            "kernel modules".into(),
-            if unloaded.is_empty() {
-                "loaded".into()
-            } else {
-                format!("not loaded: {}", unloaded.join(" "))
-            },
-            false,
-        ));
-        let wrong: Vec<_> = unset_sysctls().into_iter().map(|(k, _)| k).collect();
-        rows.push((
-            "sysctls".into(),
-            if wrong.is_empty() {
-                "set".into()
-            } else {
-                format!("not set: {}", wrong.join(" "))
-            },
-            false,
-        ));
-    }
-    match hv {
-        Ok(hv) => {
-            rows.push((
-                "libvirt".into(),
-                format!("reachable at {}", hv.describe()),
-                false,
-            ));
-            for name in [
-                &cluster.networks.hypervisor_name,
-                &cluster.networks.cluster_name,
-            ] {
-                if name == &cluster.networks.cluster_name
-                    && cluster.networks.mode == ClusterNetMode::Bridged
-                {
-                    continue;
-                }
-                let state = match hv.network(name) {
-                    Ok(Some(n)) if n.active => "active".to_string(),
-                    Ok(Some(_)) => "defined, inactive".into(),
-                    Ok(None) => "missing (prepare creates it)".into(),
-                    Err(e) => format!("error: {e:#}"),
-                };
-                rows.push((format!("network {name}"), state, false));
-            }
-            let pool = &cluster.hypervisor.storage_pool;
-            let state = match hv.pool(pool) {
-                Ok(Some(p)) => format!(
-                    "{} at {}",
-                    if p.active { "active" } else { "inactive" },
-                    p.path.display()
-                ),
-                Ok(None) => "missing (prepare creates it)".into(),
-                Err(e) => format!("error: {e:#}"),
-            };
-            rows.push((format!("storage pool {pool}"), state, false));
-        }
-        Err(e) => rows.push(("libvirt".into(), e, true)),
-    }
-    if cluster.networks.mode == ClusterNetMode::Bridged {
-        let ok = Path::new("/sys/class/net")
-            .join(&cluster.networks.bridge)
-            .join("bridge")
-            .exists();
-        rows.push((
-            format!("bridge {}", cluster.networks.bridge),
-            if ok {
-                "present".into()
-            } else {
-                "missing".into()
-            },
-            !ok,
-        ));
-    }
-    let image = cluster.image_path();
-    rows.push((
-        "template image".into(),
-        if image.is_file() {
-            format!("{}", image.display())
-        } else {
-            format!("missing: {} (kubicluster image build)", image.display())
-        },
-        false,
-    ));
-    let need: u64 = cluster.nodes.iter().map(|n| u64::from(n.memory_mib)).sum();
-    let free = vms::available_mib().unwrap_or(0);
-    rows.push((
-        "free memory".into(),
-        format!("{free} MiB free, the VMs need {need} MiB"),
-        need > free,
-    ));
-    let disk = Command::new("df")
-        .args(["-Pm"])
-        .arg(
-            cluster
-                .work_dir
-                .canonicalize()
-                .unwrap_or_else(|_| ".".into()),
-        )
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .nth(1)
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        });
-    rows.push((
-        "free disk (work dir)".into(),
-        disk.map(|d| format!("{d} MiB"))
-            .unwrap_or_else(|| "unknown".into()),
-        disk.is_some_and(|d| d < 2048),
-    ));
-    rows
 }
 
 fn install_packages(missing: &[&str]) -> Result<()> {

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::*;
+use crate::engine::hv::OnHost;
 
 /// A volume that is one of `node`'s disk layers.
 pub fn is_layer_of(node: &str, volume: &str) -> bool {
@@ -96,49 +97,89 @@ pub fn freeze(
     stamp: &str,
     gate: &mut Gate,
 ) -> Result<Frozen> {
-    let dir = pool_dir(cluster, hv)?;
-    let disks = current_disks(cluster, hv)?;
-    let layers = freezable(&disks)?;
-    let running: Vec<String> = disks
-        .into_iter()
-        .filter(|(d, _)| d.state == VmState::Running)
-        .map(|(d, _)| d.name)
-        .collect();
+    let host = OnHost {
+        name: "",
+        cluster,
+        hv,
+    };
+    freeze_hosts(&[host], stamp, gate)
+}
+
+/// [`freeze`] over several hypervisors at one moment: the running VMs of every host are paused
+/// before any disk is switched, and resumed after the last one (also after an error). Each
+/// host's VMs get their overlays in its own pool; errors name the host when there are several.
+pub fn freeze_hosts(hosts: &[OnHost], stamp: &str, gate: &mut Gate) -> Result<Frozen> {
+    let several = hosts.len() > 1;
+    let named = |h: &OnHost, e: anyhow::Error| match several {
+        false => e,
+        true => e.context(format!("hypervisor {}", h.name)),
+    };
+    let mut plan = Vec::new(); // (host, its pool's directory, its layers, its running VMs)
+    for h in hosts {
+        let prepared = (|| -> Result<_> {
+            let dir = pool_dir(h.cluster, h.hv)?;
+            let disks = current_disks(h.cluster, h.hv)?;
+            let layers = freezable(&disks)?;
+            let running: Vec<String> = disks
+                .into_iter()
+                .filter(|(d, _)| d.state == VmState::Running)
+                .map(|(d, _)| d.name)
+                .collect();
+            Ok((dir, layers, running))
+        })();
+        let (dir, layers, running) = prepared.map_err(|e| named(h, e))?;
+        plan.push((h, dir, layers, running));
+    }
     let t = Instant::now();
-    let mut paused = Vec::new();
+    let mut paused: Vec<(&OnHost, &String)> = Vec::new();
     let mut switch = || -> Result<()> {
-        for name in &running {
-            if gate.wet(vm_change(name, VmOp::Pause), || hv.suspend_domain(name))? {
-                paused.push(name.clone());
+        for (h, _, _, running) in &plan {
+            gate.on_host(several.then_some(h.name));
+            for name in running {
+                let r = gate.wet(vm_change(name, VmOp::Pause), || h.hv.suspend_domain(name));
+                if r.map_err(|e| named(h, e))? {
+                    paused.push((h, name));
+                }
             }
         }
-        for name in layers.keys() {
-            let top = dir.join(layer_name(name, stamp));
-            let op = VmOp::FreezeDisk {
-                overlay: top.display().to_string(),
-            };
-            gate.wet(vm_change(name, op), || hv.snapshot_disk(name, &top))?;
+        for (h, dir, layers, _) in &plan {
+            gate.on_host(several.then_some(h.name));
+            for name in layers.keys() {
+                let top = dir.join(layer_name(name, stamp));
+                let op = VmOp::FreezeDisk {
+                    overlay: top.display().to_string(),
+                };
+                gate.wet(vm_change(name, op), || h.hv.snapshot_disk(name, &top))
+                    .map_err(|e| named(h, e))?;
+            }
         }
         Ok(())
     };
     let result = switch();
     let mut resumed = Ok(());
-    for name in &paused {
+    for (h, name) in &paused {
+        gate.on_host(several.then_some(h.name));
         let r = gate.wet(vm_change(name, VmOp::Resume { why: None }), || {
-            hv.resume_domain(name)
+            h.hv.resume_domain(name)
         });
         if let Err(e) = r
             && resumed.is_ok()
         {
-            resumed = Err(e);
+            resumed = Err(named(h, e));
         }
     }
     let paused_for = t.elapsed();
+    gate.on_host(None);
     result?;
     resumed?;
-    if !gate.dry_run() {
-        // libvirt made the overlays outside its storage API: let the pool see them.
-        hv.refresh_pool(&cluster.hypervisor.storage_pool)?;
+    let mut layers = BTreeMap::new();
+    for (h, _, host_layers, _) in plan {
+        if !gate.dry_run() {
+            // libvirt made the overlays outside its storage API: let the pool see them.
+            h.hv.refresh_pool(&h.cluster.hypervisor.storage_pool)
+                .map_err(|e| named(h, e))?;
+        }
+        layers.extend(host_layers);
     }
     Ok(Frozen {
         layers,
@@ -261,7 +302,7 @@ pub fn collect_garbage(
         if !ours || reached.contains(&v.path) {
             continue;
         }
-        let size = std::fs::metadata(&v.path).map(|m| m.len()).unwrap_or(0);
+        let size = v.allocation;
         let change = Change::DeleteLayer {
             volume: v.name.clone(),
             mib: size >> 20,

@@ -226,3 +226,75 @@ fn a_revert_never_replaces_a_vm_disk_that_has_its_overlay_name() {
         assert_eq!(v.backing.as_ref(), Some(&s2.layers[n]), "{n}: untouched");
     }
 }
+
+/// Over several hypervisors the moment is one: every host's running VMs are paused before the
+/// first disk is switched on any host; a host that fails gets every VM resumed everywhere and
+/// is named in the error.
+#[test]
+fn a_snapshot_over_two_hypervisors_pauses_both_before_any_disk_is_switched() {
+    use crate::engine::hv::OnHost;
+    let (_a, c, hv1) = made();
+    let (_b, _, hv2) = made();
+    let host = &c.hosts[0];
+    let one = c.on_host(host, &["kubi-controller-01", "kubi-worker-01"]);
+    let two = c.on_host(host, &["kubi-worker-02"]);
+    let hosts = [
+        OnHost {
+            name: "hv1",
+            cluster: &one,
+            hv: &hv1,
+        },
+        OnHost {
+            name: "hv2",
+            cluster: &two,
+            hv: &hv2,
+        },
+    ];
+    hv1.clear_calls();
+    hv2.clear_calls();
+    let said = std::sync::Mutex::new(Vec::new());
+    let frozen = snapshot::freeze_hosts(
+        &hosts,
+        "S1",
+        &mut Gate::new(false, |l| said.lock().unwrap().push(l.to_string())),
+    )
+    .unwrap();
+    assert_eq!(
+        frozen.layers.keys().collect::<Vec<_>>(),
+        ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"]
+    );
+    let said = said.into_inner().unwrap();
+    let at = |s: &str| said.iter().position(|l| l.starts_with(s)).unwrap();
+    assert!(at("  [hv2] kubi-worker-02: pause") < at("  [hv1] kubi-controller-01: freeze"));
+    assert!(at("  [hv1] kubi-worker-01: pause") < at("  [hv1] kubi-controller-01: freeze"));
+    // Each host was asked for its own VMs only.
+    assert!(hv1.calls().iter().all(|c| !c.contains("kubi-worker-02")));
+    assert!(
+        hv2.calls()
+            .iter()
+            .all(|c| c.contains("kubi-worker-02") || !c.contains("kubi-"))
+    );
+    assert_eq!(
+        disk_of(&hv2, "kubi-worker-02").file_name().unwrap(),
+        "kubi-worker-02@S1.qcow2"
+    );
+    // hv2 cannot switch (its overlay's name is taken): every paused VM runs again, on both.
+    hv2.create_volume(
+        "kubicluster",
+        &crate::hypervisor::file_volume_xml("kubi-worker-02@S2.qcow2", 1, 0o600),
+    )
+    .unwrap();
+    let e = snapshot::freeze_hosts(&hosts, "S2", &mut Gate::quiet(false)).unwrap_err();
+    assert!(format!("{e:#}").starts_with("hypervisor hv2: "), "{e:#}");
+    for (hv, n) in [
+        (&hv1, "kubi-controller-01"),
+        (&hv1, "kubi-worker-01"),
+        (&hv2, "kubi-worker-02"),
+    ] {
+        assert_eq!(
+            hv.domain(n).unwrap().unwrap().state,
+            VmState::Running,
+            "{n}"
+        );
+    }
+}

@@ -61,6 +61,10 @@ impl std::error::Error for Exit {}
 
 /// Exit code and hint for any error that reaches `main`.
 pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
+    // A Failure given as context (`e.context(Failure::new(…))`), at any layer.
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return (f.code, f.hint.clone());
+    }
     for cause in err.chain() {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return (f.code, f.hint.clone());

@@ -521,6 +521,13 @@ spec:
         );
         out
     };
+    // `run`, its wall time printed as TIMING <what>.
+    let timed = |what: &str, args: &[&str]| {
+        let t = std::time::Instant::now();
+        let o = run(args);
+        eprintln!("TIMING {what}: {:.1} s", t.elapsed().as_secs_f64());
+        o
+    };
     // hv2 lost mid-run: once its template upload has begun, every SSH session into it is cut.
     // hv1's VMs are made and verified all the same; `up` ends naming hv2.
     let t = std::time::Instant::now();
@@ -557,12 +564,7 @@ spec:
     );
     // hv2 back: `up` resumes — nothing left to do on hv1, hv2's cut-off template replaced.
     h2.restore();
-    let t = std::time::Instant::now();
-    let o = run(&["up"]);
-    eprintln!(
-        "TIMING up over two hypervisors (resumed): {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
+    let o = timed("up over two hypervisors (resumed)", &["up"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("[hv1] create-vms: nothing to do"), "{out}");
@@ -659,12 +661,7 @@ spec:
         text(&o)
     );
     // A second `up` changes nothing on either host.
-    let t = std::time::Instant::now();
-    let o = run(&["up", "--skip-test"]);
-    eprintln!(
-        "TIMING up over two hypervisors (no-op): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let o = timed("up over two hypervisors (no-op)", &["up", "--skip-test"]);
     let out = text(&o);
     assert!(
         o.status.success()
@@ -676,11 +673,9 @@ spec:
     // A snapshot of the cluster over both hosts: every VM paused (on both) while the disks
     // switch; a file written on hv2's worker after it is gone after the revert, every node
     // booted again on its own host and Ready.
-    let t = std::time::Instant::now();
-    let o = run(&["snapshot", "create", "s1"]);
-    eprintln!(
-        "TIMING snapshot create over two hypervisors: {:.1} s",
-        t.elapsed().as_secs_f64()
+    let o = timed(
+        "snapshot create over two hypervisors",
+        &["snapshot", "create", "s1"],
     );
     let out = text(&o);
     assert!(
@@ -699,11 +694,9 @@ spec:
         list[0]["complete"] == true && list[0]["layer_bytes"].as_u64().unwrap_or(0) > 0,
         "the layers' sizes come from both hosts' pools: {list}"
     );
-    let t = std::time::Instant::now();
-    let o = run(&["snapshot", "revert", "s1", "--yes"]);
-    eprintln!(
-        "TIMING snapshot revert over two hypervisors: {:.1} s",
-        t.elapsed().as_secs_f64()
+    let o = timed(
+        "snapshot revert over two hypervisors",
+        &["snapshot", "revert", "s1", "--yes"],
     );
     let out = text(&o);
     assert!(

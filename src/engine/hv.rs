@@ -310,7 +310,16 @@ fn on_every_host(
             }
             Err(e) => {
                 say(&format!("[{name}] {}: failed: {e:#}", step.name()));
-                first.get_or_insert(e.context(format!("hypervisor {name}")));
+                let named = match crate::error::classify(&e) {
+                    (_, Some(_)) => e.context(format!("hypervisor {name}")),
+                    // A lost connection, a libvirt error: say what the next run does.
+                    (_, None) => e.context(
+                        crate::error::Failure::new(format!("hypervisor {name}")).hint(
+                            "the other hypervisors' part is done; once this one answers again, the same command completes what is missing",
+                        ),
+                    ),
+                };
+                first.get_or_insert(named);
             }
         }
     }
@@ -452,6 +461,12 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(format!("{e:#}"), "hypervisor bad: this host is broken");
+        assert!(
+            crate::error::classify(&e)
+                .1
+                .is_some_and(|h| h.contains("completes what is missing")),
+            "{e:#}"
+        );
         assert!(tmp.path().join("hv1").exists() && tmp.path().join("hv2").exists());
         for want in [
             format!("[hv1] {}", tmp.path().join("hv1").display()),

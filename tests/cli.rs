@@ -1505,6 +1505,30 @@ spec:
             && at("stop: controllers") < at("[hv1] kubi-controller-01: shut down"),
         "{err}"
     );
+    // A hypervisor that does not answer: status still reads the other, names the lost one, and
+    // the node that may be there is unknown; not healthy (exit 3).
+    let lost = tmp.path().join("lost.yaml");
+    std::fs::write(
+        &lost,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace(&uri("hv2.xml"), &uri("gone.xml")),
+    )
+    .unwrap();
+    let o = kubicluster(tmp.path(), &["status", "-f", lost.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("status: hypervisor hv2 does not answer: "),
+        "{}",
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    let row = |node: &str| status_row(&out, node);
+    assert_eq!(
+        row("kubi-controller-01")[1..4],
+        ["hv1", "controller", "running"]
+    );
+    assert_eq!(row("kubi-worker-02")[1..4], ["?", "worker", "unknown"]);
     // snapshot create freezes every host's VMs at one moment: each running VM paused, on
     // both hosts, before the first disk is switched; each disk gets its overlay in its pool.
     let o = kubicluster(

@@ -92,6 +92,77 @@ pub fn place_on(cluster: &Cluster, connected: Vec<(String, Libvirt)>) -> Result<
     Ok(Spread { hosts, placed })
 }
 
+/// The hypervisors of a spread cluster as far as they answer (for `status`, which must report
+/// during an outage): the answering ones, each with the nodes whose VMs it holds and those the
+/// file names there; `lost`: each host that does not answer, with why; `unknown`: the nodes that
+/// may be on a lost host (on no answering one, named for none). Nothing is placed.
+pub struct Answering {
+    pub spread: Spread,
+    pub lost: Vec<(String, String)>,
+    pub unknown: Vec<String>,
+}
+
+pub fn answering(cluster: &Cluster) -> Result<Answering> {
+    let tried = crate::par::map(&cluster.hosts, |h| Libvirt::connect(&h.uri));
+    if cluster.hosts.len() < 2 || tried.iter().all(Result::is_ok) {
+        let spread = match cluster.hosts.len() {
+            1 => spread(cluster)?,
+            _ => place_on(
+                cluster,
+                cluster
+                    .hosts
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .zip(tried.into_iter().flatten())
+                    .collect(),
+            )?,
+        };
+        return Ok(Answering {
+            spread,
+            lost: Vec::new(),
+            unknown: Vec::new(),
+        });
+    }
+    let mut connected = Vec::new();
+    let mut lost = Vec::new();
+    for (h, r) in cluster.hosts.iter().zip(tried) {
+        match r {
+            Ok(lv) => connected.push((h, lv)),
+            Err(e) => lost.push((h.name.clone(), format!("{e:#}"))),
+        }
+    }
+    let refs: Vec<(&str, &dyn Hypervisor)> = connected
+        .iter()
+        .map(|(h, lv)| (h.name.as_str(), lv as &dyn Hypervisor))
+        .collect();
+    let facts = crate::vms::placement_facts(cluster, &refs)?;
+    let mut unknown: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let hosts = connected
+        .into_iter()
+        .map(|(h, lv)| {
+            let nodes: Vec<&str> = cluster
+                .nodes
+                .iter()
+                .filter(|n| match facts.existing.get(&n.name) {
+                    Some(on) => on == &h.name,
+                    None => n.hypervisor.as_deref() == Some(h.name.as_str()),
+                })
+                .map(|n| n.name.as_str())
+                .collect();
+            unknown.retain(|n| !nodes.contains(&n.as_str()));
+            (h.name.clone(), cluster.on_host(h, &nodes), lv)
+        })
+        .collect();
+    Ok(Answering {
+        spread: Spread {
+            hosts,
+            placed: Vec::new(),
+        },
+        lost,
+        unknown,
+    })
+}
+
 /// [`super::reach_nodes`] for a cluster whose hypervisors are connected already (in lab mode
 /// that connection proved the lab runs).
 pub fn reach_all(cluster: &Cluster, spread: &Spread) -> Result<()> {

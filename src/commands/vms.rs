@@ -88,10 +88,23 @@ pub fn run_destroy(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
 pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(&args.spec)?;
     let json = args.output == crate::cli::OutputFormat::Json;
-    // Every hypervisor at once, each node through its own.
-    let spread = super::hosts::spread(&cluster)?;
+    // Every hypervisor at once, each node through its own; one that does not answer is
+    // reported, and the nodes that may be there are "unknown".
+    let super::hosts::Answering {
+        spread,
+        lost,
+        unknown,
+    } = super::hosts::answering(&cluster)?;
     super::hosts::reach_all(&cluster, &spread)?;
-    let mut rows = Vec::new();
+    for (host, why) in &lost {
+        ctx.printer
+            .status(&format!("status: hypervisor {host} does not answer: {why}"));
+    }
+    let mut rows: Vec<vms::NodeStatus> = unknown
+        .iter()
+        .filter_map(|n| cluster.node(n))
+        .map(|n| vms::NodeStatus::unknown(n, "?"))
+        .collect();
     for (r, (name, _, _)) in crate::par::map(&spread.hosts, |(_, view, hv)| vms::status(view, hv))
         .into_iter()
         .zip(&spread.hosts)
@@ -101,7 +114,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         })?);
     }
     rows.sort_by_key(|r| cluster.nodes.iter().position(|n| n.name == r.node));
-    let spread_over = spread.several();
+    let spread_over = cluster.hosts.len() > 1;
     let api = vms::node_readiness(&cluster);
     if let Ok(ready) = &api {
         // Controllers run no kubelet (as in KTHW): they are not Nodes.
@@ -115,6 +128,10 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         }
     }
     let mut unhealthy = vms::unhealthy(&rows);
+    unhealthy.extend(
+        lost.iter()
+            .map(|(host, _)| format!("hypervisor {host} (does not answer)")),
+    );
     let vip = cluster.kubernetes.api_server_vip;
     let holders = vms::vip_holders(&rows);
     let vip_line = match (vip, &holders) {
@@ -157,6 +174,10 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                 "error": api.as_ref().err(),
             },
             "nodes": rows,
+            "hypervisorsNotAnswering": lost
+                .iter()
+                .map(|(h, why)| serde_json::json!({"name": h, "error": why}))
+                .collect::<Vec<_>>(),
             "kubernetes": k8s,
             "unhealthy": unhealthy,
         });

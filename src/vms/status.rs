@@ -27,6 +27,25 @@ pub struct NodeStatus {
     pub api_server: Option<String>,
 }
 
+impl NodeStatus {
+    /// A node whose VM could not be asked for (its hypervisor does not answer).
+    pub fn unknown(n: &crate::spec::Node, hypervisor: &str) -> Self {
+        NodeStatus {
+            node: n.name.clone(),
+            hypervisor: hypervisor.into(),
+            role: n.role.to_string(),
+            vm: "unknown".into(),
+            cluster_ip: n.cluster_ip.to_string(),
+            hypervisor_ip: n.hypervisor_ip.to_string(),
+            ssh: "-".into(),
+            units: Vec::new(),
+            ready: None,
+            holds_vip: None,
+            api_server: None,
+        }
+    }
+}
+
 /// The units of a role, for `status`.
 pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
     match role {

@@ -481,7 +481,7 @@ spec:
   workDir: {work}
   nodeDefaults: {{memoryMiB: 1536}}
   artifacts: {{source: build, dir: {artifacts}}}
-  networks: {{cni: bridge, cluster: {{mode: bridged, bridge: kcbr}}}}
+  networks: {{cni: bridge, cluster: {{mode: bridged, bridge: kcbr, mtu: 1450}}}}
   hypervisor: {{mode: host, domainType: qemu, storagePool: remote, storageDir: /var/lib/libvirt/images/remote, image: {image}, bootTimeoutSeconds: 300}}
   hypervisors:
     - {{name: hv1, uri: \"{u1}\"}}
@@ -631,7 +631,8 @@ spec:
         assert_eq!(row(n)[7], "Ready", "{out}");
     }
     // One segment: the controller on hv1 reaches the worker on hv2 at its cluster address
-    // (OpenSSH from inside hv1's namespace, trusting only the pinned keys).
+    // (OpenSSH from inside hv1's namespace, trusting only the pinned keys); the cluster NIC
+    // has the file's MTU (1450, as under a VXLAN) and a full-size packet passes unfragmented.
     let known = d
         .join("work")
         .join(format!("two{}", std::process::id()))
@@ -653,11 +654,13 @@ spec:
     let o = ssh_from(
         &h1.ns,
         &first.hypervisor_ip.to_string(),
-        "ping -c 1 -W 5 192.168.24.22 && ip -4 -o addr show eth1",
+        "ping -c 1 -W 5 -M do -s 1422 192.168.24.22 && ip -4 -o addr show eth1 && ip -o link show eth1",
     );
     assert!(
-        o.status.success() && text(&o).contains(&format!("inet {}/24", first.cluster_ip)),
-        "from hv1 to the worker on hv2 over the cluster network: {}",
+        o.status.success()
+            && text(&o).contains(&format!("inet {}/24", first.cluster_ip))
+            && text(&o).contains(" mtu 1450 "),
+        "from hv1 to the worker on hv2 over the cluster network, a full 1450-byte packet unfragmented: {}",
         text(&o)
     );
     // A second `up` changes nothing on either host.

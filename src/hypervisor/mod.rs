@@ -354,6 +354,7 @@ struct DomainCtx<'a> {
     cluster_network: &'a str,
     /// Set in bridged mode: attach to this host bridge instead of a libvirt network.
     cluster_bridge: Option<&'a str>,
+    cluster_mtu: Option<u16>,
 }
 
 /// Files libvirt hands to a VM, under `<cluster>/vms/<node>/`.
@@ -429,6 +430,7 @@ pub fn domain_xml(
             hypervisor_network: &cluster.networks.hypervisor_name,
             cluster_network: &cluster.networks.cluster_name,
             cluster_bridge: bridged.then_some(cluster.networks.bridge.as_str()),
+            cluster_mtu: cluster.networks.mtu,
         },
     )
     .expect("domain template renders")

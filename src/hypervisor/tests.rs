@@ -299,3 +299,52 @@ fn remote_uris_are_told_from_local_ones() {
         assert!(is_remote(remote), "{remote}");
     }
 }
+
+/// With `networks.cluster.mtu` the cluster NIC (and only it) carries the MTU, in both modes.
+#[test]
+fn the_cluster_nic_carries_the_cluster_network_mtu() {
+    for bridged in [false, true] {
+        let mut c = cluster();
+        c.networks.mtu = Some(1450);
+        if bridged {
+            c.networks.mode = crate::spec::ClusterNetMode::Bridged;
+        }
+        let xml = domain_xml(
+            &c,
+            &c.nodes[1],
+            Path::new("/d.qcow2"),
+            "qemu",
+            "maximum",
+            None,
+        );
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let mtus: Vec<(String, Option<&str>)> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("interface"))
+            .map(|i| {
+                let mac = i
+                    .children()
+                    .find(|n| n.has_tag_name("mac"))
+                    .and_then(|m| m.attribute("address"))
+                    .unwrap()
+                    .to_string();
+                let mtu = i
+                    .children()
+                    .find(|n| n.has_tag_name("mtu"))
+                    .and_then(|m| m.attribute("size"));
+                (mac, mtu)
+            })
+            .collect();
+        assert_eq!(
+            mtus,
+            [
+                (mac_address("kubicluster", "kubi-worker-01", 0), None),
+                (
+                    mac_address("kubicluster", "kubi-worker-01", 1),
+                    Some("1450")
+                ),
+            ],
+            "bridged: {bridged}"
+        );
+    }
+}

@@ -68,6 +68,7 @@ impl Default for ClusterNet {
             mode: ClusterNetMode::Isolated,
             bridge: String::new(),
             bridge_port: "eth1".into(),
+            mtu: None,
         }
     }
 }

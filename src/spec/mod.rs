@@ -95,6 +95,8 @@ pub struct NetworksResolved {
     pub mode: ClusterNetMode,
     pub bridge: String,
     pub bridge_port: String,
+    /// The cluster NICs' and the bridge pod network's MTU; None: the default (1500).
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -582,3 +582,27 @@ fn one_entry_in_spec_hypervisors_is_the_hypervisor() {
     assert_eq!(c.storage_dir(), Path::new("/srv/fast"));
     assert_eq!(c.hosts[0].name, "big");
 }
+
+/// The cluster network's MTU: taken when sane, refused (with the usual values in the hint)
+/// outside 1280..9000.
+#[test]
+fn the_cluster_network_mtu_is_taken_or_refused_with_a_hint() {
+    let with = |mtu: Option<u16>| {
+        let mut f = default_cluster_file();
+        f.spec.networks.cluster.mtu = mtu;
+        validate(&f)
+    };
+    assert_eq!(with(Some(1450)).unwrap().networks.mtu, Some(1450));
+    assert_eq!(with(None).unwrap().networks.mtu, None);
+    let p = match with(Some(1000)) {
+        Err(Problems(p)) => p.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        other => panic!("expected validation problems, got {other:?}"),
+    };
+    assert!(
+        p.iter().any(
+            |p| p.contains("spec.networks.cluster.mtu: 1000 is outside 1280..9000")
+                && p.contains("1450 below a VXLAN")
+        ),
+        "{p:?}"
+    );
+}

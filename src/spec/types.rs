@@ -196,6 +196,10 @@ pub struct ClusterNet {
     pub bridge: String,
     /// Physical port enslaved to the bridge in bridged mode.
     pub bridge_port: String,
+    /// The MTU of the VMs' cluster NICs and of the bridge pod network (unset: 1500 as libvirt
+    /// and the guest choose). Below a VXLAN that joins the hosts' bridges: 1450.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,7 +102,10 @@ set --; for p in "$dir"/*; do set -- "$@" "/opt/cni/bin/${p##*/}"; done
                     BRIDGE_CONF,
                     Blob::new(render::render(
                         "worker/10-bridge.conflist.j2",
-                        &serde_json::json!({ "subnet": subnet.to_string() }),
+                        &serde_json::json!({
+                            "subnet": subnet.to_string(),
+                            "mtu": c.networks.mtu,
+                        }),
                     )?),
                     0o644,
                     &[],

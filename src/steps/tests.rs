@@ -327,3 +327,25 @@ fn an_upgrade_works_node_by_node_without_etcd_and_the_addons() {
         ]
     );
 }
+
+/// The bridge pod network takes the cluster network's MTU when one is set (valid JSON either
+/// way; without it the plugin's default).
+#[test]
+fn the_bridge_pod_network_takes_the_cluster_mtu() {
+    for (mtu, want) in [
+        (serde_json::json!(1450), serde_json::json!(1450)),
+        (serde_json::Value::Null, serde_json::Value::Null),
+    ] {
+        let text = crate::render::render(
+            "worker/10-bridge.conflist.j2",
+            &serde_json::json!({"subnet": "10.200.21.0/24", "mtu": mtu}),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["plugins"][0]["mtu"], want, "{text}");
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.200.21.0/24"
+        );
+    }
+}

@@ -260,6 +260,17 @@ impl Collector {
         } else {
             nets.cluster.bridge.clone()
         };
+        if let Some(mtu) = nets.cluster.mtu
+            && !(1280..=9000).contains(&mtu)
+        {
+            self.push(
+                Problem::new(
+                    "spec.networks.cluster.mtu",
+                    format!("{mtu} is outside 1280..9000"),
+                )
+                .hint("the cluster network's MTU: 1500 on a plain Ethernet, 1450 below a VXLAN on a 1500 network"),
+            );
+        }
         for (path, value) in [
             ("spec.networks.cluster.bridge", &bridge),
             (
@@ -453,6 +464,7 @@ fn resolve(
             mode: nets.cluster.mode,
             bridge,
             bridge_port: nets.cluster.bridge_port.clone(),
+            mtu: nets.cluster.mtu,
         },
         kubernetes: Kubernetes {
             version,

@@ -109,6 +109,24 @@ impl DomainInfo {
         ))
     }
 
+    /// The MTU set on the NIC with this MAC (`None`: none set, libvirt's default).
+    pub fn nic_mtu(&self, mac: &str) -> Option<u16> {
+        let doc = roxmltree::Document::parse(&self.xml).ok()?;
+        let nic = doc.descendants().find(|n| {
+            n.has_tag_name("interface")
+                && n.children().any(|m| {
+                    m.has_tag_name("mac")
+                        && m.attribute("address")
+                            .is_some_and(|a| a.eq_ignore_ascii_case(mac))
+                })
+        })?;
+        nic.children()
+            .find(|n| n.has_tag_name("mtu"))?
+            .attribute("size")?
+            .parse()
+            .ok()
+    }
+
     /// (vcpus, memory in MiB) from the XML.
     pub fn size(&self) -> Option<(u32, u64)> {
         let doc = roxmltree::Document::parse(&self.xml).ok()?;

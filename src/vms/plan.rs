@@ -154,6 +154,16 @@ pub fn plan(cluster: &Cluster, hv: &dyn Hypervisor, force: bool) -> Result<Vec<P
                         drift.push(format!("memory {mib} → {} MiB", n.memory_mib));
                     }
                 }
+                // The cluster NIC's MTU (networks.cluster.mtu): libvirt cannot change it live.
+                let mtu = d.nic_mtu(&hypervisor::mac_address(&cluster.name, &n.name, 1));
+                if mtu != cluster.networks.mtu {
+                    let say = |m: Option<u16>| m.map_or("default".to_string(), |m| m.to_string());
+                    drift.push(format!(
+                        "cluster NIC MTU {} → {}",
+                        say(mtu),
+                        say(cluster.networks.mtu)
+                    ));
+                }
                 // A disk is never shrunk: only one smaller than diskGiB is a change.
                 if let Some(v) =
                     hv.volume(&cluster.hypervisor.storage_pool, &volume_name(&n.name))?

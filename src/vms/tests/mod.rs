@@ -153,6 +153,38 @@ fn drift_is_reported_and_force_recreates_keeping_the_host_key() {
     );
 }
 
+/// A changed cluster-network MTU is a drift (libvirt cannot change a NIC's MTU live): named,
+/// recreated with --force, then nothing to do.
+#[test]
+fn a_changed_cluster_mtu_is_a_drift() {
+    let (_tmp, mut c, hv) = setup();
+    infra(&c, &hv).unwrap();
+    apply(&c, &hv, &plan(&c, &hv, false).unwrap(), false).unwrap();
+    c.networks.mtu = Some(1450);
+    let p = plan(&c, &hv, false).unwrap();
+    assert_eq!(
+        p[0].action,
+        Action::Drift("cluster NIC MTU default → 1450".into())
+    );
+    apply(&c, &hv, &plan(&c, &hv, true).unwrap()[..1], false).unwrap();
+    let d = hv.domain("kubi-controller-01").unwrap().unwrap();
+    let mac = crate::hypervisor::mac_address(&c.name, "kubi-controller-01", 1);
+    assert_eq!(d.nic_mtu(&mac), Some(1450));
+    assert_eq!(
+        d.nic_mtu(&crate::hypervisor::mac_address(
+            &c.name,
+            "kubi-controller-01",
+            0
+        )),
+        None,
+        "the management NIC keeps libvirt's default"
+    );
+    assert!(!matches!(
+        plan(&c, &hv, false).unwrap()[0].action,
+        Action::Drift(_)
+    ));
+}
+
 #[test]
 fn a_larger_disk_is_a_drift_and_a_smaller_one_is_not() {
     let (_tmp, mut c, hv) = setup();

@@ -297,6 +297,40 @@ fn real_control_plane_on_loopback() {
         gone.starts_with("no answer: ") && gone.to_lowercase().contains("refused"),
         "{gone}"
     );
+    // keepalived's health check (the template with this server's port): it passes; with the
+    // server stopped by SIGSTOP (its port still accepts connections, nothing answers: a hung
+    // server) it fails, on its own, within its 1.5 s; running again, it passes again.
+    let check = dir.join("kubicluster-check-apiserver");
+    std::fs::write(
+        &check,
+        include_str!("../templates/controller/kubicluster-check-apiserver.j2")
+            .replace("{{ port }}", &api_port.to_string()),
+    )
+    .unwrap();
+    let run_check = || {
+        let t = std::time::Instant::now();
+        let ok = Command::new("bash").arg(&check).status().unwrap().success();
+        (ok, t.elapsed())
+    };
+    assert!(
+        run_check().0,
+        "the check passes against a running API server"
+    );
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &api.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let (ok, took) = run_check();
+    signal("-CONT");
+    assert!(
+        !ok && took < Duration::from_secs(2),
+        "a hung API server fails the check in its own time ({took:?})"
+    );
+    assert!(run_check().0, "and passes once it runs again");
     let version = ok_json(&c, "/version");
     let want = std::fs::read_to_string(artifacts.join("BUILD-INFO")).unwrap();
     assert!(

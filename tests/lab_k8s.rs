@@ -144,6 +144,38 @@ fn lab_kubernetes_cluster() {
         "{out}"
     );
 
+    // A hung API server (SIGSTOP: its port still accepts connections, nothing answers) gives
+    // the virtual IP up — keepalived's check wants an answer, not only a connection; running
+    // again, the controller takes the address back and the API answers through it.
+    let c = lab.cluster();
+    let o = ssh(
+        &c,
+        "kubi-controller-01",
+        &format!(
+            r#"held() {{ ip -4 -o addr show eth1 | grep -q " {VIP}/"; }}
+took() {{ awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {{ printf "%.1f", b - a }}'; }}
+held || {{ echo "not held before"; exit 1; }}
+t=$(date +%s.%N); systemctl kill -s STOP kube-apiserver.service
+for i in $(seq 300); do held || break; sleep 0.1; done
+held && {{ systemctl kill -s CONT kube-apiserver.service; echo "still held"; exit 1; }}
+echo "released after $(took "$t") s"
+t=$(date +%s.%N); systemctl kill -s CONT kube-apiserver.service
+for i in $(seq 600); do held && break; sleep 0.1; done
+held && echo "held again after $(took "$t") s""#
+        ),
+    );
+    let out = text(&o);
+    eprintln!("TIMING hung API server: {}", out.trim().replace('\n', "; "));
+    assert!(
+        o.status.success() && out.contains("released after ") && out.contains("held again after "),
+        "{out}"
+    );
+    let out = lab.ok(&["status"]);
+    assert!(
+        out.contains(&format!("api: virtual IP {VIP} held by kubi-controller-01")),
+        "{out}"
+    );
+
     // The CIS benchmark's file and flag items hold on every node (the sandboxed units run:
     // etcd as its own user), with only the documented waivers.
     let cis = lab.ok(&["cis"]);

@@ -1,7 +1,7 @@
 //! `install_api_vip` — the API's virtual IP (kubeadm's "keepalived" option for highly available
 //! clusters, without haproxy): every controller runs keepalived, which holds
 //! `spec.kubernetes.apiServerVIP` on one controller at a time, the one with the highest priority
-//! whose API server accepts connections. Certificates and every kubeconfig name that address, so
+//! whose API server answers on its port (a hung one does not). Certificates and every kubeconfig name that address, so
 //! losing a controller costs its clients one VRRP failover (about 3 s), not the API.
 //!
 //! Without haproxy the address leads to one API server at a time: it fails over, it does not

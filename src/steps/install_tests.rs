@@ -304,7 +304,10 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
     );
     let (check, mode) = text("/etc/keepalived/kubicluster-check-apiserver");
     assert_eq!(mode, 0o700);
-    assert!(check.contains("/dev/tcp/127.0.0.1/6443"), "{check}");
+    assert!(
+        check.contains("/dev/tcp/127.0.0.1/6443") && check.contains("read -r -t 1.5"),
+        "{check}"
+    );
     let unit = want.units.iter().find(|u| u.name == UNIT).unwrap();
     let unit_text = String::from_utf8(unit.file.data().unwrap().to_vec()).unwrap();
     assert!(

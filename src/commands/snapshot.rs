@@ -185,7 +185,10 @@ struct Row {
 
 fn list(ctx: &mut Ctx, output: OutputFormat, spec: &SpecArgs) -> Result<()> {
     let (cluster, _) = ctx.cluster(spec)?;
-    let sizes = layer_sizes(&cluster);
+    // "?" rather than a wrong size when a hypervisor does not answer (a stopped lab, a host down).
+    let sizes = hosts::spread(&cluster)
+        .ok()
+        .and_then(|spread| node_volumes(&spread).ok());
     let rows: Vec<Row> = snapshots::all(&cluster)?
         .into_iter()
         .map(|m| Row {
@@ -268,22 +271,11 @@ fn revert(
         .into());
     }
     let spread = hosts::spread(&cluster)?;
-    let mut have: Vec<(String, PathBuf)> = Vec::new();
-    for h in spread.on_hosts() {
-        let pool = &h.cluster.hypervisor.storage_pool;
-        let volumes =
-            h.hv.refresh_pool(pool)
-                .and_then(|_| h.hv.volumes(pool))
-                .map_err(|e| on_host(&spread, h.name, e))?;
-        // A node's layer counts only on the hypervisor its VM is on.
-        for n in &h.cluster.nodes {
-            have.extend(volumes.iter().map(|v| (n.name.clone(), v.path.clone())));
-        }
-    }
+    let have = node_volumes(&spread)?;
     if let Some((node, gone)) = m
         .layers
         .iter()
-        .find(|(n, p)| !have.contains(&((*n).clone(), (*p).clone())))
+        .find(|(n, p)| !have.contains_key(&((*n).clone(), (*p).clone())))
     {
         return Err(Failure::new(format!(
             "snapshot {name}: the disk layer of {node} ({}) is gone",
@@ -430,22 +422,25 @@ fn collect_garbage(
     Ok(freed)
 }
 
-/// (node, layer path) → bytes it takes, from every hypervisor's pool; `None` when one does not
-/// answer (a stopped lab, an unreachable host): `list` then says "?" rather than a wrong size.
-fn layer_sizes(cluster: &Cluster) -> Option<BTreeMap<(String, PathBuf), u64>> {
-    let spread = hosts::spread(cluster).ok()?;
-    let mut sizes = BTreeMap::new();
+/// Every volume of each hypervisor's pool, keyed by (node, path) for each node placed there
+/// (a node's layer counts only on the hypervisor its VM is on), with the bytes it takes there.
+fn node_volumes(spread: &Spread) -> Result<BTreeMap<(String, PathBuf), u64>> {
+    let mut out = BTreeMap::new();
     for h in spread.on_hosts() {
         let pool = &h.cluster.hypervisor.storage_pool;
-        if h.hv.pool(pool).ok()?.is_none() {
-            continue;
-        }
-        let volumes = h.hv.volumes(pool).ok()?;
+        let read = || -> Result<Vec<crate::hypervisor::VolumeInfo>> {
+            if h.hv.pool(pool)?.is_none() {
+                return Ok(Vec::new());
+            }
+            h.hv.refresh_pool(pool)?;
+            h.hv.volumes(pool)
+        };
+        let volumes = read().map_err(|e| on_host(spread, h.name, e))?;
         for n in &h.cluster.nodes {
             for v in &volumes {
-                sizes.insert((n.name.clone(), v.path.clone()), v.allocation);
+                out.insert((n.name.clone(), v.path.clone()), v.allocation);
             }
         }
     }
-    Some(sizes)
+    Ok(out)
 }

@@ -1529,6 +1529,18 @@ spec:
         ["hv1", "controller", "running"]
     );
     assert_eq!(row("kubi-worker-02")[1..4], ["?", "worker", "unknown"]);
+    // prepare --check too: the lost host is a FAIL row of its own, the other still checked.
+    let o = kubicluster(
+        tmp.path(),
+        &["prepare", "--check", "-f", lost.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("\nFAIL  hv2: libvirt                  does not answer: ")
+            && out.contains("\nok    hv1: storage pool kubicluster active"),
+        "{out}"
+    );
     // snapshot create freezes every host's VMs at one moment: each running VM paused, on
     // both hosts, before the first disk is switched; each disk gets its overlay in its pool.
     let o = kubicluster(

@@ -92,8 +92,8 @@ pub fn place_on(cluster: &Cluster, connected: Vec<(String, Libvirt)>) -> Result<
     Ok(Spread { hosts, placed })
 }
 
-/// The hypervisors of a spread cluster as far as they answer (for `status`, which must report
-/// during an outage): the answering ones, each with the nodes whose VMs it holds and those the
+/// The hypervisors of a spread cluster as far as they answer (for `status` and `prepare
+/// --check`, which must report during an outage): the answering ones, each with the nodes whose VMs it holds and those the
 /// file names there; `lost`: each host that does not answer, with why; `unknown`: the nodes that
 /// may be on a lost host (on no answering one, named for none). Nothing is placed.
 pub struct Answering {

@@ -39,60 +39,30 @@ pub fn run(ctx: &mut Ctx, args: &PrepareArgs) -> Result<()> {
 /// rows with FAIL or ok. Changes nothing.
 fn check(ctx: &mut Ctx, cluster: &crate::spec::Cluster) -> Result<()> {
     let rows = if cluster.hosts.len() > 1 {
-        let connected = crate::par::map(&cluster.hosts, |h| {
-            crate::hypervisor::libvirt::Libvirt::connect(&h.uri)
-                .map(|lv| (h.name.clone(), lv))
-                .map_err(|e| format!("cannot reach {}: {e:#}", h.uri))
-        });
-        if connected.iter().all(Result::is_ok) {
-            let spread =
-                super::hosts::place_on(cluster, connected.into_iter().flatten().collect())?;
+        let super::hosts::Answering { spread, lost, .. } = super::hosts::answering(cluster)?;
+        if lost.is_empty() {
             spread.show(ctx, cluster);
-            let checked: Vec<Checked> = spread
-                .on_hosts()
-                .into_iter()
-                .map(|h| Checked {
-                    name: h.name,
-                    cluster: h.cluster,
-                    hv: Ok(h.hv),
-                })
-                .collect();
-            readiness::readiness_over(cluster, &checked)
         } else {
-            // Where the nodes go is not known while a host does not answer: each host is
-            // checked with the nodes the file puts there.
             ctx.printer.status(
-                "placement: not known while a hypervisor does not answer (each is checked with the nodes the file puts there)",
+                "placement: not known while a hypervisor does not answer (each one that answers is checked with the nodes whose VMs it has and those the file puts there)",
             );
-            let views: Vec<crate::spec::Cluster> = cluster
-                .hosts
-                .iter()
-                .map(|h| {
-                    let named: Vec<&str> = cluster
-                        .nodes
-                        .iter()
-                        .filter(|n| n.hypervisor.as_deref() == Some(h.name.as_str()))
-                        .map(|n| n.name.as_str())
-                        .collect();
-                    cluster.on_host(h, &named)
-                })
-                .collect();
-            let checked: Vec<Checked> = cluster
-                .hosts
-                .iter()
-                .zip(&views)
-                .zip(&connected)
-                .map(|((h, view), hv)| Checked {
-                    name: &h.name,
-                    cluster: view,
-                    hv: match hv {
-                        Ok((_, lv)) => Ok(lv as &dyn crate::hypervisor::Hypervisor),
-                        Err(e) => Err(e.clone()),
-                    },
-                })
-                .collect();
-            readiness::readiness_over(cluster, &checked)
         }
+        let mut checked: Vec<Checked> = spread
+            .on_hosts()
+            .into_iter()
+            .map(|h| Checked {
+                name: h.name,
+                cluster: h.cluster,
+                hv: Ok(h.hv),
+            })
+            .collect();
+        checked.extend(lost.iter().map(|(name, why)| Checked {
+            name,
+            cluster,
+            hv: Err(format!("does not answer: {why}")),
+        }));
+        checked.sort_by_key(|c| cluster.hosts.iter().position(|h| h.name == c.name));
+        readiness::readiness_over(cluster, &checked)
     } else {
         let hv = super::connect(cluster);
         readiness::readiness(

@@ -92,10 +92,11 @@ pub fn place_on(cluster: &Cluster, connected: Vec<(String, Libvirt)>) -> Result<
     Ok(Spread { hosts, placed })
 }
 
-/// The hypervisors of a spread cluster as far as they answer (for `status` and `prepare
-/// --check`, which must report during an outage): the answering ones, each with the nodes whose VMs it holds and those the
-/// file names there; `lost`: each host that does not answer, with why; `unknown`: the nodes that
-/// may be on a lost host (on no answering one, named for none). Nothing is placed.
+/// The hypervisors of a cluster as far as they answer (for `status` and `prepare --check`, which
+/// must report during an outage): the answering ones, each with the nodes whose VMs it holds
+/// and those the file names there; `lost`: each host that does not answer, with why; `unknown`:
+/// the nodes that may be on a lost host (on no answering one, named for none). When every host
+/// answers (or there is one), this is [`spread`]: every node placed.
 pub struct Answering {
     pub spread: Spread,
     pub lost: Vec<(String, String)>,
@@ -103,25 +104,19 @@ pub struct Answering {
 }
 
 pub fn answering(cluster: &Cluster) -> Result<Answering> {
+    let whole = |spread| Answering {
+        spread,
+        lost: Vec::new(),
+        unknown: Vec::new(),
+    };
+    if cluster.hosts.len() < 2 {
+        return Ok(whole(spread(cluster)?)); // the lab's daemon in lab mode
+    }
     let tried = crate::par::map(&cluster.hosts, |h| Libvirt::connect(&h.uri));
-    if cluster.hosts.len() < 2 || tried.iter().all(Result::is_ok) {
-        let spread = match cluster.hosts.len() {
-            1 => spread(cluster)?,
-            _ => place_on(
-                cluster,
-                cluster
-                    .hosts
-                    .iter()
-                    .map(|h| h.name.clone())
-                    .zip(tried.into_iter().flatten())
-                    .collect(),
-            )?,
-        };
-        return Ok(Answering {
-            spread,
-            lost: Vec::new(),
-            unknown: Vec::new(),
-        });
+    if tried.iter().all(Result::is_ok) {
+        let names = cluster.hosts.iter().map(|h| h.name.clone());
+        let connected = names.zip(tried.into_iter().flatten()).collect();
+        return Ok(whole(place_on(cluster, connected)?));
     }
     let mut connected = Vec::new();
     let mut lost = Vec::new();

@@ -41,6 +41,11 @@ impl Spread {
         self.hosts.len() > 1
     }
 
+    /// `host`, to name it in lines and errors: only when there are several.
+    pub fn name<'a>(&self, host: &'a str) -> Option<&'a str> {
+        self.several().then_some(host)
+    }
+
     /// Where each node is, on the command's status lines (nothing on one hypervisor).
     pub fn show(&self, ctx: &mut super::Ctx, cluster: &Cluster) {
         if self.several() {

@@ -45,7 +45,7 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
                 &names,
                 timeout,
                 args.force,
-                &mut host_gate(ctx, args.dry_run, &spread, h.name),
+                &mut super::host_gate(ctx, args.dry_run, &spread, h.name),
             )?;
             for (name, how) in stopped {
                 if how != vms::Stopped::AlreadyOff {
@@ -69,23 +69,7 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
 
 /// `[hv2] ` before a line about a node of a spread cluster (nothing on one hypervisor).
 fn tag(spread: &super::hosts::Spread, host: &str) -> String {
-    if spread.several() {
-        format!("[{host}] ")
-    } else {
-        String::new()
-    }
-}
-
-/// A gate whose lines say the host first (on a spread cluster).
-fn host_gate<'a>(
-    ctx: &'a mut Ctx,
-    dry_run: bool,
-    spread: &super::hosts::Spread,
-    host: &str,
-) -> crate::engine::hv::Gate<'a> {
-    let mut gate = super::gate(ctx, dry_run);
-    gate.on_host(spread.several().then_some(host));
-    gate
+    crate::engine::hv::host_tag(spread.name(host))
 }
 
 pub fn run_start(ctx: &mut Ctx, args: &StartArgs) -> Result<()> {
@@ -145,7 +129,7 @@ pub(super) fn bring_up(
                     h.cluster,
                     h.hv,
                     &names,
-                    &mut host_gate(ctx, dry_run, spread, h.name),
+                    &mut super::host_gate(ctx, dry_run, spread, h.name),
                 )?;
             }
         }

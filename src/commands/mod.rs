@@ -123,6 +123,18 @@ pub(crate) fn gate<'a>(ctx: &'a mut Ctx, dry_run: bool) -> crate::engine::hv::Ga
     crate::engine::hv::Gate::new(dry_run, move |l| printer.status(l))
 }
 
+/// [`gate`] whose lines name `host` first, on a cluster over several hypervisors.
+pub(crate) fn host_gate<'a>(
+    ctx: &'a mut Ctx,
+    dry_run: bool,
+    spread: &hosts::Spread,
+    host: &str,
+) -> crate::engine::hv::Gate<'a> {
+    let mut gate = gate(ctx, dry_run);
+    gate.on_host(spread.name(host));
+    gate
+}
+
 pub fn stamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::macros::format_description!(

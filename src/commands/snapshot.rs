@@ -323,8 +323,7 @@ fn revert(
     // One host after the other; after a failure on one, the record of this revert lets
     // `snapshot revert NAME --yes` finish every host.
     for h in spread.on_hosts() {
-        let mut gate = gate(ctx, dry_run);
-        gate.on_host(spread.several().then_some(h.name));
+        let mut gate = super::host_gate(ctx, dry_run, &spread, h.name);
         vms::snapshot::revert_disks(h.cluster, h.hv, &m.layers, &stamp, &mut gate)
             .map_err(|e| on_host(&spread, h.name, e))?;
     }
@@ -396,11 +395,7 @@ fn delete(ctx: &mut Ctx, name: &str, dry_run: bool, spec: &SpecArgs) -> Result<(
 
 /// `e` named by its hypervisor when the cluster has several.
 fn on_host(spread: &Spread, host: &str, e: anyhow::Error) -> anyhow::Error {
-    if spread.several() {
-        e.context(format!("hypervisor {host}"))
-    } else {
-        e
-    }
+    crate::engine::hv::on_host_error(spread.name(host), e)
 }
 
 /// [`vms::snapshot::collect_garbage`] on every hypervisor: each deletes its own nodes' layers.
@@ -412,8 +407,7 @@ fn collect_garbage(
 ) -> Result<Vec<(String, u64)>> {
     let mut freed = Vec::new();
     for h in spread.on_hosts() {
-        let mut gate = gate(ctx, dry_run);
-        gate.on_host(spread.several().then_some(h.name));
+        let mut gate = super::host_gate(ctx, dry_run, spread, h.name);
         freed.extend(
             vms::snapshot::collect_garbage(h.cluster, h.hv, needed, &mut gate)
                 .map_err(|e| on_host(spread, h.name, e))?,

@@ -82,7 +82,7 @@ impl<'a> Gate<'a> {
 
     /// Name the hypervisor the next changes are made on (`None`: one hypervisor, no name).
     pub fn on_host(&mut self, host: Option<&str>) {
-        self.tag = host.map(|h| format!("[{h}] ")).unwrap_or_default();
+        self.tag = host_tag(host);
     }
 
     /// Record `change` and, unless this is a dry run, do it. `Ok(true)` when it was done.
@@ -199,6 +199,20 @@ pub fn run(
     Ok(report)
 }
 
+/// `[hv2] ` before a line about a host of a cluster over several hypervisors (`None`: one
+/// hypervisor, nothing).
+pub fn host_tag(host: Option<&str>) -> String {
+    host.map(|h| format!("[{h}] ")).unwrap_or_default()
+}
+
+/// `e` named by the hypervisor it came from (`None`: one hypervisor, nothing to name).
+pub fn on_host_error(host: Option<&str>, e: anyhow::Error) -> anyhow::Error {
+    match host {
+        Some(h) => e.context(format!("hypervisor {h}")),
+        None => e,
+    }
+}
+
 /// One hypervisor of a cluster spread over several: its name, the cluster as it sees it
 /// ([`Cluster::on_host`]) and its connection.
 pub struct OnHost<'a> {
@@ -276,7 +290,7 @@ fn on_every_host(
                         hv: Some(h.hv),
                     };
                     let mut say = |l: &str| {
-                        let _ = tx.send(format!("[{}] {}", h.name, l.trim_start()));
+                        let _ = tx.send(format!("{}{}", host_tag(Some(h.name)), l.trim_start()));
                     };
                     let mut r = run(&hx, &[step], dry_run, cancel, &mut say);
                     if let Ok(r) = &mut r {
@@ -309,9 +323,13 @@ fn on_every_host(
                 report.interrupted |= r.interrupted;
             }
             Err(e) => {
-                say(&format!("[{name}] {}: failed: {e:#}", step.name()));
+                say(&format!(
+                    "{}{}: failed: {e:#}",
+                    host_tag(Some(&name)),
+                    step.name()
+                ));
                 let named = match crate::error::classify(&e) {
-                    (_, Some(_)) => e.context(format!("hypervisor {name}")),
+                    (_, Some(_)) => on_host_error(Some(&name), e),
                     // A lost connection, a libvirt error: say what the next run does.
                     (_, None) => e.context(
                         crate::error::Failure::new(format!("hypervisor {name}")).hint(

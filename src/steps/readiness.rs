@@ -192,15 +192,7 @@ fn on_hypervisor(cluster: &Cluster, hv: &Result<&dyn Hypervisor, String>) -> Vec
         .filter(|n| !matches!(hv.domain(&n.name), Ok(Some(d)) if d.state == VmState::Running))
         .map(|n| u64::from(n.memory_mib))
         .sum();
-    let free = if remote {
-        hv.domains()
-            .and_then(|d| vms::free_for_vms(hv, &d))
-            .ok()
-            .flatten()
-    } else {
-        vms::available_mib()
-    };
-    rows.push(match free {
+    rows.push(match vms::free_mib(cluster, hv).ok().flatten() {
         Some(free) => (
             "free memory".into(),
             format!("{free} MiB free, the VMs to start need {need} MiB"),

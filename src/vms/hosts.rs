@@ -24,6 +24,16 @@ pub fn free_for_vms(
         .map(|total| total.saturating_sub(given).saturating_sub(HOST_RESERVE_MIB)))
 }
 
+/// What the cluster's hypervisor can give new VMs, MiB: this machine's MemAvailable when
+/// libvirt runs here, a remote host's memory minus what its running VMs were given.
+pub fn free_mib(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Option<u64>> {
+    if hypervisor::is_remote(&cluster.hypervisor.uri) {
+        free_for_vms(hv, &hv.domains()?)
+    } else {
+        Ok(available_mib())
+    }
+}
+
 /// Read every host's domains and memory (the hosts in parallel): `existing` names the host of
 /// each domain of this cluster; `free_mib` is the host's memory minus what its running VMs
 /// (anyone's) were given, minus [`HOST_RESERVE_MIB`].
@@ -38,15 +48,8 @@ pub fn placement_facts(cluster: &Cluster, hosts: &[(&str, &dyn Hypervisor)]) -> 
                 .filter(|d| d.owner().as_deref() == Some(cluster.name.as_str()))
                 .map(|d| d.name.clone())
                 .collect();
-            let given: u64 = domains
-                .iter()
-                .filter(|d| d.state == VmState::Running)
-                .filter_map(|d| d.size().map(|(_, mib)| mib))
-                .sum();
-            let free = hv
-                .memory_mib()
-                .with_context(|| format!("hypervisor {name} ({})", hv.describe()))?
-                .map(|total| total.saturating_sub(given).saturating_sub(HOST_RESERVE_MIB));
+            let free = free_for_vms(*hv, &domains)
+                .with_context(|| format!("hypervisor {name} ({})", hv.describe()))?;
             Ok((name.to_string(), ours, free))
         };
     let mut facts = Facts::default();

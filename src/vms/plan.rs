@@ -226,12 +226,7 @@ pub fn check_memory(cluster: &Cluster, hv: &dyn Hypervisor, plan: &[Planned]) ->
         .filter_map(|p| cluster.node(&p.node))
         .map(|n| u64::from(n.memory_mib))
         .sum();
-    let free = if hypervisor::is_remote(&cluster.hypervisor.uri) {
-        free_for_vms(hv, &hv.domains()?)?
-    } else {
-        available_mib()
-    };
-    if let Some(free) = free
+    if let Some(free) = free_mib(cluster, hv)?
         && need > free
     {
         return Err(Failure::bad_input(format!(

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::*;
-use crate::engine::hv::OnHost;
+use crate::engine::hv::{OnHost, on_host_error};
 
 /// A volume that is one of `node`'s disk layers.
 pub fn is_layer_of(node: &str, volume: &str) -> bool {
@@ -110,10 +110,7 @@ pub fn freeze(
 /// host's VMs get their overlays in its own pool; errors name the host when there are several.
 pub fn freeze_hosts(hosts: &[OnHost], stamp: &str, gate: &mut Gate) -> Result<Frozen> {
     let several = hosts.len() > 1;
-    let named = |h: &OnHost, e: anyhow::Error| match several {
-        false => e,
-        true => e.context(format!("hypervisor {}", h.name)),
-    };
+    let named = |h: &OnHost, e| on_host_error(several.then_some(h.name), e);
     let mut plan = Vec::new(); // (host, its pool's directory, its layers, its running VMs)
     for h in hosts {
         let prepared = (|| -> Result<_> {

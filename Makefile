@@ -11,7 +11,7 @@ DEV_KC := ./target/debug/kubicluster
 
 # Debian packages: building, and the real-component test tiers.
 BUILD_PKGS := gcc make pkg-config libvirt-dev libssl-dev
-TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server systemd
+TEST_PKGS := etcd-server etcd-client openssl openssh-client openssh-server systemd haproxy
 BENCH_PKGS := golang-cfssl curl
 # The hypervisor (libvirt + QEMU from bookworm) and the image recipe. A newer qemu-utils may be
 # preinstalled and conflicts with bookworm's QEMU, hence qemu-utils/bookworm and --allow-downgrades.

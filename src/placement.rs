@@ -148,7 +148,9 @@ impl<'a> Board<'a> {
                     self.nodes[*h],
                 )
             }),
-            Role::Worker => fits.min_by_key(|h| (std::cmp::Reverse(self.room(h)), self.nodes[*h])),
+            Role::Worker | Role::LoadBalancer => {
+                fits.min_by_key(|h| (std::cmp::Reverse(self.room(h)), self.nodes[*h]))
+            }
         }
         .copied()
     }
@@ -201,8 +203,9 @@ pub fn place(cluster: &Cluster, facts: &Facts) -> Result<Vec<Placed>, Failure> {
         }
     }
     let single = board.hosts.len() == 1;
-    // Controllers first (their spread matters most), then workers, each in the file's order.
-    for role in [Role::Controller, Role::Worker] {
+    // Controllers first (their spread matters most), then workers, then the load balancer,
+    // each in the file's order.
+    for role in [Role::Controller, Role::Worker, Role::LoadBalancer] {
         for n in cluster.nodes.iter().filter(|n| n.role == role) {
             if board.placed.contains_key(n.name.as_str()) {
                 continue;
@@ -219,7 +222,7 @@ pub fn place(cluster: &Cluster, facts: &Facts) -> Result<Vec<Placed>, Failure> {
             let why = match role {
                 _ if single => Why::Only,
                 Role::Controller => Why::Spread,
-                Role::Worker => Why::Memory,
+                Role::Worker | Role::LoadBalancer => Why::Memory,
             };
             board.put(n, host, why, true)?;
         }

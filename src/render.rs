@@ -59,6 +59,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/controller/kubicluster-check-apiserver.j2"),
     ),
     (
+        "loadbalancer/kubicluster-api-lb.cfg.j2",
+        include_str!("../templates/loadbalancer/kubicluster-api-lb.cfg.j2"),
+    ),
+    (
+        "loadbalancer/kubicluster-api-lb.service.j2",
+        include_str!("../templates/loadbalancer/kubicluster-api-lb.service.j2"),
+    ),
+    (
         "controller/kube-scheduler.yaml.j2",
         include_str!("../templates/controller/kube-scheduler.yaml.j2"),
     ),

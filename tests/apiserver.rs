@@ -173,6 +173,217 @@ fn wait_for(what: &str, timeout: Duration, procs: &mut [&mut Proc], mut ok: impl
     }
 }
 
+/// haproxy's `show stat` on its statistics socket, read as `status` reads it.
+fn lb_servers(socket: &Path) -> Vec<(String, String)> {
+    use std::io::Write;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return Vec::new();
+    };
+    s.write_all(b"show stat\n").unwrap();
+    let mut csv = String::new();
+    s.read_to_string(&mut csv).unwrap();
+    kubicluster::vms::parse_lb_stat(&csv)
+}
+
+/// The API's load balancer (the load-balancer node's haproxy, its configuration as the step
+/// writes it, addresses moved to the loopback) in front of two API servers on one etcd: the
+/// configuration passes haproxy's own check; both servers are found UP by the `/readyz`
+/// check and both get connections; one stopped with `SIGSTOP` (hung) is taken out by the
+/// check while requests through the load balancer keep being answered, and it is put back
+/// once it runs again.
+fn load_balancer_in_front(
+    dir: &Path,
+    artifacts: &Path,
+    logs: &Path,
+    api_args: &[String],
+    admin: &str,
+    api: &mut Proc,
+) {
+    // A second API server: the first one's flags, its own port and audit log.
+    let port2 = free_port();
+    let mut args2 = api_args.to_vec();
+    set(&mut args2, "secure-port", &port2.to_string());
+    set(
+        &mut args2,
+        "audit-log-path",
+        &logs.join("audit-2.log").display().to_string(),
+    );
+    let mut api2 = Proc::start(
+        "kube-apiserver-2",
+        &artifacts.join("kube-apiserver"),
+        &args2,
+        logs,
+    );
+    let port1 = api_args
+        .iter()
+        .find_map(|a| a.strip_prefix("--secure-port="))
+        .unwrap()
+        .to_string();
+    let c2 = Client::from_kubeconfig(admin, Some(&format!("https://127.0.0.1:{port2}"))).unwrap();
+    wait_for(
+        "the second kube-apiserver's /readyz",
+        Duration::from_secs(120),
+        &mut [&mut *api, &mut api2],
+        || c2.ready().is_ok(),
+    );
+    // The configuration for two controllers and a load-balancer node, moved to the loopback.
+    let mut f = kubicluster::spec::example_cluster_file(2, 0);
+    f.spec.nodes.push(kubicluster::spec::NodeEntry {
+        hypervisor: String::new(),
+        name: "kubi-lb".into(),
+        role: kubicluster::spec::Role::LoadBalancer,
+        cluster_ip: "192.168.24.5".into(),
+        hypervisor_ip: "192.168.122.5".into(),
+        vcpus: None,
+        memory_mib: None,
+    });
+    let cluster = kubicluster::spec::validate(&f).unwrap();
+    let socket = dir.join("lb-stats.sock");
+    let lb_port = free_port();
+    let conf = kubicluster::steps::install_api_lb::config(
+        &cluster,
+        "127.0.0.1",
+        &socket.display().to_string(),
+    )
+    .unwrap()
+    .replace("127.0.0.1:6443", &format!("127.0.0.1:{lb_port}"))
+    .replace("192.168.24.11:6443", &format!("127.0.0.1:{port1}"))
+    .replace("192.168.24.12:6443", &format!("127.0.0.1:{port2}"));
+    let cfg = dir.join("kubicluster-api-lb.cfg");
+    std::fs::write(&cfg, &conf).unwrap();
+    let haproxy = Path::new("/usr/sbin/haproxy");
+    assert!(
+        haproxy.is_file(),
+        "haproxy missing (make test installs Debian's haproxy)"
+    );
+    let checked = Command::new(haproxy)
+        .args(["-c", "-q", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "haproxy -c: {}\n{conf}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let mut lb = Proc::start(
+        "haproxy",
+        haproxy,
+        &[
+            "-Ws".to_string(),
+            "-f".to_string(),
+            cfg.display().to_string(),
+        ],
+        logs,
+    );
+    let up = |want: &[&str]| {
+        let got = lb_servers(&socket);
+        got.len() == 2 && got.iter().zip(want).all(|((_, s), w)| s.as_str() == *w)
+    };
+    let t = Instant::now();
+    wait_for(
+        "both API servers UP behind haproxy",
+        Duration::from_secs(30),
+        &mut [&mut *api, &mut api2, &mut lb],
+        || up(&["UP", "UP"]),
+    );
+    eprintln!(
+        "load balancer: both API servers UP after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // A new client (a new connection) per request, as the VIP benchmark asks.
+    let lb_url = format!("https://127.0.0.1:{lb_port}");
+    let ask = || {
+        let through = Client::from_kubeconfig(admin, Some(&lb_url)).unwrap();
+        matches!(
+            through.get_with_timeout("/readyz", Duration::from_secs(2)),
+            Ok((200, _))
+        )
+    };
+    for _ in 0..20 {
+        assert!(ask(), "/readyz through the load balancer");
+    }
+    // Both servers took connections (haproxy's session totals, `stot`).
+    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut s, b"show stat\n").unwrap();
+    let mut csv = String::new();
+    s.read_to_string(&mut csv).unwrap();
+    let header: Vec<&str> = csv
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let stot = header.iter().position(|h| *h == "stot").unwrap();
+    let sessions: Vec<u64> = csv
+        .lines()
+        .filter(|l| l.starts_with("kube-apiservers,kubi-controller-"))
+        .map(|l| l.split(',').nth(stot).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        sessions.len() == 2 && sessions.iter().all(|n| *n > 0),
+        "both API servers got connections: {sessions:?}"
+    );
+    // The second server hangs: taken out by the check; the API keeps answering through the
+    // load balancer once it is (requests caught in between may time out).
+    let signal = |p: &Proc, sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &p.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal(&api2, "-STOP");
+    let t = Instant::now();
+    let (mut asked, mut failed) = (0, 0);
+    while !up(&["UP", "DOWN"]) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "a hung API server is not taken out: {:?}",
+            lb_servers(&socket)
+        );
+        asked += 1;
+        if !ask() {
+            failed += 1;
+        }
+    }
+    let out_after = t.elapsed();
+    for _ in 0..20 {
+        assert!(
+            ask(),
+            "/readyz through the load balancer with one server hung"
+        );
+    }
+    signal(&api2, "-CONT");
+    let t = Instant::now();
+    wait_for(
+        "the API server UP again behind haproxy",
+        Duration::from_secs(30),
+        &mut [&mut *api, &mut api2, &mut lb],
+        || up(&["UP", "UP"]),
+    );
+    eprintln!(
+        "load balancer: a hung API server taken out after {:.1} s ({failed} of {asked} requests meanwhile failed, then 20 of 20 answered), back {:.1} s after SIGCONT",
+        out_after.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+    // Stopped outright (its port closed) while haproxy still calls it UP: a refused
+    // connection is tried again on the other server, no request fails.
+    api2.child.kill().unwrap();
+    api2.child.wait().unwrap();
+    let still_up = up(&["UP", "UP"]);
+    for _ in 0..20 {
+        assert!(
+            ask(),
+            "/readyz through the load balancer right after a server stopped"
+        );
+    }
+    eprintln!(
+        "load balancer: a stopped API server (still UP in haproxy's view: {still_up}): 20 of 20 requests answered"
+    );
+}
+
 fn ok_json(c: &Client, path: &str) -> serde_json::Value {
     let (s, b) = c.get(path).unwrap();
     assert_eq!(s, 200, "GET {path}: {b}");
@@ -331,6 +542,7 @@ fn real_control_plane_on_loopback() {
         "a hung API server fails the check in its own time ({took:?})"
     );
     assert!(run_check().0, "and passes once it runs again");
+    load_balancer_in_front(dir, &artifacts, &logs, &api_args, &admin_text, &mut api);
     let version = ok_json(&c, "/version");
     let want = std::fs::read_to_string(artifacts.join("BUILD-INFO")).unwrap();
     assert!(

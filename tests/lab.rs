@@ -490,6 +490,7 @@ spec:
     - {{name: kubi-controller-01, role: controller, clusterIP: {c1}, hypervisorIP: {h1}}}
     - {{name: kubi-worker-01, role: worker, clusterIP: {c2}, hypervisorIP: {h2}}}
     - {{name: kubi-worker-02, role: worker, clusterIP: 192.168.24.22, hypervisorIP: 192.168.122.22, hypervisor: hv2}}
+    - {{name: kubi-lb, role: loadbalancer, clusterIP: 192.168.24.30, hypervisorIP: 192.168.122.30, hypervisor: hv2}}
 ",
             pid = std::process::id(),
             work = d.join("work").display(),
@@ -576,8 +577,9 @@ spec:
         "kubi-controller-01  on hv1 (controllers spread over the hypervisors)",
         "kubi-worker-01      on hv1 (the most memory left)",
         "kubi-worker-02      on hv2 (named in the cluster file)",
+        "kubi-lb             on hv2 (named in the cluster file)",
         "[hv1] create-vms: 2 VM(s) up",
-        "[hv2] create-vms: 1 VM(s) up",
+        "[hv2] create-vms: 2 VM(s) up",
         "up: every node Ready",
         "PASS  a pod runs on every worker",
         "PASS  pods reach each other across workers",
@@ -599,6 +601,7 @@ spec:
         (&h1, "kubi-controller-01"),
         (&h1, "kubi-worker-01"),
         (&h2, "kubi-worker-02"),
+        (&h2, "kubi-lb"),
     ] {
         let listing = h.ls("/var/lib/libvirt/images/remote");
         for f in ["qcow2", "identity", "host-key"] {
@@ -613,7 +616,8 @@ spec:
         "this host's own directory was never used"
     );
     // status names each node's hypervisor; SSH went through that hypervisor, its pinned key;
-    // both workers are Ready.
+    // both workers are Ready. Every client reached the API through the load-balancer VM on hv2
+    // (the kubeconfigs name its address), whose haproxy finds the controller on hv1 UP.
     let o = run(&["status"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -624,9 +628,20 @@ spec:
     );
     assert_eq!(row("kubi-worker-01")[1..4], ["hv1", "worker", "running"]);
     assert_eq!(row("kubi-worker-02")[1..4], ["hv2", "worker", "running"]);
-    for n in ["kubi-controller-01", "kubi-worker-01", "kubi-worker-02"] {
+    assert_eq!(row("kubi-lb")[1..4], ["hv2", "loadbalancer", "running"]);
+    for n in [
+        "kubi-controller-01",
+        "kubi-worker-01",
+        "kubi-worker-02",
+        "kubi-lb",
+    ] {
         assert_eq!(row(n)[6], "ok", "{out}");
     }
+    assert_eq!(row("kubi-lb")[8], "kubicluster-api-lb=active", "{out}");
+    assert!(
+        out.contains("load balancer kubi-lb: kubi-controller-01 UP\n"),
+        "{out}"
+    );
     for n in ["kubi-worker-01", "kubi-worker-02"] {
         assert_eq!(row(n)[7], "Ready", "{out}");
     }
@@ -651,6 +666,20 @@ spec:
             .output()
             .unwrap()
     };
+    // The worker's kubelet and kube-proxy talk to the API through the load balancer.
+    let o = ssh_from(
+        &h2.ns,
+        "192.168.122.22",
+        "grep -h 'server:' /var/lib/kubelet/kubeconfig /var/lib/kube-proxy/kubeconfig",
+    );
+    assert_eq!(
+        text(&o)
+            .matches("server: https://192.168.24.30:6443")
+            .count(),
+        2,
+        "{}",
+        text(&o)
+    );
     let o = ssh_from(
         &h1.ns,
         &first.hypervisor_ip.to_string(),
@@ -684,7 +713,7 @@ spec:
     assert!(
         o.status.success()
             && out.contains("  [hv2] kubi-worker-02: pause\n")
-            && out.contains("snapshot s1: 3 VM disk(s) frozen after an etcd snapshot"),
+            && out.contains("snapshot s1: 4 VM disk(s) frozen after an etcd snapshot"),
         "{out}"
     );
     let after = "/var/lib/kubicluster-after-snapshot";
@@ -718,7 +747,7 @@ spec:
     let o = run(&["snapshot", "delete", "s1"]);
     let out = text(&o);
     assert!(
-        o.status.success() && out.contains("3 kept because"),
+        o.status.success() && out.contains("4 kept because"),
         "the reverted disks build on the layers: {out}"
     );
     let o = run(&["destroy"]);
@@ -726,7 +755,7 @@ spec:
     assert!(
         o.status.success()
             && out.contains("[hv1] destroy: removed 2 VM(s)")
-            && out.contains("[hv2] destroy: removed 1 VM(s)"),
+            && out.contains("[hv2] destroy: removed 2 VM(s)"),
         "{out}"
     );
     for h in [&h1, &h2] {

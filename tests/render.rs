@@ -341,8 +341,19 @@ fn no_unit_is_less_sandboxed_than_recorded() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unit-exposure.txt"),
     )
     .unwrap();
-    // With a virtual IP, so keepalived's unit is rated too.
+    // With a virtual IP, so keepalived's unit is rated too; and a load-balancer VM (another
+    // cluster: the two are not had together) for haproxy's.
     let (_tmp, out) = render(1, &["--cni", "bridge", "--controller-vip", "192.168.24.10"]);
+    let (_tmp_lb, out_lb) = render(
+        1,
+        &[
+            "--cni",
+            "bridge",
+            "--loadbalancer",
+            "kubi-lb,192.168.24.5,192.168.122.5",
+        ],
+    );
+    let root = |node: &str| if node == "kubi-lb" { &out_lb } else { &out };
     let mut seen = BTreeSet::new();
     for l in table
         .lines()
@@ -356,7 +367,7 @@ fn no_unit_is_less_sandboxed_than_recorded() {
         let max: f64 = max.parse().unwrap();
         let o = Command::new(&analyze)
             .args(["security", "--offline=yes", "--no-pager"])
-            .arg(format!("--root={}", out.join(node).display()))
+            .arg(format!("--root={}", root(node).join(node).display()))
             .arg(unit)
             .output()
             .unwrap();
@@ -379,8 +390,8 @@ fn no_unit_is_less_sandboxed_than_recorded() {
         );
         seen.insert((node.to_string(), unit.to_string()));
     }
-    for node in ["kubi-controller-01", "kubi-worker-01"] {
-        for e in std::fs::read_dir(out.join(node).join("etc/systemd/system")).unwrap() {
+    for node in ["kubi-controller-01", "kubi-worker-01", "kubi-lb"] {
+        for e in std::fs::read_dir(root(node).join(node).join("etc/systemd/system")).unwrap() {
             let unit = e.unwrap().file_name().to_string_lossy().into_owned();
             assert!(
                 seen.contains(&(node.to_string(), unit.clone())),

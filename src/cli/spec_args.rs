@@ -60,6 +60,10 @@ pub struct SpecArgs {
         value_name = "SPEC"
     )]
     pub worker: Vec<String>,
+    /// The API's load-balancer VM (haproxy) NAME,CLUSTER_IP,HYPERVISOR_IP; with --controller or
+    /// --worker (it is one of the nodes they give).
+    #[arg(long, env = "KUBICLUSTER_LOADBALANCER", value_name = "SPEC")]
+    pub loadbalancer: Option<String>,
     /// Address clients use to reach the API servers. Legacy: -clb.
     #[arg(long, env = "KUBICLUSTER_CONTROLLER_LB_IP", value_name = "IP")]
     pub controller_lb_ip: Option<String>,
@@ -267,6 +271,7 @@ impl SpecArgs {
             work_dir: self.work_dir.clone(),
             controllers: self.controller.clone(),
             workers: self.worker.clone(),
+            load_balancer: self.loadbalancer.clone(),
             api_server_lb_ip: self.controller_lb_ip.clone(),
             api_server_vip: self.controller_vip.clone(),
             pod_cidr: self.pod_cidr.clone(),

@@ -28,7 +28,11 @@ pub fn run_stop(ctx: &mut Ctx, args: &StopArgs) -> Result<()> {
     let t = Instant::now();
     let timeout = Duration::from_secs(args.timeout);
     let mut down = 0;
-    for (role, group) in [(Role::Worker, "workers"), (Role::Controller, "controllers")] {
+    for (role, group) in [
+        (Role::Worker, "workers"),
+        (Role::Controller, "controllers"),
+        (Role::LoadBalancer, "load balancer"),
+    ] {
         if names(&cluster, role).is_empty() {
             continue;
         }
@@ -116,7 +120,12 @@ pub(super) fn bring_up(
     // Without an admin kubeconfig (no `cnc` yet) there is nothing to wait for but SSH.
     let api = crate::kubeapi::Client::admin(cluster)?;
     let mut stages = Vec::new();
-    for (role, group) in [(Role::Controller, "controllers"), (Role::Worker, "workers")] {
+    // The load balancer first: the API is waited for through it.
+    for (role, group) in [
+        (Role::LoadBalancer, "load balancer"),
+        (Role::Controller, "controllers"),
+        (Role::Worker, "workers"),
+    ] {
         if names(cluster, role).is_empty() {
             continue;
         }
@@ -154,7 +163,7 @@ pub(super) fn bring_up(
         stages.push(format!("{group} booted {:.0} s", t.elapsed().as_secs_f64()));
         let Some(api) = &api else {
             ctx.printer.status(&format!(
-                "start: no admin kubeconfig: the {group}' readiness was not waited for"
+                "start: no admin kubeconfig: the readiness of the {group} was not waited for"
             ));
             continue;
         };
@@ -165,6 +174,8 @@ pub(super) fn bring_up(
                     .status("start: the API server is ready (/readyz, etcd included)");
                 stages.push(format!("API ready {:.0} s", t.elapsed().as_secs_f64()));
             }
+            // Its haproxy is up once its VM answers; the API behind it is the controllers'.
+            Role::LoadBalancer => {}
             Role::Worker => {
                 let (n, _) = super::workers::wait_workers_ready(cluster, timeout, Some(since))?;
                 ctx.printer

@@ -29,6 +29,11 @@ pub fn run(ctx: &mut Ctx, args: &RemoveArgs) -> Result<()> {
             .hint("take it out of the cluster file and run `kubicluster create-controllers` (its etcd member is removed), then `kubicluster destroy NODE`")
             .into());
     }
+    if node.role == Role::LoadBalancer {
+        return Err(Failure::bad_input(format!("{} is the API's load balancer", node.name))
+            .hint("every kubeconfig and the API server's certificate name its address: take it out of the cluster file and run `kubicluster up` (clients move to the controllers), then `kubicluster destroy NODE`")
+            .into());
+    }
     // Its hypervisor first (every one of a spread cluster): nothing is drained when its VM
     // could not be removed after.
     let spread = super::hosts::spread(&cluster)?;

@@ -193,7 +193,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             }
         };
         let mut text = format!(
-            "{:<20} {}{:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+            "{:<20} {}{:<12} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
             "NODE",
             host("HYPERVISOR"),
             "ROLE",
@@ -219,7 +219,7 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
                 })
                 .collect();
             text.push_str(&format!(
-                "{:<20} {}{:<10} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
+                "{:<20} {}{:<12} {:<9} {:<15} {:<15} {:<14} {:<8} {}\n",
                 r.node,
                 host(&r.hypervisor),
                 r.role,
@@ -245,6 +245,20 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             .collect();
         if !servers.is_empty() {
             text.push_str(&format!("api servers: {}\n", servers.join("; ")));
+        }
+        for r in &rows {
+            if let Some(servers) = &r.lb_servers {
+                let each: Vec<String> = servers.iter().map(|(n, s)| format!("{n} {s}")).collect();
+                text.push_str(&format!(
+                    "load balancer {}: {}\n",
+                    r.node,
+                    if each.is_empty() {
+                        "no API server configured".into()
+                    } else {
+                        each.join("; ")
+                    }
+                ));
+            }
         }
         for l in k8s.as_ref().map(vms::kubernetes_lines).unwrap_or_default() {
             text.push_str(&l);

@@ -344,6 +344,7 @@ pub fn remembered_kubernetes_version(cluster: &Cluster) -> Option<Version> {
 pub fn shrink_warnings(was: &ClusterFile, now: &Cluster) -> Vec<String> {
     let mut out = Vec::new();
     for (role, what) in [(Role::Controller, "controller"), (Role::Worker, "worker")] {
+        // (A load balancer is one node by design: removing it is not "the last of its kind".)
         let before = was.spec.nodes.iter().filter(|n| n.role == role).count();
         let left: Vec<&Node> = now.nodes.iter().filter(|n| n.role == role).collect();
         if left.len() >= before || left.len() > 1 {
@@ -351,7 +352,7 @@ pub fn shrink_warnings(was: &ClusterFile, now: &Cluster) -> Vec<String> {
         }
         let consequence = match role {
             Role::Controller => "losing it loses etcd and the API",
-            Role::Worker => "losing it leaves no node for pods",
+            Role::Worker | Role::LoadBalancer => "losing it leaves no node for pods",
         };
         out.push(match left.first() {
             Some(n) => format!(

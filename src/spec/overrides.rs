@@ -13,6 +13,8 @@ pub struct Overrides {
     pub work_dir: Option<String>,
     pub controllers: Vec<String>,
     pub workers: Vec<String>,
+    /// The load-balancer node, with the node flags.
+    pub load_balancer: Option<String>,
     pub api_server_lb_ip: Option<String>,
     pub api_server_vip: Option<String>,
     pub pod_cidr: Option<String>,
@@ -258,9 +260,11 @@ impl Overrides {
         }
         if !o.controllers.is_empty() || !o.workers.is_empty() {
             s.nodes.clear();
+            let lb: Vec<String> = o.load_balancer.iter().cloned().collect();
             for (flag, role, specs) in [
                 ("--controller", Role::Controller, &o.controllers),
                 ("--worker", Role::Worker, &o.workers),
+                ("--loadbalancer", Role::LoadBalancer, &lb),
             ] {
                 for spec in specs {
                     match parse_node_spec(spec, role) {
@@ -272,6 +276,11 @@ impl Overrides {
                     }
                 }
             }
+        } else if o.load_balancer.is_some() {
+            problems.push(
+                Problem::new("--loadbalancer", "given without the other nodes")
+                    .hint("name every node on the command line (--controller, --worker), or add the load balancer to the cluster file's nodes with role: loadbalancer"),
+            );
         }
         for spec in &o.extra_nodes {
             let role = if spec

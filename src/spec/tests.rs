@@ -439,7 +439,7 @@ fn several_controllers_reach_the_api_through_a_virtual_ip() {
     };
     assert!(
         refused("192.168.24.9", "192.168.24.5", 11)
-            .contains("apiServerVIP: is set together with spec.kubernetes.apiServerLoadBalancerIP")
+            .contains("apiServerVIP: is set together with a load balancer (spec.kubernetes.apiServerLoadBalancerIP or a node with role loadbalancer)")
     );
     assert!(
         refused("192.168.24.12", "", 11)
@@ -454,6 +454,87 @@ fn several_controllers_reach_the_api_through_a_virtual_ip() {
         all.contains("its default address 192.168.24.10 is a node's")
             && all.contains("help: set spec.kubernetes.apiServerVIP"),
         "{all}"
+    );
+}
+
+/// A node with role `loadbalancer` is the API's address (no virtual IP by default), small
+/// unless sized, and without a PKI file of its own; one at most, and not beside a load
+/// balancer of the user's or an explicit virtual IP.
+#[test]
+fn a_load_balancer_node_is_the_apis_address() {
+    let lb = |name: &str, ip: u8| NodeEntry {
+        hypervisor: String::new(),
+        name: name.into(),
+        role: Role::LoadBalancer,
+        cluster_ip: format!("192.168.24.{ip}"),
+        hypervisor_ip: format!("192.168.122.{ip}"),
+        vcpus: None,
+        memory_mib: None,
+    };
+    let mut f = example_cluster_file(3, 1);
+    f.spec.nodes.push(lb("kubi-lb", 5));
+    let c = validate(&f).unwrap();
+    assert_eq!(c.kubernetes.api_server_vip, None);
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.5:6443");
+    let node = c.node("kubi-lb").unwrap();
+    assert_eq!((node.vcpus, node.memory_mib), (1, 512));
+    assert_eq!(c.controllers().count(), 3);
+    assert_eq!(c.workers().count(), 1);
+    // Its address is in the API server's certificate.
+    let api = crate::pki::catalog::certificates(&c)
+        .into_iter()
+        .find(|s| s.file == "kubernetes")
+        .unwrap();
+    let lb_ip: std::net::IpAddr = "192.168.24.5".parse().unwrap();
+    assert!(api.ip_addresses.contains(&lb_ip), "{api:?}");
+    // Every kubeconfig for a client outside the controllers names it.
+    for kc in crate::pki::catalog::kubeconfigs(&c) {
+        if !kc.server.contains("127.0.0.1") {
+            assert_eq!(kc.server, "https://192.168.24.5:6443", "{}", kc.file);
+        }
+    }
+    let problems = |f: &ClusterFile| {
+        let Err(Problems(p)) = validate(f) else {
+            panic!("accepted")
+        };
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut two = f.clone();
+    two.spec.nodes.push(lb("kubi-lb-2", 6));
+    let p = problems(&two);
+    assert!(
+        p.contains("spec.nodes[5].role: a second load balancer (spec.nodes[4] is one)")
+            && p.contains("help: kubicluster makes one load-balancer VM"),
+        "{p}"
+    );
+    let mut theirs = f.clone();
+    theirs.spec.kubernetes.api_server_lb_ip = "192.168.24.7".into();
+    assert!(problems(&theirs).contains(
+        "apiServerLoadBalancerIP: is set together with a load-balancer node (spec.nodes[4])"
+    ));
+    let mut vip = f.clone();
+    vip.spec.kubernetes.api_server_vip = "192.168.24.9".into();
+    assert!(problems(&vip).contains("apiServerVIP: is set together with a load balancer"));
+    // On the command line: `--loadbalancer` beside the other node flags, not alone.
+    let ov = Overrides {
+        controllers: vec!["kubi-controller-01,192.168.24.11,192.168.122.11".into()],
+        load_balancer: Some("kubi-lb,192.168.24.5,192.168.122.5".into()),
+        ..Default::default()
+    };
+    let (c, _) = resolve(None, &ov, &no_env).unwrap();
+    assert_eq!(c.node("kubi-lb").unwrap().role, Role::LoadBalancer);
+    assert_eq!(c.kubernetes.api_server_url(), "https://192.168.24.5:6443");
+    let alone = Overrides {
+        load_balancer: ov.load_balancer.clone(),
+        ..Default::default()
+    };
+    let e = format!("{:#}", resolve(None, &alone, &no_env).unwrap_err());
+    assert!(
+        e.contains("--loadbalancer: given without the other nodes"),
+        "{e}"
     );
 }
 

@@ -65,6 +65,10 @@ pub struct NodeDefaults {
 pub enum Role {
     Controller,
     Worker,
+    /// A small VM running haproxy in front of every controller's API server (kind's
+    /// "external load balancer"): the API's address when the file has one.
+    #[serde(rename = "loadbalancer")]
+    LoadBalancer,
 }
 
 impl std::fmt::Display for Role {
@@ -72,6 +76,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Controller => "controller",
             Role::Worker => "worker",
+            Role::LoadBalancer => "loadbalancer",
         })
     }
 }

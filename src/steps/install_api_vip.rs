@@ -178,12 +178,10 @@ impl Step for InstallApiVip {
             return Ok(());
         };
         let server = format!("https://{vip}:{}", k.api_server_port);
-        let components = super::install_control_plane::COMPONENTS;
-        let Some(client) = super::admin_client_if_started(cx, &components, Some(&server))? else {
-            return Ok(());
-        };
-        client
-            .wait_ready(std::time::Duration::from_secs(90))
-            .map_err(|e| anyhow::anyhow!("the API at its virtual IP {server}: {e:#}; see journalctl -u {UNIT} on the controllers"))
+        super::api_ready_at(
+            cx,
+            &server,
+            &format!("the virtual IP: see journalctl -u {UNIT} on the controllers"),
+        )
     }
 }

@@ -54,7 +54,12 @@ impl Step for InstallCni {
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
         match cluster.cni {
-            Cni::Bridge => cluster.nodes.iter().collect(),
+            // Controllers too: their routes to the pod subnets (the API server reaches pods).
+            Cni::Bridge => cluster
+                .nodes
+                .iter()
+                .filter(|n| n.role != Role::LoadBalancer)
+                .collect(),
             Cni::Calico => cluster.workers().collect(),
         }
     }

@@ -383,3 +383,76 @@ fn keepalived_holds_the_virtual_ip_among_the_controllers() {
         want.commands[0].check
     );
 }
+
+/// A load-balancer node runs haproxy in front of every controller: its configuration lists
+/// each controller's API server with a `/readyz` check, the unit runs haproxy unprivileged and
+/// is reloaded (not restarted) when the configuration changes. No other step touches the node.
+#[test]
+fn the_load_balancer_passes_the_api_on_to_every_controller() {
+    use crate::engine::Step;
+    use crate::steps::install_api_lb::{CONFIG, InstallApiLb, UNIT};
+    let d = tempfile::tempdir().unwrap();
+    let mut f = crate::spec::example_cluster_file(3, 1);
+    f.spec.work_dir = d.path().display().to_string();
+    f.spec.networks.cni = crate::spec::Cni::Bridge;
+    f.spec.nodes.push(crate::spec::NodeEntry {
+        hypervisor: String::new(),
+        name: "kubi-lb".into(),
+        role: crate::spec::Role::LoadBalancer,
+        cluster_ip: "192.168.24.5".into(),
+        hypervisor_ip: "192.168.122.5".into(),
+        vcpus: None,
+        memory_mib: None,
+    });
+    let c = crate::spec::validate(&f).unwrap();
+    let lb = c.node("kubi-lb").unwrap();
+    assert_eq!(
+        InstallApiLb
+            .targets(&c)
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>(),
+        ["kubi-lb"]
+    );
+    for step in crate::steps::node_steps() {
+        if step.id() != crate::engine::StepId::InstallApiLoadBalancer {
+            assert!(
+                !step.targets(&c).iter().any(|n| n.name == "kubi-lb"),
+                "{} targets the load balancer",
+                step.id()
+            );
+        }
+    }
+    let cx = Cx::new(c.clone(), BTreeMap::new(), super::Inputs::default());
+    let want = InstallApiLb.desired(&cx, lb).unwrap();
+    let f = want.files.iter().find(|f| f.path == CONFIG).unwrap();
+    assert_eq!(f.mode, 0o644);
+    let conf = String::from_utf8(f.content.data().unwrap().to_vec()).unwrap();
+    for line in [
+        "mode tcp",
+        "bind *:6443",
+        "balance leastconn",
+        "http-check send meth GET uri /readyz",
+        "http-check expect status 200",
+        "check check-ssl verify none",
+        "option redispatch 1",
+        "server kubi-controller-01 192.168.24.11:6443\n",
+        "server kubi-controller-02 192.168.24.12:6443\n",
+        "server kubi-controller-03 192.168.24.13:6443\n",
+        "stats socket /run/kubicluster-api-lb/stats.sock mode 600 level user",
+    ] {
+        assert!(conf.contains(line), "{line:?} missing:\n{conf}");
+    }
+    let unit = want.units.iter().find(|u| u.name == UNIT).unwrap();
+    assert!(unit.reload && unit.enable && unit.start);
+    let text = String::from_utf8(unit.file.data().unwrap().to_vec()).unwrap();
+    for line in [
+        "Type=notify",
+        "User=haproxy",
+        "ExecStart=/usr/sbin/haproxy -Ws -f /etc/haproxy/kubicluster-api-lb.cfg",
+        "ExecReload=/bin/kill -USR2 $MAINPID",
+        "CapabilityBoundingSet=\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+}

@@ -14,6 +14,7 @@ pub mod create_vms;
 pub mod destroy_vms;
 pub mod generate_pki;
 pub mod install_addons;
+pub mod install_api_lb;
 pub mod install_api_vip;
 pub mod install_cni;
 pub mod install_containerd;
@@ -81,6 +82,19 @@ pub fn admin_client_if_started(
     let admin = cx.inputs.pki("admin.kubeconfig")?;
     crate::kubeapi::Client::from_kubeconfig(&String::from_utf8_lossy(admin.data()?), server)
         .map(Some)
+}
+
+/// The API answers `/readyz` at `server` (an address in front of the controllers: the virtual
+/// IP, the load balancer) within 90 s, where the control plane was started; `where_to_look`
+/// ends the error.
+pub fn api_ready_at(cx: &crate::engine::Cx, server: &str, where_to_look: &str) -> Result<()> {
+    let components = install_control_plane::COMPONENTS;
+    let Some(client) = admin_client_if_started(cx, &components, Some(server))? else {
+        return Ok(());
+    };
+    client
+        .wait_ready(std::time::Duration::from_secs(90))
+        .map_err(|e| anyhow::anyhow!("the API at {server}: {e:#}; {where_to_look}"))
 }
 
 /// A worker cannot go without `component` (`what` in messages): an error when the run's
@@ -176,6 +190,7 @@ pub fn pipeline(force_vms: bool) -> Vec<PipelineStep> {
         Declared(Arc::new(install_etcd::InstallEtcd)),
         Declared(Arc::new(install_control_plane::InstallControlPlane)),
         Declared(Arc::new(install_api_vip::InstallApiVip)),
+        Declared(Arc::new(install_api_lb::InstallApiLb)),
         Declared(Arc::new(prepare_worker_nodes::PrepareWorkerNodes)),
         Declared(Arc::new(install_runc::InstallRunc)),
         Declared(Arc::new(install_containerd::InstallContainerd)),
@@ -211,10 +226,11 @@ pub fn upgrade_steps(cluster: &Cluster, node: &str) -> Vec<PipelineStep> {
 }
 
 /// The controller steps (what `create-controllers` runs).
-pub const CONTROLLER_STEPS: [StepId; 3] = [
+pub const CONTROLLER_STEPS: [StepId; 4] = [
     StepId::InstallEtcd,
     StepId::InstallKubernetesControllers,
     StepId::InstallApiVip,
+    StepId::InstallApiLoadBalancer,
 ];
 
 /// The steps of `create-workers`, or only one of them (a legacy subcommand).

@@ -264,7 +264,7 @@ fn one_pipeline_every_command_selects_from_it() {
                 Target::Local,
                 Target::Hypervisor
             ],
-            vec![Target::Nodes; 9]
+            vec![Target::Nodes; 10]
         ]
         .concat()
     );

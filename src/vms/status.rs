@@ -25,6 +25,10 @@ pub struct NodeStatus {
     /// failing checks) or "no answer: …" (why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_server: Option<String>,
+    /// The load balancer's view of each controller (haproxy's health check: "UP", "DOWN", …),
+    /// when this node is the API's load balancer and its haproxy answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb_servers: Option<Vec<(String, String)>>,
 }
 
 impl NodeStatus {
@@ -42,6 +46,7 @@ impl NodeStatus {
             ready: None,
             holds_vip: None,
             api_server: None,
+            lb_servers: None,
         }
     }
 }
@@ -60,6 +65,7 @@ pub fn role_units(role: crate::spec::Role) -> &'static [&'static str] {
             "kubelet.service",
             "kube-proxy.service",
         ],
+        crate::spec::Role::LoadBalancer => &["kubicluster-api-lb.service"],
     }
 }
 
@@ -98,6 +104,47 @@ fn own_api_server(
         Ok(c) => c.readiness(Duration::from_secs(5)),
         Err(e) => format!("not asked: {e:#}"),
     }
+}
+
+/// haproxy's statistics socket on the load balancer (the step `install_api_lb` configures it).
+const LB_SOCKET: &str = "/run/kubicluster-api-lb/stats.sock";
+
+/// Each API server behind the load balancer on `h` and its state in haproxy's eyes.
+fn lb_servers(h: &dyn crate::host::Host) -> Option<Vec<(String, String)>> {
+    let o = h
+        .run(&crate::host::Cmd::script(
+            r#"echo "show stat" | socat -t 2 stdio "unix-connect:$1""#,
+            [LB_SOCKET],
+        ))
+        .ok()?;
+    o.ok().then(|| parse_lb_stat(&o.stdout_text()))
+}
+
+/// The servers of the `kube-apiservers` backend in haproxy's `show stat` CSV, with their
+/// status column ("UP", "DOWN", "UP 1/2" while rising, "no check", …).
+pub fn parse_lb_stat(csv: &str) -> Vec<(String, String)> {
+    let mut header: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for line in csv.lines() {
+        if let Some(h) = line.strip_prefix("# ") {
+            header = h.split(',').collect();
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .and_then(|i| f.get(i).copied())
+        };
+        if col("pxname") == Some("kube-apiservers")
+            && let (Some(sv), Some(status)) = (col("svname"), col("status"))
+            && sv != "BACKEND"
+        {
+            out.push((sv.to_string(), status.to_string()));
+        }
+    }
+    out
 }
 
 /// Does `h` hold `vip` on the cluster network's interface?
@@ -145,6 +192,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
             };
             let mut units = Vec::new();
             let mut holds_vip = None;
+            let mut lb = None;
             let ssh = if vm != "running" {
                 "-".into()
             } else if crate::vms::pins::pinned(cluster, &n.name)
@@ -161,6 +209,9 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                         && n.role == crate::spec::Role::Controller
                     {
                         holds_vip = holds(&h, vip);
+                    }
+                    if n.role == crate::spec::Role::LoadBalancer {
+                        lb = lb_servers(&h);
                     }
                     Ok(())
                 }) {
@@ -191,6 +242,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
                 ready: None,
                 holds_vip,
                 api_server,
+                lb_servers: lb,
             })
         })
         .collect()
@@ -222,6 +274,12 @@ pub fn unhealthy(rows: &[NodeStatus]) -> Vec<String> {
             && !down.contains(&"kube-apiserver")
         {
             unhealthy.push(format!("{} (API server {a})", r.node));
+        }
+        // A load balancer with no API server behind it that its check calls up.
+        if let Some(servers) = &r.lb_servers
+            && !servers.iter().any(|(_, s)| s.starts_with("UP"))
+        {
+            unhealthy.push(format!("{} (no API server UP behind it)", r.node));
         }
         if r.role == "worker" && r.ready.as_deref().is_some_and(|s| s != "Ready") {
             unhealthy.push(format!(

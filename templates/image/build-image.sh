@@ -21,11 +21,11 @@ mmdebstrap --quiet --variant=minbase --mode=root --format=directory \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,fdisk,ifupdown,iproute2,iputils-ping,netbase,procps,iptables,conntrack,socat,keepalived \
+  --include=systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,openssh-server,fdisk,ifupdown,iproute2,iputils-ping,netbase,procps,iptables,conntrack,socat,keepalived,haproxy \
   --customize-hook='install -m 0755 "'"$FILES"'/kubicluster-identity.sh" "$1/usr/local/sbin/kubicluster-identity"' \
   --customize-hook='install -m 0644 "'"$FILES"'/kubicluster-identity.service" "$1/etc/systemd/system/kubicluster-identity.service"' \
   --customize-hook='mkdir -p "$1/etc/systemd/system/sysinit.target.wants" && ln -sf /etc/systemd/system/kubicluster-identity.service "$1/etc/systemd/system/sysinit.target.wants/"' \
-  --customize-hook='for u in ifupdown-pre.service networking.service e2scrub_reap.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
+  --customize-hook='for u in ifupdown-pre.service networking.service e2scrub_reap.service haproxy.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done' \
   --customize-hook='printf "LABEL=kubiroot / ext4 defaults,errors=remount-ro 0 1\n" >"$1/etc/fstab"' \
   --customize-hook='printf "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n" >"$1/etc/network/interfaces"' \
   --customize-hook='printf "virtio_pci\nvirtio_blk\nvirtio_net\next4\n" >>"$1/etc/initramfs-tools/modules"' \

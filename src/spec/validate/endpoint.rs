@@ -19,6 +19,46 @@ pub fn default_vip(cluster: ipnet::Ipv4Net) -> Option<Ipv4Addr> {
 }
 
 impl Collector {
+    /// A node with role `loadbalancer` (at most one) is the API's address, as
+    /// `apiServerLoadBalancerIP` would be: certificates and kubeconfigs name it.
+    pub(super) fn load_balancer_node(
+        &mut self,
+        spec: &ClusterSpec,
+        mut k: KubeParts,
+        n: &NodeParts,
+    ) -> KubeParts {
+        let mut lbs = spec
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.role == Role::LoadBalancer);
+        let Some((i, entry)) = lbs.next() else {
+            return k;
+        };
+        if let Some((j, _)) = lbs.next() {
+            self.push(
+                Problem::new(format!("spec.nodes[{j}].role"), format!("a second load balancer (spec.nodes[{i}] is one)"))
+                    .hint("kubicluster makes one load-balancer VM; for an API that survives losing any one VM use several controllers and their virtual IP (spec.kubernetes.apiServerVIP)"),
+            );
+        }
+        if !spec.kubernetes.api_server_lb_ip.is_empty() {
+            self.push(
+                Problem::new(
+                    "spec.kubernetes.apiServerLoadBalancerIP",
+                    format!("is set together with a load-balancer node (spec.nodes[{i}])"),
+                )
+                .hint("the load-balancer node's address is the API's: drop apiServerLoadBalancerIP, or drop the node to use your own load balancer"),
+            );
+            return k;
+        }
+        k.lb_ip = n
+            .nodes
+            .iter()
+            .find(|node| node.name == entry.name)
+            .map(|node| node.cluster_ip);
+        k
+    }
+
     pub(super) fn api_vip(
         &mut self,
         spec: &ClusterSpec,
@@ -56,9 +96,9 @@ impl Collector {
             self.push(
                 Problem::new(
                     PATH,
-                    "is set together with spec.kubernetes.apiServerLoadBalancerIP",
+                    "is set together with a load balancer (spec.kubernetes.apiServerLoadBalancerIP or a node with role loadbalancer)",
                 )
-                .hint("clients reach the API through one of them: your load balancer's address, or a virtual IP the controllers hold"),
+                .hint("clients reach the API through one of them: the load balancer's address, or a virtual IP the controllers hold"),
             );
             return None;
         }

@@ -40,6 +40,8 @@ fn pki_stems(role: Role, name: &str) -> Vec<String> {
     match role {
         Role::Worker => vec![name.to_string()],
         Role::Controller => vec![format!("etcd-server-{name}"), format!("etcd-peer-{name}")],
+        // haproxy passes TLS through: no certificate of its own.
+        Role::LoadBalancer => Vec::new(),
     }
 }
 
@@ -183,6 +185,7 @@ pub fn validate(file: &ClusterFile) -> Result<Cluster, Problems> {
     let k = c.kubernetes(spec);
     c.disjoint(&nets, &k);
     let n = c.nodes(spec, &nets, &k);
+    let k = c.load_balancer_node(spec, k, &n);
     c.etcd(spec);
     c.pki(spec);
     c.versions(spec);

@@ -9,6 +9,9 @@ use super::super::problem::Problem;
 use super::super::types::*;
 use super::{Collector, KubeParts, Nets, NodeParts, is_dns_label, pki_stems, stem_clash};
 
+/// A load-balancer node's memory unless the file gives it some.
+pub const LOAD_BALANCER_MIB: u32 = 512;
+
 impl Collector {
     pub(super) fn nodes(&mut self, spec: &ClusterSpec, nets: &Nets, k: &KubeParts) -> NodeParts {
         let (cl_net, hv_net, pod_net) = (nets.cluster, nets.hypervisor, k.pod);
@@ -99,11 +102,19 @@ impl Collector {
                     );
                 }
             }
-            let vcpus = n.vcpus.unwrap_or(spec.node_defaults.vcpus);
+            // A load balancer is small whatever the other nodes' defaults: haproxy alone.
+            let lb = n.role == Role::LoadBalancer;
+            let vcpus = n
+                .vcpus
+                .unwrap_or(if lb { 1 } else { spec.node_defaults.vcpus });
             if !(1..=256).contains(&vcpus) {
                 self.push(Problem::new(at("vcpus"), format!("{vcpus} vCPUs")).hint("use 1 to 256"));
             }
-            let memory_mib = n.memory_mib.unwrap_or(spec.node_defaults.memory_mib);
+            let memory_mib = n.memory_mib.unwrap_or(if lb {
+                LOAD_BALANCER_MIB
+            } else {
+                spec.node_defaults.memory_mib
+            });
             if memory_mib < 512 {
                 self.push(
                     Problem::new(

@@ -16,6 +16,7 @@ fn unhealthy_names_each_node_and_its_problem() {
         ready: None,
         holds_vip: None,
         api_server: None,
+        lb_servers: None,
     };
     let mut w1 = row("w1", "worker", "running", "ok");
     w1.units = vec![
@@ -41,6 +42,17 @@ fn unhealthy_names_each_node_and_its_problem() {
         "failed".into(),
     )];
     c4.api_server = Some("no answer: Connection refused".into());
+    // The load balancer: one server UP is enough; none UP (DOWN, or rising) is a problem.
+    let mut lb1 = row("lb1", "loadbalancer", "running", "ok");
+    lb1.lb_servers = Some(vec![
+        ("c1".into(), "UP".into()),
+        ("c4".into(), "DOWN".into()),
+    ]);
+    let mut lb2 = row("lb2", "loadbalancer", "running", "ok");
+    lb2.lb_servers = Some(vec![
+        ("c1".into(), "DOWN".into()),
+        ("c2".into(), "DOWN 1/2".into()),
+    ]);
     let rows = [
         c1,
         row("c2", "controller", "paused", "-"),
@@ -48,6 +60,8 @@ fn unhealthy_names_each_node_and_its_problem() {
         c4,
         row("w2", "worker", "running", "WRONG HOST KEY"),
         w1,
+        lb1,
+        lb2,
     ];
     assert_eq!(
         unhealthy(&rows),
@@ -57,9 +71,32 @@ fn unhealthy_names_each_node_and_its_problem() {
             "c4 (kube-apiserver not active)",
             "w2 (SSH: WRONG HOST KEY)",
             "w1 (kubelet not active)",
-            "w1 (node NotReady)"
+            "w1 (node NotReady)",
+            "lb2 (no API server UP behind it)"
         ]
     );
+}
+
+/// haproxy's `show stat` CSV (2.6, columns cut after `status`): the backend's servers and
+/// their states; the frontend, the backend's own row and other proxies are not servers.
+#[test]
+fn the_load_balancers_servers_are_read_from_haproxys_statistics() {
+    let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+kube-apiserver,FRONTEND,,,0,3,20000,12,1,2,0,0,0,,,,,OPEN,\n\
+kube-apiservers,kubi-controller-01,0,0,2,3,,9,1,2,,0,,0,0,0,0,UP,1\n\
+kube-apiservers,kubi-controller-02,0,0,0,0,,0,0,0,,0,,0,0,0,0,DOWN,1\n\
+kube-apiservers,kubi-controller-03,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/2,1\n\
+kube-apiservers,BACKEND,0,0,2,3,2000,12,1,2,0,0,,0,0,0,0,UP,2\n\
+\n";
+    assert_eq!(
+        parse_lb_stat(csv),
+        [
+            ("kubi-controller-01".to_string(), "UP".to_string()),
+            ("kubi-controller-02".to_string(), "DOWN".to_string()),
+            ("kubi-controller-03".to_string(), "UP 1/2".to_string()),
+        ]
+    );
+    assert!(parse_lb_stat("").is_empty());
 }
 
 #[test]
@@ -76,6 +113,7 @@ fn exactly_one_controller_holds_the_virtual_ip() {
         ready: None,
         holds_vip,
         api_server: None,
+        lb_servers: None,
     };
     assert_eq!(vip_holders(&[row("c1", None), row("c2", None)]), None);
     assert_eq!(

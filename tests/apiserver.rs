@@ -226,46 +226,50 @@ fn load_balancer_in_front(
         &mut [&mut *api, &mut api2],
         || c2.ready().is_ok(),
     );
-    // The configuration for two controllers and a load-balancer node, moved to the loopback.
-    let mut f = kubicluster::spec::example_cluster_file(2, 0);
-    f.spec.nodes.push(kubicluster::spec::NodeEntry {
-        hypervisor: String::new(),
-        name: "kubi-lb".into(),
-        role: kubicluster::spec::Role::LoadBalancer,
-        cluster_ip: "192.168.24.5".into(),
-        hypervisor_ip: "192.168.122.5".into(),
-        vcpus: None,
-        memory_mib: None,
-    });
-    let cluster = kubicluster::spec::validate(&f).unwrap();
+    // The configuration for `controllers` controllers and a load-balancer node, moved to the
+    // loopback, written and checked by haproxy itself.
     let socket = dir.join("lb-stats.sock");
     let lb_port = free_port();
-    let conf = kubicluster::steps::install_api_lb::config(
-        &cluster,
-        "127.0.0.1",
-        &socket.display().to_string(),
-    )
-    .unwrap()
-    .replace("127.0.0.1:6443", &format!("127.0.0.1:{lb_port}"))
-    .replace("192.168.24.11:6443", &format!("127.0.0.1:{port1}"))
-    .replace("192.168.24.12:6443", &format!("127.0.0.1:{port2}"));
     let cfg = dir.join("kubicluster-api-lb.cfg");
-    std::fs::write(&cfg, &conf).unwrap();
     let haproxy = Path::new("/usr/sbin/haproxy");
     assert!(
         haproxy.is_file(),
         "haproxy missing (make test installs Debian's haproxy)"
     );
-    let checked = Command::new(haproxy)
-        .args(["-c", "-q", "-f"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "haproxy -c: {}\n{conf}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let write_config = |controllers: u8| {
+        let mut f = kubicluster::spec::example_cluster_file(controllers, 0);
+        f.spec.nodes.push(kubicluster::spec::NodeEntry {
+            hypervisor: String::new(),
+            name: "kubi-lb".into(),
+            role: kubicluster::spec::Role::LoadBalancer,
+            cluster_ip: "192.168.24.5".into(),
+            hypervisor_ip: "192.168.122.5".into(),
+            vcpus: None,
+            memory_mib: None,
+        });
+        let cluster = kubicluster::spec::validate(&f).unwrap();
+        let conf = kubicluster::steps::install_api_lb::config(
+            &cluster,
+            "127.0.0.1",
+            &socket.display().to_string(),
+        )
+        .unwrap()
+        .replace("127.0.0.1:6443", &format!("127.0.0.1:{lb_port}"))
+        .replace("192.168.24.11:6443", &format!("127.0.0.1:{port1}"))
+        .replace("192.168.24.12:6443", &format!("127.0.0.1:{port2}"));
+        std::fs::write(&cfg, &conf).unwrap();
+        let checked = Command::new(haproxy)
+            .args(["-c", "-q", "-f"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "haproxy -c: {}\n{conf}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    };
+    write_config(2);
     let mut lb = Proc::start(
         "haproxy",
         haproxy,
@@ -304,26 +308,28 @@ fn load_balancer_in_front(
         assert!(ask(), "/readyz through the load balancer");
     }
     // Both servers took connections (haproxy's session totals, `stot`).
-    let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    std::io::Write::write_all(&mut s, b"show stat\n").unwrap();
-    let mut csv = String::new();
-    s.read_to_string(&mut csv).unwrap();
-    let header: Vec<&str> = csv
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    let stot = header.iter().position(|h| *h == "stot").unwrap();
-    let sessions: Vec<u64> = csv
-        .lines()
-        .filter(|l| l.starts_with("kube-apiservers,kubi-controller-"))
-        .map(|l| l.split(',').nth(stot).unwrap().parse().unwrap())
-        .collect();
+    let sessions = || -> Vec<u64> {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        std::io::Write::write_all(&mut s, b"show stat\n").unwrap();
+        let mut csv = String::new();
+        s.read_to_string(&mut csv).unwrap();
+        let header: Vec<&str> = csv
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("# ")
+            .split(',')
+            .collect();
+        let stot = header.iter().position(|h| *h == "stot").unwrap();
+        csv.lines()
+            .filter(|l| l.starts_with("kube-apiservers,kubi-controller-"))
+            .map(|l| l.split(',').nth(stot).unwrap().parse().unwrap())
+            .collect()
+    };
+    let sessions_now = sessions();
     assert!(
-        sessions.len() == 2 && sessions.iter().all(|n| *n > 0),
-        "both API servers got connections: {sessions:?}"
+        sessions_now.len() == 2 && sessions_now.iter().all(|n| *n > 0),
+        "both API servers got connections: {sessions_now:?}"
     );
     // The second server hangs: taken out by the check; the API keeps answering through the
     // load balancer once it is (requests caught in between may time out).
@@ -381,6 +387,34 @@ fn load_balancer_in_front(
     }
     eprintln!(
         "load balancer: a stopped API server (still UP in haproxy's view: {still_up}): 20 of 20 requests answered"
+    );
+    // A controller removed from the cluster: the configuration rewritten and haproxy reloaded
+    // (the unit's reload: SIGUSR2 to the master). The new process serves only the one left; a
+    // connection opened before the reload keeps working on the old process (the new one
+    // counts no session for it), a new connection goes to the new one.
+    let held = Client::from_kubeconfig(admin, Some(&lb_url)).unwrap();
+    assert!(matches!(held.get("/readyz"), Ok((200, _))));
+    write_config(1);
+    signal(&lb, "-USR2");
+    wait_for(
+        "haproxy reloaded with one API server",
+        Duration::from_secs(30),
+        &mut [&mut *api, &mut lb],
+        || lb_servers(&socket).len() == 1,
+    );
+    assert_eq!(
+        lb_servers(&socket),
+        [("kubi-controller-01".to_string(), "UP".to_string())]
+    );
+    assert!(
+        matches!(held.get("/readyz"), Ok((200, _))),
+        "a connection from before the reload"
+    );
+    assert_eq!(sessions(), [0], "no new session for it");
+    assert!(ask(), "a new connection after the reload");
+    assert_eq!(sessions(), [1]);
+    eprintln!(
+        "load balancer: reloaded with one API server; a connection from before the reload kept"
     );
 }
 

@@ -8,7 +8,9 @@
 # through the virtual IP, the failed requests, which controller took the address and etcd's
 # health with one member gone. Then the VM is started again and `up` must change nothing. A
 # second case stops only the (new) holder's kube-apiserver, its VM up: keepalived, part of the API
-# server's unit, stops first and gives the address up; the same client and report.
+# server's unit, stops first and gives the address up; the same client and report. A third case
+# hangs the holder's kube-apiserver (SIGSTOP: its port still accepts, nothing answers): keepalived's
+# check fails twice and another controller takes the address.
 # Usage: bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
@@ -40,7 +42,18 @@ NS=$(ip netns list | awk '/^kubilab-benchha/ { print $1; exit }')
 D=$TMP/work/benchha/certs_and_configs
 k() { ip netns exec "$NS" "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" "$@"; }
 virsh_lab() { virsh -q -c "qemu:///system?socket=$TMP/work/benchha/lab/run/libvirt-sock" "$@"; }
-holder() { "$BIN" status 2>/dev/null | awk '/^api: virtual IP/ { print $NF }'; }
+# The one controller holding the address ("" while none or several do; status may exit 3).
+holder() { { "$BIN" status 2>/dev/null || true; } | awk '/^api: virtual IP .* held by kubi-/ { print $NF }'; }
+# Wait (up to 120 s) until exactly one controller holds the address; say after how long.
+one_holder() {
+  local t0 h
+  t0=$(now)
+  until h=$(holder) && [ -n "$h" ]; do
+    [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -lt 120 ] || { echo "  no single holder after 120 s"; return 1; }
+    sleep 2
+  done
+  echo "  one holder ($h) $(secs "$t_kill" "$(now)") s after the fault"
+}
 HOLDER=$(holder)
 "$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
 [ -n "$HOLDER" ] || { echo "error: no controller holds $VIP" >&2; exit 1; }
@@ -104,6 +117,28 @@ touch "$TMP/stop"
 wait "$A"
 report "API /readyz at $VIP" "$TMP/api2"
 { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
+one_holder
 on_holder systemctl start kube-apiserver
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after starting it again: /'
+
+# Third case: the holder's API server hangs, its VM and its port up.
+HOLDER=$(holder)
+IP=$(echo "$C" | tr ' ' '\n' | awk -F, -v n="$HOLDER" '$1 == n { print $3 }')
+rm -f "$TMP/stop"
+client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api3" &
+A=$!
+sleep 10
+echo "hang kube-apiserver on $HOLDER (SIGSTOP; it holds $VIP)"
+t_kill=$(now)
+on_holder systemctl kill -s STOP kube-apiserver
+sleep 30
+touch "$TMP/stop"
+wait "$A"
+report "API /readyz at $VIP" "$TMP/api3"
+{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
+one_holder
+on_holder systemctl kill -s CONT kube-apiserver
+sleep 10
+{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP" | sed 's/^/  after SIGCONT: /'
+"$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after it: /'
 

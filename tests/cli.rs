@@ -167,6 +167,43 @@ fn init_then_validate_round_trip() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("kubicluster.yaml already exists"));
     assert!(stderr(&o).contains("help: pass --force"));
+    // A load-balancer VM on the command line: named, and the API's address; alone, refused.
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "validate",
+            "-c",
+            "kubi-controller-01,192.168.24.11,192.168.122.11",
+            "-w",
+            "kubi-worker-01,192.168.24.21,192.168.122.21",
+            "--loadbalancer",
+            "kubi-lb,192.168.24.5,192.168.122.5",
+        ],
+    );
+    assert!(
+        o.status.success()
+            && stderr(&o).contains(
+                "1 controller(s), 1 worker(s), load balancer kubi-lb (the API: https://192.168.24.5:6443)"
+            )
+            && stdout(&o).contains("role: loadbalancer"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kubicluster(
+        tmp.path(),
+        &[
+            "validate",
+            "--loadbalancer",
+            "kubi-lb,192.168.24.5,192.168.122.5",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--loadbalancer: given without the other nodes")
+            && stderr(&o).contains("help: "),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

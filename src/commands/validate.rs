@@ -29,8 +29,20 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
         let how = ", from the file alone (`plan` asks the hypervisors)";
         super::print_placement(ctx, &cluster, how, &placed);
     }
+    let lb = cluster
+        .nodes
+        .iter()
+        .find(|n| n.role == spec::Role::LoadBalancer)
+        .map(|n| {
+            format!(
+                ", load balancer {} (the API: {})",
+                n.name,
+                k.api_server_url()
+            )
+        })
+        .unwrap_or_default();
     ctx.printer.status(&format!(
-        "valid: cluster {} from {source}: {} controller(s), {} worker(s)",
+        "valid: cluster {} from {source}: {} controller(s), {} worker(s){lb}",
         cluster.name,
         cluster.controllers().count(),
         cluster.workers().count()

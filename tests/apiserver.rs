@@ -173,16 +173,21 @@ fn wait_for(what: &str, timeout: Duration, procs: &mut [&mut Proc], mut ok: impl
     }
 }
 
-/// haproxy's `show stat` on its statistics socket, read as `status` reads it.
-fn lb_servers(socket: &Path) -> Vec<(String, String)> {
+/// haproxy's `show stat` CSV from its statistics socket (empty while nothing listens there).
+fn show_stat(socket: &Path) -> String {
     use std::io::Write;
     let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
-        return Vec::new();
+        return String::new();
     };
     s.write_all(b"show stat\n").unwrap();
     let mut csv = String::new();
     s.read_to_string(&mut csv).unwrap();
-    kubicluster::vms::parse_lb_stat(&csv)
+    csv
+}
+
+/// The load balancer's servers and their states, read as `status` reads them.
+fn lb_servers(socket: &Path) -> Vec<(String, String)> {
+    kubicluster::vms::parse_lb_stat(&show_stat(socket))
 }
 
 /// The API's load balancer (the load-balancer node's haproxy, its configuration as the step
@@ -309,10 +314,7 @@ fn load_balancer_in_front(
     }
     // Both servers took connections (haproxy's session totals, `stot`).
     let sessions = || -> Vec<u64> {
-        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-        std::io::Write::write_all(&mut s, b"show stat\n").unwrap();
-        let mut csv = String::new();
-        s.read_to_string(&mut csv).unwrap();
+        let csv = show_stat(&socket);
         let header: Vec<&str> = csv
             .lines()
             .next()

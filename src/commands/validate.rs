@@ -30,9 +30,8 @@ pub fn run(ctx: &mut Ctx, args: &SpecOnly) -> Result<()> {
         super::print_placement(ctx, &cluster, how, &placed);
     }
     let lb = cluster
-        .nodes
-        .iter()
-        .find(|n| n.role == spec::Role::LoadBalancer)
+        .load_balancers()
+        .next()
         .map(|n| {
             format!(
                 ", load balancer {} (the API: {})",

@@ -167,6 +167,11 @@ impl Cluster {
         self.nodes.iter().filter(|n| n.role == Role::Worker)
     }
 
+    /// The API's load-balancer VM (validation allows at most one).
+    pub fn load_balancers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.role == Role::LoadBalancer)
+    }
+
     /// `<workDir>/<name>`: everything this cluster owns on the hypervisor.
     pub fn cluster_dir(&self) -> PathBuf {
         self.work_dir.join(&self.name)

@@ -260,11 +260,14 @@ impl Overrides {
         }
         if !o.controllers.is_empty() || !o.workers.is_empty() {
             s.nodes.clear();
-            let lb: Vec<String> = o.load_balancer.iter().cloned().collect();
             for (flag, role, specs) in [
-                ("--controller", Role::Controller, &o.controllers),
-                ("--worker", Role::Worker, &o.workers),
-                ("--loadbalancer", Role::LoadBalancer, &lb),
+                ("--controller", Role::Controller, o.controllers.as_slice()),
+                ("--worker", Role::Worker, o.workers.as_slice()),
+                (
+                    "--loadbalancer",
+                    Role::LoadBalancer,
+                    o.load_balancer.as_slice(),
+                ),
             ] {
                 for spec in specs {
                     match parse_node_spec(spec, role) {

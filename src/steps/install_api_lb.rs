@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use crate::engine::{Blob, Cx, Desired, Fact, FactQuery, Step, StepId, UnitSpec};
 use crate::host::Cmd;
 use crate::render;
-use crate::spec::{Cluster, Node, Role};
+use crate::spec::{Cluster, Node};
 
 pub struct InstallApiLb;
 
@@ -57,27 +57,33 @@ fn haproxy_present(node: &Node) -> FactQuery {
     }
 }
 
-/// haproxy's configuration for `cluster`'s load balancer: every controller a server, listening
-/// on `bind` (every address of the VM: `*`) at the API's port, its statistics at `socket`.
-pub fn config(cluster: &Cluster, bind: &str, socket: &str) -> Result<String> {
+/// What the configuration and the unit are rendered from: every controller a server, haproxy
+/// listening on `bind` (every address of the VM: `*`) at the API's port, its statistics at
+/// `socket`.
+fn context(cluster: &Cluster, bind: &str, socket: &str) -> Ctx {
     let k = &cluster.kubernetes;
+    Ctx {
+        cluster: cluster.name.clone(),
+        ip: k.api_server_ip.to_string(),
+        bind: bind.to_string(),
+        port: k.api_server_port,
+        config: CONFIG,
+        socket: socket.to_string(),
+        servers: cluster
+            .controllers()
+            .map(|c| Server {
+                name: c.name.clone(),
+                ip: c.cluster_ip.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// haproxy's configuration for `cluster`'s load balancer (see [`context`]).
+pub fn config(cluster: &Cluster, bind: &str, socket: &str) -> Result<String> {
     Ok(render::render(
         "loadbalancer/kubicluster-api-lb.cfg.j2",
-        &Ctx {
-            cluster: cluster.name.clone(),
-            ip: k.api_server_ip.to_string(),
-            bind: bind.to_string(),
-            port: k.api_server_port,
-            config: CONFIG,
-            socket: socket.to_string(),
-            servers: cluster
-                .controllers()
-                .map(|c| Server {
-                    name: c.name.clone(),
-                    ip: c.cluster_ip.to_string(),
-                })
-                .collect(),
-        },
+        &context(cluster, bind, socket),
     )?)
 }
 
@@ -87,11 +93,7 @@ impl Step for InstallApiLb {
     }
 
     fn targets<'c>(&self, cluster: &'c Cluster) -> Vec<&'c Node> {
-        cluster
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::LoadBalancer)
-            .collect()
+        cluster.load_balancers().collect()
     }
 
     fn facts(&self, cx: &Cx, node: &Node) -> Vec<FactQuery> {
@@ -113,18 +115,18 @@ impl Step for InstallApiLb {
                 node.name
             );
         }
-        let ctx = Ctx {
-            cluster: c.name.clone(),
-            ip: c.kubernetes.api_server_ip.to_string(),
-            bind: "*".into(),
-            port: c.kubernetes.api_server_port,
-            config: CONFIG,
-            socket: SOCKET.into(),
-            servers: Vec::new(),
-        };
+        let ctx = context(c, "*", SOCKET);
         let mut want = Desired::default();
         want.dir("/etc/haproxy", 0o755);
-        want.file(CONFIG, Blob::new(config(c, "*", SOCKET)?), 0o644, &[UNIT]);
+        want.file(
+            CONFIG,
+            Blob::new(render::render(
+                "loadbalancer/kubicluster-api-lb.cfg.j2",
+                &ctx,
+            )?),
+            0o644,
+            &[UNIT],
+        );
         // A controller added or removed: reloaded, so open connections to the others stay.
         want.unit(
             UnitSpec::started(

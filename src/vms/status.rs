@@ -121,7 +121,8 @@ fn lb_servers(h: &dyn crate::host::Host) -> Option<Vec<(String, String)>> {
 }
 
 /// The servers of the `kube-apiservers` backend in haproxy's `show stat` CSV, with their
-/// status column ("UP", "DOWN", "UP 1/2" while rising, "no check", …).
+/// status column ("UP", "DOWN", "UP 1/2" still up with a failed check, "DOWN 1/2" coming
+/// back, "no check", …).
 pub fn parse_lb_stat(csv: &str) -> Vec<(String, String)> {
     let mut header: Vec<&str> = Vec::new();
     let mut out = Vec::new();

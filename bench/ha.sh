@@ -97,48 +97,42 @@ echo "  healthy again after $(secs "$t0" "$(now)") s"
 "$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up again: /'
 
-# Second case: the holder's VM stays up but its API server stops (keepalived's health check).
-HOLDER=$(holder)
-IP=$(echo "$C" | tr ' ' '\n' | awk -F, -v n="$HOLDER" '$1 == n { print $3 }')
+# A fault on the holder with its VM up: fault_on_holder NAME WHAT CMD...: the holder is read,
+# the client runs 10 s, CMD runs on the holder over SSH, 30 s more; then the report, `status`
+# and the wait for a single holder. Leaves HOLDER and IP set for what follows.
 on_holder() {
   ip netns exec "$NS" ssh -o BatchMode=yes -o StrictHostKeyChecking=yes \
     -o UserKnownHostsFile="$TMP/work/benchha/ssh/known_hosts" -i "$TMP/work/benchha/ssh/id_ed25519" \
     "root@$IP" "$@"
 }
-rm -f "$TMP/stop"
-client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api2" &
-A=$!
-sleep 10
-echo "stop kube-apiserver on $HOLDER (it holds $VIP; its VM stays up)"
-t_kill=$(now)
-on_holder systemctl stop kube-apiserver
-sleep 30
-touch "$TMP/stop"
-wait "$A"
-report "API /readyz at $VIP" "$TMP/api2"
-{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
-one_holder
+fault_on_holder() {
+  local name=$1 what=$2
+  shift 2
+  HOLDER=$(holder)
+  IP=$(echo "$C" | tr ' ' '\n' | awk -F, -v n="$HOLDER" '$1 == n { print $3 }')
+  rm -f "$TMP/stop"
+  client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/$name" &
+  A=$!
+  sleep 10
+  echo "$what on $HOLDER (it holds $VIP; its VM stays up)"
+  t_kill=$(now)
+  on_holder "$@"
+  sleep 30
+  touch "$TMP/stop"
+  wait "$A"
+  report "API /readyz at $VIP" "$TMP/$name"
+  { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
+  one_holder
+}
+
+# Second case: the holder's API server stops (keepalived, part of its unit, stops first).
+fault_on_holder api2 "stop kube-apiserver" systemctl stop kube-apiserver
 on_holder systemctl start kube-apiserver
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after starting it again: /'
 
-# Third case: the holder's API server hangs, its VM and its port up.
-HOLDER=$(holder)
-IP=$(echo "$C" | tr ' ' '\n' | awk -F, -v n="$HOLDER" '$1 == n { print $3 }')
-rm -f "$TMP/stop"
-client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api3" &
-A=$!
-sleep 10
-echo "hang kube-apiserver on $HOLDER (SIGSTOP; it holds $VIP)"
-t_kill=$(now)
-on_holder systemctl kill -s STOP kube-apiserver
-sleep 30
-touch "$TMP/stop"
-wait "$A"
-report "API /readyz at $VIP" "$TMP/api3"
-{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
-one_holder
+# Third case: the holder's API server hangs, its port still open (keepalived's health check).
+fault_on_holder api3 "hang kube-apiserver (SIGSTOP)" systemctl kill -s STOP kube-apiserver
 on_holder systemctl kill -s CONT kube-apiserver
 sleep 10
 { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP" | sed 's/^/  after SIGCONT: /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after it: /'
-

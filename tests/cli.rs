@@ -1377,9 +1377,9 @@ fn up_refuses_an_artifacts_dir_without_a_complete_build() {
 }
 
 #[test]
-fn upgrade_changes_kubernetes_only_and_refuses_another_etcd_before_anything_changes() {
+fn upgrade_refuses_an_etcd_two_minors_ahead_before_anything_changes() {
     let tmp = tempfile::tempdir().unwrap();
-    // A cluster `up` remembered with etcd 3.5.21; the upgrade would bring 3.6.16.
+    // A cluster `up` remembered with etcd 3.5.21; Kubernetes 1.37.2 comes with etcd 3.7.3.
     let o = kubicluster(tmp.path(), &["validate", "--etcd-version", "3.5.21"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let dir = tmp.path().join("work/kubicluster");
@@ -1388,15 +1388,22 @@ fn upgrade_changes_kubernetes_only_and_refuses_another_etcd_before_anything_chan
     let before = std::fs::read_dir(&dir).unwrap().count();
     let o = kubicluster(
         tmp.path(),
-        &["upgrade", "--to", "1.37.2", "--etcd-version", "3.6.16"],
+        &["upgrade", "--to", "1.37.2", "--etcd-version", "3.7.3"],
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("the cluster runs etcd 3.5.21: `upgrade` changes Kubernetes only")
-            && err.contains("\nhelp: keep etcd at 3.5.21"),
+        err.contains("cannot move etcd from 3.5.21 to 3.7.3 (the cluster's record): etcd moves one minor release at a time")
+            && err.contains("\nhelp: keep etcd at an allowed release: 3.6.x"),
         "{err}"
     );
+    // The next minor passes etcd's rules (and stops later: this cluster was never made).
+    let o = kubicluster(
+        tmp.path(),
+        &["upgrade", "--to", "1.37.2", "--etcd-version", "3.6.16"],
+    );
+    assert!(!o.status.success());
+    assert!(!stderr(&o).contains("cannot move etcd"), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
         before,

@@ -39,7 +39,17 @@ macro_rules! go_module {
     };
 }
 
-const ETCD: GoModule = go_module!("etcd-v3.6.16", ["go.mod", "go.sum", "tools.go"]);
+/// The Go module of each etcd release a build set pins.
+const ETCD_MODULES: &[(&str, GoModule)] = &[
+    (
+        "3.7.3",
+        go_module!("etcd-v3.7.3", ["go.mod", "go.sum", "tools.go"]),
+    ),
+    (
+        "3.6.16",
+        go_module!("etcd-v3.6.16", ["go.mod", "go.sum", "tools.go"]),
+    ),
+];
 const CRI_TOOLS: GoModule = go_module!("cri-tools-v1.37.0", ["go.mod", "go.sum", "tools.go"]);
 const COREDNS: GoModule = go_module!("coredns-v1.15.0", ["go.mod", "go.sum", "main.go"]);
 const PAUSE: GoModule = go_module!("pause", ["go.mod", "main.go"]);
@@ -59,6 +69,15 @@ const KUBERNETES_MODULES: &[(&str, GoModule)] = &[
         go_module!("kubernetes-v1.35.4", ["go.mod", "go.sum", "tools.go"]),
     ),
 ];
+
+/// The embedded Go module that pins `set`'s etcd release.
+fn etcd_module(set: &BuildSet) -> &'static GoModule {
+    ETCD_MODULES
+        .iter()
+        .find(|(v, _)| *v == set.etcd)
+        .map(|(_, m)| m)
+        .expect("every build set's etcd has its module (tested)")
+}
 
 /// The embedded Go module that pins `set`'s Kubernetes release.
 fn kubernetes_module(set: &BuildSet) -> &'static GoModule {
@@ -140,6 +159,17 @@ fn same_recipe(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("BUILD-INFO")).is_ok_and(|t| t.lines().next() == Some(RECIPE))
 }
 
+/// Does the build in `dir` hold `set`'s etcd? A build made while the set pinned another etcd
+/// (1.37.2 came with 3.6.16 before kubeadm's pairing, 3.7) is rebuilt, not reused.
+fn holds_etcd_of(dir: &Path, set: &BuildSet) -> Result<bool> {
+    let tarball = etcd_tarball(set);
+    Ok(read_manifest(dir)?.is_some_and(|l| l.iter().any(|(name, _)| *name == tarball)))
+}
+
+fn etcd_tarball(set: &BuildSet) -> String {
+    format!("etcd-v{}-linux-amd64.tar.gz", set.etcd)
+}
+
 /// A build directory is complete when every file its manifest names is there with that digest.
 pub fn verify_dir(dir: &Path) -> Result<bool> {
     let Some(list) = read_manifest(dir)? else {
@@ -164,7 +194,12 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
         Some(_) => out.with_file_name(format!("kubernetes-v{}-source", set.kubernetes)),
         None => out,
     };
-    if !req.force && req.source.is_none() && verify_dir(&out)? && same_recipe(&out) {
+    if !req.force
+        && req.source.is_none()
+        && verify_dir(&out)?
+        && same_recipe(&out)
+        && holds_etcd_of(&out, set)?
+    {
         return Ok(Outcome {
             files: listing(&out)?,
             dir: out,
@@ -221,7 +256,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
     })?;
     // etcd, etcdctl and etcdutl, packed as the release tarball the catalogue reads.
     timed(format!("etcd v{}", set.etcd), &mut || {
-        let dir = go.module(&req.cache, &ETCD)?;
+        let dir = go.module(&req.cache, etcd_module(set))?;
         let bin = tmp.join(".etcd");
         fsutil::ensure_dir(&bin, 0o755)?;
         go.build_one(
@@ -243,7 +278,7 @@ pub fn build(req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Outcome> {
         }
         let tgz = tarball(&members)?;
         std::fs::remove_dir_all(&bin)?;
-        std::fs::write(tmp.join(format!("{top}.tar.gz")), tgz)?;
+        std::fs::write(tmp.join(etcd_tarball(set)), tgz)?;
         Ok(())
     })?;
     timed(format!("crictl v{}", set.crictl), &mut || {

@@ -8,8 +8,9 @@ use super::*;
 /// has no go.sum because it requires nothing (standard library only) — checked, not assumed.
 #[test]
 fn every_go_module_pins_what_it_requires() {
-    let modules = [&ETCD, &CRI_TOOLS, &COREDNS, &PAUSE]
+    let modules = [&CRI_TOOLS, &COREDNS, &PAUSE]
         .into_iter()
+        .chain(ETCD_MODULES.iter().map(|(_, m)| m))
         .chain(KUBERNETES_MODULES.iter().map(|(_, m)| m));
     for m in modules {
         let file = |name: &str| m.files.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
@@ -49,6 +50,28 @@ fn every_build_set_has_its_module_pinned() {
                 .contains("k8s.io/kubernetes v"),
             "go.sum"
         );
+    }
+}
+
+/// Each set's etcd has its module, requiring that release of all three etcd programs; and the
+/// etcd minor is the one kubeadm of the same Kubernetes release installs (1.37: 3.7, 1.36 and
+/// 1.35: 3.6), at the newest patch the module proxy serves.
+#[test]
+fn every_build_sets_etcd_has_its_module_and_kubeadms_minor() {
+    for s in BUILD_SETS {
+        let gomod = etcd_module(s).files[0].1;
+        for tool in ["etcdctl", "etcdutl", "server"] {
+            assert!(
+                gomod.contains(&format!("go.etcd.io/etcd/{tool}/v3 v{}", s.etcd)),
+                "{}: {tool}",
+                s.etcd
+            );
+        }
+        let kubeadm_minor = match s.kubernetes.split('.').nth(1).unwrap() {
+            "37" => "3.7.",
+            _ => "3.6.",
+        };
+        assert!(s.etcd.starts_with(kubeadm_minor), "{}", s.kubernetes);
     }
 }
 

@@ -17,7 +17,7 @@ pub struct BuildSet {
 pub const BUILD_SETS: &[BuildSet] = &[
     BuildSet {
         kubernetes: "1.37.2",
-        etcd: "3.6.16",
+        etcd: "3.7.3",
         crictl: "1.37.0",
         coredns: "1.15.0",
     },

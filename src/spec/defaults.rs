@@ -119,7 +119,7 @@ impl Default for PkiEntry {
 impl Default for Versions {
     fn default() -> Self {
         Versions {
-            etcd: "3.6.16".into(),
+            etcd: "3.7.3".into(),
             containerd: "2.1.4".into(),
             runc: "1.3.3".into(),
             kata: "3.20.0".into(),

@@ -29,6 +29,10 @@ pub enum Kind {
     Minor,
 }
 
+const ONE_MINOR: &str = "one minor release at a time (Kubernetes' version-skew policy)";
+const NO_DOWNGRADE: &str = "no downgrade to an older minor release (etcd's stored objects and the \
+                            API's versions only move forward)";
+
 /// Check Kubernetes' skew rules for the whole cluster going from `from` to `to`.
 pub fn check(from: Version, to: Version) -> Result<Kind, Refusal> {
     let next_minor = format!("{}.{}.x", from.major, from.minor + 1);
@@ -44,15 +48,31 @@ pub fn check(from: Version, to: Version) -> Result<Kind, Refusal> {
         std::cmp::Ordering::Equal => Ok(Kind::Patch),
         std::cmp::Ordering::Greater if to.minor == from.minor + 1 => Ok(Kind::Minor),
         std::cmp::Ordering::Greater => Err(Refusal {
-            rule: "one minor release at a time (Kubernetes' version-skew policy)",
+            rule: ONE_MINOR,
             allowed: next_minor,
         }),
         std::cmp::Ordering::Less => Err(Refusal {
-            rule: "no downgrade to an older minor release (etcd's stored objects and the API's \
-                   versions only move forward)",
+            rule: NO_DOWNGRADE,
             allowed: format!("{this_minor} or {next_minor}"),
         }),
     }
+}
+
+/// etcd's rules for a rolling upgrade of its members from `from` to `to`: the same shape (one
+/// minor at a time, a patch release either way, no downgrade across minors — its storage
+/// version has moved forward; etcd's own downgrade procedure is not automated here).
+pub fn check_etcd(from: Version, to: Version) -> Result<Kind, Refusal> {
+    check(from, to).map_err(|r| Refusal {
+        rule: match r.rule {
+            ONE_MINOR => "etcd moves one minor release at a time (its rolling-upgrade path)",
+            NO_DOWNGRADE => {
+                "no etcd downgrade to an older minor release (the storage version has moved \
+                 forward; etcd's own downgrade procedure is not automated)"
+            }
+            _ => "another major version of etcd is not an upgrade kubicluster can make",
+        },
+        allowed: r.allowed,
+    })
 }
 
 #[cfg(test)]
@@ -85,5 +105,21 @@ mod tests {
         assert_eq!(r.allowed, "1.37.x or 1.38.x");
         let r = check(v("1.37.2"), v("2.0.0")).unwrap_err();
         assert!(r.rule.contains("major"), "{r}");
+    }
+
+    #[test]
+    fn etcd_moves_one_minor_up_or_any_patch_and_never_down_a_minor() {
+        assert_eq!(check_etcd(v("3.6.16"), v("3.7.3")), Ok(Kind::Minor));
+        assert_eq!(check_etcd(v("3.7.3"), v("3.7.0")), Ok(Kind::Patch));
+        let r = check_etcd(v("3.5.21"), v("3.7.3")).unwrap_err();
+        assert!(
+            r.rule.starts_with("etcd moves one minor release at a time"),
+            "{r}"
+        );
+        assert_eq!(r.allowed, "3.6.x");
+        let r = check_etcd(v("3.7.3"), v("3.6.16")).unwrap_err();
+        assert!(r.rule.starts_with("no etcd downgrade"), "{r}");
+        let r = check_etcd(v("3.7.3"), v("4.0.0")).unwrap_err();
+        assert!(r.rule.contains("major version of etcd"), "{r}");
     }
 }

@@ -67,7 +67,7 @@ pub const SUPPORTED: &[Supported] = &[
         component: "etcd",
         path: "spec.versions.etcd",
         major: 3,
-        minors: 4..=6,
+        minors: 4..=7,
         next: None,
     },
     Supported {

@@ -1,7 +1,8 @@
 //! `kubicluster upgrade --to VERSION`: Kubernetes upgraded one node at a time, in the order
 //! Kubernetes' version-skew policy needs (kubeadm's documented procedure, done for the user):
 //! the version the API server runs is checked against the target (one minor at a time, no
-//! downgrade across minors); then each controller gets the new control plane and must answer
+//! downgrade across minors); etcd, when the target comes with another release of it, moves
+//! first, member by member ([`etcd`]); then each controller gets the new control plane and must answer
 //! `/readyz` before the next; then each worker is cordoned and drained (PodDisruptionBudgets
 //! respected: an eviction they refuse is retried until `--drain-timeout`), gets the new
 //! kubelet and kube-proxy, must be Ready at the new version, and is uncordoned; the addons
@@ -23,6 +24,8 @@ use crate::error::Failure;
 use crate::kubeapi::Client;
 use crate::spec::{Cluster, Node, Role, Version, skew};
 
+mod etcd;
+
 /// On a node kubicluster cordoned for an upgrade (the target version), until it uncordons it.
 const DRAINED: &str = "kubicluster.io/drained-for-upgrade";
 
@@ -33,19 +36,15 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
     let mut ov = args.spec.overrides();
     ov.kubernetes_version = Some(to.to_string());
     let (cluster, _) = crate::spec::resolve(args.spec.file.as_deref(), &ov, ctx.env)?;
-    // Kubernetes only: etcd moves member by member under other rules (not done here yet).
-    if let Some(was) = crate::spec::remembered(&cluster)
-        .and_then(|f| f.spec.versions.etcd.parse::<Version>().ok())
-        .filter(|was| *was != cluster.versions.etcd)
-    {
-        return Err(Failure::bad_input(format!(
-            "Kubernetes {to} here comes with etcd {}, the cluster runs etcd {was}: `upgrade` changes Kubernetes only",
-            cluster.versions.etcd
-        ))
-        .hint(format!(
-            "keep etcd at {was} (spec.versions.etcd, --etcd-version; with the build source, a build set with that etcd)"
-        ))
-        .into());
+    // The skew rules first on the cluster's record, before anything is reached (the API server
+    // and every etcd member are asked again before anything changes).
+    if let Some(f) = crate::spec::remembered(&cluster) {
+        if let Ok(was) = f.spec.kubernetes.version.parse::<Version>() {
+            kubernetes_allowed(was, to)?;
+        }
+        if let Ok(was) = f.spec.versions.etcd.parse::<Version>() {
+            etcd::allowed(was, cluster.versions.etcd, "the cluster's record")?;
+        }
     }
     let api = Client::admin(&cluster)?.ok_or_else(|| {
         Failure::new(format!("cluster {} has no admin kubeconfig", cluster.name))
@@ -57,10 +56,7 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
             "an upgrade needs a running cluster: `kubicluster status` says what is down, `kubicluster start` starts a stopped one",
         )
     })?;
-    let kind = skew::check(from, to).map_err(|r| {
-        Failure::bad_input(format!("cannot upgrade from {from} to {to}: {}", r.rule))
-            .hint(format!("from {from} an upgrade may go to {}", r.allowed))
-    })?;
+    let kind = kubernetes_allowed(from, to)?;
     let _lock = (!args.dry_run).then(|| super::lock(&cluster)).transpose()?;
     let order: Vec<&Node> = cluster.controllers().chain(cluster.workers()).collect();
     ctx.printer.status(&format!(
@@ -80,7 +76,9 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
         super::artifacts::ensure_for(ctx.printer, &cluster, ctx.env)?;
     }
     let started = Instant::now();
-    let mut times = Vec::new();
+    let mut times = etcd::roll(ctx, &cluster, args.dry_run)?
+        .map(|t| vec![format!("etcd: {}", t.join(", "))])
+        .unwrap_or_default();
     for (i, node) in order.iter().enumerate() {
         ctx.printer.status(&format!(
             "upgrade [{}/{}] {} ({})",
@@ -122,17 +120,7 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
         crate::steps::pipeline(false),
         &[crate::engine::StepId::InstallAddons],
     );
-    super::converge::run_pipeline(
-        ctx,
-        &cluster,
-        super::converge::PipelineRun {
-            title: "upgrade",
-            steps: addons,
-            dry_run: args.dry_run,
-            allow_missing_binaries: false,
-            concurrency: 0,
-        },
-    )?;
+    converge_steps(ctx, &cluster, addons, args.dry_run)?;
     if args.dry_run {
         ctx.printer
             .status("upgrade: dry run, nothing changed (each node's plan above, in order)");
@@ -145,6 +133,15 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
         times.join(", ")
     ));
     Ok(())
+}
+
+/// Kubernetes' skew rules for the cluster going `from` → `to`.
+fn kubernetes_allowed(from: Version, to: Version) -> Result<skew::Kind> {
+    skew::check(from, to).map_err(|r| {
+        Failure::bad_input(format!("cannot upgrade from {from} to {to}: {}", r.rule))
+            .hint(format!("from {from} an upgrade may go to {}", r.allowed))
+            .into()
+    })
 }
 
 /// `up` with another Kubernetes release than the one `cluster`'s API server runs would replace
@@ -165,7 +162,7 @@ pub fn refuse_a_running_release(cluster: &Cluster) -> Result<()> {
     };
     let wanted = cluster.kubernetes.version;
     if running == wanted {
-        return Ok(());
+        return refuse_another_etcd(cluster);
     }
     let hint = match skew::check(running, wanted) {
         Ok(_) => format!(
@@ -184,14 +181,69 @@ pub fn refuse_a_running_release(cluster: &Cluster) -> Result<()> {
     .into())
 }
 
-/// The pipeline's node steps narrowed to `node` (a plan only, with `dry_run`).
+/// The same for etcd: `up` with another etcd than the running cluster's (as `up` or `upgrade`
+/// last recorded it) would restart every member with it at once.
+fn refuse_another_etcd(cluster: &Cluster) -> Result<()> {
+    let Some(was) =
+        crate::spec::remembered(cluster).and_then(|f| f.spec.versions.etcd.parse::<Version>().ok())
+    else {
+        return Ok(());
+    };
+    let wanted = cluster.versions.etcd;
+    if was == wanted {
+        return Ok(());
+    }
+    Err(Failure::bad_input(format!(
+        "cluster {} runs etcd {was}, the spec asks for {wanted}: `up` would restart every member with it at once",
+        cluster.name
+    ))
+    .hint(format!(
+        "`kubicluster upgrade --to {}` moves etcd member by member; or set spec.versions.etcd: {was} to keep it",
+        cluster.kubernetes.version
+    ))
+    .into())
+}
+
+/// The pipeline's node steps but etcd's and the addons', narrowed to `node` (a plan only, with
+/// `dry_run`).
 fn run_steps(ctx: &mut Ctx, cluster: &Cluster, node: &Node, dry_run: bool) -> Result<()> {
+    converge_steps(
+        ctx,
+        cluster,
+        crate::steps::upgrade_steps(cluster, &node.name),
+        dry_run,
+    )
+}
+
+/// The pipeline's steps `ids` narrowed to `node` (a plan only, with `dry_run`).
+fn run_on(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    node: &Node,
+    ids: &[crate::engine::StepId],
+    dry_run: bool,
+) -> Result<()> {
+    let steps = crate::engine::pipeline::select(crate::steps::pipeline(false), ids);
+    converge_steps(
+        ctx,
+        cluster,
+        crate::engine::pipeline::on_node(&steps, cluster, &node.name),
+        dry_run,
+    )
+}
+
+fn converge_steps(
+    ctx: &mut Ctx,
+    cluster: &Cluster,
+    steps: Vec<crate::engine::pipeline::PipelineStep>,
+    dry_run: bool,
+) -> Result<()> {
     super::converge::run_pipeline(
         ctx,
         cluster,
         super::converge::PipelineRun {
             title: "upgrade",
-            steps: crate::steps::upgrade_steps(cluster, &node.name),
+            steps,
             dry_run,
             allow_missing_binaries: false,
             concurrency: 0,

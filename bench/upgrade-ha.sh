@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmark and proof: `kubicluster upgrade` of a three-controller control plane on the lab (TCG;
+# no worker: on this 2-core machine a fourth VM starves the three API servers, see bench/ha.sh)
+# from FROM=1.36.3 (etcd 3.6.16) to TO=1.37.2 (etcd 3.7.3, kubeadm's pairing for 1.37): etcd
+# first, member by member (followers, then the leader after leadership is handed over), then each
+# controller's control plane. A client on the hypervisor asks the API through the virtual IP 5
+# times a second during the whole upgrade for a list served from etcd (a new TLS connection each
+# time, 2 s timeout). Prints the failed requests and the longest time without an answer, each
+# member's and node's time, every member's etcd version and the storage version afterwards, and
+# that `upgrade` again and `up` change nothing.
+# Usage: [FROM=1.36.3] [TO=1.37.2] bench/upgrade-ha.sh   (builds both releases' artifacts if
+# missing: with a cold Go cache that alone takes tens of minutes)
+set -euo pipefail
+. "$(dirname "$0")/lab-common.sh"
+FROM=${FROM:-1.36.3}
+TO=${TO:-1.37.2}
+C="kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12 kubi-controller-03,192.168.24.13,192.168.122.13"
+export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchupgha KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
+  KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
+  KUBICLUSTER_CONTROLLERS="$C"
+VIP=192.168.24.10
+# Raft's timing relaxed for three members on starved emulated CPUs (as bench/ha.sh).
+cat >"$TMP/cluster.yaml" <<YAML
+apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {name: benchupgha}
+spec:
+  etcd: {heartbeatIntervalMs: 500, electionTimeoutMs: 5000}
+YAML
+export KUBICLUSTER_FILE=$TMP/cluster.yaml
+
+"$BIN" image build >/dev/null 2>&1
+for v in "$FROM" "$TO"; do "$BIN" artifacts build --kubernetes-version "$v" >/dev/null; done
+
+echo "up at $FROM: 3 controllers, no worker (no smoke test)"
+t0=$(now)
+"$BIN" up --skip-test --kubernetes-version "$FROM" >"$TMP/up" 2>&1 || { cat "$TMP/up" >&2; exit 1; }
+echo "  $(secs "$t0" "$(now)") s"
+NS=$(ip netns list | awk '/^kubilab-benchupgha/ { print $1; exit }')
+D=$TMP/work/benchupgha/certs_and_configs
+# etcd's own view, asked on kubi-controller-01.
+members() {
+  ip netns exec "$NS" ssh -o BatchMode=yes -o StrictHostKeyChecking=yes \
+    -o UserKnownHostsFile="$TMP/work/benchupgha/ssh/known_hosts" -i "$TMP/work/benchupgha/ssh/id_ed25519" \
+    root@192.168.122.11 /usr/local/bin/etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/etcd/etcd-ca.pem --cert=/etc/etcd/server.pem --key=/etc/etcd/server-key.pem \
+    endpoint status --cluster -w json |
+    python3 -c 'import json,sys
+for e in json.load(sys.stdin):
+    s = e["Status"]
+    print("  etcd %s: %s%s, storage version %s" % (e["Endpoint"], s["version"],
+          " (leader)" if s["leader"] == s["header"]["member_id"] else "", s.get("storageVersion", "?")))'
+}
+members
+
+# The client: "<time> ok|fail" per request, 5 a second, until $TMP/stop exists.
+rm -f "$TMP/stop"
+(
+  while [ ! -e "$TMP/stop" ]; do
+    if ip netns exec "$NS" curl -fsS -m 2 -o /dev/null --cacert "$D/ca.pem" --cert "$D/admin.pem" \
+      --key "$D/admin-key.pem" "https://$VIP:6443/api/v1/namespaces/kube-system/configmaps?limit=1" 2>/dev/null; then
+      r=ok
+    else
+      r=fail
+    fi
+    echo "$(now) $r"
+    sleep 0.2
+  done >"$TMP/requests"
+) &
+CLIENT=$!
+sleep 5
+
+echo "upgrade $FROM -> $TO"
+t0=$(now)
+"$BIN" upgrade --to "$TO" >"$TMP/upgrade" 2>&1 || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
+t1=$(now)
+sleep 5
+touch "$TMP/stop"
+wait "$CLIENT"
+grep -E "^upgrade: etcd|^upgrade etcd \[|leadership moved|every etcd member|^upgrade \[|every node runs" "$TMP/upgrade" | sed 's/^/  /'
+echo "  upgrade wall time: $(secs "$t0" "$t1") s"
+awk -v t0="$t0" -v t1="$t1" '
+  $2 == "ok" { if (last && $1 - last > gap) gap = $1 - last; last = $1 }
+  $2 == "fail" { fail++ } { n++ }
+  END { printf "  API through %s during the upgrade: %d requests, %d failed, longest time without an answer: %.2f s\n", "'"$VIP"'", n, fail, gap }' "$TMP/requests"
+members
+for ip in 192.168.24.11 192.168.24.12 192.168.24.13; do
+  v=$(ip netns exec "$NS" curl -fsS -m 5 --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" \
+    "https://$ip:6443/version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["gitVersion"])')
+  echo "  kube-apiserver at $ip: $v"
+done
+"$BIN" status --kubernetes-version "$TO" >/dev/null && echo "  status: healthy"
+t0=$(now)
+"$BIN" upgrade --to "$TO" 2>&1 | grep -E "every node runs" | sed 's/^/  upgrade again: /'
+echo "  upgrade again: $(secs "$t0" "$(now)") s"
+"$BIN" up --skip-test --kubernetes-version "$TO" 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after it: /'

@@ -726,6 +726,41 @@ fn real_control_plane_on_loopback() {
     );
     assert!(!String::from_utf8_lossy(&o.stdout).contains("plain-text-value"));
 
+    // `upgrade` reads what each etcd member runs from this etcdctl's `endpoint status`: its
+    // parser on the real output (one member, the leader, at the built etcd's version).
+    let o = Command::new(bin.join("etcdctl"))
+        .arg(format!("--endpoints={etcd_url}"))
+        .arg(format!("--cacert={}", e("etcd-ca.pem")))
+        .arg(format!("--cert={}", e("server.pem")))
+        .arg(format!("--key={}", e("server-key.pem")))
+        .args(["endpoint", "status", "--cluster", "-w", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let members =
+        kubicluster::commands::upgrade::etcd::parse_status(&String::from_utf8_lossy(&o.stdout))
+            .unwrap();
+    let built = String::from_utf8_lossy(
+        &Command::new(bin.join("etcd"))
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+    .expect("etcd --version");
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert!(members[0].leader, "{members:?}");
+    assert_eq!(members[0].version.to_string(), built);
+    assert!(
+        members[0]
+            .storage
+            .as_deref()
+            .is_some_and(|s| built.starts_with(s.trim_end_matches('0'))),
+        "storage version of the built etcd's minor: {members:?}"
+    );
+
     // The audit policy: the Secret's creation is logged with who did it, never its value.
     let audit = std::fs::read_to_string(logs.join("audit.log")).unwrap();
     let line = audit

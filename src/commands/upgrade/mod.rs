@@ -24,7 +24,7 @@ use crate::error::Failure;
 use crate::kubeapi::Client;
 use crate::spec::{Cluster, Node, Role, Version, skew};
 
-mod etcd;
+pub mod etcd;
 
 /// On a node kubicluster cordoned for an upgrade (the target version), until it uncordons it.
 const DRAINED: &str = "kubicluster.io/drained-for-upgrade";

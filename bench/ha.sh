@@ -11,7 +11,10 @@
 # server's unit, stops first and gives the address up; the same client and report. A third case
 # hangs the holder's kube-apiserver (SIGSTOP: its port still accepts, nothing answers): keepalived's
 # check fails twice and another controller takes the address.
-# Usage: bench/ha.sh   (builds the artifacts if missing)
+# ENDPOINT=lb: the same three cases with the API behind a load-balancer VM (haproxy, at the same
+# address, a fourth VM of 512 MiB) instead of the virtual IP; with no holder, each fault hits the
+# next controller in turn (01, 02, 03), and `status` shows haproxy's view of each server.
+# Usage: [ENDPOINT=vip|lb] bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
 C="kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12 kubi-controller-03,192.168.24.13,192.168.122.13"
@@ -19,6 +22,14 @@ export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchha KUBICLUSTER_WORK_DIR=$TMP/work
   KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
   KUBICLUSTER_CONTROLLERS="$C"
 VIP=192.168.24.10
+ENDPOINT=${ENDPOINT:-vip}
+if [ "$ENDPOINT" = lb ]; then
+  export KUBICLUSTER_LOADBALANCER=kubi-lb,$VIP,192.168.122.10
+  WHERE="behind the load balancer at $VIP"
+else
+  WHERE="it holds $VIP"
+fi
+FAULTS=0
 # Three etcd members on starved emulated CPUs: Raft's timing relaxed (500 ms / 5 s; etcd's own
 # defaults, 100 ms / 1 s, lost the leader again and again here while the API servers started).
 cat >"$TMP/cluster.yaml" <<YAML
@@ -43,10 +54,15 @@ D=$TMP/work/benchha/certs_and_configs
 k() { ip netns exec "$NS" "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" "$@"; }
 virsh_lab() { virsh -q -c "qemu:///system?socket=$TMP/work/benchha/lab/run/libvirt-sock" "$@"; }
 # The one controller holding the address ("" while none or several do; status may exit 3).
-holder() { { "$BIN" status 2>/dev/null || true; } | awk '/^api: virtual IP .* held by kubi-/ { print $NF }'; }
+# With the load balancer: the controller the next fault hits.
+holder() {
+  if [ "$ENDPOINT" = lb ]; then printf 'kubi-controller-0%d\n' $((FAULTS % 3 + 1)); return; fi
+  { "$BIN" status 2>/dev/null || true; } | awk '/^api: virtual IP .* held by kubi-/ { print $NF }'
+}
 # Wait (up to 120 s) until exactly one controller holds the address; say after how long.
 one_holder() {
   local t0 h
+  [ "$ENDPOINT" = lb ] && return 0
   t0=$(now)
   until h=$(holder) && [ -n "$h" ]; do
     [ "$(secs "$t0" "$(now)" | cut -d. -f1)" -lt 120 ] || { echo "  no single holder after 120 s"; return 1; }
@@ -55,7 +71,7 @@ one_holder() {
   echo "  one holder ($h) $(secs "$t_kill" "$(now)") s after the fault"
 }
 HOLDER=$(holder)
-"$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
+"$BIN" status 2>&1 | grep -E '^api: virtual IP|^load balancer|^api servers' | sed 's/^/  /'
 [ -n "$HOLDER" ] || { echo "error: no controller holds $VIP" >&2; exit 1; }
 
 # A client: "<time> ok|fail" per request, 10 a second, until $TMP/stop exists.
@@ -69,7 +85,8 @@ client() {
 client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api" &
 A=$!
 sleep 10
-echo "power off $HOLDER (it holds $VIP)"
+echo "power off $HOLDER ($WHERE)"
+FAULTS=$((FAULTS + 1))
 t_kill=$(now)
 virsh_lab destroy "$HOLDER" >/dev/null
 sleep 60
@@ -83,7 +100,7 @@ report() {  # the longest time between two answers after the kill, and the faile
 }
 report "API /readyz at $VIP" "$TMP/api"
 "$BIN" status >"$TMP/status" 2>&1 || true
-grep -E "^api: virtual IP|^api servers|^kubernetes |leader|not healthy" "$TMP/status" | sed 's/^/  /'
+grep -E "^api: virtual IP|^load balancer|^api servers|^kubernetes |leader|not healthy" "$TMP/status" | sed 's/^/  /'
 k get --raw /readyz >/dev/null && echo "  kubectl through $VIP: /readyz ok"
 
 echo "start $HOLDER again"
@@ -94,7 +111,7 @@ until "$BIN" status >/dev/null 2>&1; do
   sleep 5
 done
 echo "  healthy again after $(secs "$t0" "$(now)") s"
-"$BIN" status 2>&1 | grep -E '^api: virtual IP|^api servers' | sed 's/^/  /'
+"$BIN" status 2>&1 | grep -E '^api: virtual IP|^load balancer|^api servers' | sed 's/^/  /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up again: /'
 
 # A fault on the holder with its VM up: fault_on_holder NAME WHAT CMD...: the holder is read,
@@ -114,14 +131,15 @@ fault_on_holder() {
   client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/$name" &
   A=$!
   sleep 10
-  echo "$what on $HOLDER (it holds $VIP; its VM stays up)"
+  echo "$what on $HOLDER ($WHERE; its VM stays up)"
+  FAULTS=$((FAULTS + 1))
   t_kill=$(now)
   on_holder "$@"
   sleep 30
   touch "$TMP/stop"
   wait "$A"
   report "API /readyz at $VIP" "$TMP/$name"
-  { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^api servers|not healthy" | sed 's/^/  /'
+  { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^load balancer|^api servers|not healthy" | sed 's/^/  /'
   one_holder
 }
 
@@ -134,5 +152,5 @@ on_holder systemctl start kube-apiserver
 fault_on_holder api3 "hang kube-apiserver (SIGSTOP)" systemctl kill -s STOP kube-apiserver
 on_holder systemctl kill -s CONT kube-apiserver
 sleep 10
-{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP" | sed 's/^/  after SIGCONT: /'
+{ "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^load balancer" | sed 's/^/  after SIGCONT: /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after it: /'

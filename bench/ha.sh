@@ -17,11 +17,7 @@
 # Usage: [ENDPOINT=vip|lb] bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
-C="kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12 kubi-controller-03,192.168.24.13,192.168.122.13"
-export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchha KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
-  KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
-  KUBICLUSTER_CONTROLLERS="$C"
-VIP=192.168.24.10
+three_controllers benchha
 ENDPOINT=${ENDPOINT:-vip}
 if [ "$ENDPOINT" = lb ]; then
   export KUBICLUSTER_LOADBALANCER=kubi-lb,$VIP,192.168.122.10
@@ -30,16 +26,6 @@ else
   WHERE="it holds $VIP"
 fi
 FAULTS=0
-# Three etcd members on starved emulated CPUs: Raft's timing relaxed (500 ms / 5 s; etcd's own
-# defaults, 100 ms / 1 s, lost the leader again and again here while the API servers started).
-cat >"$TMP/cluster.yaml" <<YAML
-apiVersion: kubicluster.io/v1alpha1
-kind: Cluster
-metadata: {name: benchha}
-spec:
-  etcd: {heartbeatIntervalMs: 500, electionTimeoutMs: 5000}
-YAML
-export KUBICLUSTER_FILE=$TMP/cluster.yaml
 
 "$BIN" image build >/dev/null 2>&1
 KUBECTL=$("$BIN" artifacts dir --artifacts build)/kubectl

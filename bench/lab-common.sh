@@ -62,3 +62,35 @@ remote_cleanup() {
   for p in "${SSHDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null || true; done
 }
+
+# three_controllers NAME: the settings of a lab cluster NAME of three controllers and no worker
+# (bench/ha.sh, bench/upgrade-ha.sh; on this 2-core machine a fourth busy VM starved the three API
+# servers until none got ready), exported; C (the node list) and VIP set; its cluster file with
+# Raft's timing relaxed for three etcd members on starved emulated CPUs (500 ms / 5 s; etcd's own
+# defaults, 100 ms / 1 s, lost the leader again and again here while the API servers started).
+three_controllers() {
+  C="kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12 kubi-controller-03,192.168.24.13,192.168.122.13"
+  VIP=192.168.24.10
+  export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=$1 KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
+    KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
+    KUBICLUSTER_CONTROLLERS="$C" KUBICLUSTER_FILE=$TMP/cluster.yaml
+  cat >"$TMP/cluster.yaml" <<YAML
+apiVersion: kubicluster.io/v1alpha1
+kind: Cluster
+metadata: {name: $1}
+spec:
+  etcd: {heartbeatIntervalMs: 500, electionTimeoutMs: 5000}
+YAML
+}
+
+# upgrade_with_client FROM TO: `upgrade --to TO` while the client started as $CLIENT runs (its
+# output in $TMP/upgrade, t0 and t1 set around it), then the client stopped ($TMP/stop) 5 s later.
+upgrade_with_client() {
+  echo "upgrade $1 -> $2"
+  t0=$(now)
+  "$BIN" upgrade --to "$2" >"$TMP/upgrade" 2>&1 || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
+  t1=$(now)
+  sleep 5
+  touch "$TMP/stop"
+  wait "$CLIENT"
+}

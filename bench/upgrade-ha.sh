@@ -14,20 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
 FROM=${FROM:-1.36.3}
 TO=${TO:-1.37.2}
-C="kubi-controller-01,192.168.24.11,192.168.122.11 kubi-controller-02,192.168.24.12,192.168.122.12 kubi-controller-03,192.168.24.13,192.168.122.13"
-export KUBICLUSTER_LAB=1 KUBICLUSTER_NAME=benchupgha KUBICLUSTER_WORK_DIR=$TMP/work KUBICLUSTER_IMAGE=$IMAGE \
-  KUBICLUSTER_MEMORY_MIB=1536 KUBICLUSTER_ARTIFACTS=build KUBICLUSTER_CNI=bridge \
-  KUBICLUSTER_CONTROLLERS="$C"
-VIP=192.168.24.10
-# Raft's timing relaxed for three members on starved emulated CPUs (as bench/ha.sh).
-cat >"$TMP/cluster.yaml" <<YAML
-apiVersion: kubicluster.io/v1alpha1
-kind: Cluster
-metadata: {name: benchupgha}
-spec:
-  etcd: {heartbeatIntervalMs: 500, electionTimeoutMs: 5000}
-YAML
-export KUBICLUSTER_FILE=$TMP/cluster.yaml
+three_controllers benchupgha
 
 "$BIN" image build >/dev/null 2>&1
 for v in "$FROM" "$TO"; do "$BIN" artifacts build --kubernetes-version "$v" >/dev/null; done
@@ -70,13 +57,7 @@ rm -f "$TMP/stop"
 CLIENT=$!
 sleep 5
 
-echo "upgrade $FROM -> $TO"
-t0=$(now)
-"$BIN" upgrade --to "$TO" >"$TMP/upgrade" 2>&1 || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
-t1=$(now)
-sleep 5
-touch "$TMP/stop"
-wait "$CLIENT"
+upgrade_with_client "$FROM" "$TO"
 grep -E "^upgrade: etcd|^upgrade etcd \[|leadership moved|every etcd member|^upgrade \[|every node runs" "$TMP/upgrade" | sed 's/^/  /'
 echo "  upgrade wall time: $(secs "$t0" "$t1") s"
 awk -v t0="$t0" -v t1="$t1" '

@@ -87,13 +87,7 @@ client() {
 client &
 CLIENT=$!
 
-echo "upgrade $FROM -> $TO"
-t0=$(now)
-"$BIN" upgrade --to "$TO" >"$TMP/upgrade" 2>&1 || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
-t1=$(now)
-sleep 5
-touch "$TMP/stop"
-wait "$CLIENT"
+upgrade_with_client "$FROM" "$TO"
 grep -E "^upgrade \[|drained|uncordoned|every node runs" "$TMP/upgrade" | sed 's/^/  /'
 echo "  upgrade wall time: $(secs "$t0" "$t1") s"
 awk '

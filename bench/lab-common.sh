@@ -84,11 +84,13 @@ YAML
 }
 
 # upgrade_with_client FROM TO: `upgrade --to TO` while the client started as $CLIENT runs (its
-# output in $TMP/upgrade, t0 and t1 set around it), then the client stopped ($TMP/stop) 5 s later.
+# output in $TMP/upgrade, each line also with the time it came in $TMP/upgrade.timed; t0 and t1
+# set around it), then the client stopped ($TMP/stop) 5 s later.
 upgrade_with_client() {
   echo "upgrade $1 -> $2"
   t0=$(now)
-  "$BIN" upgrade --to "$2" >"$TMP/upgrade" 2>&1 || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
+  "$BIN" upgrade --to "$2" 2>&1 | while IFS= read -r l; do echo "$(now) $l" >>"$TMP/upgrade.timed"; echo "$l"; done \
+    >"$TMP/upgrade" || { touch "$TMP/stop"; cat "$TMP/upgrade" >&2; exit 1; }
   t1=$(now)
   sleep 5
   touch "$TMP/stop"

@@ -60,10 +60,16 @@ sleep 5
 upgrade_with_client "$FROM" "$TO"
 grep -E "^upgrade: etcd|^upgrade etcd \[|leadership moved|every etcd member|^upgrade \[|every node runs" "$TMP/upgrade" | sed 's/^/  /'
 echo "  upgrade wall time: $(secs "$t0" "$t1") s"
-awk -v t0="$t0" -v t1="$t1" '
-  $2 == "ok" { if (last && $1 - last > gap) gap = $1 - last; last = $1 }
+awk -v t0="$t0" -v vip="$VIP" '
+  $2 == "ok" { if (last && $1 - last > gap) { gap = $1 - last; end = $1 - t0 }; last = $1 }
   $2 == "fail" { fail++ } { n++ }
-  END { printf "  API through %s during the upgrade: %d requests, %d failed, longest time without an answer: %.2f s\n", "'"$VIP"'", n, fail, gap }' "$TMP/requests"
+  END { printf "  API through %s during the upgrade: %d requests, %d failed, longest time without an answer: %.2f s (ending %.0f s into the upgrade)\n", vip, n, fail, gap, end }' "$TMP/requests"
+# Which phase each failed request fell in (the last "upgrade [etcd] [i/n] NODE" line before it).
+awk '
+  FNR == NR { if ($2 == "upgrade" && ($3 ~ /^\[/ || $4 ~ /^\[/)) { n++; at[n] = $1; what[n] = $0; sub(/^[^ ]+ /, "", what[n]) } next }
+  $2 == "fail" { p = 0; for (i = 1; i <= n; i++) if (at[i] <= $1) p = i; f[p]++ }
+  END { for (i = 0; i <= n; i++) if (f[i]) printf "  failed during %s: %d\n", (i ? what[i] : "before the first node"), f[i] }' \
+  "$TMP/upgrade.timed" "$TMP/requests"
 members
 for ip in 192.168.24.11 192.168.24.12 192.168.24.13; do
   v=$(ip netns exec "$NS" curl -fsS -m 5 --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" \

@@ -231,9 +231,13 @@ fn hand_over_leadership(ctx: &mut Ctx, cluster: &Cluster, node: &Node) -> Result
     if !o.ok() {
         anyhow::bail!("{}: etcdctl move-leader: {}", node.name, o.tail(3));
     }
+    let to_name = cluster
+        .controllers()
+        .find(|n| client_url(cluster, n) == next.endpoint)
+        .map_or(next.endpoint.as_str(), |n| n.name.as_str());
     ctx.printer.status(&format!(
-        "upgrade: etcd leadership moved from {} to {}",
-        node.name, next.endpoint
+        "upgrade: etcd leadership moved from {} to {to_name}",
+        node.name
     ));
     Ok(())
 }

@@ -60,6 +60,15 @@ pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
     ])
 }
 
+/// etcdctl on a controller against its own member, outside a step (no artifacts at hand: the
+/// binary where the cluster's source installs it).
+pub fn loopback_etcdctl(cluster: &Cluster) -> Cmd {
+    etcdctl(
+        &super::bin_dir_for(cluster, "etcd"),
+        &format!("https://127.0.0.1:{}", cluster.etcd.client_port),
+    )
+}
+
 /// etcdctl on a controller against its own member (loopback client URL).
 pub fn local_etcdctl(cx: &Cx) -> Cmd {
     etcdctl(

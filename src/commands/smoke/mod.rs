@@ -268,11 +268,7 @@ fn secret_check(cluster: &Cluster) -> Outcome {
     };
     let r = (|| -> Result<Outcome> {
         let h = crate::vms::connect(cluster, ctrl, Duration::from_secs(10))?;
-        let mut cmd = crate::steps::install_etcd::etcdctl(
-            &crate::steps::bin_dir_for(cluster, "etcd"),
-            "https://127.0.0.1:2379",
-        );
-        cmd = cmd
+        let cmd = crate::steps::install_etcd::loopback_etcdctl(cluster)
             .arg("get")
             .arg(format!("/registry/secrets/{NS}/kubicluster-smoke"))
             .arg("--print-value-only");

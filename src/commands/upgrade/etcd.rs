@@ -18,9 +18,9 @@ use serde::Deserialize;
 
 use super::super::Ctx;
 use crate::error::Failure;
-use crate::host::{Cmd, Host};
+use crate::host::Host;
 use crate::spec::{Cluster, Node, Version, skew};
-use crate::steps::install_etcd::{client_url, etcdctl};
+use crate::steps::install_etcd::{client_url, loopback_etcdctl as ctl};
 
 /// One member as `etcdctl endpoint status -w json` reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,14 +87,6 @@ pub fn order<'c>(cluster: &'c Cluster, members: &[Member]) -> Vec<&'c Node> {
     let mut nodes: Vec<&Node> = cluster.controllers().collect();
     nodes.sort_by_key(|n| leads(n)); // stable: the file's order otherwise
     nodes
-}
-
-/// etcdctl on `host` against its own member (loopback), or with `--cluster` every member.
-fn ctl(cluster: &Cluster) -> Cmd {
-    etcdctl(
-        &crate::steps::bin_dir_for(cluster, "etcd"),
-        &format!("https://127.0.0.1:{}", cluster.etcd.client_port),
-    )
 }
 
 /// The members' status asked through `host`: every member (`all`), or only its own. An
@@ -165,8 +157,10 @@ pub fn roll(ctx: &mut Ctx, cluster: &Cluster, dry_run: bool) -> Result<Option<Ve
         allowed(m.version, to, &m.endpoint)?;
     }
     let order = order(cluster, &now);
-    let mut from: Vec<String> = now.iter().map(|m| m.version.to_string()).collect();
+    let mut from: Vec<Version> = now.iter().map(|m| m.version).collect();
+    from.sort();
     from.dedup();
+    let from: Vec<String> = from.iter().map(Version::to_string).collect();
     ctx.printer.status(&format!(
         "upgrade: etcd {} → {to} first, one member at a time (the leader last, leadership handed over first): {}",
         from.join(", "),

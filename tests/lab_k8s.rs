@@ -232,6 +232,11 @@ held && echo "held again after $(took "$t") s""#
         out.contains(&format!("every node runs Kubernetes {running}")),
         "{out}"
     );
+    // The holder of the API's virtual IP is read from the controllers (it goes last).
+    assert!(
+        out.contains("(kubi-controller-01 holds the API's virtual IP: its control plane goes last"),
+        "{out}"
+    );
     assert_eq!(
         out.matches("(already at the version: not drained)").count(),
         2,

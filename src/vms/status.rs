@@ -148,8 +148,8 @@ pub fn parse_lb_stat(csv: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Does `h` hold `vip` on the cluster network's interface?
-fn holds(h: &dyn crate::host::Host, vip: std::net::Ipv4Addr) -> Option<bool> {
+/// Does `h` hold `vip` on the cluster network's interface? `None` when it could not say.
+pub fn holds(h: &dyn crate::host::Host, vip: std::net::Ipv4Addr) -> Option<bool> {
     let o = h
         .run(&crate::host::Cmd::new([
             "ip",

@@ -58,9 +58,13 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
     })?;
     let kind = kubernetes_allowed(from, to)?;
     let _lock = (!args.dry_run).then(|| super::lock(&cluster)).transpose()?;
-    let order: Vec<&Node> = cluster.controllers().chain(cluster.workers()).collect();
+    let holder = vip_holder(&cluster);
+    let order: Vec<&Node> = control_planes(&cluster, holder.as_deref())
+        .into_iter()
+        .chain(cluster.workers())
+        .collect();
     ctx.printer.status(&format!(
-        "upgrade: the API server runs {from}; to {to} ({}), one node at a time: {}, then the addons",
+        "upgrade: the API server runs {from}; to {to} ({}), one node at a time: {}, then the addons{}",
         match kind {
             skew::Kind::Same => "the same version: what is not there yet",
             skew::Kind::Patch => "a patch release",
@@ -70,7 +74,10 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
             .iter()
             .map(|n| n.name.as_str())
             .collect::<Vec<_>>()
-            .join(" → ")
+            .join(" → "),
+        holder.map_or(String::new(), |h| format!(
+            " ({h} holds the API's virtual IP: its control plane goes last, so the address moves once)"
+        ))
     ));
     if !args.dry_run && cluster.artifacts.source == crate::spec::ArtifactSource::Build {
         super::artifacts::ensure_for(ctx.printer, &cluster, ctx.env)?;
@@ -133,6 +140,31 @@ pub fn run(ctx: &mut Ctx, args: &UpgradeArgs) -> Result<()> {
         times.join(", ")
     ));
     Ok(())
+}
+
+/// The controllers in the order their control planes are upgraded: the file's order, the one
+/// holding the API's virtual IP last. Its API server's restart takes keepalived down first,
+/// which gives the address up at once; last, the address moves once, to an upgraded controller,
+/// instead of once for every controller that holds it in turn.
+pub fn control_planes<'c>(cluster: &'c Cluster, holder: Option<&str>) -> Vec<&'c Node> {
+    let mut nodes: Vec<&Node> = cluster.controllers().collect();
+    nodes.sort_by_key(|n| Some(n.name.as_str()) == holder); // stable: the file's order otherwise
+    nodes
+}
+
+/// The controller holding the API's virtual IP, asked of each (`None` without a virtual IP, or
+/// when none says it holds it).
+fn vip_holder(cluster: &Cluster) -> Option<String> {
+    let vip = cluster.kubernetes.api_server_vip?;
+    cluster
+        .controllers()
+        .find(|c| {
+            crate::vms::connect(cluster, c, Duration::from_secs(20))
+                .ok()
+                .and_then(|h| crate::vms::holds(&h, vip))
+                == Some(true)
+        })
+        .map(|c| c.name.clone())
 }
 
 /// Kubernetes' skew rules for the cluster going `from` → `to`.
@@ -319,4 +351,37 @@ fn upgrade_worker(
         ));
     }
     Ok(evicted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_holding_the_virtual_ip_is_upgraded_last() {
+        let c = etcd::tests::three();
+        let names = |holder| -> Vec<String> {
+            control_planes(&c, holder)
+                .iter()
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(Some("kubi-controller-01")),
+            [
+                "kubi-controller-02",
+                "kubi-controller-03",
+                "kubi-controller-01"
+            ]
+        );
+        assert_eq!(
+            names(None),
+            [
+                "kubi-controller-01",
+                "kubi-controller-02",
+                "kubi-controller-03"
+            ],
+            "no holder found: the file's order"
+        );
+    }
 }

@@ -89,6 +89,18 @@ pub fn order<'c>(cluster: &'c Cluster, members: &[Member]) -> Vec<&'c Node> {
     nodes
 }
 
+/// The controllers whose member is not among those that answered.
+pub fn silent<'c>(cluster: &'c Cluster, members: &[Member]) -> Vec<&'c str> {
+    cluster
+        .controllers()
+        .filter(|n| {
+            let url = client_url(cluster, n);
+            !members.iter().any(|m| m.endpoint == url)
+        })
+        .map(|n| n.name.as_str())
+        .collect()
+}
+
 /// The members' status asked through `host`: every member (`all`), or only its own. An
 /// endpoint that does not answer is missing from the list (etcdctl still prints the others).
 fn status(h: &dyn Host, cluster: &Cluster, all: bool) -> Result<Vec<Member>> {
@@ -150,7 +162,16 @@ pub fn roll(ctx: &mut Ctx, cluster: &Cluster, dry_run: bool) -> Result<Option<Ve
         Failure::new(format!("etcd does not answer: {e:#}"))
             .hint("an upgrade needs every etcd member up: `kubicluster status` says which is down")
     })?;
-    if now.iter().all(|m| m.version == to) && now.len() == cluster.controllers().count() {
+    let silent = silent(cluster, &now);
+    if !silent.is_empty() {
+        return Err(Failure::new(format!(
+            "etcd on {} does not answer: moving etcd one member at a time needs every other member healthy",
+            silent.join(", ")
+        ))
+        .hint("`journalctl -u etcd` there says why (`kubicluster start` starts a stopped VM); nothing was changed, run the same upgrade again once it answers")
+        .into());
+    }
+    if now.iter().all(|m| m.version == to) {
         return Ok(None);
     }
     for m in &now {
@@ -203,36 +224,54 @@ pub fn roll(ctx: &mut Ctx, cluster: &Cluster, dry_run: bool) -> Result<Option<Ve
     Ok(Some(times))
 }
 
-/// If `node` leads, hand leadership to another member (one already at the target first).
+/// If `node` leads, hand leadership to another member (one already at the target first). A
+/// member just restarted can leave etcd slow to answer for a while (seen on TCG: the member
+/// list timing out seconds after every member was healthy), so the hand-over is tried again
+/// for up to a minute before the upgrade stops.
 fn hand_over_leadership(ctx: &mut Ctx, cluster: &Cluster, node: &Node) -> Result<()> {
     let h = connect(cluster, node)?;
-    let all = status(&h, cluster, true)?;
     let own = client_url(cluster, node);
-    if !all.iter().any(|m| m.leader && m.endpoint == own) {
-        return Ok(());
-    }
     let to = cluster.versions.etcd;
-    let mut others: Vec<&Member> = all.iter().filter(|m| m.endpoint != own).collect();
-    others.sort_by_key(|m| m.version != to);
-    let Some(next) = others.first() else {
-        return Ok(()); // a single member: it restarts, there is no one to lead meanwhile
+    let attempt = || -> Result<Option<String>> {
+        let all = status(&h, cluster, true)?;
+        if !all.iter().any(|m| m.leader && m.endpoint == own) {
+            return Ok(None);
+        }
+        let mut others: Vec<&Member> = all.iter().filter(|m| m.endpoint != own).collect();
+        others.sort_by_key(|m| m.version != to);
+        let Some(next) = others.first() else {
+            return Ok(None); // a single member: it restarts, there is no one to lead meanwhile
+        };
+        let o = h.run(
+            &ctl(cluster)
+                .arg("move-leader")
+                .arg(format!("{:x}", next.id)),
+        )?;
+        if !o.ok() {
+            anyhow::bail!("etcdctl move-leader: {}", o.tail(3));
+        }
+        Ok(Some(next.endpoint.clone()))
     };
-    let o = h.run(
-        &ctl(cluster)
-            .arg("move-leader")
-            .arg(format!("{:x}", next.id)),
-    )?;
-    if !o.ok() {
-        anyhow::bail!("{}: etcdctl move-leader: {}", node.name, o.tail(3));
+    let moved = crate::retry::until(Duration::from_secs(60), Duration::from_secs(3), || {
+        attempt().map_err(crate::retry::NotYet::Again)
+    })
+    .map_err(|e| {
+        Failure::new(format!(
+            "{}: etcd leadership not handed over in 60 s: {e:#}",
+            node.name
+        ))
+        .hint("`kubicluster status` says whether etcd is healthy; the members not yet upgraded were left as they are, and the same `upgrade` goes on from here")
+    })?;
+    if let Some(next) = moved {
+        let to_name = cluster
+            .controllers()
+            .find(|n| client_url(cluster, n) == next)
+            .map_or(next.as_str(), |n| n.name.as_str());
+        ctx.printer.status(&format!(
+            "upgrade: etcd leadership moved from {} to {to_name}",
+            node.name
+        ));
     }
-    let to_name = cluster
-        .controllers()
-        .find(|n| client_url(cluster, n) == next.endpoint)
-        .map_or(next.endpoint.as_str(), |n| n.name.as_str());
-    ctx.printer.status(&format!(
-        "upgrade: etcd leadership moved from {} to {to_name}",
-        node.name
-    ));
     Ok(())
 }
 
@@ -289,14 +328,15 @@ fn storage(cluster: &Cluster, to: Version) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// `endpoint status --cluster -w json` in etcdctl 3.7.3's shape (its output for one member,
     /// made three: the first upgraded, the second leading, the third without a storage version).
     const STATUS: &str = r#"[{"Endpoint":"https://192.168.24.11:2379","Status":{"header":{"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":9,"raft_term":3},"version":"3.7.3","dbSize":24576,"leader":17237436991929493444,"raftIndex":14,"raftTerm":3,"raftAppliedIndex":14,"dbSizeInUse":16384,"storageVersion":"3.6.0","dbSizeQuota":2147483648,"downgradeInfo":{}}},{"Endpoint":"https://192.168.24.12:2379","Status":{"header":{"cluster_id":324952591200643719,"member_id":17237436991929493444,"revision":9,"raft_term":3},"version":"3.6.16","dbSize":24576,"leader":17237436991929493444,"raftIndex":14,"raftTerm":3,"raftAppliedIndex":14,"dbSizeInUse":16384,"storageVersion":"3.6.0","dbSizeQuota":2147483648}},{"Endpoint":"https://192.168.24.13:2379","Status":{"header":{"cluster_id":324952591200643719,"member_id":42,"revision":9,"raft_term":3},"version":"3.6.16","dbSize":24576,"leader":17237436991929493444,"raftIndex":14,"raftTerm":3,"raftAppliedIndex":14,"dbSizeInUse":16384,"dbSizeQuota":2147483648}}]"#;
 
-    fn three() -> Cluster {
+    /// Three controllers, kubi-controller-01 to -03.
+    pub(in super::super) fn three() -> Cluster {
         let ov = crate::spec::Overrides {
             work_dir: Some(std::env::temp_dir().display().to_string()),
             controllers: (1..=3)
@@ -332,6 +372,8 @@ mod tests {
                 "kubi-controller-02"
             ]
         );
+        assert!(silent(&c, &m).is_empty(), "all three answered");
+        assert_eq!(silent(&c, &m[1..]), ["kubi-controller-01"]);
         // No member reported (etcd down): the file's order.
         let names: Vec<&str> = order(&c, &[]).iter().map(|n| n.name.as_str()).collect();
         assert_eq!(

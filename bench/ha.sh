@@ -14,7 +14,10 @@
 # ENDPOINT=lb: the same three cases with the API behind a load-balancer VM (haproxy, at the same
 # address, a fourth VM of 512 MiB) instead of the virtual IP; with no holder, each fault hits the
 # next controller in turn (01, 02, 03), and `status` shows haproxy's view of each server.
-# Usage: [ENDPOINT=vip|lb] bench/ha.sh   (builds the artifacts if missing)
+# After each case on a running controller, keepalived's own lines from that controller (its
+# health check failing, the state it entered), timed from the fault on the controller's clock.
+# CASES picks the cases (default all three: poweroff stop hang).
+# Usage: [ENDPOINT=vip|lb] [CASES="poweroff stop hang"] bench/ha.sh   (builds the artifacts if missing)
 set -euo pipefail
 . "$(dirname "$0")/lab-common.sh"
 three_controllers benchha
@@ -26,6 +29,8 @@ else
   WHERE="it holds $VIP"
 fi
 FAULTS=0
+CASES=${CASES:-poweroff stop hang}
+want() { case " $CASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 "$BIN" image build >/dev/null 2>&1
 KUBECTL=$("$BIN" artifacts dir --artifacts build)/kubectl
@@ -68,6 +73,14 @@ client() {
     sleep 0.1
   done
 }
+report() {  # the longest time between two answers after the kill, and the failed requests
+  awk -v t="$t_kill" -v what="$1" '
+    $2 == "ok" { if (last && $1 > t && $1 - last > gap) gap = $1 - last; last = $1 }
+    $2 == "fail" { fail++ } { n++ }
+    END { printf "  %s: %d requests, %d failed, longest time without an answer after the kill: %.2f s\n", what, n, fail, gap }' "$2"
+}
+
+if want poweroff; then
 client --cacert "$D/ca.pem" --cert "$D/admin.pem" --key "$D/admin-key.pem" "https://$VIP:6443/readyz" >"$TMP/api" &
 A=$!
 sleep 10
@@ -78,12 +91,6 @@ virsh_lab destroy "$HOLDER" >/dev/null
 sleep 60
 touch "$TMP/stop"
 wait "$A"
-report() {  # the longest time between two answers after the kill, and the failed requests
-  awk -v t="$t_kill" -v what="$1" '
-    $2 == "ok" { if (last && $1 > t && $1 - last > gap) gap = $1 - last; last = $1 }
-    $2 == "fail" { fail++ } { n++ }
-    END { printf "  %s: %d requests, %d failed, longest time without an answer after the kill: %.2f s\n", what, n, fail, gap }' "$2"
-}
 report "API /readyz at $VIP" "$TMP/api"
 "$BIN" status >"$TMP/status" 2>&1 || true
 grep -E "^api: virtual IP|^load balancer|^api servers|^kubernetes |leader|not healthy" "$TMP/status" | sed 's/^/  /'
@@ -99,6 +106,7 @@ done
 echo "  healthy again after $(secs "$t0" "$(now)") s"
 "$BIN" status 2>&1 | grep -E '^api: virtual IP|^load balancer|^api servers' | sed 's/^/  /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up again: /'
+fi
 
 # A fault on the holder with its VM up: fault_on_holder NAME WHAT CMD...: the holder is read,
 # the client runs 10 s, CMD runs on the holder over SSH, 30 s more; then the report, `status`
@@ -120,23 +128,34 @@ fault_on_holder() {
   echo "$what on $HOLDER ($WHERE; its VM stays up)"
   FAULTS=$((FAULTS + 1))
   t_kill=$(now)
-  on_holder "$@"
+  g_kill=$(on_holder "date +%s.%N; $*")
   sleep 30
   touch "$TMP/stop"
   wait "$A"
   report "API /readyz at $VIP" "$TMP/$name"
+  [ "$ENDPOINT" = lb ] || keepalived_lines "$g_kill"
   { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^load balancer|^api servers|not healthy" | sed 's/^/  /'
   one_holder
 }
+# keepalived's lines on the holder since the fault at its own time $1, each timed from it.
+keepalived_lines() {
+  on_holder journalctl -u kubicluster-vip -o short-unix --no-pager --since "@${1%.*}" |
+    awk -v t="$1" '$1 ~ /^[0-9]+\.[0-9]+$/ && /Script|Entering|removing|sending|priority/ {
+      d = $1 - t; $1 = ""; printf "  keepalived +%.2f s:%s\n", d, $0 }' | head -12
+}
 
 # Second case: the holder's API server stops (keepalived, part of its unit, stops first).
+if want stop; then
 fault_on_holder api2 "stop kube-apiserver" systemctl stop kube-apiserver
 on_holder systemctl start kube-apiserver
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after starting it again: /'
+fi
 
 # Third case: the holder's API server hangs, its port still open (keepalived's health check).
+if want hang; then
 fault_on_holder api3 "hang kube-apiserver (SIGSTOP)" systemctl kill -s STOP kube-apiserver
 on_holder systemctl kill -s CONT kube-apiserver
 sleep 10
 { "$BIN" status 2>&1 || true; } | grep -E "^api: virtual IP|^load balancer" | sed 's/^/  after SIGCONT: /'
 "$BIN" up --skip-test 2>&1 | grep -E "made [0-9]+ change" | tail -1 | sed 's/^/  up after it: /'
+fi

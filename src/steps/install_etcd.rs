@@ -48,6 +48,11 @@ pub fn client_url(cluster: &Cluster, n: &Node) -> String {
     format!("https://{}:{}", n.cluster_ip, cluster.etcd.client_port)
 }
 
+/// A member's client URL as asked on its own controller.
+fn loopback_url(cluster: &Cluster) -> String {
+    format!("https://127.0.0.1:{}", cluster.etcd.client_port)
+}
+
 /// etcdctl on a controller, authenticated with that member's server cert (client usage too).
 pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
     Cmd::new([
@@ -63,18 +68,12 @@ pub fn etcdctl(bin_dir: &str, endpoints: &str) -> Cmd {
 /// etcdctl on a controller against its own member, outside a step (no artifacts at hand: the
 /// binary where the cluster's source installs it).
 pub fn loopback_etcdctl(cluster: &Cluster) -> Cmd {
-    etcdctl(
-        &super::bin_dir_for(cluster, "etcd"),
-        &format!("https://127.0.0.1:{}", cluster.etcd.client_port),
-    )
+    etcdctl(&super::bin_dir_for(cluster, "etcd"), &loopback_url(cluster))
 }
 
 /// etcdctl on a controller against its own member (loopback client URL).
 pub fn local_etcdctl(cx: &Cx) -> Cmd {
-    etcdctl(
-        &bin_dir(cx),
-        &format!("https://127.0.0.1:{}", cx.cluster.etcd.client_port),
-    )
+    etcdctl(&bin_dir(cx), &loopback_url(&cx.cluster))
 }
 
 fn bin_dir(cx: &Cx) -> String {

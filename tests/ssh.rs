@@ -259,7 +259,17 @@ fn the_engine_converges_over_ssh_and_then_plans_nothing() {
     assert_eq!(changes.len(), 5, "{changes:?}");
     let cancel = AtomicBool::new(false);
     assert_eq!(plan::apply(&h, &want, &changes, &cancel).unwrap(), 5);
+    // The two directories and the two files went in one round trip each, modes as asked.
     assert_eq!(std::fs::read_to_string(p("etc/a.conf")).unwrap(), "a=1\n");
+    assert_eq!(std::fs::read_to_string(p("etc/key.pem")).unwrap(), "KEY");
+    let mode = |x: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p(x)).unwrap().permissions().mode() & 0o7777
+    };
+    assert_eq!(
+        (mode("etc"), mode("etc/a.conf"), mode("etc/key.pem")),
+        (0o700, 0o644, 0o600)
+    );
     assert!(std::path::Path::new(&p("marker")).exists());
     assert_eq!(plan::plan(&h, &want).unwrap(), vec![], "converged");
     // A changed file is the only change.

@@ -261,17 +261,143 @@ pub fn apply(
     changes: &[Change],
     cancel: &AtomicBool,
 ) -> Result<usize, ApplyError> {
-    for (i, ch) in changes.iter().enumerate() {
-        if cancel.load(Ordering::SeqCst) {
-            return Err(ApplyError::Cancelled { applied: i });
+    let mut applied = 0;
+    let mut i = 0;
+    while i < changes.len() {
+        let n = run_len(&changes[i..]);
+        for group in batches(want, &changes[i..i + n]) {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(ApplyError::Cancelled { applied });
+            }
+            for ch in &group {
+                tracing::info!(node = host.name(), "{ch}");
+            }
+            let done = match group.as_slice() {
+                [one] => apply_one(host, want, one),
+                many => apply_batch(host, want, many),
+            };
+            done.map_err(|error| ApplyError::Host { applied, error })?;
+            applied += group.len();
         }
-        tracing::info!(node = host.name(), "{ch}");
-        apply_one(host, want, ch).map_err(|e| ApplyError::Host {
-            applied: i,
-            error: e,
-        })?;
+        i += n;
     }
-    Ok(changes.len())
+    Ok(applied)
+}
+
+/// Files up to this size are written together, in one round trip; larger ones (binaries,
+/// images) one at a time, so no batch holds hundreds of MB in memory.
+const BATCH_FILE_BYTES: u64 = 1 << 20;
+
+/// How many changes from the start of `rest` are of one kind that goes to a node together
+/// (directories, files, units to enable); 1 for any other.
+fn run_len(rest: &[Change]) -> usize {
+    let same = |a: &Change, b: &Change| {
+        matches!(
+            (a, b),
+            (Change::CreateDir { .. }, Change::CreateDir { .. })
+                | (Change::Enable { .. }, Change::Enable { .. })
+                | (Change::WriteFile { .. }, Change::WriteFile { .. })
+        )
+    };
+    match rest.first() {
+        Some(first) => 1 + rest[1..].iter().take_while(|ch| same(first, ch)).count(),
+        None => 0,
+    }
+}
+
+/// A run of one kind ([`run_len`]) as the calls that apply it: every directory in one, every
+/// unit to enable in one, every small file in one and each large file alone — a round trip
+/// each, and every process slow on an emulated guest. The files of a run are all written
+/// before anything runs, so their order among themselves does not matter.
+fn batches<'c>(want: &Desired, run: &'c [Change]) -> Vec<Vec<&'c Change>> {
+    if !matches!(run.first(), Some(Change::WriteFile { .. })) {
+        return vec![run.iter().collect()];
+    }
+    let small = |ch: &&Change| match ch {
+        Change::WriteFile { path, .. } => {
+            file_blob(want, path).is_some_and(|b| b.len() <= BATCH_FILE_BYTES)
+        }
+        _ => false,
+    };
+    let (smalls, larges): (Vec<&Change>, Vec<&Change>) = run.iter().partition(small);
+    let mut out = Vec::new();
+    if !smalls.is_empty() {
+        out.push(smalls);
+    }
+    out.extend(larges.into_iter().map(|ch| vec![ch]));
+    out
+}
+
+/// A group [`batches`] put together, applied in one call to the host.
+fn apply_batch(host: &dyn Host, want: &Desired, batch: &[&Change]) -> HostResult<()> {
+    match batch[0] {
+        Change::CreateDir { .. } => {
+            let dirs: Vec<(&str, &str)> = batch
+                .iter()
+                .filter_map(|ch| match ch {
+                    Change::CreateDir { path, mode } => Some((path.as_str(), mode.as_str())),
+                    _ => None,
+                })
+                .collect();
+            host.create_dirs(&dirs)
+        }
+        Change::Enable { .. } => {
+            let units = batch.iter().filter_map(|ch| match ch {
+                Change::Enable { unit } => Some(unit.as_str()),
+                _ => None,
+            });
+            host.check(&Cmd::new(["systemctl", "enable"].into_iter().chain(units)))
+                .map(drop)
+        }
+        _ => {
+            let mut files = Vec::new();
+            for ch in batch {
+                let Change::WriteFile { path, .. } = ch else {
+                    continue;
+                };
+                let (mode, owner) = file_mode_owner(want, path);
+                let blob = file_blob(want, path).expect("planned from want");
+                files.push(crate::host::NewFile {
+                    path,
+                    data: blob_bytes(host, path, blob)?,
+                    mode,
+                    owner,
+                });
+            }
+            host.write_files(&files)
+        }
+    }
+}
+
+/// The bytes and mode of the file `path` in `want` (a file or a unit file).
+fn file_blob<'w>(want: &'w Desired, path: &str) -> Option<&'w crate::blob::Blob> {
+    want.files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| &f.content)
+        .or_else(|| {
+            want.units
+                .iter()
+                .find(|u| u.path() == path)
+                .map(|u| &u.file)
+        })
+}
+
+/// The mode and owner `want` gives the file `path` (unit files: [`UNIT_MODE`], root).
+fn file_mode_owner<'w>(want: &'w Desired, path: &str) -> (u32, &'w str) {
+    match want.files.iter().find(|f| f.path == path) {
+        Some(f) => (f.mode, f.owner.as_str()),
+        None => (UNIT_MODE, "root"),
+    }
+}
+
+/// The bytes of a file to write: a large one is read from the hypervisor's disk only here.
+fn blob_bytes<'b>(host: &dyn Host, path: &str, b: &'b crate::blob::Blob) -> HostResult<&'b [u8]> {
+    b.data().map_err(|e| HostError::Io {
+        node: host.name().to_string(),
+        what: format!("write {path}"),
+        reason: e.to_string(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -284,31 +410,14 @@ pub enum ApplyError {
 
 fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
     match ch {
-        Change::CreateDir { path, mode } => {
-            host.check(&Cmd::new(["mkdir", "-p", "-m", mode, path]))?;
-            // mkdir -m does not change an existing path's mode, and umask limits -p parents.
-            host.check(&Cmd::new(["chmod", mode, path]))?;
-        }
+        Change::CreateDir { path, mode } => host.create_dirs(&[(path, mode)])?,
         Change::ChmodDir { path, to, .. } => {
             host.check(&Cmd::new(["chmod", to, path]))?;
         }
         Change::WriteFile { path, .. } => {
-            // The bytes of a large file are read from the hypervisor's disk only here.
-            fn bytes<'b>(
-                host: &dyn Host,
-                path: &str,
-                b: &'b crate::blob::Blob,
-            ) -> HostResult<&'b [u8]> {
-                b.data().map_err(|e| HostError::Io {
-                    node: host.name().to_string(),
-                    what: format!("write {path}"),
-                    reason: e.to_string(),
-                })
-            }
-            if let Some(f) = want.files.iter().find(|f| f.path == *path) {
-                host.write_file(path, bytes(host, path, &f.content)?, f.mode, &f.owner)?;
-            } else if let Some(u) = want.units.iter().find(|u| u.path() == *path) {
-                host.write_file(path, bytes(host, path, &u.file)?, UNIT_MODE, "root")?;
+            if let Some(blob) = file_blob(want, path) {
+                let (mode, owner) = file_mode_owner(want, path);
+                host.write_file(path, blob_bytes(host, path, blob)?, mode, owner)?;
             }
         }
         Change::Run { what } | Change::RunAfter { what } => {

@@ -194,6 +194,13 @@ fn dry_run_predicts_the_run_changes_nothing_and_a_second_run_plans_nothing() {
             1,
             "one daemon-reload per node"
         );
+        // Both units enabled in one call (each `systemctl enable` reloads systemd: seconds on
+        // an emulated guest).
+        assert!(
+            log.contains(&"run systemctl enable demo.service other.service".to_string()),
+            "{log:?}"
+        );
+        assert!(!log.contains(&"run systemctl enable demo.service".to_string()));
     }
     // The package is installed now: its guard holds.
     for h in hosts.values() {
@@ -777,4 +784,35 @@ fn install_links_follow_systemd_s_install_section() {
         ]
     );
     assert!(crate::host::install_links("u.service", "[Service]\nExecStart=/bin/true\n").is_empty());
+}
+
+/// Apply puts a run of changes of one kind together: every small file in one call, then each
+/// large one alone (all before anything runs, so their order among themselves is free); the
+/// count of applied changes is the plan's.
+#[test]
+fn small_files_go_together_and_large_ones_alone() {
+    let h = FakeHost::new("n1");
+    let mut want = Desired::default();
+    want.dir("/opt/x", 0o755)
+        .dir("/opt/x/y", 0o700)
+        .file("/opt/x/a.conf", Blob::new("a"), 0o644, &[])
+        .file("/opt/x/big", Blob::new(vec![7u8; 2 << 20]), 0o755, &[])
+        .secret("/opt/x/y/key.pem", Blob::new("KEY"), &[]);
+    let changes = plan::plan(&h, &want).unwrap();
+    h.take_log();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    assert_eq!(plan::apply(&h, &want, &changes, &cancel).unwrap(), 5);
+    let log = h.take_log();
+    let w: Vec<&String> = log.iter().filter(|l| l.starts_with("write ")).collect();
+    assert_eq!(
+        w,
+        [
+            "write /opt/x/a.conf",
+            "write /opt/x/y/key.pem",
+            "write /opt/x/big"
+        ],
+        "{log:?}"
+    );
+    assert_eq!(h.file("/opt/x/big").unwrap().data.len(), 2 << 20);
+    assert_eq!(h.file("/opt/x/y/key.pem").unwrap().mode, 0o600);
 }

@@ -312,6 +312,25 @@ pub trait Host: Send + Sync {
     /// Stat and hash many paths in one round trip.
     fn stat_many(&self, paths: &[String]) -> HostResult<Vec<Stat>>;
 
+    /// Write several files, each as [`Host::write_file`] does. Hosts reached by command
+    /// override this to do it in one round trip ([`write_many`]).
+    fn write_files(&self, files: &[NewFile<'_>]) -> HostResult<()> {
+        files
+            .iter()
+            .try_for_each(|f| self.write_file(f.path, f.data, f.mode, f.owner))
+    }
+
+    /// Create directories, each `(path, mode)`: `mkdir -p -m MODE PATH`, then `chmod MODE PATH`
+    /// (mkdir -m leaves an existing path's mode, and the umask limits the parents -p makes).
+    /// Hosts reached by command override this to do it in one round trip ([`MKDIRS_SCRIPT`]).
+    fn create_dirs(&self, dirs: &[(&str, &str)]) -> HostResult<()> {
+        for (path, mode) in dirs {
+            self.check(&Cmd::new(["mkdir", "-p", "-m", mode, path]))?;
+            self.check(&Cmd::new(["chmod", mode, path]))?;
+        }
+        Ok(())
+    }
+
     /// Files this host hashed before, by identity (size, inode, mtime, ctime): [`STAT_SCRIPT`]
     /// does not read them again while the identity is the same. None by default.
     fn known_digests(&self) -> Digests {

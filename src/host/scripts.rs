@@ -140,3 +140,104 @@ pub fn written_identity(stdout: &str) -> Option<String> {
         .map(|k| k.trim().to_string())
         .filter(|k| k.split(':').count() == 4)
 }
+
+/// A file for [`super::Host::write_files`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewFile<'a> {
+    pub path: &'a str,
+    pub data: &'a [u8],
+    pub mode: u32,
+    pub owner: &'a str,
+}
+
+/// The temp file [`WRITE_SCRIPT`] and [`write_many`] write before the rename: hidden, next to
+/// the target (same file system, so the rename is atomic).
+pub fn temp_path(path: &str) -> String {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    format!("{dir}/.{name}.kubicluster-tmp")
+}
+
+/// Many files in one round trip, as [`WRITE_SCRIPT`] writes one: a tar stream on stdin holds
+/// each file under its temp name with its mode (unpacked by one `tar`), then one `chown` per
+/// owner, one `sync`, a rename each, and one `stat` printing each file's identity
+/// (`K|identity|path`). Four processes plus one per file, where one file at a time costs nine
+/// and a round trip each (every process is slow in an emulated guest). A parent directory that
+/// does not exist fails the script, as with one file (tar would make it, with another mode).
+/// Returns (script, stdin).
+pub fn write_many(files: &[NewFile<'_>]) -> std::io::Result<(String, Vec<u8>)> {
+    let q = |s: &str| shell_quote(s);
+    let temps: Vec<String> = files.iter().map(|f| temp_path(f.path)).collect();
+    let all_temps: Vec<String> = temps.iter().map(|t| q(t)).collect();
+    let mut tar = tar::Builder::new(Vec::new());
+    for (f, t) in files.iter().zip(&temps) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(f.data.len() as u64);
+        h.set_mode(f.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, t.trim_start_matches('/'), f.data)?;
+    }
+    let stdin = tar.into_inner()?;
+    let mut s = String::from("set -e\numask 077\n");
+    let mut dirs: Vec<&str> = files
+        .iter()
+        .map(|f| f.path.rsplit_once('/').map_or("/", |(d, _)| d))
+        .map(|d| if d.is_empty() { "/" } else { d })
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for d in dirs {
+        let d = q(d);
+        s.push_str(&format!(
+            "[ -d {d} ] || {{ echo \"no directory \"{d} >&2; exit 1; }}\n"
+        ));
+    }
+    s.push_str(&format!(
+        "clean() {{ rm -f -- {}; }}\ntrap clean EXIT\n",
+        all_temps.join(" ")
+    ));
+    s.push_str("tar -x -p -m --no-same-owner -C / -f -\n");
+    let mut owners: Vec<&str> = files.iter().map(|f| f.owner).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    for o in owners {
+        let mine: Vec<&str> = files
+            .iter()
+            .zip(&all_temps)
+            .filter(|(f, _)| f.owner == o)
+            .map(|(_, t)| t.as_str())
+            .collect();
+        s.push_str(&format!("chown {} -- {}\n", q(o), mine.join(" ")));
+    }
+    s.push_str(&format!(
+        "sync -- {} 2>/dev/null || sync\n",
+        all_temps.join(" ")
+    ));
+    for (f, t) in files.iter().zip(&all_temps) {
+        s.push_str(&format!("mv -f -- {t} {}\n", q(f.path)));
+    }
+    s.push_str("trap - EXIT\n");
+    let paths: Vec<String> = files.iter().map(|f| q(f.path)).collect();
+    s.push_str(&format!(
+        "stat -L -c 'K|%s:%i:%.9Y:%.9Z|%n' -- {} 2>/dev/null || true",
+        paths.join(" ")
+    ));
+    Ok((s, stdin))
+}
+
+/// The identities [`write_many`]'s script printed, by path.
+pub fn written_identities(stdout: &str) -> BTreeMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("K|")?.split_once('|'))
+        .filter(|(k, _)| k.split(':').count() == 4)
+        .map(|(k, p)| (p.to_string(), k.to_string()))
+        .collect()
+}
+
+/// The script that creates directories given as (path, mode) argument pairs, in one round
+/// trip: `mkdir -p -m`, then `chmod` (mkdir -m leaves an existing path's mode, and the umask
+/// limits the parents -p makes).
+pub const MKDIRS_SCRIPT: &str = r#"set -e
+while [ $# -gt 1 ]; do mkdir -p -m "$2" -- "$1"; chmod "$2" -- "$1"; shift 2; done"#;

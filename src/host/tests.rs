@@ -176,3 +176,107 @@ fn stat_script_hashes_only_files_whose_identity_changed() {
     let (s, _) = run(&known);
     assert_eq!(sha(&s[0]), "as written", "the written identity holds");
 }
+
+/// The real batched write: every file replaced atomically with its bytes and mode, no temp
+/// file left, each identity printed as the next stat sees it; a missing directory fails the
+/// whole batch before anything is written.
+#[test]
+fn write_many_writes_every_file_in_one_script() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("kubelet.conf").display().to_string();
+    let b = d.path().join("with space.pem").display().to_string();
+    std::fs::write(&a, b"old").unwrap();
+    let owner = String::from_utf8(
+        std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let owner = owner.trim();
+    let run = |files: &[NewFile<'_>]| {
+        let (script, tar) = write_many(files).unwrap();
+        let mut w = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A script that fails first reads nothing: the pipe may break.
+        let _ = w.stdin.take().unwrap().write_all(&tar);
+        w.wait_with_output().unwrap()
+    };
+    let files = [
+        NewFile {
+            path: &a,
+            data: b"new config",
+            mode: 0o640,
+            owner,
+        },
+        NewFile {
+            path: &b,
+            data: b"secret",
+            mode: 0o600,
+            owner,
+        },
+    ];
+    let out = run(&files);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), b"new config");
+    assert_eq!(std::fs::read(&b).unwrap(), b"secret");
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!((mode(&a), mode(&b)), (0o640, 0o600));
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".kubicluster-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let keys = written_identities(&String::from_utf8_lossy(&out.stdout));
+    let paths = vec![a.clone(), b.clone()];
+    let mut known = Digests::new();
+    for p in &paths {
+        known.insert(p.clone(), (keys[p].clone(), format!("as written {p}")));
+    }
+    let script = format!("{}{STAT_SCRIPT}", known_line(&known, &paths));
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let (s, _) = parse_stat_output(&String::from_utf8_lossy(&o.stdout), &paths, &known).unwrap();
+    for (st, p) in s.iter().zip(&paths) {
+        assert!(
+            matches!(st, Stat::File { sha256, .. } if *sha256 == format!("as written {p}")),
+            "the identity printed is the one stat sees: {st:?}"
+        );
+    }
+    // A file whose directory does not exist: nothing of the batch is written.
+    let gone = d.path().join("no-such-dir/x").display().to_string();
+    let out = run(&[
+        NewFile {
+            path: &a,
+            data: b"third",
+            mode: 0o640,
+            owner,
+        },
+        NewFile {
+            path: &gone,
+            data: b"x",
+            mode: 0o600,
+            owner,
+        },
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no directory"));
+    assert_eq!(std::fs::read(&a).unwrap(), b"new config", "untouched");
+    assert!(!d.path().join("no-such-dir").exists());
+}

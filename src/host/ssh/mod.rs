@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use ssh_key::PublicKey;
 
 use super::{
-    Cmd, Digests, Host, HostError, HostResult, Output, Probe, STAT_SCRIPT, Stat, WRITE_SCRIPT,
+    Cmd, Digests, Host, HostError, HostResult, NewFile, Output, Probe, STAT_SCRIPT, Stat,
+    WRITE_SCRIPT,
 };
 use crate::sshkeys;
 
@@ -345,6 +346,55 @@ impl Host for SshHost {
             self.remember_digests(learned);
         }
         Ok(())
+    }
+
+    fn write_files(&self, files: &[NewFile<'_>]) -> HostResult<()> {
+        if files.len() < 2 {
+            return files
+                .iter()
+                .try_for_each(|f| self.write_file(f.path, f.data, f.mode, f.owner));
+        }
+        let what = || {
+            let names: Vec<&str> = files.iter().map(|f| f.path).collect();
+            format!("write {}", names.join(", "))
+        };
+        let (script, tar) = super::write_many(files).map_err(|e| HostError::Io {
+            node: self.name().to_string(),
+            what: what(),
+            reason: e.to_string(),
+        })?;
+        let out = self
+            .check(&Cmd::script(&script, Vec::<String>::new()).stdin(tar))
+            .map_err(|e| match e {
+                HostError::Exec {
+                    node, stderr_tail, ..
+                } => HostError::Io {
+                    node,
+                    what: what(),
+                    reason: stderr_tail,
+                },
+                other => other,
+            })?;
+        // What was just written need not be read back by the next plan.
+        let keys = super::written_identities(&out.stdout_text());
+        let learned: Digests = files
+            .iter()
+            .filter_map(|f| {
+                let key = keys.get(f.path)?;
+                Some((f.path.to_string(), (key.clone(), super::sha256_hex(f.data))))
+            })
+            .collect();
+        self.remember_digests(learned);
+        Ok(())
+    }
+
+    fn create_dirs(&self, dirs: &[(&str, &str)]) -> HostResult<()> {
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let args = dirs.iter().flat_map(|(p, m)| [*p, *m]);
+        self.check(&Cmd::script(super::MKDIRS_SCRIPT, args))
+            .map(drop)
     }
 
     fn check_all(&self, cmds: &[Cmd]) -> HostResult<Vec<bool>> {

@@ -127,17 +127,11 @@ pub(super) fn dns(
     Ok(())
 }
 
-/// A web pod on every worker behind one Service; pods reaching each other across workers, the
-/// Service by its DNS name, logs through the API. The first worker's name.
-pub(super) fn pod_network(
-    c: &Client,
-    cluster: &Cluster,
-    image: &str,
-    out: &mut Vec<(String, Outcome)>,
-) -> Result<String> {
-    // A web pod on every worker, behind one Service (NodePort, so also a ClusterIP).
-    let workers: Vec<&str> = cluster.workers().map(|w| w.name.as_str()).collect();
-    for w in &workers {
+/// A web pod on every worker, behind one Service (NodePort, so also a ClusterIP): made first,
+/// so they start while the runtime and DNS checks run (every pod start is slow on an emulated
+/// worker); [`pod_network`] waits for them.
+pub(super) fn start_web(c: &Client, cluster: &Cluster, image: &str) -> Result<()> {
+    for w in cluster.workers().map(|w| w.name.as_str()) {
         c.apply(&pod_on(
             &format!("web-{w}"),
             "web",
@@ -151,6 +145,18 @@ pub(super) fn pod_network(
         "metadata": {"name": "web", "namespace": NS},
         "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))?;
+    Ok(())
+}
+
+/// The web pods ([`start_web`]) running, one on every worker; pods reaching each other across
+/// workers, the Service by its DNS name, logs through the API. The first worker's name.
+pub(super) fn pod_network(
+    c: &Client,
+    cluster: &Cluster,
+    image: &str,
+    out: &mut Vec<(String, Outcome)>,
+) -> Result<String> {
+    let workers: Vec<&str> = cluster.workers().map(|w| w.name.as_str()).collect();
     let mut ips = Vec::new();
     let every = (|| -> Result<String> {
         for w in &workers {
@@ -217,8 +223,11 @@ pub(super) fn pod_network(
     // The Service by its DNS name: CoreDNS answers, kube-proxy forwards the ClusterIP.
     let fqdn_web = format!("web.{NS}.svc.{}", cluster.kubernetes.cluster_domain);
     let svc: Result<String> = (|| {
+        // Every web pod behind the Service first (the EndpointSlice controller's part), so
+        // what remains to wait for is kube-proxy's.
+        wait_endpoints(c, NS, "web", workers.len(), Duration::from_secs(180))?;
         c.apply(&pod("svc-client", image, "runc", &http_get(&fqdn_web, 80)))?;
-        wait_pod(c, "svc-client", &["Succeeded"], Duration::from_secs(180))?;
+        wait_pod(c, "svc-client", &["Succeeded"], Duration::from_secs(300))?;
         let text = logs(c, "svc-client")?;
         let body = text.lines().rev().find(|l| l.contains("kubicluster-smoke"));
         let body = body.with_context(|| format!("read {text:?}"))?;
@@ -301,20 +310,27 @@ pub(super) fn nodeport(
             .context("no nodePort")?;
         let w = cluster.workers().next().context("no worker")?;
         let url = format!("http://{}:{port}/", w.cluster_ip);
-        // From the hypervisor, as a user would: in the lab, from inside its namespace.
-        let mut r = crate::net::agent(
+        // From the hypervisor, as a user would: in the lab, from inside its namespace. Tried
+        // for a minute: the worker's kube-proxy may not have the port's rules yet.
+        let agent = crate::net::agent(
             ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(10)))
                 .build(),
-        )
-        .get(&url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-        let text = r.body_mut().read_to_string()?;
-        anyhow::ensure!(
-            text.contains("kubicluster-smoke"),
-            "{url} answered {text:?}"
         );
+        crate::retry::until(Duration::from_secs(60), Duration::from_secs(3), || {
+            let answer = (|| -> Result<String> {
+                let mut r = agent
+                    .get(&url)
+                    .call()
+                    .with_context(|| format!("GET {url}"))?;
+                Ok(r.body_mut().read_to_string()?)
+            })();
+            match answer {
+                Ok(text) if text.contains("kubicluster-smoke") => Ok(()),
+                Ok(text) => Err(anyhow::anyhow!("{url} answered {text:?}").into()),
+                Err(e) => Err(e.into()),
+            }
+        })?;
         Ok(url)
     });
     out.push((

@@ -146,12 +146,12 @@ fn fresh_namespace(c: &Client) -> Result<()> {
 }
 
 /// A shell command that fetches `http://host:port/` until the answer has `kubicluster-smoke`
-/// (up to 6 tries, 5 s apart: a new Service reaches kube-proxy's rules after a moment) and
-/// prints it. busybox's nc, not its wget: the static busybox's wget crashes looking up the
-/// "http" service.
+/// (up to 24 tries, 5 s apart: a new Service reaches kube-proxy's rules after a moment, which
+/// on a busy emulated worker was once more than 30 s) and prints it. busybox's nc, not its
+/// wget: the static busybox's wget crashes looking up the "http" service.
 fn http_get(host: &str, port: u16) -> String {
     format!(
-        "for i in 1 2 3 4 5 6; do a=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {host} {port}); \
+        "i=0; while [ $i -lt 24 ]; do i=$((i + 1)); a=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {host} {port}); \
          case \"$a\" in *kubicluster-smoke*) echo \"$a\"; exit 0;; esac; sleep 5; done; \
          echo \"no answer from {host}:{port}: $a\"; exit 1"
     )
@@ -160,28 +160,7 @@ fn http_get(host: &str, port: u16) -> String {
 /// Wait until the kube-dns Service has a ready CoreDNS endpoint (its readiness probe passed);
 /// how many are ready. On a timeout the error says what the CoreDNS pods are doing.
 fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
-    let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices\
-                ?labelSelector=kubernetes.io%2Fservice-name%3Dkube-dns";
-    crate::retry::until(timeout, Duration::from_secs(2), || {
-        let (s, body) = c.get(path).map_err(NotYet::Stop)?;
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let ready = v["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|slice| slice["endpoints"].as_array().into_iter().flatten())
-            .filter(|e| e["conditions"]["ready"] == true)
-            .count();
-        if s == 200 && ready > 0 {
-            return Ok(ready);
-        }
-        Err(anyhow::anyhow!(
-            "no CoreDNS endpoint is ready after {} s (HTTP {s})",
-            timeout.as_secs()
-        )
-        .into())
-    })
-    .map_err(|e| {
+    wait_endpoints(c, "kube-system", "kube-dns", 1, timeout).map_err(|e| {
         let pods =
             match c.get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns") {
                 Ok((200, body)) => describe_dns_pods(&body),
@@ -190,6 +169,40 @@ fn wait_dns_ready(c: &Client, timeout: Duration) -> Result<usize> {
         anyhow::anyhow!(
             "{e}; {pods} (see `kubicluster status` and the coredns pods in kube-system)"
         )
+    })
+}
+
+/// Wait until the Service `svc` in `ns` has at least `want` ready endpoints in its
+/// EndpointSlices (what kube-proxy forwards to); how many are ready.
+fn wait_endpoints(
+    c: &Client,
+    ns: &str,
+    svc: &str,
+    want: usize,
+    timeout: Duration,
+) -> Result<usize> {
+    let path = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices\
+         ?labelSelector=kubernetes.io%2Fservice-name%3D{svc}"
+    );
+    crate::retry::until(timeout, Duration::from_secs(2), || {
+        let (s, body) = c.get(&path).map_err(NotYet::Stop)?;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let ready = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|slice| slice["endpoints"].as_array().into_iter().flatten())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count();
+        if s == 200 && ready >= want {
+            return Ok(ready);
+        }
+        Err(anyhow::anyhow!(
+            "the Service {svc} has {ready} of {want} endpoint(s) ready after {} s (HTTP {s})",
+            timeout.as_secs()
+        )
+        .into())
     })
 }
 
@@ -244,6 +257,7 @@ fn checks(
 ) -> Result<()> {
     let items = checks::nodes_and_kubelets(c, cluster, out)?;
     fresh_namespace(c)?;
+    checks::start_web(c, cluster, image)?;
     checks::runtimes(c, image, &items, out)?;
     checks::dns(c, cluster, image, out)?;
     let first = checks::pod_network(c, cluster, image, out)?;

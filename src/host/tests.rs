@@ -114,6 +114,26 @@ fn stat_output_parses() {
     assert!(matches!(&s[2], Stat::File { sha256, .. } if sha256 == "abc"));
 }
 
+/// [`STAT_SCRIPT`] run here on `paths`, told the digests `known`.
+fn stat_here(paths: &[String], known: &Digests) -> (Vec<Stat>, Digests) {
+    let script = format!("{}{STAT_SCRIPT}", known_line(known, paths));
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .args(paths)
+        .output()
+        .unwrap();
+    parse_stat_output(&String::from_utf8_lossy(&out.stdout), paths, known).unwrap()
+}
+
+/// The user this test runs as (the owner a script's chown can give without root).
+fn me() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// The real script: a file whose identity is known is not read again (a wrong remembered
 /// digest shows through, proving it was not re-hashed); any change to it — content, even
 /// rewritten with the same bytes — changes the identity and it is hashed again.
@@ -125,15 +145,7 @@ fn stat_script_hashes_only_files_whose_identity_changed() {
     std::fs::write(&f, b"v1").unwrap();
     std::fs::write(&g, b"g").unwrap();
     let paths = vec![f.clone(), g.clone()];
-    let run = |known: &Digests| {
-        let script = format!("{}{STAT_SCRIPT}", known_line(known, &paths));
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script, "sh"])
-            .args(&paths)
-            .output()
-            .unwrap();
-        parse_stat_output(&String::from_utf8_lossy(&out.stdout), &paths, known).unwrap()
-    };
+    let run = |known: &Digests| stat_here(&paths, known);
     let sha = |s: &Stat| match s {
         Stat::File { sha256, .. } => sha256.clone(),
         other => panic!("{other:?}"),
@@ -152,16 +164,9 @@ fn stat_script_hashes_only_files_whose_identity_changed() {
     assert_eq!(sha(&s[0]), sha256_hex(b"v2"));
     // Written by WRITE_SCRIPT: the identity it prints is the one the next stat sees, so
     // what was written is known without reading it back.
-    let owner = String::from_utf8(
-        std::process::Command::new("id")
-            .arg("-un")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let owner = me();
     let mut w = std::process::Command::new("sh")
-        .args(["-c", WRITE_SCRIPT, "sh", &f, "640", owner.trim()])
+        .args(["-c", WRITE_SCRIPT, "sh", &f, "640", &owner])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -188,15 +193,8 @@ fn write_many_writes_every_file_in_one_script() {
     let a = d.path().join("kubelet.conf").display().to_string();
     let b = d.path().join("with space.pem").display().to_string();
     std::fs::write(&a, b"old").unwrap();
-    let owner = String::from_utf8(
-        std::process::Command::new("id")
-            .arg("-un")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let owner = owner.trim();
+    let owner = me();
+    let owner = owner.as_str();
     let run = |files: &[NewFile<'_>]| {
         let (script, tar) = write_many(files).unwrap();
         let mut w = std::process::Command::new("sh")
@@ -246,13 +244,7 @@ fn write_many_writes_every_file_in_one_script() {
     for p in &paths {
         known.insert(p.clone(), (keys[p].clone(), format!("as written {p}")));
     }
-    let script = format!("{}{STAT_SCRIPT}", known_line(&known, &paths));
-    let o = std::process::Command::new("sh")
-        .args(["-c", &script, "sh"])
-        .args(&paths)
-        .output()
-        .unwrap();
-    let (s, _) = parse_stat_output(&String::from_utf8_lossy(&o.stdout), &paths, &known).unwrap();
+    let (s, _) = stat_here(&paths, &known);
     for (st, p) in s.iter().zip(&paths) {
         assert!(
             matches!(st, Stat::File { sha256, .. } if *sha256 == format!("as written {p}")),

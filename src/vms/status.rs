@@ -172,6 +172,11 @@ pub(crate) fn unit_states(
     crate::host::read_units(h, units).unwrap_or_default()
 }
 
+/// How long `status` gives a running VM to answer SSH (TCP connect and handshake). 3 s was too
+/// short on an emulated guest that is busy: the lab's controller, its API server just resumed
+/// after `SIGSTOP`, was reported "no answer" (CI by hand, 2026-12-07) while it answered seconds later.
+const SSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>> {
     // With several controllers each one's own API server is asked, as the admin.
     let several = cluster.controllers().count() > 1;
@@ -203,7 +208,7 @@ pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>>
             {
                 "NO PINNED KEY".into()
             } else {
-                match connect(cluster, n, Duration::from_secs(3)).and_then(|h| {
+                match connect(cluster, n, SSH_TIMEOUT).and_then(|h| {
                     verify(cluster, n, &h)?;
                     units = unit_states(&h, &node_units(cluster, n));
                     if let Some(vip) = cluster.kubernetes.api_server_vip

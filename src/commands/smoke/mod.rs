@@ -285,7 +285,9 @@ fn secret_check(cluster: &Cluster) -> Outcome {
         let cmd = crate::steps::install_etcd::loopback_etcdctl(cluster)
             .arg("get")
             .arg(format!("/registry/secrets/{NS}/kubicluster-smoke"))
-            .arg("--print-value-only");
+            .arg("--print-value-only")
+            // etcdctl's own 5 s was once too short on a busy emulated controller (CI by hand).
+            .arg("--command-timeout=30s");
         let o = h.run(&cmd)?;
         if !o.ok() {
             bail!("etcdctl get on {}: {}", ctrl.name, o.tail(3));

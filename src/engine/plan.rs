@@ -315,7 +315,7 @@ fn batches<'c>(want: &Desired, run: &'c [Change]) -> Vec<Vec<&'c Change>> {
     }
     let small = |ch: &&Change| match ch {
         Change::WriteFile { path, .. } => {
-            file_blob(want, path).is_some_and(|b| b.len() <= BATCH_FILE_BYTES)
+            wanted_file(want, path).is_some_and(|(b, ..)| b.len() <= BATCH_FILE_BYTES)
         }
         _ => false,
     };
@@ -355,8 +355,7 @@ fn apply_batch(host: &dyn Host, want: &Desired, batch: &[&Change]) -> HostResult
                 let Change::WriteFile { path, .. } = ch else {
                     continue;
                 };
-                let (mode, owner) = file_mode_owner(want, path);
-                let blob = file_blob(want, path).expect("planned from want");
+                let (blob, mode, owner) = wanted_file(want, path).expect("planned from want");
                 files.push(crate::host::NewFile {
                     path,
                     data: blob_bytes(host, path, blob)?,
@@ -369,25 +368,16 @@ fn apply_batch(host: &dyn Host, want: &Desired, batch: &[&Change]) -> HostResult
     }
 }
 
-/// The bytes and mode of the file `path` in `want` (a file or a unit file).
-fn file_blob<'w>(want: &'w Desired, path: &str) -> Option<&'w crate::blob::Blob> {
-    want.files
-        .iter()
-        .find(|f| f.path == path)
-        .map(|f| &f.content)
-        .or_else(|| {
-            want.units
-                .iter()
-                .find(|u| u.path() == path)
-                .map(|u| &u.file)
-        })
-}
-
-/// The mode and owner `want` gives the file `path` (unit files: [`UNIT_MODE`], root).
-fn file_mode_owner<'w>(want: &'w Desired, path: &str) -> (u32, &'w str) {
+/// The file `path` as `want` has it: its bytes, mode and owner (a unit file: [`UNIT_MODE`],
+/// root).
+fn wanted_file<'w>(want: &'w Desired, path: &str) -> Option<(&'w crate::blob::Blob, u32, &'w str)> {
     match want.files.iter().find(|f| f.path == path) {
-        Some(f) => (f.mode, f.owner.as_str()),
-        None => (UNIT_MODE, "root"),
+        Some(f) => Some((&f.content, f.mode, f.owner.as_str())),
+        None => want
+            .units
+            .iter()
+            .find(|u| u.path() == path)
+            .map(|u| (&u.file, UNIT_MODE, "root")),
     }
 }
 
@@ -415,8 +405,7 @@ fn apply_one(host: &dyn Host, want: &Desired, ch: &Change) -> HostResult<()> {
             host.check(&Cmd::new(["chmod", to, path]))?;
         }
         Change::WriteFile { path, .. } => {
-            if let Some(blob) = file_blob(want, path) {
-                let (mode, owner) = file_mode_owner(want, path);
+            if let Some((blob, mode, owner)) = wanted_file(want, path) {
                 host.write_file(path, blob_bytes(host, path, blob)?, mode, owner)?;
             }
         }

@@ -125,6 +125,22 @@ fn stat_here(paths: &[String], known: &Digests) -> (Vec<Stat>, Digests) {
     parse_stat_output(&String::from_utf8_lossy(&out.stdout), paths, known).unwrap()
 }
 
+/// `sh -c script sh args…` run here with `stdin` on its standard input.
+fn sh_with_stdin(script: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut w = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A script that fails first reads nothing: the pipe may break.
+    let _ = w.stdin.take().unwrap().write_all(stdin);
+    w.wait_with_output().unwrap()
+}
+
 /// The user this test runs as (the owner a script's chown can give without root).
 fn me() -> String {
     let out = std::process::Command::new("id")
@@ -165,15 +181,7 @@ fn stat_script_hashes_only_files_whose_identity_changed() {
     // Written by WRITE_SCRIPT: the identity it prints is the one the next stat sees, so
     // what was written is known without reading it back.
     let owner = me();
-    let mut w = std::process::Command::new("sh")
-        .args(["-c", WRITE_SCRIPT, "sh", &f, "640", &owner])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    w.stdin.take().unwrap().write_all(b"v3").unwrap();
-    let out = w.wait_with_output().unwrap();
+    let out = sh_with_stdin(WRITE_SCRIPT, &[&f, "640", &owner], b"v3");
     assert!(out.status.success());
     let key = written_identity(&String::from_utf8_lossy(&out.stdout)).unwrap();
     let mut known = Digests::new();
@@ -187,7 +195,6 @@ fn stat_script_hashes_only_files_whose_identity_changed() {
 /// whole batch before anything is written.
 #[test]
 fn write_many_writes_every_file_in_one_script() {
-    use std::io::Write as _;
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let a = d.path().join("kubelet.conf").display().to_string();
@@ -197,16 +204,7 @@ fn write_many_writes_every_file_in_one_script() {
     let owner = owner.as_str();
     let run = |files: &[NewFile<'_>]| {
         let (script, tar) = write_many(files).unwrap();
-        let mut w = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A script that fails first reads nothing: the pipe may break.
-        let _ = w.stdin.take().unwrap().write_all(&tar);
-        w.wait_with_output().unwrap()
+        sh_with_stdin(&script, &[], &tar)
     };
     let files = [
         NewFile {

@@ -63,6 +63,21 @@ fn load_digests(file: Option<&std::path::Path>) -> Digests {
 }
 
 impl SshHost {
+    /// Run a write script (`cmd`): its failure is an I/O error about `what` with the script's
+    /// stderr, as a write's is everywhere else.
+    fn run_write(&self, cmd: &Cmd, what: impl Fn() -> String) -> HostResult<Output> {
+        self.check(cmd).map_err(|e| match e {
+            HostError::Exec {
+                node, stderr_tail, ..
+            } => HostError::Io {
+                node,
+                what: what(),
+                reason: stderr_tail,
+            },
+            other => other,
+        })
+    }
+
     /// Connect now (so a wrong key or an unreachable node fails here, typed).
     pub fn connect(target: SshTarget) -> HostResult<Self> {
         let s = open(&target)?;
@@ -329,16 +344,7 @@ impl Host for SshHost {
     fn write_file(&self, path: &str, data: &[u8], mode: u32, owner: &str) -> HostResult<()> {
         let cmd =
             Cmd::script(WRITE_SCRIPT, [path, &format!("{mode:o}"), owner]).stdin(data.to_vec());
-        let out = self.check(&cmd).map_err(|e| match e {
-            HostError::Exec {
-                node, stderr_tail, ..
-            } => HostError::Io {
-                node,
-                what: format!("write {path}"),
-                reason: stderr_tail,
-            },
-            other => other,
-        })?;
+        let out = self.run_write(&cmd, || format!("write {path}"))?;
         // What was just written need not be read back by the next plan.
         if let Some(key) = super::written_identity(&out.stdout_text()) {
             let mut learned = Digests::new();
@@ -363,18 +369,7 @@ impl Host for SshHost {
             what: what(),
             reason: e.to_string(),
         })?;
-        let out = self
-            .check(&Cmd::script(&script, Vec::<String>::new()).stdin(tar))
-            .map_err(|e| match e {
-                HostError::Exec {
-                    node, stderr_tail, ..
-                } => HostError::Io {
-                    node,
-                    what: what(),
-                    reason: stderr_tail,
-                },
-                other => other,
-            })?;
+        let out = self.run_write(&Cmd::script(&script, Vec::<String>::new()).stdin(tar), what)?;
         // What was just written need not be read back by the next plan.
         let keys = super::written_identities(&out.stdout_text());
         let learned: Digests = files

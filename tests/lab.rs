@@ -55,8 +55,13 @@ fn lab_vms_end_to_end() {
     let out = lab.ok(&["lab", "up"]);
     assert!(out.contains("lab started"), "{out}");
     assert!(Path::new("/run/netns").join(&ns).exists());
-    lab.ok(&["image", "build"]);
+    let out = lab.ok(&["image", "build"]);
     assert!(lab.image.is_file());
+    assert_eq!(
+        kubicluster::image::built_for_emulation(&lab.image),
+        !kubicluster::hypervisor::kvm_usable(),
+        "{out}"
+    );
     lab.ok(&["prepare"]);
     lab.ok(&["cnc"]);
 
@@ -153,7 +158,7 @@ fn lab_vms_end_to_end() {
             .map(|m| m.cluster_ip.to_string())
             .collect();
         let script = format!(
-            "hostname; ip -4 -o addr show; for ip in {}; do ping -c 1 -W 5 $ip >/dev/null && echo reach $ip; done; echo rootfs $(findmnt -bno SIZE /)",
+            "hostname; ip -4 -o addr show; for ip in {}; do ping -c 1 -W 5 $ip >/dev/null && echo reach $ip; done; echo rootfs $(findmnt -bno SIZE /); echo cmdline $(cat /proc/cmdline)",
             others.join(" ")
         );
         let o = Command::new("ip")
@@ -195,6 +200,18 @@ fn lab_vms_end_to_end() {
         assert!(
             rootfs > 9 << 30,
             "{}: the root filesystem grew to the 10 GiB disk: {rootfs} bytes",
+            n.name
+        );
+        // Emulated guests boot without the speculation mitigations (the template was built
+        // for them); KVM guests keep them.
+        let cmdline = t
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdline "))
+            .unwrap_or("");
+        assert_eq!(
+            cmdline.split_whitespace().any(|a| a == "mitigations=off"),
+            !kubicluster::hypervisor::kvm_usable(),
+            "{}: {cmdline}",
             n.name
         );
         for ip in &others {

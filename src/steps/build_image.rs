@@ -29,7 +29,7 @@ impl HvStep for BuildImage {
             Change::BuildImage {
                 path: path.display().to_string(),
             },
-            || crate::image::build(path, false).map(|_| ()),
+            || crate::image::build(path, false, crate::image::kernel_args(hx.cluster)).map(|_| ()),
         )?;
         Ok(())
     }

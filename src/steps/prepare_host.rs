@@ -107,6 +107,8 @@ fn take_template(cluster: &Cluster, t: &Path, key: Option<&Path>, gate: &mut Gat
             },
             || {
                 fsutil::ensure_dir(out.parent().expect("has a parent"), 0o755)?;
+                // A template kubicluster did not build: no kernel arguments of its own.
+                crate::image::forget_boot_record(out)?;
                 fsutil::write_atomic(out, &bytes, 0o644)
             },
         )?;

@@ -206,6 +206,15 @@ fn mark_complete(hv: &dyn Hypervisor, pool: &str, done: &str) -> Result<()> {
 fn guests_can_run(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<()> {
     let kvm = hypervisor::kvm_on(&cluster.hypervisor.uri, hv);
     let (virttype, _) = hypervisor::domain_type(cluster, kvm);
+    if virttype == "kvm" && crate::image::built_for_emulation(cluster.image_path()) {
+        return Err(Failure::bad_input(format!(
+            "template image {} was built for emulated guests: its kernel runs with {}, which a KVM guest must not",
+            cluster.image_path().display(),
+            crate::image::EMULATED_KERNEL_ARGS
+        ))
+        .hint("rebuild it on this host with `kubicluster image build --force`")
+        .into());
+    }
     hv.guest_support(virttype).map(|_| ()).map_err(|e| {
         Failure::new(format!(
             "libvirt at {} cannot run {virttype} guests (x86_64, q35): {e:#}",

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build kubicluster's Debian 12 template image (run by `kubicluster image build`, as root).
 # Inputs (environment): OUT (qcow2 to write), WORK (scratch dir), FILES (dir with the identity
-# script and unit), SOURCES (apt sources file for mmdebstrap), SIZE_GIB.
+# script and unit), SOURCES (apt sources file for mmdebstrap), SIZE_GIB, KERNEL_ARGS (added to
+# the kernel line; may be empty).
 # Recipe: mmdebstrap minbase into a directory -> ext4 made from that directory straight into the
 # partition of a raw disk -> extlinux + syslinux MBR -> compressed qcow2.
 set -euo pipefail
@@ -56,7 +57,7 @@ PROMPT 0
 LABEL kubicluster
   LINUX /boot/$KERNEL
   INITRD /boot/$INITRD
-  APPEND root=LABEL=kubiroot ro console=ttyS0 net.ifnames=0 quiet
+  APPEND root=LABEL=kubiroot ro console=ttyS0 net.ifnames=0 quiet${KERNEL_ARGS:+ $KERNEL_ARGS}
 EOT
 extlinux --install "$MNT/boot/extlinux" >/dev/null 2>&1
 umount "$MNT"

@@ -205,3 +205,33 @@ fn guests_the_hypervisor_cannot_run_are_refused_before_anything_is_made() {
     c.hypervisor.domain_type = crate::spec::DomainTypeChoice::Qemu;
     assert_eq!(infra(&c, &hv).unwrap(), 4, "2 networks, pool, SSH key");
 }
+
+/// A template built for emulated guests (its kernel without the speculation mitigations) is
+/// refused for KVM guests before anything is made; for TCG guests it is what they boot.
+#[test]
+fn a_template_built_for_emulated_guests_is_refused_for_kvm_ones() {
+    let (_tmp, mut c, hv) = setup();
+    std::fs::write(
+        crate::image::boot_record(c.image_path()),
+        format!("{}\n", crate::image::EMULATED_KERNEL_ARGS),
+    )
+    .unwrap();
+    c.hypervisor.domain_type = crate::spec::DomainTypeChoice::Kvm;
+    let err = infra(&c, &hv).unwrap_err();
+    let f = err
+        .downcast_ref::<crate::error::Failure>()
+        .expect("a Failure");
+    assert!(
+        f.to_string().contains("was built for emulated guests")
+            && f.to_string().contains("mitigations=off"),
+        "{f}"
+    );
+    assert!(format!("{f:?}").contains("image build --force"), "{f:?}");
+    assert!(hv.calls().is_empty(), "{:?}", hv.calls());
+    assert!(!c.cluster_dir().join("ssh").exists());
+    c.hypervisor.domain_type = crate::spec::DomainTypeChoice::Qemu;
+    assert_eq!(infra(&c, &hv).unwrap(), 4, "2 networks, pool, SSH key");
+    // Without the record (a template kubicluster did not build): any guest.
+    crate::image::forget_boot_record(c.image_path()).unwrap();
+    assert!(!crate::image::built_for_emulation(c.image_path()));
+}

@@ -151,7 +151,7 @@ fn fresh_namespace(c: &Client) -> Result<()> {
 /// wget: the static busybox's wget crashes looking up the "http" service.
 fn http_get(host: &str, port: u16) -> String {
     format!(
-        "i=0; while [ $i -lt 24 ]; do i=$((i + 1)); a=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {host} {port}); \
+        "i=0; while [ $i -lt 24 ]; do i=$((i + 1)); a=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}); \
          case \"$a\" in *kubicluster-smoke*) echo \"$a\"; exit 0;; esac; sleep 5; done; \
          echo \"no answer from {host}:{port}: $a\"; exit 1"
     )

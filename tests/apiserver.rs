@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::timing;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -1031,10 +1033,10 @@ fn real_control_plane_on_loopback() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    eprintln!(
-        "TIMING kube-apiserver gone after SIGTERM with watches open: {:.1} s ({exited})",
+    timing(&format!(
+        "kube-apiserver gone after SIGTERM with watches open: {:.1} s ({exited})",
         t.elapsed().as_secs_f64()
-    );
+    ));
     let log = std::fs::read_to_string(&api.log).unwrap();
     // (By hand, this test with the flag set to 0: 12.8 s, and no drain in the log; with it
     // 1.4 s, the same day, while CI ran beside it.)

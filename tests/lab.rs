@@ -23,6 +23,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::lab::*;
+use common::timing;
 use common::{sshd_files, status_row};
 use kubicluster::hypervisor::Hypervisor;
 use kubicluster::spec;
@@ -543,7 +544,7 @@ spec:
     let timed = |what: &str, args: &[&str]| {
         let t = std::time::Instant::now();
         let o = run(args);
-        eprintln!("TIMING {what}: {:.1} s", t.elapsed().as_secs_f64());
+        timing(&format!("{what}: {:.1} s", t.elapsed().as_secs_f64()));
         o
     };
     // hv2 lost mid-run: once its template upload has begun, every SSH session into it is cut.
@@ -576,10 +577,10 @@ spec:
         lost.contains("[hv1] create-vms: 2 VM(s) up") && lost.contains("error: hypervisor hv2: "),
         "hv1 finished, the error names hv2: {lost}"
     );
-    eprintln!(
-        "TIMING up over two hypervisors, hv2 lost during its upload: {:.0} s",
+    timing(&format!(
+        "up over two hypervisors, hv2 lost during its upload: {:.0} s",
         t.elapsed().as_secs_f64()
-    );
+    ));
     // hv2 back: `up` resumes — nothing left to do on hv1, hv2's cut-off template replaced.
     h2.restore();
     let o = timed("up over two hypervisors (resumed)", &["up"]);

@@ -20,6 +20,7 @@
 mod common;
 
 use common::lab::*;
+use common::timing;
 
 /// The "NOT started" lines of a run's output (what follows the header, indented).
 fn not_started(out: &str) -> Vec<String> {
@@ -73,7 +74,7 @@ fn lab_kubernetes_cluster() {
     // The whole cluster and its smoke test.
     let out = lab.ok(&["up"]);
     let up_cold = start.elapsed().as_secs_f64();
-    eprintln!("TIMING up (cold): {up_cold:.0} s");
+    timing(&format!("up (cold): {up_cold:.0} s"));
     assert!(out.contains("test: every check passed"), "{out}");
     for check in [
         "PASS  every worker is Ready",
@@ -165,7 +166,10 @@ held && echo "held again after $(took "$t") s""#
         ),
     );
     let out = text(&o);
-    eprintln!("TIMING hung API server: {}", out.trim().replace('\n', "; "));
+    timing(&format!(
+        "hung API server: {}",
+        out.trim().replace('\n', "; ")
+    ));
     assert!(
         o.status.success() && out.contains("released after ") && out.contains("held again after "),
         "{out}"
@@ -195,7 +199,7 @@ held && echo "held again after $(took "$t") s""#
     // A second `up`: nothing to change, nothing restarted, the test passes again.
     let t = std::time::Instant::now();
     let out = lab.ok(&["up", "--skip-test"]);
-    eprintln!("TIMING up (no-op): {:.1} s", t.elapsed().as_secs_f64());
+    timing(&format!("up (no-op): {:.1} s", t.elapsed().as_secs_f64()));
     assert!(out.contains("up: made 0 change(s)"), "{out}");
     assert!(out.contains(", 0 restart(s)"), "{out}");
 
@@ -224,10 +228,10 @@ held && echo "held again after $(took "$t") s""#
     assert!(text(&o).contains("no downgrade"), "{}", text(&o));
     let t = std::time::Instant::now();
     let out = lab.ok(&["upgrade", "--to", &running.to_string()]);
-    eprintln!(
-        "TIMING upgrade to the running release: {:.1} s",
+    timing(&format!(
+        "upgrade to the running release: {:.1} s",
         t.elapsed().as_secs_f64()
-    );
+    ));
     assert!(
         out.contains(&format!("every node runs Kubernetes {running}")),
         "{out}"
@@ -263,7 +267,7 @@ held && echo "held again after $(took "$t") s""#
     .unwrap();
     let t = std::time::Instant::now();
     let out = lab.ok(&["etcd", "backup"]);
-    eprintln!("TIMING etcd backup: {:.1} s", t.elapsed().as_secs_f64());
+    timing(&format!("etcd backup: {:.1} s", t.elapsed().as_secs_f64()));
     assert!(out.contains("checked whole); 1 kept"), "{out}");
     let snaps = kubicluster::backups::list(&c).unwrap();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
@@ -274,7 +278,7 @@ held && echo "held again after $(took "$t") s""#
     assert_eq!(o.status.code(), Some(2), "needs --yes: {}", text(&o));
     let t = std::time::Instant::now();
     let out = lab.ok(&["etcd", "restore", &snap, "--yes"]);
-    eprintln!("TIMING etcd restore: {:.0} s", t.elapsed().as_secs_f64());
+    timing(&format!("etcd restore: {:.0} s", t.elapsed().as_secs_f64()));
     assert!(
         out.contains("etcd restore: the cluster's state is that of"),
         "{out}"
@@ -316,7 +320,7 @@ held && echo "held again after $(took "$t") s""#
     // down cleanly, come back by themselves (autostart), and the cluster works again.
     let t = std::time::Instant::now();
     let out = lab.ok(&["stop"]);
-    eprintln!("TIMING stop: {:.0} s", t.elapsed().as_secs_f64());
+    timing(&format!("stop: {:.0} s", t.elapsed().as_secs_f64()));
     assert_eq!(out.matches("shut down cleanly").count(), 3, "{out}");
     assert!(!out.contains("powered off"), "{out}");
     let lv = lab.libvirt();
@@ -334,10 +338,10 @@ held && echo "held again after $(took "$t") s""#
     );
     let t = std::time::Instant::now();
     let out = lab.ok(&["start"]);
-    eprintln!(
-        "TIMING start after the reboot: {:.0} s",
+    timing(&format!(
+        "start after the reboot: {:.0} s",
         t.elapsed().as_secs_f64()
-    );
+    ));
     assert!(
         out.contains("start: every worker Ready again (2/2)"),
         "{out}"
@@ -352,7 +356,10 @@ held && echo "held again after $(took "$t") s""#
     // since are deleted, the snapshot's layers kept while the VMs' disks build on them.
     let t = std::time::Instant::now();
     let out = lab.ok(&["snapshot", "create", "s1"]);
-    eprintln!("TIMING snapshot create: {:.1} s", t.elapsed().as_secs_f64());
+    timing(&format!(
+        "snapshot create: {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
     assert!(
         out.contains("snapshot s1: 3 VM disk(s) frozen after an etcd snapshot, VMs paused"),
         "{out}"
@@ -369,10 +376,10 @@ held && echo "held again after $(took "$t") s""#
     let t = std::time::Instant::now();
     let out = lab.ok(&["snapshot", "revert", "s1", "--yes"]);
     let revert = t.elapsed().as_secs_f64();
-    eprintln!(
-        "TIMING snapshot revert: {revert:.0} s (up cold {up_cold:.0} s: {:.1}x faster)",
+    timing(&format!(
+        "snapshot revert: {revert:.0} s (up cold {up_cold:.0} s: {:.1}x faster)",
         up_cold / revert
-    );
+    ));
     assert!(
         out.contains("start: every worker Ready again (2/2)")
             && out.contains("is at s1")
@@ -433,8 +440,8 @@ held && echo "held again after $(took "$t") s""#
     let out = lab.ok(&["destroy", "--all"]);
     assert!(out.contains("destroy: lab removed"), "{out}");
     assert!(!work.exists(), "destroy --all removes {}", work.display());
-    eprintln!(
-        "TIMING lab_kubernetes_cluster: {:.0} s",
+    timing(&format!(
+        "lab_kubernetes_cluster: {:.0} s",
         start.elapsed().as_secs_f64()
-    );
+    ));
 }

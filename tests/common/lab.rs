@@ -70,11 +70,18 @@ impl Lab {
     }
 
     pub fn kubicluster(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
+        let t = std::time::Instant::now();
         let out = self
             .command(args, extra_env)
             .output()
             .expect("run kubicluster");
         eprintln!("$ kubicluster {}\n{}", args.join(" "), text(&out));
+        super::record(&format!(
+            "{:.1} s kubicluster {} ({})",
+            t.elapsed().as_secs_f64(),
+            args.join(" "),
+            out.status
+        ));
         out
     }
 

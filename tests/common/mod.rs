@@ -8,6 +8,33 @@ use std::path::Path;
 
 use kubicluster::spec::{self, Cluster, Overrides};
 
+/// A `TIMING <what>` line: on stderr (shown when a test fails or runs with --nocapture) and
+/// appended to target/tier-timings.log with the time of day, so a passing run's phases can be
+/// read afterwards too (cargo shows nothing of a passing test's output).
+pub fn timing(what: &str) {
+    eprintln!("TIMING {what}");
+    record(&format!("TIMING {what}"));
+}
+
+/// A line appended to target/tier-timings.log (best effort: only a record).
+pub fn record(line: &str) {
+    use std::io::Write;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tier-timings.log");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() % 86_400)
+        .unwrap_or(0);
+    let stamp = format!("{:02}:{:02}:{:02}", now / 3600, now / 60 % 60, now % 60);
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+    {
+        let _ = writeln!(f, "{stamp} {test}: {line}");
+    }
+}
+
 /// An OpenSSH server's files under `dir`, each name starting with `prefix`: a host key, a
 /// client key it accepts (`<prefix>client_key`), and `<prefix>sshd_config` listening on `addr`
 /// (keys only, no PAM). Returns the host's public key. `/run/sshd` is made for its privilege

@@ -101,7 +101,7 @@ fn own_api_server(
         Err(e) => Err(anyhow::anyhow!("{e}")),
     };
     match client {
-        Ok(c) => c.readiness(Duration::from_secs(5)),
+        Ok(c) => c.readiness(API_TIMEOUT),
         Err(e) => format!("not asked: {e:#}"),
     }
 }
@@ -176,6 +176,11 @@ pub(crate) fn unit_states(
 /// short on an emulated guest that is busy: the lab's controller, its API server just resumed
 /// after `SIGSTOP`, was reported "no answer" (CI by hand, 2026-12-07) while it answered seconds later.
 const SSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one API call of `status` may take. An emulated controller right after `up`'s smoke
+/// test (its namespace being deleted) took over 3 s to list the Nodes through the virtual IP,
+/// and `status` then said the API did not answer (a CI run of the Kubernetes lab tier).
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>> {
     // With several controllers each one's own API server is asked, as the admin.
@@ -328,7 +333,7 @@ pub fn node_readiness_since(
         .map_err(|e| format!("{e:#}"))?
         .ok_or("no admin kubeconfig")?;
     let (status, body) = client
-        .get_with_timeout("/api/v1/nodes", std::time::Duration::from_secs(3))
+        .get_with_timeout("/api/v1/nodes", API_TIMEOUT)
         .map_err(|e| format!("{e:#}"))?;
     if status != 200 {
         return Err(format!("GET /api/v1/nodes: HTTP {status}"));
@@ -349,16 +354,15 @@ pub fn node_readiness_since(
         .collect())
 }
 
-/// Kubernetes' own view, from the API as the admin (3 s per call): the server's version,
+/// Kubernetes' own view, from the API as the admin ([`API_TIMEOUT`] per call): the server's version,
 /// `/readyz`'s checks (etcd among them), each Node's readiness and kubelet version, and who
 /// leads kube-controller-manager and kube-scheduler (their Leases, and how fresh they are).
 pub fn kubernetes_view(cluster: &Cluster) -> std::result::Result<serde_json::Value, String> {
-    use std::time::Duration;
     let c = crate::kubeapi::Client::admin(cluster)
         .map_err(|e| format!("{e:#}"))?
         .ok_or("no admin kubeconfig")?;
     let get = |path: &str| -> std::result::Result<(u16, String), String> {
-        c.get_with_timeout(path, Duration::from_secs(3))
+        c.get_with_timeout(path, API_TIMEOUT)
             .map_err(|e| format!("{e:#}"))
     };
     let json = |path: &str| -> std::result::Result<serde_json::Value, String> {

@@ -1022,17 +1022,19 @@ fn real_control_plane_on_loopback() {
         .status()
         .unwrap();
     assert!(st.success(), "kill -TERM");
-    let exited = loop {
-        if let Some(st) = api.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "kube-apiserver still running 120 s after SIGTERM:\n{}",
-            api.tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let exited =
+        kubicluster::retry::until(Duration::from_secs(120), Duration::from_millis(200), || {
+            api.child
+                .try_wait()
+                .unwrap()
+                .ok_or(kubicluster::retry::NotYet::Again(()))
+        })
+        .unwrap_or_else(|()| {
+            panic!(
+                "kube-apiserver still running 120 s after SIGTERM:\n{}",
+                api.tail()
+            )
+        });
     timing(&format!(
         "kube-apiserver gone after SIGTERM with watches open: {:.1} s ({exited})",
         t.elapsed().as_secs_f64()

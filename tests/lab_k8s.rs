@@ -178,18 +178,19 @@ held && echo "held again after $(took "$t") s""#
     // their leases: they lose the lead and restart, and on an emulated controller their leases
     // stay stale for a while (41 s once in CI) — `status` says so (exit 3) until both lead again.
     let t = std::time::Instant::now();
-    let out = loop {
-        let o = lab.kubicluster(&["status"], &[]);
-        if o.status.success() {
-            break text(&o);
-        }
-        assert!(
-            o.status.code() == Some(3) && t.elapsed() < std::time::Duration::from_secs(240),
-            "status not healthy again within 240 s: {}",
-            text(&o)
-        );
-        std::thread::sleep(std::time::Duration::from_secs(5));
-    };
+    let out = kubicluster::retry::until(
+        std::time::Duration::from_secs(240),
+        std::time::Duration::from_secs(5),
+        || {
+            let o = lab.kubicluster(&["status"], &[]);
+            match o.status.code() {
+                Some(0) => Ok(text(&o)),
+                Some(3) => Err(kubicluster::retry::NotYet::Again(text(&o))),
+                _ => Err(kubicluster::retry::NotYet::Stop(text(&o))),
+            }
+        },
+    )
+    .unwrap_or_else(|out| panic!("status not healthy again within 240 s: {out}"));
     timing(&format!(
         "status healthy again after the hung API server: {:.0} s",
         t.elapsed().as_secs_f64()

@@ -105,17 +105,27 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
         .filter_map(|n| cluster.node(n))
         .map(|n| vms::NodeStatus::unknown(n, "?"))
         .collect();
-    for (r, (name, _, _)) in crate::par::map(&spread.hosts, |(_, view, hv)| vms::status(view, hv))
-        .into_iter()
-        .zip(&spread.hosts)
-    {
+    // Kubernetes' view through the API while the nodes are asked over SSH.
+    let (per_host, (api, k8s)) = std::thread::scope(|s| {
+        let view = s.spawn(|| {
+            let api = vms::node_readiness(&cluster);
+            let k8s = api
+                .as_ref()
+                .ok()
+                .and_then(|_| vms::kubernetes_view(&cluster).ok());
+            (api, k8s)
+        });
+        let per_host = crate::par::map(&spread.hosts, |(_, view, hv)| vms::status(view, hv));
+        let view = view.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (per_host, view)
+    });
+    for (r, (name, _, _)) in per_host.into_iter().zip(&spread.hosts) {
         rows.extend(anyhow::Context::with_context(r, || {
             format!("hypervisor {name}")
         })?);
     }
     rows.sort_by_key(|r| cluster.nodes.iter().position(|n| n.name == r.node));
     let spread_over = cluster.hosts.len() > 1;
-    let api = vms::node_readiness(&cluster);
     if let Ok(ready) = &api {
         // Controllers run no kubelet (as in KTHW): they are not Nodes.
         for r in rows.iter_mut().filter(|r| r.role == "worker") {
@@ -148,10 +158,6 @@ pub fn run_status(ctx: &mut Ctx, args: &crate::cli::StatusArgs) -> Result<()> {
             Some(format!("api: virtual IP {vip} {what}"))
         }
         _ => None,
-    };
-    let k8s = match &api {
-        Ok(_) => vms::kubernetes_view(&cluster).ok(),
-        Err(_) => None,
     };
     if let Some(v) = &k8s {
         if v["readyz"] != "ok" {

@@ -182,81 +182,85 @@ const SSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// and `status` then said the API did not answer (a CI run of the Kubernetes lab tier).
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every node of `cluster` on `hv`: its VM, then (at the same time on every running VM) SSH with
+/// the pinned key, the units, the virtual IP, the load balancer's view, the controller's own
+/// API server — a node's answer does not wait for another's.
 pub fn status(cluster: &Cluster, hv: &dyn Hypervisor) -> Result<Vec<NodeStatus>> {
     // With several controllers each one's own API server is asked, as the admin.
     let several = cluster.controllers().count() > 1;
     let admin = several.then(|| std::fs::read_to_string(cluster.admin_kubeconfig()));
-    cluster
+    let domains = cluster
         .nodes
         .iter()
-        .map(|n| {
-            let d = hv.domain(&n.name)?;
-            let vm = match &d {
-                None => "absent".to_string(),
-                Some(d) if d.owner().as_deref() != Some(cluster.name.as_str()) => "foreign".into(),
-                Some(d) => match &d.state {
-                    VmState::Running => "running".into(),
-                    VmState::Off => "off".into(),
-                    VmState::Paused(_) => "paused".into(),
-                    VmState::Other(s) => s.to_lowercase(),
-                },
-            };
-            let mut units = Vec::new();
-            let mut holds_vip = None;
-            let mut lb = None;
-            let ssh = if vm != "running" {
-                "-".into()
-            } else if crate::vms::pins::pinned(cluster, &n.name)
-                .ok()
-                .flatten()
-                .is_none()
-            {
-                "NO PINNED KEY".into()
-            } else {
-                match connect(cluster, n, SSH_TIMEOUT).and_then(|h| {
-                    verify(cluster, n, &h)?;
-                    units = unit_states(&h, &node_units(cluster, n));
-                    if let Some(vip) = cluster.kubernetes.api_server_vip
-                        && n.role == crate::spec::Role::Controller
-                    {
-                        holds_vip = holds(&h, vip);
-                    }
-                    if n.role == crate::spec::Role::LoadBalancer {
-                        lb = lb_servers(&h);
-                    }
-                    Ok(())
-                }) {
-                    Ok(()) => "ok".into(),
-                    Err(e) if is_key_mismatch(&e) => "WRONG HOST KEY".into(),
-                    Err(_) => "no answer".into(),
+        .map(|n| Ok((n, hv.domain(&n.name)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::par::map(&domains, |(n, d)| {
+        let n = *n;
+        let vm = match d {
+            None => "absent".to_string(),
+            Some(d) if d.owner().as_deref() != Some(cluster.name.as_str()) => "foreign".into(),
+            Some(d) => match &d.state {
+                VmState::Running => "running".into(),
+                VmState::Off => "off".into(),
+                VmState::Paused(_) => "paused".into(),
+                VmState::Other(s) => s.to_lowercase(),
+            },
+        };
+        let mut units = Vec::new();
+        let mut holds_vip = None;
+        let mut lb = None;
+        let ssh = if vm != "running" {
+            "-".into()
+        } else if crate::vms::pins::pinned(cluster, &n.name)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            "NO PINNED KEY".into()
+        } else {
+            match connect(cluster, n, SSH_TIMEOUT).and_then(|h| {
+                verify(cluster, n, &h)?;
+                units = unit_states(&h, &node_units(cluster, n));
+                if let Some(vip) = cluster.kubernetes.api_server_vip
+                    && n.role == crate::spec::Role::Controller
+                {
+                    holds_vip = holds(&h, vip);
                 }
-            };
-            // Only where kubicluster started it (a controller without the binaries has its
-            // unit installed, disabled).
-            let api_server = admin
-                .as_ref()
-                .filter(|_| {
-                    units
-                        .iter()
-                        .any(|(u, e, _)| u == "kube-apiserver.service" && e == "enabled")
-                })
-                .map(|kc| own_api_server(cluster, n, kc));
-            Ok(NodeStatus {
-                node: n.name.clone(),
-                hypervisor: cluster.hosts[0].name.clone(),
-                role: n.role.to_string(),
-                vm,
-                cluster_ip: n.cluster_ip.to_string(),
-                hypervisor_ip: n.hypervisor_ip.to_string(),
-                ssh,
-                units,
-                ready: None,
-                holds_vip,
-                api_server,
-                lb_servers: lb,
+                if n.role == crate::spec::Role::LoadBalancer {
+                    lb = lb_servers(&h);
+                }
+                Ok(())
+            }) {
+                Ok(()) => "ok".into(),
+                Err(e) if is_key_mismatch(&e) => "WRONG HOST KEY".into(),
+                Err(_) => "no answer".into(),
+            }
+        };
+        // Only where kubicluster started it (a controller without the binaries has its
+        // unit installed, disabled).
+        let api_server = admin
+            .as_ref()
+            .filter(|_| {
+                units
+                    .iter()
+                    .any(|(u, e, _)| u == "kube-apiserver.service" && e == "enabled")
             })
-        })
-        .collect()
+            .map(|kc| own_api_server(cluster, n, kc));
+        NodeStatus {
+            node: n.name.clone(),
+            hypervisor: cluster.hosts[0].name.clone(),
+            role: n.role.to_string(),
+            vm,
+            cluster_ip: n.cluster_ip.to_string(),
+            hypervisor_ip: n.hypervisor_ip.to_string(),
+            ssh,
+            units,
+            ready: None,
+            holds_vip,
+            api_server,
+            lb_servers: lb,
+        }
+    }))
 }
 
 /// What is wrong with each node, for `status` (empty = healthy): a VM not running, SSH not

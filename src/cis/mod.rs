@@ -22,6 +22,13 @@ for f in /etc/systemd/system/etcd.service /etc/systemd/system/kube-apiserver.ser
   [ -e "$f" ] && stat -c 'F %a %U %G %n' "$f"
 done
 for d in /proc/[0-9]*; do
+  # The process name first, with the shell alone (an emulated node forks slowly); the kernel
+  # cuts it at 15 characters: kube-controller-manager is "kube-controller".
+  read -r comm < "$d/comm" 2>/dev/null || continue
+  case "$comm" in
+    etcd|kube-apiserver|kube-controller|kube-scheduler|kubelet|kube-proxy) ;;
+    *) continue ;;
+  esac
   exe=$(tr '\0' '\n' < "$d/cmdline" 2>/dev/null | head -n 1)
   case "${exe##*/}" in
     etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy)

@@ -144,7 +144,9 @@ fn lab_vms_end_to_end() {
     // namespaces — their pool directories exist only there, so nothing may go by a path of
     // this host. The template and each VM's identity go through libvirt's upload stream, each
     // VM is reached through its own host's sshd (a jump, both host keys checked), the cluster
-    // network spans both hosts, this cluster's VMs are untouched.
+    // network spans both hosts, this cluster's VMs are untouched. Its Kubernetes passes
+    // `kubicluster test`; a whole-cluster snapshot over both hosts is reverted (a ConfigMap made
+    // after it gone, one from before there).
     two_hypervisors(&lab, &c);
     let out = lab.ok(&["status"]);
     assert_eq!(out.matches(" running ").count(), 2, "{out}");
@@ -721,8 +723,26 @@ spec:
         "{out}"
     );
     // A snapshot of the cluster over both hosts: every VM paused (on both) while the disks
-    // switch; a file written on hv2's worker after it is gone after the revert, every node
-    // booted again on its own host and Ready.
+    // switch. A ConfigMap made after it (through the API) and a file written on hv2's worker
+    // are gone after the revert, the ConfigMap from before is there, every node booted again
+    // on its own host and Ready. (The one whole-cluster revert of the lab tiers: the
+    // Kubernetes lab does not repeat it on one host.)
+    let cluster_dir = d.join("work").join(format!("two{}", std::process::id()));
+    let kubeconfig =
+        std::fs::read_to_string(cluster_dir.join("certs_and_configs/admin.kubeconfig")).unwrap();
+    let api = kubicluster::kubeapi::Client::from_kubeconfig(&kubeconfig, None).unwrap();
+    let configmap = |name: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default"},
+            "data": {"made": name},
+        })
+    };
+    let cm_path = |name: &str| format!("/api/v1/namespaces/default/configmaps/{name}");
+    // The API is reached on the cluster network, inside hv1's namespace.
+    let own_namespace = kubicluster::net::namespace();
+    kubicluster::net::dial_inside(Some(Path::new(&format!("/run/netns/{}", h1.ns))));
+    api.apply(&configmap("before-snapshot")).unwrap();
     let o = timed(
         "snapshot create over two hypervisors",
         &["snapshot", "create", "s1"],
@@ -734,6 +754,7 @@ spec:
             && out.contains("snapshot s1: 4 VM disk(s) frozen after an etcd snapshot"),
         "{out}"
     );
+    api.apply(&configmap("after-snapshot")).unwrap();
     let after = "/var/lib/kubicluster-after-snapshot";
     let o = ssh_from(&h2.ns, "192.168.122.22", &format!("touch {after} && sync"));
     assert!(o.status.success(), "{}", text(&o));
@@ -741,9 +762,14 @@ spec:
     let list: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout))
         .unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     assert!(
-        list[0]["complete"] == true && list[0]["layer_bytes"].as_u64().unwrap_or(0) > 0,
+        list[0]["name"] == "s1"
+            && list[0]["complete"] == true
+            && list[0]["etcd"] == true
+            && list[0]["layer_bytes"].as_u64().unwrap_or(0) > 0,
         "the layers' sizes come from both hosts' pools: {list}"
     );
+    let o = run(&["snapshot", "revert", "s1"]);
+    assert_eq!(o.status.code(), Some(2), "needs --yes: {}", text(&o));
     let o = timed(
         "snapshot revert over two hypervisors",
         &["snapshot", "revert", "s1", "--yes"],
@@ -753,9 +779,18 @@ spec:
         o.status.success()
             && out.contains("  [hv2] kubi-worker-02: ")
             && out.contains("start: every worker Ready again (2/2)")
-            && out.contains("is at s1"),
+            && out.contains("is at s1")
+            && out.contains("4 disk layer(s) of before deleted"),
         "{out}"
     );
+    assert_eq!(
+        api.get(&cm_path("after-snapshot")).unwrap().0,
+        404,
+        "made after the snapshot"
+    );
+    let (status, body) = api.get(&cm_path("before-snapshot")).unwrap();
+    assert_eq!(status, 200, "made before the snapshot: {body}");
+    kubicluster::net::dial_inside(own_namespace.as_deref());
     let o = ssh_from(&h2.ns, "192.168.122.22", &format!("test ! -e {after}"));
     assert!(
         o.status.success(),
@@ -765,9 +800,20 @@ spec:
     let o = run(&["snapshot", "delete", "s1"]);
     let out = text(&o);
     assert!(
-        o.status.success() && out.contains("4 kept because"),
+        o.status.success()
+            && out.contains("0 disk layer(s) freed")
+            && out.contains("4 kept because"),
         "the reverted disks build on the layers: {out}"
     );
+    // A base and a top per VM, in each VM's own host's pool.
+    for h in [&h1, &h2] {
+        let listing = h.ls("/var/lib/libvirt/images/remote");
+        let disks = listing
+            .lines()
+            .filter(|f| f.starts_with("kubi-") && f.ends_with(".qcow2"))
+            .count();
+        assert_eq!(disks, 4, "two VMs, a base and a top each: {listing}");
+    }
     let o = run(&["destroy"]);
     let out = text(&o);
     assert!(

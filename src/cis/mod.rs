@@ -24,12 +24,13 @@ done
 for d in /proc/[0-9]*; do
   # The process name first, with the shell alone (an emulated node forks slowly); the kernel
   # cuts it at 15 characters: kube-controller-manager is "kube-controller".
-  read -r comm < "$d/comm" 2>/dev/null || continue
+  # (2>/dev/null first: a process gone meanwhile makes the redirection itself fail, said on stderr.)
+  read -r comm 2>/dev/null < "$d/comm" || continue
   case "$comm" in
     etcd|kube-apiserver|kube-controller|kube-scheduler|kubelet|kube-proxy) ;;
     *) continue ;;
   esac
-  exe=$(tr '\0' '\n' < "$d/cmdline" 2>/dev/null | head -n 1)
+  exe=$(tr '\0' '\n' 2>/dev/null < "$d/cmdline" | head -n 1)
   case "${exe##*/}" in
     etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|kube-proxy)
       n=${exe##*/}

@@ -668,10 +668,8 @@ spec:
     // One segment: the controller on hv1 reaches the worker on hv2 at its cluster address
     // (OpenSSH from inside hv1's namespace, trusting only the pinned keys); the cluster NIC
     // has the file's MTU (1450, as under a VXLAN) and a full-size packet passes unfragmented.
-    let known = d
-        .join("work")
-        .join(format!("two{}", std::process::id()))
-        .join("ssh");
+    let cluster_dir = d.join("work").join(format!("two{}", std::process::id()));
+    let known = cluster_dir.join("ssh");
     let ssh_from = |ns: &str, ip: &str, cmd: &str| {
         Command::new("ip")
             .args(["netns", "exec", ns, "ssh", "-o", "BatchMode=yes", "-o"])
@@ -727,7 +725,6 @@ spec:
     // are gone after the revert, the ConfigMap from before is there, every node booted again
     // on its own host and Ready. (The one whole-cluster revert of the lab tiers: the
     // Kubernetes lab does not repeat it on one host.)
-    let cluster_dir = d.join("work").join(format!("two{}", std::process::id()));
     let kubeconfig =
         std::fs::read_to_string(cluster_dir.join("certs_and_configs/admin.kubeconfig")).unwrap();
     let api = kubicluster::kubeapi::Client::from_kubeconfig(&kubeconfig, None).unwrap();
